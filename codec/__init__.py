@@ -1,0 +1,1 @@
+"""nac: a neural audio codec (STFT-domain convolutional autoencoder)."""

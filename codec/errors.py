@@ -1,0 +1,48 @@
+"""The project's exception hierarchy; each kind carries the CLI's exit code.
+
+Every error raised on purpose by nac is a ``NacError``. The CLI maps
+``exit_code`` to the process exit status, so the table below is the one
+place exit codes are defined (README and ``format_spec.md`` repeat it).
+"""
+
+
+class NacError(Exception):
+    """Base class; ``str(err)`` is a one-line message naming the problem."""
+
+    exit_code = 1
+
+
+class UsageError(NacError):
+    """Invalid option values or combinations."""
+
+    exit_code = 2
+
+
+class InputError(NacError):
+    """Missing, unreadable or non-audio input file."""
+
+    exit_code = 3
+
+
+class FormatError(NacError):
+    """Not a nac file, or a corrupt one (bad magic, CRC, sizes, limits)."""
+
+    exit_code = 4
+
+
+class VersionError(FormatError):
+    """A nac file whose major version this decoder does not know."""
+
+    exit_code = 5
+
+
+class ModelError(NacError):
+    """Unknown model id or name, or weights that fail their hash or validation."""
+
+    exit_code = 6
+
+
+class OutputError(NacError):
+    """The output cannot be written (exists without --force, unwritable, disk full)."""
+
+    exit_code = 7
