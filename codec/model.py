@@ -1,0 +1,217 @@
+"""The nac autoencoders: waveform tensors in, latents out, and back. Never bytes.
+
+Two architectures share one interface and one frozen config:
+
+* ``seed2d``: the research prototype's design. The STFT as a two-channel image
+  [log-magnitude, phase] -> Conv2d stride-2 stack + bottleneck ResBlock ->
+  latent (C, F', T'); mirrored ConvTranspose2d decoder predicting magnitude
+  and phase.
+* ``spec1d``: frequency bins as channels, 1-D convolutions over time only.
+  Far cheaper per step on a CPU, so it trains further in the same time.
+
+Both decoders predict log-magnitude and phase (as a unit vector). At decode
+time the predicted phase seeds a few fast Griffin-Lim iterations
+(``phase_iters``; 0 keeps the network's phase as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .stft import Stft, from_log_magnitude, griffin_lim, log_magnitude
+
+ARCHITECTURES = ("seed2d", "spec1d")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored as JSON next to its weights."""
+
+    arch: str = "spec1d"
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 128
+    width: int = 160
+    latent_channels: int = 48  # the seed's MODEL_CHANNELS: smaller compresses harder
+    downsample: int = 2  # stride-2 stages over time; time_stride = 2 ** downsample
+    phase_iters: int = 16
+
+    def __post_init__(self) -> None:
+        checks = {
+            "arch": self.arch in ARCHITECTURES,
+            "sample_rate": 8000 <= self.sample_rate <= 48000,
+            "n_fft": self.n_fft in (128, 256, 512, 1024, 2048),
+            "hop_length": 1 <= self.hop_length <= self.n_fft,
+            "width": 1 <= self.width <= 1024,
+            "latent_channels": 1 <= self.latent_channels <= 1024,
+            "downsample": 0 <= self.downsample <= 5,
+            "phase_iters": 0 <= self.phase_iters <= 256,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid model config field(s): {', '.join(bad)}")
+
+    @property
+    def time_stride(self) -> int:
+        return 2**self.downsample
+
+    @property
+    def stft(self) -> Stft:
+        return Stft(self.n_fft, self.hop_length)
+
+    @property
+    def latent_height(self) -> int:
+        """Latent size along frequency (1 for ``spec1d``)."""
+        if self.arch == "spec1d":
+            return 1
+        height = self.stft.bins
+        for _ in range(self.downsample + 1):
+            height = math.ceil(height / 2)
+        return height
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - known:
+            raise ValueError("model config has unknown or malformed fields")
+        return cls(**data)
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(gelu(conv_k(gelu(x)))): the bottleneck block, 1-D or 2-D."""
+
+    def __init__(self, channels: int, dims: int, dilation: int = 1):
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        self.body = nn.Sequential(
+            nn.GELU(),
+            conv(channels, channels, 3, padding=dilation, dilation=dilation),
+            nn.GELU(),
+            conv(channels, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class _Codec(nn.Module):
+    """Shared STFT front end, latent interface and synthesis."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.stft = config.stft
+
+    def spectrum(self, wave: torch.Tensor) -> torch.Tensor:
+        """Complex STFT (B, bins, frames) framed for this model's stride."""
+        frames = self.stft.frame_count(wave.shape[-1], self.config.time_stride)
+        return self.stft.analyze(wave, frames)
+
+    def encode(self, wave: torch.Tensor) -> torch.Tensor:
+        """Latent (B, C, H, T') of ``wave`` (B, T); T' = frames / time_stride."""
+        spec = self.spectrum(wave)
+        return self.encode_spectrum(spec)
+
+    def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted (log-magnitude, phase), each (B, bins, T' * time_stride)."""
+        raise NotImplementedError
+
+    def encode_spectrum(self, spec: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def synthesize(
+        self, log_mag: torch.Tensor, phase: torch.Tensor, length: int, phase_iters: int | None = None
+    ) -> torch.Tensor:
+        """Waveform (B, length) from log-magnitude and a phase estimate."""
+        iters = self.config.phase_iters if phase_iters is None else phase_iters
+        if iters == 0:
+            return self.stft.synthesize(from_log_magnitude(log_mag, phase), length)
+        magnitude = from_log_magnitude(log_mag, torch.zeros_like(phase)).real
+        return griffin_lim(self.stft, magnitude, phase, length, iters)
+
+    def decode(
+        self, latent: torch.Tensor, length: int, phase: torch.Tensor | None = None, phase_iters: int | None = None
+    ) -> torch.Tensor:
+        """Waveform (B, length). A stored ``phase`` replaces the predicted one as is."""
+        log_mag, predicted = self.decode_spectrum(latent)
+        if phase is not None:
+            return self.synthesize(log_mag, phase, length, phase_iters=0)
+        return self.synthesize(log_mag, predicted, length, phase_iters)
+
+
+def _split_prediction(out: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, bins, T) or (B, 3 * bins, T) -> log-magnitude and phase, each (B, bins, T)."""
+    log_mag, cos, sin = out.reshape(out.shape[0], 3, bins, out.shape[-1]).unbind(1)
+    return log_mag, torch.atan2(sin, cos)
+
+
+class Spec1dCodec(_Codec):
+    """Frequency bins as channels; Conv1d over time with stride-2 stages."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        bins, width = self.stft.bins, config.width
+        encoder = [nn.Conv1d(3 * bins, width, 1), ResBlock(width, 1)]
+        decoder = [nn.Conv1d(config.latent_channels, width, 3, padding=1), ResBlock(width, 1)]
+        for stage in range(config.downsample):
+            encoder += [nn.GELU(), nn.Conv1d(width, width, 4, stride=2, padding=1), ResBlock(width, 1, 3)]
+            decoder += [nn.GELU(), nn.ConvTranspose1d(width, width, 4, stride=2, padding=1), ResBlock(width, 1, 3)]
+        encoder += [nn.GELU(), nn.Conv1d(width, config.latent_channels, 3, padding=1)]
+        decoder += [nn.GELU(), nn.Conv1d(width, 3 * bins, 1)]
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode_spectrum(self, spec: torch.Tensor) -> torch.Tensor:
+        phase = torch.angle(spec)
+        features = torch.cat([log_magnitude(spec), torch.cos(phase), torch.sin(phase)], dim=1)
+        return self.encoder(features).unsqueeze(2)
+
+    def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _split_prediction(self.decoder(latent.squeeze(2)), self.stft.bins)
+
+
+class Seed2dCodec(_Codec):
+    """The prototype: [log-magnitude, phase] image, Conv2d stride 2 on both axes.
+
+    Frequency is halved once more than time (an extra stride (2, 1) stage) so
+    the latent is compact along frequency, where the STFT is most redundant.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        width, latent = config.width, config.latent_channels
+        encoder: list[nn.Module] = [nn.Conv2d(2, width, 3, stride=(2, 1), padding=1)]
+        decoder: list[nn.Module] = [nn.Conv2d(latent, width, 1), ResBlock(width, 2)]
+        for _ in range(config.downsample):
+            encoder += [nn.GELU(), nn.Conv2d(width, width, 3, stride=2, padding=1)]
+            decoder += [nn.GELU(), nn.ConvTranspose2d(width, width, 4, stride=2, padding=1)]
+        encoder += [ResBlock(width, 2), nn.GELU(), nn.Conv2d(width, latent, 1)]
+        decoder += [nn.GELU(), nn.ConvTranspose2d(width, 3, (4, 3), stride=(2, 1), padding=1)]
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode_spectrum(self, spec: torch.Tensor) -> torch.Tensor:
+        image = torch.stack([log_magnitude(spec), torch.angle(spec) / math.pi], dim=1)
+        return self.encoder(image)
+
+    def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.decoder(latent)[:, :, : self.stft.bins]
+        return _split_prediction(out, self.stft.bins)
+
+
+def build_model(config: ModelConfig) -> _Codec:
+    """A fresh (untrained) model for ``config``."""
+    return {"seed2d": Seed2dCodec, "spec1d": Spec1dCodec}[config.arch](config)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

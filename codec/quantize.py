@@ -1,0 +1,70 @@
+"""Latent and phase quantizers: pure functions, the formulas of format_spec.md §9.
+
+Latents: per (audio channel, latent channel) max-norm scale ``s`` (float32)
+and integer codes ``q = clamp(round_half_even(x * L / s), -L, L)`` with
+``L = 2**(bits-1) - 1``; dequantized as ``q * (s / L)``.
+Phase: uniform over a full turn with ``2**bits`` levels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CODE_DTYPES = {8: np.int8, 16: np.int16}
+PHASE_DTYPES = {8: np.uint8, 16: np.uint16}
+
+
+def levels(bits: int) -> int:
+    """Largest code magnitude L for ``bits``-bit signed codes."""
+    if bits not in CODE_DTYPES:
+        raise ValueError(f"bits must be 8 or 16, not {bits}")
+    return 2 ** (bits - 1) - 1
+
+
+def quantize(latent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and scales for ``latent`` shaped (channels, latent_channels, ...).
+
+    Returns (codes with the shape of ``latent``, float32 scales (channels, latent_channels)).
+    Non-finite values count as 0; an all-zero channel gets scale 0 and zero codes.
+    """
+    limit = levels(bits)
+    x = np.nan_to_num(np.asarray(latent, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    reduce_axes = tuple(range(2, x.ndim))
+    scales = np.abs(x).max(axis=reduce_axes) if x.size else np.zeros(x.shape[:2], np.float32)
+    scales = scales.astype(np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1.0)).reshape(scales.shape + (1,) * len(reduce_axes))
+    codes = np.clip(np.rint(x * np.float32(limit) / safe), -limit, limit)
+    return codes.astype(CODE_DTYPES[bits]), scales
+
+
+def dequantize(codes: np.ndarray, scales: np.ndarray, bits: int) -> np.ndarray:
+    """float32 latent from codes and scales made by :func:`quantize`."""
+    step = (scales.astype(np.float32) / np.float32(levels(bits))).reshape(scales.shape + (1,) * (codes.ndim - 2))
+    return codes.astype(np.float32) * step
+
+
+def quantize_phase(phase: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned codes ``floor(phi * P / 2pi + 0.5) mod P`` with ``P = 2**bits``."""
+    steps = 2**bits
+    codes = np.floor(np.asarray(phase, dtype=np.float64) * (steps / (2 * np.pi)) + 0.5)
+    return np.mod(codes, steps).astype(PHASE_DTYPES[bits])
+
+
+def dequantize_phase(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Phase in radians, wrapped to (-pi, pi]."""
+    steps = 2**bits
+    turns = codes.astype(np.float64) / steps
+    turns = np.where(turns > 0.5, turns - 1.0, turns)
+    return (turns * 2 * np.pi).astype(np.float32)
+
+
+def quantization_noise(latent: torch.Tensor, bits: int) -> torch.Tensor:
+    """Training stand-in for quantize+dequantize: uniform noise of one code step.
+
+    The step is the per-(item, channel) max-norm over all but the first two
+    axes divided by L, matching what :func:`quantize` will do at encode time.
+    """
+    reduce_dims = tuple(range(2, latent.dim()))
+    step = latent.detach().abs().amax(dim=reduce_dims, keepdim=True) / levels(bits)
+    return latent + (torch.rand_like(latent) - 0.5) * step

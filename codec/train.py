@@ -1,0 +1,248 @@
+"""Train a nac model on a folder of audio (``python -m codec.train`` / ``tools/train.py``).
+
+The seed's knobs are options whose defaults come from the environment:
+MAX_TRAIN_FILES, MAX_AUDIO_SECONDS, MODEL_CHANNELS, MEL_LOSS_WEIGHT, EPOCHS.
+Training audio is decoded once and cached as one int16 array, so a step costs
+only the STFT and the network. Checkpoints (``results/<run>/last.pt``) hold
+tensors, the step count and the JSON config; they load with
+``torch.load(weights_only=True)`` and a run resumes from them by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+
+from . import losses
+from .audio_io import read_audio
+from .model import ModelConfig, build_model, parameter_count
+from .quantize import quantization_noise
+from .stft import from_log_magnitude
+
+
+def _env(name: str, default, kind=float):
+    value = os.environ.get(name)
+    return kind(value) if value not in (None, "") else default
+
+
+@dataclass
+class TrainSettings:
+    data: Path
+    run_dir: Path
+    config: ModelConfig
+    max_files: int = 0  # 0 = all
+    crop_seconds: float = 1.0
+    batch_size: int = 16
+    epochs: int = 80
+    steps: int = 0  # 0 = derived from epochs
+    minutes: float = 0.0  # 0 = no wall-clock limit
+    learning_rate: float = 1e-3
+    mel_weight: float = 1.0
+    phase_weight: float = 1.0
+    waveform_weight: float = 10.0
+    stft_weight: float = 1.0
+    bits: int = 8
+    split: str = "train"
+    kind: str = "speech_wb"
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 25
+    save_every: int = 200
+
+
+def list_training_files(data: Path, split: str, kind: str, max_files: int) -> list[Path]:
+    """Files of ``split``/``kind`` from a corpus MANIFEST.tsv, or every audio file under ``data``."""
+    manifest = data / "MANIFEST.tsv"
+    if manifest.is_file():
+        with manifest.open(newline="") as handle:
+            rows = csv.DictReader(handle, delimiter="\t")
+            files = [data / r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind]
+    else:
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"})
+    return files[:max_files] if max_files > 0 else files
+
+
+def load_waveforms(files: list[Path], sample_rate: int, cache_dir: Path) -> np.ndarray:
+    """All files as one int16 mono stream at ``sample_rate``, cached on disk by file list."""
+    key = hashlib.sha256("\n".join(map(str, files)).encode() + str(sample_rate).encode()).hexdigest()[:16]
+    cache = cache_dir / f"waves-{key}.npy"
+    if cache.is_file():
+        return np.load(cache, mmap_mode="r")
+    parts = []
+    for path in files:
+        audio, rate = read_audio(path)
+        mono = audio.mean(axis=0)
+        if rate != sample_rate:
+            mono = soxr.resample(mono, rate, sample_rate)
+        parts.append((np.clip(mono, -1, 1) * 32767).astype(np.int16))
+    stream = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache, stream)
+    return stream
+
+
+class CropSampler:
+    """Random fixed-length crops from the cached stream, with random gain."""
+
+    def __init__(self, stream: np.ndarray, crop: int, seed: int):
+        if len(stream) <= crop:
+            raise ValueError("not enough training audio for one crop")
+        self.stream, self.crop = stream, crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        starts = self.rng.integers(0, len(self.stream) - self.crop, size)
+        waves = np.stack([self.stream[s : s + self.crop] for s in starts]).astype(np.float32) / 32768.0
+        gain_db = self.rng.uniform(-18.0, 6.0, (size, 1))
+        waves = np.clip(waves * 10 ** (gain_db / 20), -1.0, 1.0)
+        return torch.from_numpy(waves.astype(np.float32))
+
+
+def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[torch.Tensor, dict[str, float]]:
+    """The seed's losses plus multi-resolution STFT; returns (total, parts)."""
+    spec = model.spectrum(wave)
+    latent = quantization_noise(model.encode_spectrum(spec), settings.bits)
+    log_mag, phase = model.decode_spectrum(latent)
+    # The decoder refines phase with Griffin-Lim, so waveform-domain terms judge
+    # the predicted magnitude under the true phase; the phase head has its own loss.
+    recon = model.stft.synthesize(from_log_magnitude(log_mag, torch.angle(spec)), wave.shape[-1])
+    rate = model.config.sample_rate
+    parts = {
+        "mag": losses.magnitude_loss(log_mag, spec),
+        "phase": settings.phase_weight * losses.phase_loss(phase, spec),
+        "wave": settings.waveform_weight * losses.waveform_l1(recon, wave),
+        "mel": settings.mel_weight
+        * 0.5
+        * (losses.mel_loss(recon, wave, rate, 256, 40) + losses.mel_loss(recon, wave, rate, 1024, 80)),
+        "stft": settings.stft_weight * losses.multi_resolution_stft_loss(recon, wave),
+    }
+    total = sum(parts.values())
+    return total, {name: value.item() for name, value in parts.items()}
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "config": model.config.to_json(),
+    }
+    temp = path.with_suffix(".tmp")
+    torch.save(state, temp)
+    os.replace(temp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(settings: TrainSettings) -> Path:
+    torch.manual_seed(settings.seed)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = settings.run_dir / "last.pt"
+    config = settings.config
+    state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    if state is not None:
+        config = ModelConfig.from_json(state["config"])
+    model = build_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        print(f"resumed {checkpoint} at step {step}", flush=True)
+
+    files = list_training_files(settings.data, settings.split, settings.kind, settings.max_files)
+    stream = load_waveforms(files, config.sample_rate, settings.run_dir.parent / "cache")
+    crop = int(settings.crop_seconds * config.sample_rate)
+    sampler = CropSampler(stream, crop, settings.seed + step)
+    steps_per_epoch = max(1, len(stream) // (crop * settings.batch_size))
+    total_steps = settings.steps or settings.epochs * steps_per_epoch
+    print(
+        f"{config.arch}: {parameter_count(model)} parameters, {len(files)} files, "
+        f"{len(stream) / config.sample_rate / 3600:.2f} h audio, {steps_per_epoch} steps/epoch, "
+        f"target {total_steps} steps",
+        flush=True,
+    )
+    started, window_start, window = time.monotonic(), time.monotonic(), {}
+    while step < total_steps:
+        if settings.minutes and time.monotonic() - started > settings.minutes * 60:
+            break
+        loss, parts = training_loss(model, sampler.batch(settings.batch_size), settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        for name, value in {"loss": loss.item(), **parts}.items():
+            window[name] = window.get(name, 0.0) + value
+        if step % settings.log_every == 0:
+            elapsed = time.monotonic() - window_start
+            means = " ".join(f"{k}={v / settings.log_every:.4f}" for k, v in window.items())
+            print(f"step {step} {means} {settings.log_every / elapsed:.2f} steps/s", flush=True)
+            window_start, window = time.monotonic(), {}
+        if step % settings.save_every == 0:
+            save_checkpoint(checkpoint, model, optimizer, step)
+    save_checkpoint(checkpoint, model, optimizer, step)
+    print(f"saved {checkpoint} at step {step}", flush=True)
+    return checkpoint
+
+
+def parse_args(argv: list[str] | None = None) -> TrainSettings:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="corpus folder (with MANIFEST.tsv) or any folder of audio")
+    parser.add_argument("--run-dir", type=Path, default=Path("results/run"), help="checkpoints go here")
+    parser.add_argument("--arch", choices=("spec1d", "seed2d"), default="spec1d")
+    parser.add_argument("--model-channels", type=int, default=_env("MODEL_CHANNELS", 48, int),
+                        help="latent channels (env MODEL_CHANNELS); smaller compresses harder")
+    parser.add_argument("--width", type=int, default=160, help="hidden width of the network")
+    parser.add_argument("--downsample", type=int, default=2, help="stride-2 stages over time")
+    parser.add_argument("--max-files", type=int, default=_env("MAX_TRAIN_FILES", 0, int),
+                        help="use at most this many files, 0 = all (env MAX_TRAIN_FILES)")
+    parser.add_argument("--crop-seconds", type=float, default=_env("MAX_AUDIO_SECONDS", 1.0),
+                        help="random crop length in seconds (env MAX_AUDIO_SECONDS)")
+    parser.add_argument("--mel-weight", type=float, default=_env("MEL_LOSS_WEIGHT", 1.0),
+                        help="weight of the two-resolution mel loss (env MEL_LOSS_WEIGHT)")
+    parser.add_argument("--epochs", type=int, default=_env("EPOCHS", 80, int), help="passes over the data (env EPOCHS)")
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (overrides --epochs)")
+    parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
+    parser.add_argument("--split", default="train", help="MANIFEST split to train on")
+    parser.add_argument("--kind", default="speech_wb", help="MANIFEST kind to train on")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--log-every", type=int, default=25)
+    args = parser.parse_args(argv)
+    config = ModelConfig(
+        arch=args.arch, width=args.width, latent_channels=args.model_channels, downsample=args.downsample
+    )
+    return TrainSettings(
+        data=args.data, run_dir=args.run_dir, config=config, max_files=args.max_files,
+        crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
+        minutes=args.minutes, learning_rate=args.lr, mel_weight=args.mel_weight, split=args.split,
+        kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
+        log_every=args.log_every,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

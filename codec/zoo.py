@@ -1,0 +1,168 @@
+"""Shipped models: ``models/manifest.json`` plus one safetensors file per model.
+
+Every model has an explicit numeric id that is never reused; a ``.nac`` file
+records that id and the first 8 bytes of the weights' sha256, so a decoder
+can refuse a file made by other weights. Weights load from safetensors (the
+config is JSON in the file's metadata); nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+
+from .errors import ModelError
+from .model import ModelConfig, build_model
+
+MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
+CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
+MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One manifest row: what a user sees in ``nac models`` and what a decoder checks."""
+
+    id: int
+    name: str
+    file: str
+    sha256: str
+    sample_rate: int
+    parameters: int
+    description: str = ""
+
+    @property
+    def hash_prefix(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:8]
+
+
+def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry]]:
+    path = models_dir / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+        entries = [
+            ModelEntry(**{k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row}) for row in data["models"]
+        ]
+        return data["default"], entries
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"{path}: unreadable model manifest ({err})") from None
+
+
+def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
+    return _manifest(models_dir)[1]
+
+
+def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR) -> ModelEntry:
+    """The manifest entry named ``key`` (a name or an id); the default model for None."""
+    default, entries = _manifest(models_dir)
+    key = default if key is None else key
+    for entry in entries:
+        if entry.name == key or str(entry.id) == str(key):
+            return entry
+    known = ", ".join(e.name for e in entries)
+    raise ModelError(f"unknown model {key!r} (known: {known})")
+
+
+def read_weights_file(path: Path) -> tuple[bytes, ModelConfig, int]:
+    """(file bytes, config, model id) of a nac safetensors file, validated."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise ModelError(f"{path}: weights file too large ({size} bytes)")
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read model ({err.strerror or err})") from None
+    metadata = _safetensors_metadata(data, path)
+    try:
+        config = ModelConfig.from_json(metadata["nac_config"])
+        model_id = int(metadata.get("nac_model_id", CUSTOM_MODEL_ID))
+    except (KeyError, ValueError, TypeError) as err:
+        raise ModelError(f"{path}: not a nac model ({err})") from None
+    return data, config, model_id
+
+
+def _safetensors_metadata(data: bytes, path: Path) -> dict:
+    if len(data) < 8:
+        raise ModelError(f"{path}: not a safetensors file")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8:
+        raise ModelError(f"{path}: not a safetensors file")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = header.get("__metadata__", {})
+    except (ValueError, AttributeError):
+        raise ModelError(f"{path}: not a safetensors file") from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{path}: malformed safetensors metadata")
+    return metadata
+
+
+def build_from_bytes(data: bytes, config: ModelConfig, source: Path) -> torch.nn.Module:
+    """A model in eval mode with weights from safetensors bytes; shapes must match the config."""
+    try:
+        tensors = load_safetensors(data)
+    except Exception as err:  # safetensors raises its own error types for malformed files
+        raise ModelError(f"{source}: unreadable weights ({err})") from None
+    model = build_model(config)
+    expected = model.state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        raise ModelError(f"{source}: weights do not match the model config")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_entry(entry: ModelEntry, models_dir: Path) -> torch.nn.Module:
+    path = models_dir / entry.file
+    data, config, model_id = read_weights_file(path)
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise ModelError(f"{path}: weights do not match their sha256 in the manifest (file altered?)")
+    if model_id != entry.id:
+        raise ModelError(f"{path}: model id {model_id} does not match the manifest's {entry.id}")
+    return build_from_bytes(data, config, path)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready model with the identity a ``.nac`` header records."""
+
+    net: torch.nn.Module
+    model_id: int
+    hash_prefix: bytes
+    name: str
+
+
+def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> LoadedModel:
+    """A shipped model by name or id (default model for None), or a safetensors file by path."""
+    if key is not None and str(key).endswith(".safetensors"):
+        path = Path(key)
+        data, config, model_id = read_weights_file(path)
+        net = build_from_bytes(data, config, path)
+        return LoadedModel(net, model_id, hashlib.sha256(data).digest()[:8], path.stem)
+    entry = find_entry(key, models_dir)
+    return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name)
+
+
+def model_for_stream(model_id: int, hash_prefix: bytes, override: str | None = None) -> LoadedModel:
+    """The model that made a stream: by its id, or ``override``; its hash must match."""
+    loaded = load_model(override if override is not None else _id_or_fail(model_id))
+    if loaded.hash_prefix != hash_prefix:
+        raise ModelError(
+            f"model {loaded.name} (id {loaded.model_id}) has weights {loaded.hash_prefix.hex()}, "
+            f"but the file was made by weights {hash_prefix.hex()}"
+        )
+    return loaded
+
+
+def _id_or_fail(model_id: int) -> int:
+    if model_id == CUSTOM_MODEL_ID:
+        raise ModelError("the file was made by a custom model: pass it with --model PATH")
+    return model_id

@@ -1,0 +1,114 @@
+"""The CLI through typer's CliRunner: outputs, exit codes and one-line messages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from codec import bitstream
+from codec.audio_io import read_audio
+from codec.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def clip(tmp_path: Path, short_speech) -> Path:
+    from codec.audio_io import write_audio
+
+    audio, rate = short_speech
+    path = tmp_path / "clip.wav"
+    write_audio(path, audio, rate)
+    return path
+
+
+@pytest.fixture()
+def encoded(clip: Path) -> Path:
+    assert run("encode", clip).exit_code == 0
+    return clip.with_suffix(".nac")
+
+
+def test_encode_inspect_decode(clip: Path, encoded: Path):
+    result = run("inspect", encoded, "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert info["all_crc_ok"] and info["header"]["channels"] == 1 and info["model_name"]
+    assert run("inspect", encoded).exit_code == 0
+    result = run("decode", encoded)
+    assert result.exit_code == 0, result.output
+    decoded, rate = read_audio(clip.with_suffix(".decoded.wav"))
+    original, original_rate = read_audio(clip)
+    assert rate == original_rate and decoded.shape == original.shape
+
+
+def test_existing_output_needs_force(clip: Path, encoded: Path):
+    before = encoded.read_bytes()
+    result = run("encode", clip)
+    assert result.exit_code == 7 and "already exists" in result.output and "-f" in result.output
+    assert encoded.read_bytes() == before
+    assert run("encode", clip, "-f").exit_code == 0
+
+
+def test_output_equal_to_input_is_refused(clip: Path):
+    result = run("encode", clip, clip, "-f")
+    assert result.exit_code == 7 and "overwrite the input" in result.output
+
+
+def test_missing_input(tmp_path: Path):
+    result = run("encode", tmp_path / "nope.wav")
+    assert result.exit_code == 3 and "nope.wav" in result.output and "no such file" in result.output
+    assert run("decode", tmp_path / "nope.nac").exit_code == 3
+
+
+def test_non_audio_input(tmp_path: Path):
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("this is not audio\n")
+    result = run("encode", bogus)
+    assert result.exit_code == 3 and "notes.wav" in result.output and "not a readable audio file" in result.output
+    assert not (tmp_path / "notes.nac").exists()
+
+
+def test_not_a_nac_file_and_no_partial_output(tmp_path: Path, sample_path: Path):
+    shutil.copy(sample_path, tmp_path / "speech.nac")
+    result = run("decode", tmp_path / "speech.nac")
+    assert result.exit_code == 4 and "speech.nac" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.nac"]
+
+
+def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
+    data = bytearray(encoded.read_bytes())
+    data[bitstream.HEADER_SIZE + 40] ^= 0x01
+    encoded.write_bytes(bytes(data))
+    result = run("decode", encoded)
+    assert result.exit_code == 4 and "CRC" in result.output
+    result = run("inspect", encoded)
+    assert result.exit_code == 4 and "CRC MISMATCH" in result.output
+
+
+def test_future_major_version(encoded: Path):
+    data = bytearray(encoded.read_bytes())
+    data[8] = 0x20
+    encoded.write_bytes(bytes(data))
+    assert run("decode", encoded).exit_code == 5
+
+
+def test_unknown_model_and_bad_bits(clip: Path):
+    result = run("encode", clip, "--model", "no-such-model")
+    assert result.exit_code == 6 and "no-such-model" in result.output
+    result = run("encode", clip, "--bits", "12")
+    assert result.exit_code == 2 and "bits" in result.output
+
+
+def test_usage_error_exit_code():
+    assert run("encode").exit_code == 2
+
+
+def test_models_lists_the_default():
+    result = run("models")
+    assert result.exit_code == 0 and "*" in result.stdout

