@@ -70,11 +70,13 @@ def encode(
     net, config = loaded.net, loaded.net.config
     wave = resample(np.nan_to_num(audio), sample_rate, config.sample_rate)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
-    with torch.inference_mode():
-        spec = net.spectrum(torch.from_numpy(wave))
-        latent = net.encode_spectrum(spec).numpy() if wave.shape[1] else None
-        phase = torch.angle(spec).numpy() if store_phase else None
-    latent_frames = 0 if latent is None else latent.shape[-1]
+    latent, phase, latent_frames = None, None, 0
+    if wave.shape[1]:
+        with torch.inference_mode():
+            spec = net.spectrum(torch.from_numpy(wave))
+            latent = net.encode_spectrum(spec).numpy()
+            phase = torch.angle(spec).numpy() if store_phase else None
+        latent_frames = latent.shape[-1]
     chunks = []
     for index, start in enumerate(range(0, latent_frames, chunk_frames)):
         stop = min(start + chunk_frames, latent_frames)

@@ -1,0 +1,540 @@
+"""Tests for codec/bitstream.py: the .nac v1.0 container (format_spec.md).
+
+Streams are synthetic (seeded random codes); forged files are built here with
+``struct`` and the offsets of format_spec.md, independently of the schemas.
+"""
+
+import dataclasses
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+
+from codec import bitstream
+from codec.bitstream import Chunk, StreamHeader, pack, read_header, scan, unpack
+from codec.errors import FormatError, VersionError
+
+# format_spec.md section 4: field -> (offset, struct format)
+HEADER_LAYOUT = {
+    "model_id": (12, "<H"),
+    "weights_hash": (14, "8s"),
+    "original_sample_rate": (22, "<I"),
+    "model_sample_rate": (26, "<I"),
+    "channels": (30, "<B"),
+    "bits": (31, "<B"),
+    "sample_count": (32, "<Q"),
+    "model_sample_count": (40, "<Q"),
+    "n_fft": (48, "<H"),
+    "hop_length": (50, "<H"),
+    "time_stride": (52, "<H"),
+    "latent_channels": (54, "<H"),
+    "latent_height": (56, "<H"),
+    "latent_frames": (58, "<I"),
+    "chunk_frames": (62, "<I"),
+    "chunk_count": (66, "<I"),
+}
+
+
+def make_header(**changes) -> StreamHeader:
+    """A small valid header: 32 model-rate samples per latent frame, 16 kHz model, 48 kHz input."""
+    latent_frames = changes.pop("latent_frames", 7)
+    chunk_frames = changes.pop("chunk_frames", 3)
+    fields = dict(
+        version_minor=0,
+        store_phase=False,
+        model_id=3,
+        weights_hash=bytes(range(1, 9)),
+        original_sample_rate=48000,
+        model_sample_rate=16000,
+        channels=2,
+        bits=8,
+        sample_count=latent_frames * 32 * 3,
+        model_sample_count=latent_frames * 32,
+        n_fft=64,
+        hop_length=16,
+        time_stride=2,
+        latent_channels=3,
+        latent_height=2,
+        latent_frames=latent_frames,
+        chunk_frames=chunk_frames,
+        chunk_count=-(-latent_frames // chunk_frames),
+    )
+    fields.update(changes)
+    return StreamHeader(**fields)
+
+
+def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
+    rng = np.random.default_rng(seed)
+    limit = 2 ** (header.bits - 1) - 1
+    chunks = []
+    for index in range(header.chunk_count):
+        frames = header.chunk_frames_at(index)
+        shape = (header.channels, header.latent_channels, header.latent_height, frames)
+        codes = rng.integers(-limit, limit + 1, shape)
+        phase = None
+        if header.store_phase:
+            shape = (header.channels, header.n_fft // 2 + 1, frames * header.time_stride)
+            phase = rng.integers(0, 2**header.bits, shape).astype(header.phase_dtype)
+        scales = rng.uniform(0, 4, (header.channels, header.latent_channels)).astype(np.float32)
+        scales[0, 0] = 0.0
+        chunks.append(Chunk(index, frames, scales, codes.astype(header.code_dtype), phase))
+    return chunks
+
+
+def make_stream(**changes) -> tuple[StreamHeader, list[Chunk], bytes]:
+    header = make_header(**changes)
+    chunks = make_chunks(header)
+    return header, chunks, pack(header, chunks)
+
+
+def chunk_offsets(data: bytes) -> list[int]:
+    """Offsets of the chunk records, walked with the sizes of format_spec.md section 6."""
+    offsets, pos = [], struct.unpack_from("<H", data, 10)[0]
+    while data[pos : pos + 4] == b"NACK":
+        offsets.append(pos)
+        pos += 24 + struct.unpack_from("<I", data, pos + 16)[0]
+    return offsets
+
+
+def with_header_crc(head: bytes) -> bytes:
+    return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+
+
+def forge_header(data: bytes, **fields) -> bytes:
+    """Change header fields in place and recompute the header CRC."""
+    head = bytearray(data[:74])
+    for name, value in fields.items():
+        if name in HEADER_LAYOUT:
+            offset, fmt = HEADER_LAYOUT[name]
+        else:
+            offset, fmt = {"version": (8, "<B"), "flags": (9, "<B"), "header_size": (10, "<H")}[name]
+        struct.pack_into(fmt, head, offset, value)
+    return with_header_crc(bytes(head)) + data[74:]
+
+
+def chunk_record(index: int, frames: int, raw_size: int, payload: bytes) -> bytes:
+    record = b"NACK" + struct.pack("<IIII", index, frames, raw_size, len(payload)) + payload
+    return record + struct.pack("<I", zlib.crc32(record))
+
+
+def replace_chunk(data: bytes, position: int, record: bytes) -> bytes:
+    offsets = chunk_offsets(data)
+    start = offsets[position]
+    stop = start + 24 + struct.unpack_from("<I", data, start + 16)[0]
+    return data[:start] + record + data[stop:]
+
+
+def raw_body(header: StreamHeader, chunk: Chunk) -> bytes:
+    """The decompressed body, laid out by hand as format_spec.md section 6 says."""
+    parts = []
+    for c in range(header.channels):
+        parts.append(chunk.scales[c].astype("<f4").tobytes())
+        parts.append(chunk.codes[c].astype(header.code_dtype.newbyteorder("<")).tobytes())
+        if header.store_phase:
+            parts.append(chunk.phase[c].astype(header.phase_dtype.newbyteorder("<")).tobytes())
+    return b"".join(parts)
+
+
+def rejects(data: bytes, error: type, text: str) -> None:
+    with pytest.raises(error) as info:
+        unpack(data)
+    assert type(info.value) is error
+    assert text in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("store_phase", [False, True])
+@pytest.mark.parametrize("latent_frames,chunk_frames", [(7, 3), (6, 3), (1, 4), (5, 5)])
+def test_round_trip(bits, store_phase, latent_frames, chunk_frames):
+    header, chunks, data = make_stream(
+        bits=bits, store_phase=store_phase, latent_frames=latent_frames, chunk_frames=chunk_frames
+    )
+    parsed, decoded = unpack(data)
+    assert parsed == header
+    assert len(decoded) == len(chunks)
+    for want, got in zip(chunks, decoded):
+        assert (got.index, got.frames) == (want.index, want.frames)
+        for name in ("scales", "codes", "phase"):
+            w, g = getattr(want, name), getattr(got, name)
+            if w is None:
+                assert g is None
+                continue
+            assert g.dtype == w.dtype and g.dtype.isnative and g.flags.writeable
+            np.testing.assert_array_equal(g, w)
+    assert decoded[-1].frames == latent_frames - (len(chunks) - 1) * chunk_frames
+
+
+def test_zero_length_audio():
+    header, chunks, data = make_stream(latent_frames=0, sample_count=0, model_sample_count=0)
+    assert chunks == [] and header.chunk_count == 0
+    assert len(data) == bitstream.HEADER_SIZE + bitstream.END_SIZE
+    assert unpack(data) == (header, [])
+    report = scan(data)
+    assert report.ok and report.chunks == ()
+
+
+def test_header_bytes_field_by_field():
+    header, chunks, data = make_stream(store_phase=True, bits=16)
+    assert bitstream.HEADER_SIZE == 74
+    assert data[:8] == b"\x89NAC\r\n\x1a\n"
+    assert data[8] == 0x10  # major 1, minor 0
+    assert data[9] == 0x01  # store_phase
+    assert struct.unpack_from("<H", data, 10)[0] == 74
+    for name, (offset, fmt) in HEADER_LAYOUT.items():
+        assert struct.unpack_from(fmt, data, offset)[0] == getattr(header, name), name
+    assert struct.unpack_from("<I", data, 70)[0] == zlib.crc32(data[:70])
+    assert read_header(data) == header
+
+
+def test_chunk_and_end_record_bytes():
+    header, chunks, data = make_stream(store_phase=True)
+    offsets = chunk_offsets(data)
+    assert offsets[0] == 74 and len(offsets) == header.chunk_count
+    for position, (offset, chunk) in enumerate(zip(offsets, chunks)):
+        index, frames, raw_size, payload_size = struct.unpack_from("<IIII", data, offset + 4)
+        assert (index, frames) == (position, chunk.frames)
+        assert raw_size == bitstream.chunk_body_size(header, frames)
+        payload = data[offset + 20 : offset + 20 + payload_size]
+        assert zstandard.get_frame_parameters(payload).content_size == raw_size
+        assert zstandard.ZstdDecompressor().decompress(payload) == raw_body(header, chunk)
+        crc = struct.unpack_from("<I", data, offset + 20 + payload_size)[0]
+        assert crc == zlib.crc32(data[offset : offset + 20 + payload_size])
+    end = data[-24:]
+    assert end[:4] == b"NEND"
+    assert struct.unpack_from("<IIQI", end, 4) == (
+        header.chunk_count,
+        header.latent_frames,
+        header.sample_count,
+        zlib.crc32(end[:20]),
+    )
+
+
+def test_crc_check_value():
+    assert bitstream.crc32(b"123456789") == 0xCBF43926
+
+
+def test_deterministic():
+    header, chunks, data = make_stream(store_phase=True)
+    assert pack(header, chunks) == data
+    assert pack(header, make_chunks(header)) == data
+
+
+# ---------------------------------------------------------------- header rejection
+
+
+def test_bad_magic():
+    _, _, data = make_stream()
+    rejects(b"RIFF" + data[4:], FormatError, "bad magic")
+    rejects(b"", FormatError, "empty file")
+    with pytest.raises(FormatError, match="bad magic"):
+        read_header(b"hello")
+
+
+@pytest.mark.parametrize("version", [0x20, 0x21, 0xF0, 0x00])
+def test_other_major_version(version):
+    _, _, data = make_stream()
+    # A different major may lay out everything after the version byte differently.
+    for forged in (data[:8] + bytes([version]) + data[9:], data[:8] + bytes([version]) + b"\xff" * 3):
+        rejects(forged, VersionError, f"version {version >> 4}.{version & 15}")
+        with pytest.raises(VersionError):
+            scan(forged)
+
+
+def test_newer_minor_with_appended_fields_is_accepted():
+    header, chunks, data = make_stream(store_phase=True)
+    extra = b"future"
+    head = bytearray(data[:70] + extra + b"\0\0\0\0")
+    head[8] = 0x13  # version 1.3
+    head[9] |= 0x80  # a flag this decoder does not know
+    struct.pack_into("<H", head, 10, 74 + len(extra))
+    forged = with_header_crc(bytes(head)) + data[74:]
+    parsed, decoded = unpack(forged)
+    assert parsed == dataclasses.replace(header, version_minor=3)
+    np.testing.assert_array_equal(decoded[1].codes, chunks[1].codes)
+    report = scan(forged)
+    assert report.ok and report.header_size == 80 and report.chunks[0].offset == 80
+
+
+def test_version_1_0_rules():
+    _, _, data = make_stream()
+    rejects(forge_header(data, flags=0x02), FormatError, "reserved flag bits")
+    head = data[:70] + b"xxxx" + b"\0\0\0\0"
+    forged = with_header_crc(head[:10] + struct.pack("<H", 78) + head[12:]) + data[74:]
+    rejects(forged, FormatError, "header_size 78 invalid for version 1.0")
+    rejects(forge_header(data, version=0x11, header_size=70), FormatError, "header_size 70 smaller than 74")
+
+
+def test_header_crc_mismatch():
+    _, _, data = make_stream()
+    for offset in (9, 30, 69, 72):
+        forged = bytearray(data)
+        forged[offset] ^= 0x10
+        rejects(bytes(forged), FormatError, "header CRC mismatch")
+        with pytest.raises(FormatError, match="header CRC mismatch"):
+            scan(bytes(forged))
+
+
+@pytest.mark.parametrize(
+    "fields,text",
+    [
+        (dict(channels=9), "channels 9 exceeds this decoder's limit 1..8"),
+        (dict(channels=0), "channels 0 out of range"),
+        (dict(latent_channels=60000), "latent_channels 60000 exceeds"),
+        (dict(latent_height=0), "latent_height 0 out of range"),
+        (dict(bits=12), "bits 12 must be 8 or 16"),
+        (dict(n_fft=96), "n_fft 96 is not a power of two"),
+        (dict(n_fft=8192), "n_fft 8192 exceeds"),
+        (dict(hop_length=65), "hop_length 65 out of range"),
+        (dict(time_stride=65), "time_stride 65 exceeds"),
+        (dict(original_sample_rate=800000), "original_sample_rate 800000 out of range"),
+        (dict(model_sample_rate=96000), "model_sample_rate 96000 exceeds"),
+        (dict(sample_count=2**40), "sample_count 1099511627776 exceeds"),
+        (dict(chunk_frames=5000), "chunk_frames 5000 exceeds"),
+        (dict(latent_channels=1024, latent_height=1024, chunk_frames=64), "exceeds this decoder's limit of 67108864"),
+        (dict(chunk_count=2), "chunk_count 2, expected 3"),
+        (dict(latent_frames=11), "latent_frames 11 too many"),
+        (dict(model_sample_count=0), "exactly one is zero"),
+        (dict(model_sample_count=7 * 32 + 65), "not covered by 7 latent frames"),
+        (dict(sample_count=7 * 32 * 3 + 4), "sample_count 676 not covered"),
+    ],
+)
+def test_header_limits(fields, text):
+    """Forged headers with a correct CRC: the limit check, not the CRC, must fail."""
+    _, _, data = make_stream()
+    forged = forge_header(data, **fields)
+    rejects(forged, FormatError, text)
+    with pytest.raises(FormatError, match="header: "):
+        read_header(forged[:74])
+
+
+@pytest.mark.parametrize(
+    "n_fft,hop_length,time_stride",
+    [(512, 128, 4), (512, 128, 1), (1024, 256, 2), (64, 64, 1)],
+)
+@pytest.mark.parametrize("rates", [(44100, 16000), (8000, 16000), (16000, 16000), (192000, 48000)])
+def test_length_rules_accept_usual_framings(n_fft, hop_length, time_stride, rates):
+    """Floor, round or ceil resampling; padded (nac's stft) or centered (torch.stft) framing."""
+    original_rate, model_rate = rates
+    step = hop_length * time_stride
+    for sample_count in (1, 2, 3, 100, 12345, 480000):
+        exact = sample_count * model_rate / original_rate
+        for model_count in {int(np.floor(exact)), int(np.rint(exact)), int(np.ceil(exact))}:
+            padded = -(-(model_count + n_fft // 2) // step)
+            centered = -(-(model_count // hop_length + 1) // time_stride)
+            for latent_frames in {padded, centered} if model_count else {0}:
+                header = make_header(
+                    original_sample_rate=original_rate,
+                    model_sample_rate=model_rate,
+                    sample_count=sample_count,
+                    model_sample_count=model_count,
+                    n_fft=n_fft,
+                    hop_length=hop_length,
+                    time_stride=time_stride,
+                    latent_frames=latent_frames,
+                    chunk_frames=4,
+                    latent_channels=1,
+                    latent_height=1,
+                    channels=1,
+                )
+                assert bitstream._header_problem(header) is None, (sample_count, model_count, latent_frames)
+
+
+# ---------------------------------------------------------------- chunk and end rejection
+
+
+def test_chunk_crc_mismatch():
+    _, _, data = make_stream()
+    offsets = chunk_offsets(data)
+    for offset, text in [(offsets[1] + 30, "chunk 1: CRC mismatch"), (offsets[2] + 5, "chunk 2: CRC mismatch")]:
+        forged = bytearray(data)
+        forged[offset] ^= 0x01
+        rejects(bytes(forged), FormatError, text)
+
+
+def test_truncation_at_every_offset():
+    _, _, data = make_stream(store_phase=True, latent_frames=3, chunk_frames=2, channels=1, n_fft=64)
+    assert len(data) < 1000
+    for size in range(1, len(data)):
+        with pytest.raises(FormatError) as info:
+            unpack(data[:size])
+        assert type(info.value) is FormatError and "truncated" in str(info.value), (size, info.value)
+    offsets = chunk_offsets(data)
+    rejects(data[: offsets[1] + 25], FormatError, "truncated in chunk 1 payload")
+    rejects(data[: offsets[1] + 8], FormatError, "truncated in chunk 1")
+    rejects(data[:-24], FormatError, "truncated in end record")
+
+
+def test_trailing_bytes():
+    _, _, data = make_stream()
+    rejects(data + b"\0", FormatError, "trailing data after end record")
+    rejects(data + data, FormatError, "trailing data")
+
+
+def test_missing_extra_and_reordered_chunks():
+    header, _, data = make_stream(latent_frames=6, chunk_frames=3)
+    first, second = chunk_offsets(data)
+    end = len(data) - 24
+    rejects(data[:second] + data[end:], FormatError, "chunk 1: missing")
+    rejects(data[:end] + data[second:end] + data[end:], FormatError, "more chunks than the header's chunk_count")
+    swapped = data[:first] + data[second:end] + data[first:second] + data[end:]
+    rejects(swapped, FormatError, "chunk 0: index 1, expected 0")
+
+
+def test_end_record_must_agree_with_header():
+    header, _, data = make_stream()
+    record = b"NEND" + struct.pack("<IIQ", header.chunk_count, header.latent_frames, header.sample_count + 1)
+    forged = data[:-24] + record + struct.pack("<I", zlib.crc32(record))
+    rejects(forged, FormatError, "end record: sample_count")
+    flipped = bytearray(data)
+    flipped[-10] ^= 1
+    rejects(bytes(flipped), FormatError, "end record: CRC mismatch")
+
+
+def test_chunk_size_fields_checked_before_decompression():
+    header, chunks, data = make_stream()
+    body = raw_body(header, chunks[1])
+    payload = zstandard.ZstdCompressor().compress(body)
+    assert unpack(replace_chunk(data, 1, chunk_record(1, 3, len(body), payload)))[0] == header
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body) + 1, payload)), FormatError, "chunk 1: raw_size")
+    rejects(replace_chunk(data, 1, chunk_record(1, 2, len(body), payload)), FormatError, "chunk 1: frames 2, expected 3")
+
+
+def test_payload_expanding_past_raw_size():
+    header, chunks, data = make_stream()
+    body = raw_body(header, chunks[1])
+    bigger = body + bytes(4096)
+    with_size = zstandard.ZstdCompressor().compress(bigger)
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), with_size)), FormatError, "zstd frame declares")
+    without_size = zstandard.ZstdCompressor(write_content_size=False).compress(bigger)
+    assert zstandard.get_frame_parameters(without_size).content_size == zstandard.CONTENTSIZE_UNKNOWN
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), without_size)), FormatError, "chunk 1: bad zstd")
+    shorter = zstandard.ZstdCompressor(write_content_size=False).compress(body[:-1])
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), shorter)), FormatError, "decompressed to")
+    two_frames = zstandard.ZstdCompressor().compress(body[:10]) + zstandard.ZstdCompressor().compress(body[10:])
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), two_frames)), FormatError, "chunk 1: zstd frame")
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), body)), FormatError, "not a zstd frame")
+
+
+@pytest.mark.parametrize("scale", [np.nan, np.inf, -1.0])
+def test_bad_scale(scale):
+    header, chunks, data = make_stream()
+    chunks[2].scales[1, 2] = scale
+    payload = zstandard.ZstdCompressor().compress(raw_body(header, chunks[2]))
+    forged = replace_chunk(data, 2, chunk_record(2, 1, bitstream.chunk_body_size(header, 1), payload))
+    rejects(forged, FormatError, "chunk 2: scale not finite or negative")
+
+
+def test_code_outside_quantizer_range():
+    header, chunks, data = make_stream()
+    chunks[0].codes[1, 0, 0, 0] = -128
+    payload = zstandard.ZstdCompressor().compress(raw_body(header, chunks[0]))
+    forged = replace_chunk(data, 0, chunk_record(0, 3, bitstream.chunk_body_size(header, 3), payload))
+    rejects(forged, FormatError, "chunk 0: latent code below -127")
+
+
+# ---------------------------------------------------------------- scan
+
+
+def test_scan_clean_stream():
+    header, chunks, data = make_stream(store_phase=True)
+    report = scan(data)
+    assert report.ok and report.end_present and report.end_ok
+    assert report.header == header and report.file_size == len(data)
+    assert [c.offset for c in report.chunks] == chunk_offsets(data)
+    assert [c.frames for c in report.chunks] == [3, 3, 1]
+    assert [(c.sample_start, c.sample_stop) for c in report.chunks] == [(0, 96), (96, 192), (192, 224)]
+    assert all(c.raw_size == bitstream.chunk_body_size(header, c.frames) for c in report.chunks)
+
+
+def test_scan_reports_damaged_chunk():
+    _, _, data = make_stream()
+    forged = bytearray(data)
+    forged[chunk_offsets(data)[1] + 24] ^= 0xFF
+    report = scan(bytes(forged))
+    assert [c.crc_ok for c in report.chunks] == [True, False, True]
+    assert report.chunks[1].problem == "CRC mismatch"
+    assert report.end_ok and not report.ok
+
+
+def test_scan_resyncs_after_damaged_length_and_truncation():
+    _, _, data = make_stream()
+    offsets = chunk_offsets(data)
+    forged = bytearray(data)
+    struct.pack_into("<I", forged, offsets[1] + 16, 5)  # payload_size damaged
+    report = scan(bytes(forged))
+    assert [c.crc_ok for c in report.chunks] == [True, False, True]
+    assert report.chunks[2].offset == offsets[2]  # resynchronized on the next sync word
+    assert report.end_ok and report.problems == ()
+
+    report = scan(data[: offsets[2] + 10])
+    assert len(report.chunks) == 2 and all(c.crc_ok for c in report.chunks)
+    assert not report.end_present and not report.ok
+    assert any("truncated in chunk 2" in p for p in report.problems)
+    assert any("end record missing" in p for p in report.problems)
+
+    report = scan(data + b"junk")
+    assert report.end_present and not report.end_ok
+    assert report.problems == ("4 bytes of trailing data after end record",)
+
+
+# ---------------------------------------------------------------- pack misuse
+
+
+def test_pack_rejects_inconsistent_input():
+    header, chunks, _ = make_stream(store_phase=True)
+    with pytest.raises(ValueError, match="chunk_count"):
+        pack(header, chunks[:2])
+    with pytest.raises(ValueError, match="invalid header: channels 9"):
+        pack(dataclasses.replace(header, channels=9), chunks)
+    with pytest.raises(ValueError, match="writes version 1.0"):
+        pack(dataclasses.replace(header, version_minor=1), chunks)
+    bad = [dataclasses.replace(c) for c in chunks]
+    bad[1] = dataclasses.replace(bad[1], codes=bad[1].codes.astype(np.int16))
+    with pytest.raises(ValueError, match="chunk 1: codes dtype int16, expected int8"):
+        pack(header, bad)
+    bad[1] = dataclasses.replace(chunks[1], phase=None)
+    with pytest.raises(ValueError, match="chunk 1: phase"):
+        pack(header, bad)
+    bad[1] = dataclasses.replace(chunks[1], scales=np.full_like(chunks[1].scales, np.nan))
+    with pytest.raises(ValueError, match="finite"):
+        pack(header, bad)
+    bad[1] = dataclasses.replace(chunks[1], frames=2, codes=chunks[1].codes[..., :2])
+    with pytest.raises(ValueError, match="frames"):
+        pack(header, bad)
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+def test_random_damage_raises_only_format_errors():
+    """Byte flips, truncations and insertions: FormatError or a clean parse, nothing else."""
+    _, _, data = make_stream(store_phase=True, bits=16)
+    rng = np.random.default_rng(1)
+    for _ in range(1500):
+        damaged = bytearray(data)
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            for _ in range(rng.integers(1, 4)):
+                damaged[rng.integers(0, len(damaged))] = rng.integers(0, 256)
+        elif kind == 1:
+            del damaged[rng.integers(0, len(damaged)) :]
+        else:
+            at = rng.integers(0, len(damaged))
+            damaged[at:at] = rng.bytes(rng.integers(1, 30))
+        damaged = bytes(damaged)
+        try:
+            unpack(damaged)
+        except FormatError:
+            pass
+        else:
+            assert damaged == data
+        try:
+            scan(damaged)
+        except FormatError:
+            pass
