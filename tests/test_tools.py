@@ -1,0 +1,145 @@
+"""The scripts in tools/, run as subprocesses the way a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.audio_io import read_audio, write_audio
+from codec.errors import OutputError, UsageError
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def run_tool(name, *args, cwd=None):
+    return subprocess.run(
+        [sys.executable, str(TOOLS / name), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def tiny_wav(path, seconds=0.3, rate=16000, channels=1, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(round(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    audio = [0.3 * np.sin(2 * np.pi * (200 + 100 * c) * t) + 0.01 * rng.standard_normal(t.size)
+             for c in range(channels)]
+    write_audio(path, np.asarray(audio, np.float32), rate)
+    return path
+
+
+@pytest.fixture
+def source(tmp_path):
+    """Ten tiny wavs in nested folders, plus files that are not audio."""
+    root = tmp_path / "src"
+    for i in range(10):
+        tiny_wav(root / f"spk{i % 3}" / f"utt{i}.wav", seconds=0.01, seed=i)
+    (root / "spk0" / "notes.txt").write_text("not audio")
+    (root / "README").write_text("not audio")
+    return root
+
+
+def linked(folder):
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_symlink()}
+
+
+def test_prepare_split_makes_symlinks_at_the_ratio(source, tmp_path):
+    out = tmp_path / "out"
+    result = run_tool("prepare_split.py", "--source", source, "--train-ratio", "0.7", "--seed", "42", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "train: 7 files" in result.stdout and "test: 3 files" in result.stdout
+    train, test = linked(out / "train"), linked(out / "test")
+    assert len(train) == 7 and len(test) == 3 and not set(train) & set(test)
+    every = {p.relative_to(source).as_posix() for p in source.rglob("*.wav")}
+    assert set(train) | set(test) == every
+    for rel, link in {**train, **test}.items():
+        assert Path(os.readlink(link)).is_absolute()
+        assert link.resolve() == (source / rel).resolve()
+    assert not [p for p in out.rglob("*") if p.is_file() and not p.is_symlink()]  # no copies
+
+
+def test_prepare_split_is_reproducible_and_seeded(source, tmp_path):
+    def split(seed, out):
+        result = run_tool("prepare_split.py", "--source", source, "--seed", seed, "--out", tmp_path / out)
+        assert result.returncode == 0, result.stderr
+        return set(linked(tmp_path / out / "train"))
+
+    first, again, other = split(42, "a"), split(42, "b"), split(7, "c")
+    assert first == again and len(first) == 5
+    assert other != first
+
+
+def test_prepare_split_rerun_replaces_stale_links(source, tmp_path):
+    out = tmp_path / "out"
+    run_tool("prepare_split.py", "--source", source, "--train-ratio", "0.2", "--out", out)
+    result = run_tool("prepare_split.py", "--source", source, "--train-ratio", "0.8", "--out", out)
+    assert result.returncode == 0, result.stderr
+    train, test = linked(out / "train"), linked(out / "test")
+    assert len(train) == 8 and len(test) == 2 and not set(train) & set(test)
+
+
+def test_prepare_split_refuses_to_overwrite_files(source, tmp_path):
+    out = tmp_path / "out"
+    for name in ("train", "test"):
+        (out / name / "spk0").mkdir(parents=True)
+        (out / name / "spk0" / "utt0.wav").write_text("mine")
+    result = run_tool("prepare_split.py", "--source", source, "--out", out)
+    assert result.returncode == OutputError.exit_code
+    assert "refusing to overwrite" in result.stderr
+    assert (out / "train" / "spk0" / "utt0.wav").read_text() == "mine"
+    assert not linked(out)
+
+
+def test_prepare_split_rejects_a_bad_ratio(source, tmp_path):
+    result = run_tool("prepare_split.py", "--source", source, "--train-ratio", "1.5", "--out", tmp_path / "o")
+    assert result.returncode == UsageError.exit_code and "train-ratio" in result.stderr
+
+
+def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
+    pytest.importorskip("codec.api")
+    corpus = tmp_path / "corpus"
+    rows = [("a.flac", "speech_wb", "dev"), ("b.flac", "speech_wb", "train"), ("c.flac", "music", "dev")]
+    for i, (name, _, _) in enumerate(rows):
+        tiny_wav(corpus / "speech" / name, seed=i)
+    lines = ["file\tkind\tsplit"] + [f"speech/{n}\t{k}\t{s}" for n, k, s in rows]
+    (corpus / "MANIFEST.tsv").write_text("\n".join(lines) + "\n")
+    stereo = tiny_wav(tmp_path / "stereo.wav", rate=22050, channels=2)
+    out = tmp_path / "eval"
+
+    result = run_tool("eval.py", corpus, stereo, "--out", out, "--keep", "1", "--pesq")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert [Path(r["file"]).name for r in report["files"]] == ["a.flac", "stereo.wav"]
+    assert report["failed"] == [] and report["settings"]["bits"] == 8
+    for row in report["files"]:
+        assert row["nac_bytes"] > 0 and row["kbps"] == pytest.approx(row["nac_bytes"] * 8 / row["duration_s"] / 1000)
+        assert row["ratio_vs_pcm16"] == pytest.approx(row["pcm16_bytes"] / row["nac_bytes"])
+        assert all(np.isfinite(row[k]) for k in ("snr_db", "si_sdr_db", "lsd_db"))
+        assert "pesq_wb" in row and "stoi" in row  # None is allowed: the clips are too short
+    assert report["mean"]["files"] == 2
+    assert set(report["mean"]) >= {"kbps", "snr_db", "si_sdr_db", "lsd_db", "pesq_wb", "stoi", "overall_kbps"}
+    assert sorted(p.name for p in out.glob("*.wav")) == ["recon_a.wav"]
+    audio, rate = read_audio(out / "recon_a.wav")
+    assert rate == 16000 and audio.shape == (1, 4800)
+    assert "mean of 2" in result.stdout
+
+
+def test_eval_without_inputs_is_a_usage_error(tmp_path):
+    pytest.importorskip("codec.api")
+    (tmp_path / "empty").mkdir()
+    result = run_tool("eval.py", tmp_path / "empty", "--out", tmp_path / "eval")
+    assert result.returncode == UsageError.exit_code and "no input files" in result.stderr
+
+
+def test_smoke_test_writes_recon_and_residual(tmp_path):
+    pytest.importorskip("codec.api")
+    result = run_tool("smoke_test.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "near_lossless" in result.stdout and "degraded" in result.stdout
+    for setting in ("near_lossless", "degraded"):
+        for part in ("recon", "residual"):
+            audio, rate = read_audio(tmp_path / "results" / f"smoke_{setting}_{part}.wav")
+            assert rate == 16000 and audio.shape == (1, 16000)
