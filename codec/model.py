@@ -42,6 +42,14 @@ class ModelConfig:
     phase_iters: int = 16
 
     def __post_init__(self) -> None:
+        wrong_type = [
+            f.name
+            for f in fields(self)
+            if not isinstance(getattr(self, f.name), str if f.name == "arch" else int)
+            or isinstance(getattr(self, f.name), bool)
+        ]
+        if wrong_type:
+            raise ValueError(f"model config field(s) of the wrong type: {', '.join(wrong_type)}")
         checks = {
             "arch": self.arch in ARCHITECTURES,
             "sample_rate": 8000 <= self.sample_rate <= 48000,

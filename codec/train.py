@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class TrainSettings:
     steps: int = 0  # 0 = derived from epochs
     minutes: float = 0.0  # 0 = no wall-clock limit
     learning_rate: float = 1e-3
+    final_learning_rate: float | None = None  # cosine decay to this over the run; None = constant
     mel_weight: float = 1.0
     phase_weight: float = 1.0
     waveform_weight: float = 10.0
@@ -129,6 +131,12 @@ def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[t
     return total, {name: value.item() for name, value in parts.items()}
 
 
+def learning_rate_at(settings: TrainSettings, progress: float) -> float:
+    """Cosine decay from the initial to the final rate as ``progress`` goes 0 -> 1."""
+    final = settings.learning_rate if settings.final_learning_rate is None else settings.final_learning_rate
+    return final + (settings.learning_rate - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
     state = {
         "model": model.state_dict(),
@@ -164,6 +172,7 @@ def train(settings: TrainSettings) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         print(f"resumed {checkpoint} at step {step}", flush=True)
+    first_step = step
 
     files = list_training_files(settings.data, settings.split, settings.kind, settings.max_files)
     stream = load_waveforms(files, config.sample_rate, settings.run_dir.parent / "cache")
@@ -179,8 +188,13 @@ def train(settings: TrainSettings) -> Path:
     )
     started, window_start, window = time.monotonic(), time.monotonic(), {}
     while step < total_steps:
-        if settings.minutes and time.monotonic() - started > settings.minutes * 60:
+        progress = (step - first_step) / max(1, total_steps - first_step)
+        if settings.minutes:
+            progress = max(progress, (time.monotonic() - started) / (settings.minutes * 60))
+        if progress >= 1.0:
             break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(settings, progress)
         loss, parts = training_loss(model, sampler.batch(settings.batch_size), settings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,7 +206,8 @@ def train(settings: TrainSettings) -> Path:
         if step % settings.log_every == 0:
             elapsed = time.monotonic() - window_start
             means = " ".join(f"{k}={v / settings.log_every:.4f}" for k, v in window.items())
-            print(f"step {step} {means} {settings.log_every / elapsed:.2f} steps/s", flush=True)
+            rate = optimizer.param_groups[0]["lr"]
+            print(f"step {step} {means} lr={rate:.2e} {settings.log_every / elapsed:.2f} steps/s", flush=True)
             window_start, window = time.monotonic(), {}
         if step % settings.save_every == 0:
             save_checkpoint(checkpoint, model, optimizer, step)
@@ -220,7 +235,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (overrides --epochs)")
     parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate at the start of this run")
+    parser.add_argument("--lr-final", type=float, default=None,
+                        help="cosine-decay the rate to this by the end of the run (--steps or --minutes)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
     parser.add_argument("--split", default="train", help="MANIFEST split to train on")
     parser.add_argument("--kind", default="speech_wb", help="MANIFEST kind to train on")
@@ -234,8 +251,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     return TrainSettings(
         data=args.data, run_dir=args.run_dir, config=config, max_files=args.max_files,
         crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
-        minutes=args.minutes, learning_rate=args.lr, mel_weight=args.mel_weight, split=args.split,
-        kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
+        minutes=args.minutes, learning_rate=args.lr, final_learning_rate=args.lr_final,
+        mel_weight=args.mel_weight, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
         log_every=args.log_every,
     )
 

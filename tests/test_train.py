@@ -1,0 +1,184 @@
+"""Tests for codec/train.py and tools/export_model.py on a tiny model and a tiny corpus.
+
+A few optimizer steps on 1.5 s of synthetic audio: checkpoints are written,
+load with ``weights_only``, resume, and export to a safetensors model that
+codes audio through the public API. Nothing here judges quality.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec import api, bitstream, zoo
+from codec.audio_io import write_audio
+from codec.errors import ModelError
+from codec.model import ModelConfig, parameter_count
+from codec.train import TrainSettings, list_training_files, load_checkpoint, parse_args, train
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 16000
+TINY = ModelConfig(width=16, latent_channels=4)
+SEED = ModelConfig(arch="seed2d", width=8, latent_channels=2, downsample=1)
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+export_model = _load_tool("export_model")
+
+
+def tone_and_noise(seconds: float, rate: int = RATE, channels: int = 1, seed: int = 0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    tones = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(channels)]
+    return np.asarray([tone + 0.05 * rng.standard_normal(t.size) for tone in tones], np.float32)
+
+
+def run(settings: TrainSettings) -> tuple[Path, str]:
+    """train(settings), returning the checkpoint and what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        checkpoint = train(settings)
+    return checkpoint, out.getvalue()
+
+
+def settings(data: Path, run_dir: Path, config: ModelConfig, steps: int) -> TrainSettings:
+    # threads=1: on a busy machine torch's default thread pool can make these steps 100x slower
+    return TrainSettings(
+        data=data, run_dir=run_dir, config=config, crop_seconds=0.25, batch_size=2, steps=steps,
+        save_every=2, log_every=1, threads=1,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_torch_threads():
+    """train(threads=1) sets torch's global thread count; give the other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """1.5 s of tone plus noise in two wavs (one nested), and a file that is not audio."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "spk1").mkdir()
+    write_audio(root / "a.wav", tone_and_noise(0.75, seed=1), RATE)
+    write_audio(root / "spk1" / "b.wav", tone_and_noise(0.75, seed=2), RATE)
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def spec1d_run(corpus, tmp_path_factory) -> dict:
+    """A 3-step run, then the same run resumed to 5 steps; the step-3 checkpoint is kept aside."""
+    run_dir = tmp_path_factory.mktemp("runs") / "spec1d"
+    first, first_out = run(settings(corpus, run_dir, TINY, steps=3))
+    after3 = run_dir.parent / "after3.pt"
+    shutil.copy(first, after3)
+    second, second_out = run(settings(corpus, run_dir, TINY, steps=5))
+    return {"after3": after3, "first_out": first_out, "checkpoint": second, "second_out": second_out,
+            "first_path": first}
+
+
+def test_training_files_are_every_audio_file_without_a_manifest(corpus):
+    files = list_training_files(corpus, "train", "speech_wb", 0)
+    assert [p.relative_to(corpus).as_posix() for p in files] == ["a.wav", "spk1/b.wav"]
+    assert len(list_training_files(corpus, "train", "speech_wb", 1)) == 1
+
+
+def test_first_run_writes_a_weights_only_checkpoint_at_its_last_step(spec1d_run):
+    assert spec1d_run["first_path"].name == "last.pt"
+    state = load_checkpoint(spec1d_run["after3"])
+    assert state["step"] == 3
+    assert ModelConfig.from_json(state["config"]) == TINY
+    out = spec1d_run["first_out"]
+    assert "resumed" not in out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("step ")] == ["1", "2", "3"]
+    assert "saved" in out and "at step 3" in out
+
+
+def test_second_run_resumes_from_the_checkpoint(spec1d_run):
+    state = load_checkpoint(spec1d_run["checkpoint"])
+    assert state["step"] == 5
+    out = spec1d_run["second_out"]
+    assert "resumed" in out and "at step 3" in out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("step ")] == ["4", "5"]
+    # the optimizer state came back too: Adam has taken 5 steps on every parameter
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {5}
+    before = load_checkpoint(spec1d_run["after3"])["model"]
+    assert any(not (before[k] == state["model"][k]).all() for k in before)
+
+
+def test_seed_design_trains(corpus, tmp_path):
+    checkpoint, out = run(settings(corpus, tmp_path / "seed2d", SEED, steps=2))
+    state = load_checkpoint(checkpoint)
+    assert state["step"] == 2 and ModelConfig.from_json(state["config"]) == SEED
+    assert out.startswith("seed2d:") and "resumed" not in out
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
+def test_exported_model_loads_by_path_and_codes_audio(spec1d_run, tmp_path, half):
+    models = tmp_path / "models"
+    entry = export_model.export(spec1d_run["checkpoint"], "tiny-test", 42, "a test model", half, models, True)
+    path = models / entry["file"]
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert manifest["default"] == "tiny-test" and manifest["models"] == [entry]
+    assert entry["trained_steps"] == 5
+
+    loaded = zoo.load_model(str(path))
+    assert loaded.model_id == 42 and loaded.net.config == TINY
+    assert parameter_count(loaded.net) == entry["parameters"]
+    assert loaded.hash_prefix.hex() == entry["sha256"][:16]
+    assert zoo.load_model("tiny-test", models_dir=models).hash_prefix == loaded.hash_prefix
+
+    audio = tone_and_noise(0.5, seed=3)
+    data = api.encode(audio, RATE, model=str(path))
+    header = bitstream.read_header(data)
+    assert (header.model_id, header.weights_hash, header.latent_channels) == (42, loaded.hash_prefix, 4)
+    decoded, rate = api.decode(data, model=str(path))
+    assert rate == RATE and decoded.shape == audio.shape and np.isfinite(decoded).all()
+    with pytest.raises(ModelError):  # id 42 is not a shipped model
+        api.decode(data)
+
+
+def test_export_refuses_to_reuse_an_id(spec1d_run, tmp_path):
+    export_model.export(spec1d_run["checkpoint"], "first", 7, "", False, tmp_path, False)
+    with pytest.raises(SystemExit, match="never reused"):
+        export_model.export(spec1d_run["checkpoint"], "second", 7, "", False, tmp_path, False)
+
+
+def test_env_variables_give_the_cli_defaults(monkeypatch, tmp_path):
+    for name in ("MODEL_CHANNELS", "MAX_AUDIO_SECONDS", "MAX_TRAIN_FILES", "MEL_LOSS_WEIGHT", "EPOCHS"):
+        monkeypatch.delenv(name, raising=False)
+    plain = parse_args([str(tmp_path)])
+    assert (plain.config.latent_channels, plain.crop_seconds) == (48, 1.0)
+
+    monkeypatch.setenv("MODEL_CHANNELS", "6")
+    monkeypatch.setenv("MAX_AUDIO_SECONDS", "0.5")
+    monkeypatch.setenv("MAX_TRAIN_FILES", "3")
+    monkeypatch.setenv("MEL_LOSS_WEIGHT", "2.5")
+    monkeypatch.setenv("EPOCHS", "7")
+    from_env = parse_args([str(tmp_path)])
+    assert from_env.data == tmp_path
+    assert (from_env.config.latent_channels, from_env.crop_seconds) == (6, 0.5)
+    assert (from_env.max_files, from_env.mel_weight, from_env.epochs) == (3, 2.5, 7)
+
+    flags = parse_args([str(tmp_path), "--model-channels", "5", "--crop-seconds", "0.75"])
+    assert (flags.config.latent_channels, flags.crop_seconds) == (5, 0.75)  # flags beat the environment
+
+    monkeypatch.setenv("MODEL_CHANNELS", "")
+    assert parse_args([str(tmp_path)]).config.latent_channels == 48  # empty means unset

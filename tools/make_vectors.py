@@ -1,0 +1,379 @@
+"""Regenerate the golden ``.nac`` vectors in tests/vectors/ and format_spec.md's Appendix A.
+
+    python tools/make_vectors.py
+
+Every vector is cut from the bundled clip (samples/speech-en-allison.flac)
+and encoded with the shipped default model, so the vectors change whenever
+that model's weights change (the header records their hash). For each
+``NAME.nac`` a ``NAME.json`` records its header fields, chunk sizes, sha256
+and source. tests/test_vectors.py rebuilds the sources with :func:`source`
+and checks the bytes; keep the recipes here, in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from codec import api, bitstream, zoo  # noqa: E402
+from codec.audio_io import read_audio  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP = ROOT / "samples" / "speech-en-allison.flac"
+VECTORS_DIR = ROOT / "tests" / "vectors"
+SPEC = ROOT / "format_spec.md"
+APPENDIX_HEADING = "## Appendix A: worked example"
+
+
+@dataclass(frozen=True)
+class Vector:
+    """How one golden vector is made: a slice of the clip and the encoder options."""
+
+    name: str  # file stem in tests/vectors/
+    description: str
+    seconds: float  # length taken from the start of the clip, at ``rate``
+    rate: int = 16000  # the rate the encoder is given (the clip is resampled to it)
+    gains: tuple[float, ...] = (1.0,)  # one gain per output channel, applied to the mono clip
+    bits: int = 8
+    store_phase: bool = False
+
+    @property
+    def samples(self) -> int:
+        return round(self.seconds * self.rate)
+
+
+VECTORS = (
+    Vector("empty", "zero-length mono audio at 16 kHz", 0.0),
+    Vector("speech-0.25s", "first 0.25 s of the clip, 16 kHz mono, default mode (8 bits)", 0.25),
+    Vector(
+        "speech-phase16-0.1s", "first 0.1 s of the clip, 16 kHz mono, store_phase, 16 bits", 0.1,
+        bits=16, store_phase=True,
+    ),
+    Vector(
+        "stereo-44k-0.2s",
+        "the clip resampled to 44100 Hz (soxr HQ, whole clip), first 0.2 s, as 2 channels: "
+        "left unchanged, right at half gain; 8 bits",
+        0.2, rate=44100, gains=(1.0, 0.5),
+    ),
+)
+
+
+def vector(name: str) -> Vector:
+    """The recipe called ``name``."""
+    for item in VECTORS:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+def source(item: Vector) -> np.ndarray:
+    """The float32 (channels, time) audio that ``item`` encodes, at ``item.rate``."""
+    clip, clip_rate = read_audio(CLIP)
+    mono = api.resample(clip[:1], clip_rate, item.rate)[:, : item.samples]
+    if mono.shape[1] != item.samples:
+        raise ValueError(f"{item.name}: the clip is shorter than {item.seconds} s")
+    return np.ascontiguousarray(np.concatenate([mono * np.float32(g) for g in item.gains]), dtype=np.float32)
+
+
+def encode(item: Vector) -> bytes:
+    """The ``.nac`` bytes of ``item`` with the shipped default model."""
+    return api.encode(source(item), item.rate, bits=item.bits, store_phase=item.store_phase)
+
+
+def describe(item: Vector, data: bytes) -> dict:
+    """The JSON record of one vector: source, header fields, chunks, sha256."""
+    header = bitstream.read_header(data)
+    report = bitstream.scan(data)
+    model = zoo.find_entry(header.model_id)
+    return {
+        "file": f"{item.name}.nac",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "source": {
+            "description": item.description,
+            "clip": CLIP.relative_to(ROOT).as_posix(),
+            "clip_sample_rate": read_audio(CLIP)[1],
+            "sample_rate": item.rate,
+            "samples": item.samples,
+            "first_sample": 0,
+            "channel_gains": list(item.gains),
+            "bits": item.bits,
+            "store_phase": item.store_phase,
+        },
+        "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
+        "header": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asdict(header).items()},
+        "header_size": report.header_size,
+        "chunk_count": len(report.chunks),
+        "chunks": [
+            {"index": c.index, "offset": c.offset, "frames": c.frames, "raw_size": c.raw_size,
+             "payload_size": c.payload_size}
+            for c in report.chunks
+        ],
+        "decoded": {"channels": len(item.gains), "sample_rate": item.rate, "samples": item.samples},
+    }
+
+
+# --------------------------------------------------------------------------
+# Appendix A of format_spec.md
+# --------------------------------------------------------------------------
+
+# (offset, size, struct format or None for raw bytes, field) of format_spec.md sections 4, 6, 7
+HEADER_FIELDS = (
+    (0, 8, None, "magic"), (8, 1, "<B", "version"), (9, 1, "<B", "flags"), (10, 2, "<H", "header_size"),
+    (12, 2, "<H", "model_id"), (14, 8, None, "weights_hash"), (22, 4, "<I", "original_sample_rate"),
+    (26, 4, "<I", "model_sample_rate"), (30, 1, "<B", "channels"), (31, 1, "<B", "bits"),
+    (32, 8, "<Q", "sample_count"), (40, 8, "<Q", "model_sample_count"), (48, 2, "<H", "n_fft"),
+    (50, 2, "<H", "hop_length"), (52, 2, "<H", "time_stride"), (54, 2, "<H", "latent_channels"),
+    (56, 2, "<H", "latent_height"), (58, 4, "<I", "latent_frames"), (62, 4, "<I", "chunk_frames"),
+    (66, 4, "<I", "chunk_count"), (70, 4, "<I", "header_crc"),
+)
+CHUNK_FRAMING = ((0, 4, None, "sync"), (4, 4, "<I", "index"), (8, 4, "<I", "frames"),
+                 (12, 4, "<I", "raw_size"), (16, 4, "<I", "payload_size"))
+END_FIELDS = ((0, 4, None, "sync"), (4, 4, "<I", "chunk_count"), (8, 4, "<I", "latent_frames"),
+              (12, 8, "<Q", "sample_count"), (20, 4, "<I", "end_crc"))
+
+
+def _hex(raw: bytes) -> str:
+    return " ".join(f"{b:02X}" for b in raw)
+
+
+def hexdump(data: bytes, base: int = 0) -> str:
+    """xxd-style lines: offset, 16 hex bytes, printable ASCII."""
+    lines = []
+    for start in range(0, len(data), 16):
+        row = data[start : start + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{base + start:08x}  {_hex(row):<47}  {text}")
+    return "\n".join(lines)
+
+
+def _fields(data: bytes, layout, base: int) -> dict[str, tuple[int, bytes, object]]:
+    """field -> (file offset, raw bytes, value) for a record starting at ``base``."""
+    out = {}
+    for offset, size, fmt, name in layout:
+        raw = data[base + offset : base + offset + size]
+        out[name] = (base + offset, raw, struct.unpack(fmt, raw)[0] if fmt else raw)
+    return out
+
+
+def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str]]:
+    """field -> (value as shown, meaning) for the header of a file."""
+    v = {name: value for name, (_, _, value) in h.items()}
+    spf = v["hop_length"] * v["time_stride"]
+    return {
+        "magic": ("`\\x89NAC\\r\\n\\x1a\\n`", "file signature"),
+        "version": (f"0x{v['version']:02X}", f"major {v['version'] >> 4}, minor {v['version'] & 15}"),
+        "flags": (f"0x{v['flags']:02X}", f"bit 0 store_phase = {v['flags'] & 1}; reserved bits 0"),
+        "header_size": (str(v["header_size"]), "bytes from magic through header_crc"),
+        "model_id": (str(v["model_id"]), f"`{model.name}` in models/manifest.json"),
+        "weights_hash": (v["weights_hash"].hex(), f"first 8 bytes of SHA-256 of `{model.file}`"),
+        "original_sample_rate": (str(v["original_sample_rate"]), "Hz, rate of the encoder's input"),
+        "model_sample_rate": (str(v["model_sample_rate"]), "Hz, rate the model runs at"),
+        "channels": (str(v["channels"]), "audio channels"),
+        "bits": (str(v["bits"]), "bits per latent code"),
+        "sample_count": (str(v["sample_count"]), "samples per channel at the original rate"),
+        "model_sample_count": (str(v["model_sample_count"]), "samples per channel at the model rate"),
+        "n_fft": (str(v["n_fft"]), "STFT size"),
+        "hop_length": (str(v["hop_length"]), "STFT hop"),
+        "time_stride": (str(v["time_stride"]), f"STFT frames per latent frame: {spf} samples per latent frame"),
+        "latent_channels": (str(v["latent_channels"]), "latent channels, one scale each per chunk"),
+        "latent_height": (str(v["latent_height"]), "latent size along frequency (1-D model)"),
+        "latent_frames": (str(v["latent_frames"]), "latent frames in the stream"),
+        "chunk_frames": (
+            str(v["chunk_frames"]),
+            f"latent frames per chunk: {v['chunk_frames'] * spf / v['model_sample_rate']:g} s at the model rate",
+        ),
+        "chunk_count": (str(v["chunk_count"]), "`ceil(latent_frames / chunk_frames)`"),
+        "header_crc": (f"0x{v['header_crc']:08X}", "CRC-32 of bytes [0, 70)"),
+    }
+
+
+def _zstd_frame_start(payload: bytes, raw_size: int, count: int) -> list[tuple[int, bytes, str, str]]:
+    """(offset in payload, bytes, value, meaning) for the first ``count`` payload bytes (RFC 8878)."""
+    rows = [(0, payload[:4], "`28 B5 2F FD`", "zstd frame magic")]
+    fhd = payload[4]
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
+    rows.append((4, payload[4:5], f"0x{fhd:02X}", f"frame header descriptor: content-size flag {fcs_flag}, "
+                 f"single segment {single}, checksum {checksum}, dictionary-id flag {dict_flag}"))
+    pos = 5
+    if not single:
+        rows.append((pos, payload[pos : pos + 1], f"0x{payload[pos]:02X}", "window descriptor"))
+        pos += 1
+    dict_size = (0, 1, 2, 4)[dict_flag]
+    if dict_size:
+        rows.append((pos, payload[pos : pos + dict_size], "", "dictionary id"))
+        pos += dict_size
+    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if fcs_size:
+        content = int.from_bytes(payload[pos : pos + fcs_size], "little") + (256 if fcs_size == 2 else 0)
+        if content != raw_size:
+            raise ValueError(f"zstd frame declares {content} bytes, raw_size is {raw_size}")
+        rows.append((pos, payload[pos : pos + fcs_size], str(content), "frame content size (equals raw_size)"))
+        pos += fcs_size
+    block = int.from_bytes(payload[pos : pos + 3], "little")
+    kind = ("raw", "RLE", "compressed", "reserved")[(block >> 1) & 3]
+    rows.append((pos, payload[pos : pos + 3], f"0x{block:06X}",
+                 f"block header: last block {block & 1}, {kind}, block size {block >> 3}"))
+    pos += 3
+    if kind == "raw" and pos + 4 <= count:  # the body as is: it starts with channel 0's f32 scales
+        (scale,) = struct.unpack("<f", payload[pos : pos + 4])
+        rows.append((pos, payload[pos : pos + 4], f"{scale:.6g}", "body bytes 0-3: scales[0] of channel 0 (f32)"))
+        pos += 4
+    if pos < count:
+        what = "next bytes of the body" if kind == "raw" else "first bytes of the compressed block"
+        rows.append((pos, payload[pos:count], "", what))
+    return [row for row in rows if row[0] < count]
+
+
+def _table(rows) -> list[str]:
+    lines = ["| Offset | Bytes | Field | Value | Meaning |", "|---|---|---|---|---|"]
+    lines += [f"| {o} | `{_hex(raw)}` | {field} | {value} | {meaning} |" for o, raw, field, value, meaning in rows]
+    return lines
+
+
+def appendix(vectors: dict[str, bytes]) -> str:
+    """The text of Appendix A (without its heading) for the given vector bytes."""
+    empty, speech = vectors["empty"], vectors["speech-0.25s"]
+    model = zoo.find_entry(bitstream.read_header(empty).model_id)
+
+    header = _fields(empty, HEADER_FIELDS, 0)
+    meanings = _header_meanings(header, model)
+    header_rows = [(o, raw, name, *meanings[name]) for name, (o, raw, _) in header.items()]
+    end = _fields(empty, END_FIELDS, bitstream.HEADER_SIZE)
+    end_rows = [
+        (end["sync"][0], end["sync"][1], "sync", "`NEND`", "end record"),
+        (end["chunk_count"][0], end["chunk_count"][1], "chunk_count", str(end["chunk_count"][2]), "as in the header"),
+        (end["latent_frames"][0], end["latent_frames"][1], "latent_frames", str(end["latent_frames"][2]),
+         "as in the header"),
+        (end["sample_count"][0], end["sample_count"][1], "sample_count", str(end["sample_count"][2]),
+         "as in the header"),
+        (end["end_crc"][0], end["end_crc"][1], "end_crc", f"0x{end['end_crc'][2]:08X}",
+         f"CRC-32 of bytes [{bitstream.HEADER_SIZE}, {bitstream.HEADER_SIZE + 20}) of the file"),
+    ]
+
+    sh = bitstream.read_header(speech)
+    base = bitstream.HEADER_SIZE  # a v1.0 header; the first chunk record follows it
+    chunk = _fields(speech, CHUNK_FRAMING, base)
+    size = chunk["payload_size"][2]
+    payload = speech[base + 20 : base + 20 + size]
+    crc_at = base + 20 + size
+    (crc,) = struct.unpack("<I", speech[crc_at : crc_at + 4])
+    chunk_rows = [
+        (chunk["sync"][0], chunk["sync"][1], "sync", "`NACK`", "chunk record"),
+        (chunk["index"][0], chunk["index"][1], "index", str(chunk["index"][2]), "first chunk"),
+        (chunk["frames"][0], chunk["frames"][1], "frames", str(chunk["frames"][2]),
+         f"all {sh.latent_frames} latent frames of the stream"),
+        (chunk["raw_size"][0], chunk["raw_size"][1], "raw_size", str(chunk["raw_size"][2]),
+         f"body: {sh.channels} x (4 x {sh.latent_channels} scale bytes + {sh.latent_channels} x "
+         f"{sh.latent_height} x {chunk['frames'][2]} codes of {sh.bits // 8} byte(s))"),
+        (chunk["payload_size"][0], chunk["payload_size"][1], "payload_size", str(size), "zstd bytes that follow"),
+    ]
+    chunk_rows += [
+        (base + 20 + o, raw, f"payload[{o}:{o + len(raw)}]", value, meaning)
+        for o, raw, value, meaning in _zstd_frame_start(payload, chunk["raw_size"][2], 16)
+    ]
+    chunk_rows.append((crc_at, speech[crc_at : crc_at + 4], "chunk_crc", f"0x{crc:08X}",
+                       f"CRC-32 of bytes [{base}, {crc_at}) of the file: framing and payload"))
+
+    raw_note = ""
+    if any("raw, block size" in row[4] for row in chunk_rows):
+        raw_note = (
+            " Here zstd found nothing to gain on the 8-bit codes and stored the body as one raw block: "
+            f"the payload is the {chunk['raw_size'][2]}-byte body behind {size - chunk['raw_size'][2]} bytes "
+            "of frame and block headers."
+        )
+    listing = "\n".join(
+        f"| `{name}.nac` | {len(data)} | {vector(name).description} | `{hashlib.sha256(data).hexdigest()[:16]}` |"
+        for name, data in vectors.items()
+    )
+    lines = [
+        "",
+        "The files in `tests/vectors/` are made by the shipped default model "
+        f"(`{model.name}`, id {model.id}, weights SHA-256 `{model.sha256[:16]}...`) from the bundled clip "
+        "`samples/speech-en-allison.flac`; each `NAME.nac` has a `NAME.json` with its header fields, chunk "
+        "sizes, SHA-256 and source. `python tools/make_vectors.py` regenerates them and this appendix; they "
+        "change whenever the shipped model's weights change, because the header records their hash.",
+        "",
+        "| File | Bytes | Source | SHA-256 (first 8 bytes) |",
+        "|---|---|---|---|",
+        listing,
+        "",
+        f"### A.1 `empty.nac`: zero-length audio ({len(empty)} bytes)",
+        "",
+        "No audio, so no chunks: the header, then the end record.",
+        "",
+        "```",
+        hexdump(empty),
+        "```",
+        "",
+        f"Header (bytes 0 to {bitstream.HEADER_SIZE - 1}; offsets are from the start of the file, values "
+        "little-endian):",
+        "",
+        *_table(header_rows),
+        "",
+        f"End record (bytes {bitstream.HEADER_SIZE} to {len(empty) - 1}):",
+        "",
+        *_table(end_rows),
+        "",
+        f"### A.2 `speech-0.25s.nac`: its chunk record ({len(speech)} bytes in all)",
+        "",
+        f"The header has the layout of A.1 with `sample_count` {sh.sample_count}, `latent_frames` "
+        f"{sh.latent_frames} and `chunk_count` {sh.chunk_count}. The single chunk record starts at offset "
+        f"{base}: 20 bytes of framing, the zstd payload ({size} bytes, the first 16 shown), the CRC."
+        + raw_note,
+        "",
+        "```",
+        hexdump(speech[base : base + 36], base),
+        "...",
+        hexdump(speech[crc_at : crc_at + 4], crc_at),
+        "```",
+        "",
+        *_table(chunk_rows),
+        "",
+        f"The end record follows at offset {crc_at + 4}, laid out as in A.1 with counts "
+        f"{sh.chunk_count}, {sh.latent_frames} and {sh.sample_count}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """``text`` with the lines between ``heading`` and the next ``## `` heading replaced by ``body``."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == heading]
+    if len(starts) != 1:
+        raise SystemExit(f"{SPEC.name}: expected one line {heading!r}, found {len(starts)}")
+    start = starts[0] + 1
+    stop = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "".join(lines[:start]) + body.rstrip("\n") + "\n\n" + "".join(lines[stop:])
+
+
+def main() -> None:
+    VECTORS_DIR.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for item in VECTORS:
+        data = encode(item)
+        if bitstream.pack(*bitstream.unpack(data)) != data:
+            raise SystemExit(f"{item.name}: the container does not round-trip through unpack/pack")
+        audio, rate = api.decode(data)
+        if audio.shape != (len(item.gains), item.samples) or rate != item.rate:
+            raise SystemExit(f"{item.name}: decodes to {audio.shape} at {rate} Hz")
+        (VECTORS_DIR / f"{item.name}.nac").write_bytes(data)
+        record = describe(item, data)
+        (VECTORS_DIR / f"{item.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        made[item.name] = data
+        print(f"{item.name}.nac: {len(data)} bytes, {record['chunk_count']} chunk(s), {record['sha256'][:16]}")
+    SPEC.write_text(replace_section(SPEC.read_text(), APPENDIX_HEADING, appendix(made)))
+    print(f"rewrote {SPEC.name}: {APPENDIX_HEADING[3:]}")
+
+
+if __name__ == "__main__":
+    main()
