@@ -29,7 +29,7 @@ from codec.errors import NacError, UsageError  # noqa: E402
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 MEAN_KEYS = (
-    "duration_s", "nac_bytes", "kbps", "ratio_vs_pcm16", "ratio_vs_latent_f32",
+    "duration_s", "nac_bytes", "kbps", "ratio_vs_pcm16", "ratio_vs_latent_f32", "input_to_latent_values",
     "snr_db", "si_sdr_db", "lsd_db", "pesq_wb", "stoi", "encode_s", "decode_s",
 )
 TABLE_COLUMNS = [  # (json key, heading, format)
@@ -86,6 +86,7 @@ def evaluate_file(path: Path, args: argparse.Namespace) -> tuple[dict, np.ndarra
         "ratio_vs_pcm16": 2 * channels * samples / len(data),
         "latent_f32_bytes": latent_bytes,
         "ratio_vs_latent_f32": latent_bytes / len(data),
+        "input_to_latent_values": channels * samples / (latent_bytes / 4) if latent_bytes else None,
         "snr_db": metrics.snr_db(audio, decoded),
         "si_sdr_db": metrics.si_sdr_db(audio, decoded),
         "lsd_db": metrics.lsd_db(audio, decoded, rate),
