@@ -37,7 +37,7 @@ def _magnitude(wave: torch.Tensor, n_fft: int) -> torch.Tensor:
 
 def mel_loss(pred: torch.Tensor, target: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """L1 between log-mel spectrograms of two waveforms (B, T)."""
-    bank = mel_filterbank(sample_rate, n_fft, n_mels)
+    bank = mel_filterbank(sample_rate, n_fft, n_mels).to(pred.device)
     mel_p = torch.log(torch.einsum("mf,bft->bmt", bank, _magnitude(pred, n_fft)) + LOG_EPS)
     mel_t = torch.log(torch.einsum("mf,bft->bmt", bank, _magnitude(target, n_fft)) + LOG_EPS)
     return (mel_p - mel_t).abs().mean()

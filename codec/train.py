@@ -3,7 +3,12 @@
 The seed's knobs are options whose defaults come from the environment:
 MAX_TRAIN_FILES, MAX_AUDIO_SECONDS, MODEL_CHANNELS, MEL_LOSS_WEIGHT, EPOCHS.
 Training audio is decoded once and cached as one int16 array, so a step costs
-only the STFT and the network. Checkpoints (``results/<run>/last.pt``) hold
+only the STFT and the network.
+
+Distributed: run under ``torchrun --nproc_per_node N -m codec.train ...``;
+each rank draws crops from its own shard of the audio, gradients are averaged
+by DistributedDataParallel (gloo on CPU, NCCL on GPU), and only rank 0 writes
+checkpoints and logs. Every rank resumes from the same ``last.pt``. Checkpoints (``results/<run>/last.pt``) hold
 tensors, the step count and the JSON config; they load with
 ``torch.load(weights_only=True)`` and a run resumes from them by default.
 """
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 import torch
+from torch import distributed as dist
 
 from . import losses
 from .audio_io import read_audio
@@ -59,6 +65,7 @@ class TrainSettings:
     threads: int = 0
     log_every: int = 25
     save_every: int = 200
+    device: str = "auto"  # auto = cuda when available, else cpu
 
 
 def list_training_files(data: Path, split: str, kind: str, max_files: int) -> list[Path]:
@@ -154,36 +161,97 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class TrainingObjective(torch.nn.Module):
+    """The codec with its loss as ``forward``, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, codec: torch.nn.Module, settings: TrainSettings):
+        super().__init__()
+        self.codec, self.settings = codec, settings
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return training_loss(self.codec, wave, self.settings)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def _device(settings: TrainSettings, place: Distributed) -> torch.device:
+    if settings.device == "auto":
+        return torch.device(f"cuda:{place.local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(settings.device)
+
+
+def _agreed(value: float, place: Distributed) -> float:
+    """Rank 0's value on every rank (so all ranks stop at the same step)."""
+    if place.world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(tensor, src=0)
+    return float(tensor)
+
+
 def train(settings: TrainSettings) -> Path:
+    place = Distributed.from_environment()
+    device = _device(settings, place)
+    if place.world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(settings, place, device)
+    finally:
+        if place.world > 1:
+            dist.destroy_process_group()
+
+
+def _train(settings: TrainSettings, place: Distributed, device: torch.device) -> Path:
     torch.manual_seed(settings.seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    say = print if place.leader else (lambda *args, **kwargs: None)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = settings.run_dir / "last.pt"
     config = settings.config
     state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
     if state is not None:
         config = ModelConfig.from_json(state["config"])
-    model = build_model(config)
+    model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
-        print(f"resumed {checkpoint} at step {step}", flush=True)
+        say(f"resumed {checkpoint} at step {step}", flush=True)
     first_step = step
+    objective = TrainingObjective(model, settings)
+    if place.world > 1:
+        objective = torch.nn.parallel.DistributedDataParallel(objective)
 
     files = list_training_files(settings.data, settings.split, settings.kind, settings.max_files)
     stream = load_waveforms(files, config.sample_rate, settings.run_dir.parent / "cache")
+    shard = stream[place.rank * len(stream) // place.world : (place.rank + 1) * len(stream) // place.world]
     crop = int(settings.crop_seconds * config.sample_rate)
-    sampler = CropSampler(stream, crop, settings.seed + step)
-    steps_per_epoch = max(1, len(stream) // (crop * settings.batch_size))
+    sampler = CropSampler(shard, crop, settings.seed + step + 1_000_003 * place.rank)
+    steps_per_epoch = max(1, len(stream) // (crop * settings.batch_size * place.world))
     total_steps = settings.steps or settings.epochs * steps_per_epoch
-    print(
+    say(
         f"{config.arch}: {parameter_count(model)} parameters, {len(files)} files, "
-        f"{len(stream) / config.sample_rate / 3600:.2f} h audio, {steps_per_epoch} steps/epoch, "
-        f"target {total_steps} steps",
+        f"{len(stream) / config.sample_rate / 3600:.2f} h audio, {place.world} process(es) on {device}, "
+        f"{steps_per_epoch} steps/epoch, target {total_steps} steps",
         flush=True,
     )
     started, window_start, window = time.monotonic(), time.monotonic(), {}
@@ -191,11 +259,11 @@ def train(settings: TrainSettings) -> Path:
         progress = (step - first_step) / max(1, total_steps - first_step)
         if settings.minutes:
             progress = max(progress, (time.monotonic() - started) / (settings.minutes * 60))
-        if progress >= 1.0:
+        if _agreed(progress, place) >= 1.0:
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(settings, progress)
-        loss, parts = training_loss(model, sampler.batch(settings.batch_size), settings)
+        loss, parts = objective(sampler.batch(settings.batch_size).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -207,12 +275,13 @@ def train(settings: TrainSettings) -> Path:
             elapsed = time.monotonic() - window_start
             means = " ".join(f"{k}={v / settings.log_every:.4f}" for k, v in window.items())
             rate = optimizer.param_groups[0]["lr"]
-            print(f"step {step} {means} lr={rate:.2e} {settings.log_every / elapsed:.2f} steps/s", flush=True)
+            say(f"step {step} {means} lr={rate:.2e} {settings.log_every / elapsed:.2f} steps/s", flush=True)
             window_start, window = time.monotonic(), {}
-        if step % settings.save_every == 0:
+        if step % settings.save_every == 0 and place.leader:
             save_checkpoint(checkpoint, model, optimizer, step)
-    save_checkpoint(checkpoint, model, optimizer, step)
-    print(f"saved {checkpoint} at step {step}", flush=True)
+    if place.leader:
+        save_checkpoint(checkpoint, model, optimizer, step)
+        say(f"saved {checkpoint} at step {step}", flush=True)
     return checkpoint
 
 
@@ -239,6 +308,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--lr-final", type=float, default=None,
                         help="cosine-decay the rate to this by the end of the run (--steps or --minutes)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     parser.add_argument("--split", default="train", help="MANIFEST split to train on")
     parser.add_argument("--kind", default="speech_wb", help="MANIFEST kind to train on")
     parser.add_argument("--seed", type=int, default=0)
@@ -253,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
         minutes=args.minutes, learning_rate=args.lr, final_learning_rate=args.lr_final,
         mel_weight=args.mel_weight, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
-        log_every=args.log_every,
+        log_every=args.log_every, device=args.device,
     )
 
 
