@@ -15,13 +15,15 @@ and nothing else (no torch, no model).  Layers:
 
 Public API: :class:`StreamHeader`, :class:`Chunk`, :func:`pack`,
 :func:`unpack`, :func:`read_header`, :func:`scan` (with :class:`StreamReport`
-and :class:`ChunkReport`), :func:`chunk_body_size`, :func:`crc32`.
+and :class:`ChunkReport`), :func:`unpack_salvage` (with :class:`Salvage`),
+:func:`chunk_span`, :func:`chunk_body_size`, :func:`crc32`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +70,9 @@ __all__ = [
     "unpack",
     "read_header",
     "scan",
+    "Salvage",
+    "unpack_salvage",
+    "chunk_span",
     "chunk_body_size",
     "crc32",
 ]
@@ -116,6 +121,9 @@ _RANGES = {
 MAX_CHANNELS = _RANGES["channels"][3]
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
 ZSTD_MAX_WINDOW = 2**26  # >= MAX_CHUNK_RAW_SIZE; bounds the decoder's window buffer
+# scan() parses at most this many times the file's size in records (a sound file
+# needs 1x; resynchronizing after damage re-reads overlapping candidates).
+SCAN_WORK_FACTOR = 16
 
 
 def crc32(data: bytes) -> int:
@@ -219,6 +227,41 @@ class StreamReport:
         """True when :func:`unpack` should find nothing wrong short of zstd and body checks."""
         return self.end_ok and not self.problems and all(c.problem is None for c in self.chunks)
 
+    def lost_chunks(self) -> dict[int, str]:
+        """Chunk indices ``0 .. chunk_count-1`` with no sound record, each with the reason.
+
+        A record is sound when its CRC matches and its stored index, frames and
+        raw_size agree with the header (the index decides its place, so a
+        missing chunk does not condemn the ones after it). The first sound
+        record of an index wins. Payloads are not decompressed here.
+        """
+        h = self.header
+        sound, damaged = set(), {}
+        for chunk in self.chunks:
+            problem = "CRC mismatch"
+            if chunk.crc_ok:
+                problem = _chunk_problem(h, chunk.index, chunk.index, chunk.frames, chunk.raw_size)
+            if problem is None:
+                sound.add(chunk.index)
+            elif chunk.index < h.chunk_count:
+                damaged.setdefault(chunk.index, problem)
+        return {i: damaged.get(i, "missing") for i in range(h.chunk_count) if i not in sound}
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """Result of :func:`unpack_salvage`: every sound chunk, and what was lost."""
+
+    header: StreamHeader
+    chunks: list[Chunk | None]  # one per chunk index; None where damaged or missing
+    lost: dict[int, str]  # chunk index -> why it was lost (None in ``chunks``)
+    problems: tuple[str, ...]  # every defect found, lost chunks or not (end record, trailing bytes)
+
+    @property
+    def intact(self) -> bool:
+        """True when the file had no defect at all (then it equals :func:`unpack`'s result)."""
+        return not self.lost and not self.problems
+
 
 # --------------------------------------------------------------------------
 # Schemas
@@ -275,7 +318,6 @@ _CHUNK_FIELDS = Struct(
     "payload" / Prefixed(Int32ul, GreedyBytes),  # payload_size, then one zstd frame
 )
 _CHUNK = _signed(_CHUNK_FIELDS)
-_CHUNK_UNVERIFIED = _signed(_CHUNK_FIELDS, verify=False)
 
 _END_FIELDS = Struct(
     "sync" / Const(END_SYNC),
@@ -628,10 +670,24 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
     return header, chunks
 
 
-def _next_sync(data: bytes, start: int) -> int:
-    """Offset of the next chunk or end sync word at or after ``start``, or len(data)."""
-    hits = [i for i in (data.find(CHUNK_SYNC, start), data.find(END_SYNC, start)) if i >= 0]
-    return min(hits, default=len(data))
+class _SyncFinder:
+    """Offsets of the next chunk or end sync word, in amortized linear time.
+
+    Each word's last hit is remembered and only searched again once the walk
+    has passed it, so a file with many stray sync words of one kind is not
+    rescanned to its end for the other kind at every stop.
+    """
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.hits = {CHUNK_SYNC: -2, END_SYNC: -2}  # -2: not searched yet, -1: none left
+
+    def next(self, start: int) -> int:
+        """Offset of the next sync word at or after ``start``, or ``len(data)``."""
+        for word, hit in self.hits.items():
+            if hit == -2 or 0 <= hit < start:
+                self.hits[word] = self.data.find(word, start)
+        return min((hit for hit in self.hits.values() if hit >= start), default=len(self.data))
 
 
 def scan(data: bytes) -> StreamReport:
@@ -649,25 +705,53 @@ def scan(data: bytes) -> StreamReport:
     chunks: list[ChunkReport] = []
     problems: list[str] = []
     end_present = end_ok = False
+    view = memoryview(data)
+    finder = _SyncFinder(data)
+    budget = SCAN_WORK_FACTOR * size  # bytes of records parsed and CRC-checked, overlaps included
     pos = header_size
     while pos < size:
         sync = data[pos : pos + 4]
         if sync not in (CHUNK_SYNC, END_SYNC):
-            resume = _next_sync(data, pos + 1)
+            resume = finder.next(pos + 1)
             problems.append(f"{resume - pos} unrecognized bytes at offset {pos}")
             pos = resume
             continue
-        stream.seek(pos)
         where = f"chunk {len(chunks)}" if sync == CHUNK_SYNC else "end record"
-        try:
-            record = _parse(_CHUNK_UNVERIFIED if sync == CHUNK_SYNC else _END_UNVERIFIED, stream, where)
-        except FormatError as err:
-            problems.append(f"{err} at offset {pos}")
-            pos = _next_sync(data, pos + 4)
-            continue
-        crc_ok = crc32(record.signed.data) == record.crc
-        fields = record.signed.value
-        end = stream.tell()
+        if sync == CHUNK_SYNC:
+            # Framing read with struct and the CRC checked over a view before any
+            # parsing: the walk stays linear and cheap however many stray sync
+            # words a damaged file holds; the schema parses sound records only.
+            if pos + CHUNK_OVERHEAD > size:
+                problems.append(f"truncated in {where} at offset {pos}")
+                break
+            index, frames, raw_size, payload_size = struct.unpack_from("<IIII", data, pos + 4)
+            end = pos + CHUNK_OVERHEAD + payload_size
+            if end > size:
+                problems.append(f"truncated in {where} payload at offset {pos}")
+                pos = finder.next(pos + 4)
+                continue
+            budget -= CHUNK_OVERHEAD + payload_size
+            if budget < 0:
+                # Stray sync words whose lengths overlap could otherwise make the walk quadratic.
+                problems.append(f"scan stopped at offset {pos}: too many overlapping damaged records")
+                break
+            crc_ok = crc32(view[pos : end - 4]) == int.from_bytes(data[end - 4 : end], "little")
+            if crc_ok:
+                stream.seek(pos)
+                fields = _parse(_CHUNK, stream, where).signed.value
+                index, frames, raw_size = fields.index, fields.frames, fields.raw_size
+        else:
+            end = pos + END_SIZE
+            if end > size:
+                problems.append(f"truncated in {where} at offset {pos}")
+                break
+            crc_ok = crc32(view[pos : end - 4]) == int.from_bytes(data[end - 4 : end], "little")
+            if not crc_ok and finder.next(pos + 4) < size:
+                problems.append(f"damaged end record at offset {pos}, more records follow")
+                pos = finder.next(pos + 4)
+                continue
+            stream.seek(pos)
+            fields = _parse(_END_UNVERIFIED, stream, where).signed.value
         if sync == END_SYNC:
             end_present = True
             problem = None if crc_ok else "CRC mismatch"
@@ -679,16 +763,16 @@ def scan(data: bytes) -> StreamReport:
             end_ok = problem is None and end == size
             break
         problem = None if crc_ok else "CRC mismatch"
-        problem = problem or _chunk_problem(header, len(chunks), fields.index, fields.frames, fields.raw_size)
-        start = min(fields.index * header.chunk_frames * step, header.model_sample_count)
-        stop = min(start + fields.frames * step, header.model_sample_count)
+        problem = problem or _chunk_problem(header, len(chunks), index, frames, raw_size)
+        start = min(index * header.chunk_frames * step, header.model_sample_count)
+        stop = min(start + frames * step, header.model_sample_count)
         chunks.append(
             ChunkReport(
-                index=fields.index,
+                index=index,
                 offset=pos,
-                payload_size=len(fields.payload),
-                raw_size=fields.raw_size,
-                frames=fields.frames,
+                payload_size=payload_size,
+                raw_size=raw_size,
+                frames=frames,
                 sample_start=start,
                 sample_stop=stop,
                 crc_ok=crc_ok,
@@ -696,7 +780,7 @@ def scan(data: bytes) -> StreamReport:
             )
         )
         if not crc_ok and data[end : end + 4] not in (CHUNK_SYNC, END_SYNC) and end < size:
-            end = _next_sync(data, pos + 4)  # the length field may be the damaged part
+            end = finder.next(pos + 4)  # the length field may be the damaged part
         pos = end
     if len(chunks) != header.chunk_count:
         problems.append(f"{len(chunks)} chunk records found, header says {header.chunk_count}")
@@ -711,3 +795,56 @@ def scan(data: bytes) -> StreamReport:
         end_ok=end_ok,
         problems=tuple(problems),
     )
+
+
+def chunk_span(header: StreamHeader, index: int) -> tuple[int, int]:
+    """Nominal model-rate samples ``[start, stop)`` of chunk ``index`` (format_spec.md section 6).
+
+    ``[index * chunk_frames * S, (index * chunk_frames + frames) * S)`` with
+    ``S = hop_length * time_stride``, clipped to ``model_sample_count``.
+    """
+    step = header.samples_per_frame
+    first = index * header.chunk_frames
+    start = min(first * step, header.model_sample_count)
+    stop = min((first + header.chunk_frames_at(index)) * step, header.model_sample_count)
+    return start, stop
+
+
+def unpack_salvage(data: bytes) -> Salvage:
+    """Parse a possibly damaged file: every sound chunk, and which ones were lost.
+
+    The header must be sound (magic, version, CRC, limits): a damaged header
+    raises :class:`FormatError` or :class:`VersionError` as in :func:`unpack`,
+    since without it nothing can be placed. Chunk records are found with
+    :func:`scan` (which resynchronizes on sync words after damage) and placed
+    by their CRC-checked ``index``; each is then checked exactly as
+    :func:`unpack` checks it (zstd frame, sizes, scales, codes). A chunk that
+    fails any check, or has no record at all, is lost. For an intact file the
+    chunks equal :func:`unpack`'s.
+    """
+    data = bytes(data)
+    report = scan(data)
+    header = report.header
+    lost = report.lost_chunks()
+    chunks: list[Chunk | None] = [None] * header.chunk_count
+    problems = list(report.problems)
+    stream = io.BytesIO(data)
+    for record in report.chunks:
+        if record.problem is not None:
+            problems.append(f"chunk record at offset {record.offset}: {record.problem}")
+        index = record.index
+        if not record.crc_ok or index in lost or index >= header.chunk_count or chunks[index] is not None:
+            continue
+        where = f"chunk {index}"
+        try:
+            stream.seek(record.offset)
+            fields = _parse(_CHUNK, stream, where).signed.value
+            problem = _chunk_problem(header, index, fields.index, fields.frames, fields.raw_size)
+            if problem:  # a sound record of this index comes later
+                continue
+            body = _decompress(fields.payload, fields.raw_size, where)
+            chunks[index] = _decode_body(header, index, fields.frames, body)
+        except FormatError as err:
+            lost[index] = str(err).removeprefix(f"{where}: ")
+            problems.append(str(err))
+    return Salvage(header=header, chunks=chunks, lost=dict(sorted(lost.items())), problems=tuple(problems))
