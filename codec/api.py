@@ -126,29 +126,142 @@ def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> Non
         raise FormatError("latent frame count does not match the sample count")
 
 
+def _stream_model(header: "bitstream.StreamHeader", model: str | None) -> torch.nn.Module:
+    """The model that decodes ``header``'s stream, checked against it before any chunk is read.
+
+    Checking first bounds what the chunks may hold by the model's own sizes, so a
+    forged header cannot make the reader decompress bodies no model could use.
+    """
+    loaded = zoo.model_for_stream(header.model_id, header.weights_hash, model)
+    _check_stream_matches_model(header, loaded.net.config)
+    return loaded.net
+
+
+def _synthesize(
+    net: torch.nn.Module, header: "bitstream.StreamHeader", chunks: list, keep_model_rate: bool
+) -> tuple[np.ndarray, int]:
+    """Audio from a stream's chunks; a ``None`` chunk decodes from zero latents (and zero phase)."""
+    if header.latent_frames == 0:
+        wave = np.zeros((header.channels, header.model_sample_count), np.float32)
+    else:
+        latents, phases = [], []
+        for index, chunk in enumerate(chunks):
+            frames = header.chunk_frames_at(index)
+            if chunk is None:
+                shape = (header.channels, header.latent_channels, header.latent_height, frames)
+                latents.append(np.zeros(shape, np.float32))
+                phases.append(np.zeros((header.channels, header.phase_bins, frames * header.time_stride), np.float32))
+            else:
+                latents.append(dequantize(chunk.codes, chunk.scales, header.bits))
+                if header.store_phase:
+                    phases.append(dequantize_phase(chunk.phase, header.bits))
+        latent = np.concatenate(latents, axis=-1)
+        phase = torch.from_numpy(np.concatenate(phases, axis=-1)) if header.store_phase else None
+        with torch.inference_mode():
+            wave = net.decode(torch.from_numpy(latent), header.model_sample_count, phase).numpy()
+        # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
+        # output stays finite (format_spec.md section 10) whatever the file holds.
+        wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    if keep_model_rate:
+        return wave, header.model_sample_rate
+    restored = resample(wave, header.model_sample_rate, header.original_sample_rate)
+    return fit_length(restored, header.sample_count), header.original_sample_rate
+
+
 def decode(data: bytes, *, keep_model_rate: bool = False, model: str | None = None) -> tuple[np.ndarray, int]:
     """(float32 (channels, time), sample_rate) from ``.nac`` bytes.
 
     The original sample rate and length are restored unless ``keep_model_rate``.
     ``model`` overrides the model named in the file (its weights hash must match).
+    Any damage is an error (:class:`FormatError`); see :func:`decode_salvage`.
     """
+    net = _stream_model(bitstream.read_header(data), model)
     header, chunks = bitstream.unpack(data)
-    loaded = zoo.model_for_stream(header.model_id, header.weights_hash, model)
-    net, config = loaded.net, loaded.net.config
-    _check_stream_matches_model(header, config)
-    if header.latent_frames == 0:
-        wave = np.zeros((header.channels, header.model_sample_count), np.float32)
-    else:
-        latent = np.concatenate([dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
-        phase = None
-        if header.store_phase:
-            phase = torch.from_numpy(np.concatenate([dequantize_phase(c.phase, header.bits) for c in chunks], -1))
-        with torch.inference_mode():
-            wave = net.decode(torch.from_numpy(latent), header.model_sample_count, phase).numpy()
-    if keep_model_rate:
-        return wave, header.model_sample_rate
-    restored = resample(wave, header.model_sample_rate, header.original_sample_rate)
-    return fit_length(restored, header.sample_count), header.original_sample_rate
+    return _synthesize(net, header, chunks, keep_model_rate)
+
+
+@dataclass(frozen=True)
+class LostSpan:
+    """Consecutive lost chunks of a damaged file, as a time range of the output."""
+
+    first_chunk: int
+    last_chunk: int  # inclusive
+    start: int  # output samples [start, stop) at ``sample_rate``
+    stop: int
+    sample_rate: int
+    reason: str  # why each chunk was lost, "; "-joined when they differ
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def stop_s(self) -> float:
+        return self.stop / self.sample_rate
+
+    def describe(self) -> str:
+        """One line: ``1.024-2.048 s (chunk 1: CRC mismatch)``; seconds with 3 decimals."""
+        chunks = f"chunk {self.first_chunk}"
+        if self.last_chunk != self.first_chunk:
+            chunks = f"chunks {self.first_chunk}-{self.last_chunk}"
+        return f"{self.start_s:.3f}-{self.stop_s:.3f} s ({chunks}: {self.reason})"
+
+
+def lost_spans(header: "bitstream.StreamHeader", lost: dict[int, str], keep_model_rate: bool = False) -> list[LostSpan]:
+    """Merge lost chunk indices into time ranges at the output rate.
+
+    A chunk covers its nominal model-rate samples (:func:`bitstream.chunk_span`);
+    at the original rate a range becomes ``[floor(start * R_o / R_m),
+    ceil(stop * R_o / R_m))``, clipped to ``sample_count``.
+    """
+    spans: list[LostSpan] = []
+    for index in sorted(lost):
+        start, stop = bitstream.chunk_span(header, index)
+        rate = header.model_sample_rate
+        if not keep_model_rate:
+            rate, r_m = header.original_sample_rate, header.model_sample_rate
+            start = min(start * rate // r_m, header.sample_count)
+            stop = min(-(-stop * rate // r_m), header.sample_count)
+        if spans and spans[-1].last_chunk == index - 1:
+            previous = spans[-1]
+            reasons = previous.reason.split("; ")
+            reason = previous.reason if lost[index] in reasons else f"{previous.reason}; {lost[index]}"
+            spans[-1] = LostSpan(previous.first_chunk, index, previous.start, stop, rate, reason)
+        else:
+            spans.append(LostSpan(index, index, start, stop, rate, lost[index]))
+    return spans
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """What :func:`decode_salvage` recovered from a possibly damaged file."""
+
+    audio: np.ndarray  # float32 (channels, time), silence over every lost span
+    sample_rate: int
+    lost: tuple[LostSpan, ...]  # empty when every chunk was intact
+    problems: tuple[str, ...]  # every defect found, including ones that lost no audio
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.lost or self.problems)
+
+
+def decode_salvage(data: bytes, *, keep_model_rate: bool = False, model: str | None = None) -> Salvaged:
+    """Decode what is intact in a damaged file; lost chunks become silence of their length.
+
+    The header must be intact (else :class:`FormatError`, as in :func:`decode`).
+    Lost chunks are decoded from zero latents, then the output is zeroed over
+    their spans (:func:`lost_spans`). For an intact file the audio equals
+    :func:`decode`'s.
+    """
+    net = _stream_model(bitstream.read_header(data), model)
+    result = bitstream.unpack_salvage(data)
+    header = result.header
+    audio, rate = _synthesize(net, header, result.chunks, keep_model_rate)
+    spans = lost_spans(header, result.lost, keep_model_rate)
+    for span in spans:
+        audio[:, span.start : span.stop] = 0.0
+    return Salvaged(audio, rate, tuple(spans), result.problems)
 
 
 def compress(audio: np.ndarray, sample_rate: int, store_phase: bool = False, quant_bits: int = 8) -> bytes:
@@ -163,12 +276,18 @@ def decompress(blob: bytes) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True)
 class DecodeReport:
-    """What :func:`decode_file` did: output rate, length and how many samples clipped."""
+    """What :func:`decode_file` did: output rate, length, samples clipped, damage salvaged."""
 
     sample_rate: int
     samples: int
     channels: int
     clipped_samples: int
+    lost: tuple[LostSpan, ...] = ()  # with salvage: spans written as silence
+    problems: tuple[str, ...] = ()  # with salvage: every defect found
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.lost or self.problems)
 
 
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
@@ -216,18 +335,29 @@ def decode_file(
     overwrite: bool = False,
     keep_model_rate: bool = False,
     model: str | None = None,
+    salvage: bool = False,
 ) -> DecodeReport:
-    """Decode a ``.nac`` file to a WAV/FLAC file atomically; clipping is clamped and counted."""
+    """Decode a ``.nac`` file to a WAV/FLAC file atomically; clipping is clamped and counted.
+
+    Damage is a :class:`FormatError` and nothing is written, unless ``salvage``:
+    then the intact audio is written with silence over the lost spans, which
+    the report lists (the caller decides how to signal them).
+    """
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     data = read_input_bytes(src)
+    lost, problems = (), ()
     try:
-        audio, rate = decode(data, keep_model_rate=keep_model_rate, model=model)
+        if salvage:
+            result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model)
+            audio, rate, lost, problems = result.audio, result.sample_rate, result.lost, result.problems
+        else:
+            audio, rate = decode(data, keep_model_rate=keep_model_rate, model=model)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     write_audio(dst, np.clip(audio, -1.0, 1.0), rate)
-    return DecodeReport(rate, audio.shape[1], audio.shape[0], clipped)
+    return DecodeReport(rate, audio.shape[1], audio.shape[0], clipped, lost, problems)
 
 
 def inspect(data: bytes) -> dict:
@@ -248,4 +378,16 @@ def inspect(data: bytes) -> dict:
         "chunks": [vars(chunk) for chunk in report.chunks],
         "end_record_ok": report.end_ok,
         "all_crc_ok": all(chunk.crc_ok for chunk in report.chunks) and report.end_ok,
+        "intact": report.ok,
+        "lost": [
+            {
+                "first_chunk": span.first_chunk,
+                "last_chunk": span.last_chunk,
+                "start_s": span.start_s,
+                "stop_s": span.stop_s,
+                "reason": span.reason,
+            }
+            for span in lost_spans(header, report.lost_chunks())
+        ],
+        "problems": list(report.problems),
     }

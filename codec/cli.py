@@ -17,7 +17,9 @@ from typing import Annotated, Optional
 import typer
 
 from . import api, zoo
-from .errors import NacError
+from .errors import NacError, SalvagedError
+
+MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="nac: a neural audio codec.")
 
@@ -80,13 +82,31 @@ def decode(
     ] = False,
     model: ModelOption = None,
     force: ForceOption = False,
+    salvage: Annotated[
+        bool,
+        typer.Option(
+            "--salvage",
+            help="Decode a damaged file's intact chunks, silence for the rest; "
+            f"list the lost time ranges and exit {SalvagedError.exit_code}.",
+        ),
+    ] = False,
 ) -> None:
     """Decode a .nac file to WAV or FLAC, restoring rate, length and channels."""
     output = output or input.with_suffix(".decoded.wav")
-    report = api.decode_file(input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model)
+    report = api.decode_file(
+        input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage
+    )
     _say(f"{input} -> {output}: {report.samples} samples x {report.channels} ch at {report.sample_rate} Hz")
     if report.clipped_samples:
         _say(f"nac: warning: {report.clipped_samples} samples clipped to [-1, 1]")
+    if report.damaged:
+        for span in report.lost:
+            _say(f"nac: lost {span.describe()}")
+        lost = sum(span.stop - span.start for span in report.lost) / report.sample_rate
+        raise SalvagedError(
+            f"{input}: damaged ({len(report.problems)} problem(s)); {lost:.3f} s lost in "
+            f"{len(report.lost)} range(s), silence written there"
+        )
 
 
 @app.command()
@@ -104,7 +124,7 @@ def inspect(
         typer.echo(json.dumps(info, indent=2))
     else:
         typer.echo(format_inspection(input, info))
-    if not info["all_crc_ok"]:
+    if not (info["all_crc_ok"] and info["intact"]):
         raise typer.Exit(4)
 
 
@@ -124,6 +144,18 @@ def format_inspection(path: Path, info: dict) -> str:
             f"{chunk['frames']:>5} frames  {status}"
         )
     lines.append(f"end record: {'ok' if info['end_record_ok'] else 'MISSING OR DAMAGED'}")
+    if info["lost"]:
+        lines.append(f"lost: {len(info['lost'])} range(s)")
+        for span in info["lost"]:
+            first, last = span["first_chunk"], span["last_chunk"]
+            chunks = f"chunk {first}" if first == last else f"chunks {first}-{last}"
+            lines.append(f"  {span['start_s']:.3f}-{span['stop_s']:.3f} s ({chunks}: {span['reason']})")
+    problems = info["problems"]
+    if problems:
+        lines.append(f"problems: {len(problems)}")
+        lines.extend(f"  {problem}" for problem in problems[:MAX_PROBLEMS_SHOWN])
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more (see --json)")
     return "\n".join(lines)
 
 

@@ -46,3 +46,14 @@ class OutputError(NacError):
     """The output cannot be written (exists without --force, unwritable, disk full)."""
 
     exit_code = 7
+
+
+class SalvagedError(NacError):
+    """``decode --salvage`` wrote a damaged file's intact audio; lost spans were reported.
+
+    Not a failure to write: the output file exists, with silence where chunks
+    were damaged or missing. Without ``--salvage`` the same file is a
+    :class:`FormatError` and nothing is written.
+    """
+
+    exit_code = 8
