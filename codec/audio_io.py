@@ -8,6 +8,7 @@ after it was written completely.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -40,7 +41,12 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
         raise OutputError(f"{path}: unsupported output extension (use {', '.join(WRITABLE_FORMATS)})")
 
     def write(handle) -> None:
-        sf.write(handle, np.ascontiguousarray(audio.T), sample_rate, format=file_format, subtype="PCM_16")
+        # Encoded in memory first: libsndfile writes a file object through a cffi
+        # callback that swallows the OSError of a full disk (EFBIG, ENOSPC) and then
+        # fails an assertion; a plain write of the bytes raises the OSError itself.
+        encoded = io.BytesIO()
+        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, format=file_format, subtype="PCM_16")
+        handle.write(encoded.getbuffer())
 
     write_atomic(path, write)
 
