@@ -33,6 +33,16 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(rate)
 
 
+def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(frames, sample_rate, channels) of an audio file, read from its header only."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"{path}: not a readable audio file ({_first_line(err)})") from None
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write float (channels, time) audio as 16-bit PCM, format chosen by the extension."""
     path = Path(path)

@@ -11,13 +11,17 @@ import functools
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import api, zoo
-from .errors import NacError, SalvagedError
+from . import api, batch, zoo
+from .audio_io import write_atomic
+from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
@@ -170,6 +174,95 @@ def models() -> None:
             f"{mark} {entry.id:>3}  {entry.name:28} {entry.sample_rate} Hz  "
             f"{entry.parameters:>9,} params  {entry.description}"
         )
+
+
+ReportFormat = Annotated[str, typer.Option("--format", help="table, md, csv or json.")]
+
+
+@app.command(name="batch")
+@reports_errors
+def batch_command(
+    input_dir: Annotated[Path, typer.Argument(help="Folder to encode (or, with --decode, of .nac files).")],
+    output_dir: Annotated[Path, typer.Argument(help="Output folder; the input tree is mirrored.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes [default: all cores].")] = 0,
+    decode: Annotated[bool, typer.Option("--decode", help="Decode .nac files to .wav instead.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip outputs that exist and verify.")] = False,
+    bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
+    store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
+    model: ModelOption = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray cluster address (HOST:PORT or auto); none starts Ray here.")
+    ] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the size report here.")] = None,
+    report_format: ReportFormat = "table",
+) -> None:
+    """Encode (or decode) every file under a folder in parallel, then print the size report."""
+    if bits not in api.BITS_CHOICES:
+        raise UsageError(f"bits must be 8 or 16, not {bits}")
+    if report_format not in batch.REPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
+    if not decode:
+        zoo.load_model(model)  # an unknown model fails once, before any file
+    tasks = batch.plan(input_dir, output_dir, decode)
+    options = batch.Options(decode=decode, resume=resume, model=model, bits=bits, store_phase=store_phase)
+    workers = jobs or os.cpu_count() or 1
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty(),
+    ) as progress:
+        bar = progress.add_task("nac batch", total=len(tasks), rate="")
+        audio_seconds = 0.0
+
+        def on_done(outcome: batch.Outcome) -> None:
+            nonlocal audio_seconds
+            audio_seconds += outcome.seconds
+            elapsed = max(time.monotonic() - started, 1e-9)
+            done = progress.tasks[0].completed + 1
+            rate = f"{done / elapsed:.1f} files/s, {audio_seconds / elapsed:.1f}x real time"
+            progress.update(bar, advance=1, rate=rate)
+
+        outcomes = batch.run_batch(tasks, options, workers, on_done, engine=engine, address=address)
+    stats = batch.throughput(outcomes, time.monotonic() - started)
+    for outcome in outcomes:
+        if outcome.error:
+            _say(f"nac: failed: {outcome.error}")
+    _say(
+        f"{stats['files']} files ({stats['skipped']} skipped, {stats['failed']} failed) in {stats['wall_s']:.1f} s: "
+        f"{stats['files_per_s'] or 0:.2f} files/s, {stats['audio_x_real_time'] or 0:.1f}x real time"
+    )
+    if not decode:
+        rows, summary = batch.size_report([output_dir], originals=input_dir)
+        text = batch.format_report(rows, summary, report_format)
+        typer.echo(text)
+        if report_path is not None:
+            write_atomic(report_path, lambda handle: handle.write((text + "\n").encode()))
+    if stats["failed"] == stats["files"] and stats["files"]:
+        raise BatchFailedError(f"{input_dir}: all {stats['files']} files failed")
+    if stats["failed"]:
+        raise BatchPartialError(f"{input_dir}: {stats['failed']} of {stats['files']} files failed")
+
+
+@app.command()
+@reports_errors
+def report(
+    paths: Annotated[list[Path], typer.Argument(help=".nac files or folders of them.")],
+    originals: Annotated[
+        Optional[Path], typer.Option("--originals", help="Folder of the original audio, mirrored like nac batch.")
+    ] = None,
+    with_metrics: Annotated[
+        bool, typer.Option("--metrics", help="Decode and score against the originals (needs --originals).")
+    ] = False,
+    report_format: ReportFormat = "table",
+) -> None:
+    """The batch size report: per file and total sizes, ratios, bitrate, overhead (and quality)."""
+    if report_format not in batch.REPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
+    if with_metrics and originals is None:
+        raise UsageError("--metrics needs --originals DIR")
+    rows, summary = batch.size_report(paths, originals=originals, with_metrics=with_metrics)
+    typer.echo(batch.format_report(rows, summary, report_format))
 
 
 def main() -> None:

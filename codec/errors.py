@@ -57,3 +57,15 @@ class SalvagedError(NacError):
     """
 
     exit_code = 8
+
+
+class BatchPartialError(NacError):
+    """``nac batch`` finished, but some files failed (each is listed)."""
+
+    exit_code = 9
+
+
+class BatchFailedError(NacError):
+    """``nac batch`` found files but none of them succeeded."""
+
+    exit_code = 10

@@ -112,3 +112,27 @@ def test_usage_error_exit_code():
 def test_models_lists_the_default():
     result = run("models")
     assert result.exit_code == 0 and "*" in result.stdout
+
+
+def test_batch_and_report(tmp_path: Path, short_speech):
+    from codec.audio_io import write_audio
+
+    audio, rate = short_speech
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    write_audio(source / "a.wav", audio[:, :rate], rate)
+    write_audio(source / "sub" / "b.wav", audio[:, rate : 2 * rate], rate)
+    result = run("batch", source, tmp_path / "out", "--jobs", "1", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "sub" / "b.nac").is_file()
+    assert result.stdout.splitlines()[0].startswith("file,duration_s") and len(result.stdout.splitlines()) == 3
+    (source / "sub" / "c.wav").write_text("not audio")
+    result = run("batch", source, tmp_path / "out", "--jobs", "1", "--resume")
+    assert result.exit_code == 9 and "c.wav" in result.output and "2 skipped" in result.output
+    result = run("report", tmp_path / "out", "--format", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["files"] == 2
+    assert run("report", tmp_path / "out", "--metrics").exit_code == 2
+    assert run("report", tmp_path / "nowhere").exit_code == 3
+    (source / "a.wav").unlink()
+    (source / "sub" / "b.wav").unlink()
+    assert run("batch", source, tmp_path / "out2", "--jobs", "1").exit_code == 10

@@ -1,0 +1,91 @@
+"""Folder batches and the size report (codec.batch)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codec import batch
+from codec.audio_io import write_audio
+
+
+@pytest.fixture()
+def folder(tmp_path: Path, short_speech) -> Path:
+    audio, rate = short_speech
+    source = tmp_path / "in"
+    (source / "nested" / "deeper").mkdir(parents=True)
+    write_audio(source / "a.wav", audio[:, :rate], rate)
+    write_audio(source / "nested" / "b.flac", audio[:, rate : 2 * rate], rate)
+    write_audio(source / "nested" / "deeper" / "c.wav", audio[:, : rate // 2], rate)
+    (source / "nested" / "broken.wav").write_bytes(b"RIFF but not really a wav")
+    (source / "notes.txt").write_text("ignored: not audio by extension")
+    return source
+
+
+def test_plan_mirrors_the_tree(folder: Path, tmp_path: Path):
+    tasks = batch.plan(folder, tmp_path / "out", decode=False)
+    targets = sorted(str(t.target.relative_to(tmp_path / "out")) for t in tasks)
+    assert targets == ["a.nac", "nested/b.nac", "nested/broken.nac", "nested/deeper/c.nac"]
+
+
+def test_batch_records_failures_and_goes_on(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    outcomes = batch.run_batch(batch.plan(folder, out, decode=False), batch.Options(), jobs=1)
+    failed = [o for o in outcomes if o.error]
+    assert len(failed) == 1 and "broken.wav" in failed[0].error
+    assert not (out / "nested" / "broken.nac").exists()
+    assert sum(o.seconds for o in outcomes if not o.error) == pytest.approx(2.5, abs=0.01)
+
+
+def test_two_jobs_give_identical_files_and_resume_skips(folder: Path, tmp_path: Path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    batch.run_batch(batch.plan(folder, one, decode=False), batch.Options(), jobs=1)
+    batch.run_batch(batch.plan(folder, two, decode=False), batch.Options(), jobs=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*.nac"))
+    assert len(files) == 3
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+    (two / "a.nac").write_bytes(b"damaged")
+    again = batch.run_batch(batch.plan(folder, two, decode=False), batch.Options(resume=True), jobs=1)
+    skipped = {Path(o.target).name for o in again if o.skipped}
+    assert skipped == {"b.nac", "c.nac"}
+    assert (two / "a.nac").read_bytes() == (one / "a.nac").read_bytes()
+
+
+def test_decode_batch(folder: Path, tmp_path: Path):
+    coded, decoded = tmp_path / "coded", tmp_path / "decoded"
+    batch.run_batch(batch.plan(folder, coded, decode=False), batch.Options(), jobs=1)
+    outcomes = batch.run_batch(batch.plan(coded, decoded, decode=True), batch.Options(decode=True), jobs=1)
+    assert not any(o.error for o in outcomes)
+    assert sorted(str(p.relative_to(decoded)) for p in decoded.rglob("*.wav")) == [
+        "a.wav", "nested/b.wav", "nested/deeper/c.wav"]
+
+
+def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan(folder, out, decode=False), batch.Options(), jobs=1)
+    rows, summary = batch.size_report([out], originals=folder, with_metrics=True)
+    assert summary["files"] == 3 and summary["duration_s"] == pytest.approx(2.5, abs=0.01)
+    by_name = {Path(r.file).name: r for r in rows}
+    a = by_name["a.nac"]
+    assert a.pcm16_bytes == 32000 and a.original_bytes == (folder / "a.wav").stat().st_size
+    assert a.ratio_vs_pcm16 == pytest.approx(32000 / a.nac_bytes)
+    assert 0 < a.overhead_bytes < a.nac_bytes and a.bits == 8 and a.model
+    assert "lsd_db" in a.scores and summary["mean_lsd_db"] is not None
+    assert summary["kbps"] == pytest.approx(summary["nac_bytes"] * 8 / summary["duration_s"] / 1000)
+    parsed = json.loads(batch.format_report(rows, summary, "json"))
+    assert len(parsed["files"]) == 3
+    csv_text = batch.format_report(rows, summary, "csv")
+    assert csv_text.splitlines()[0].startswith("file,duration_s") and len(csv_text.splitlines()) == 4
+    table = batch.format_report(rows, summary, "table")
+    assert "TOTAL (3 files)" in table
+    assert batch.format_report(rows, summary, "md").splitlines()[1].startswith("|---")
+
+
+def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
+    pytest.importorskip("ray")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    batch.run_batch(batch.plan(folder, local, decode=False), batch.Options(), jobs=2)
+    outcomes = batch.run_batch(batch.plan(folder, on_ray, decode=False), batch.Options(), jobs=2, engine="ray")
+    assert [Path(o.target).name for o in outcomes if o.error] == ["broken.nac"]
+    files = sorted(p.relative_to(local) for p in local.rglob("*.nac"))
+    assert len(files) == 3 and all((local / f).read_bytes() == (on_ray / f).read_bytes() for f in files)
