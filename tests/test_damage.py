@@ -1,0 +1,297 @@
+"""Damaged files: detection, ``unpack_salvage``, ``decode --salvage`` and ``inspect``'s lost ranges.
+
+test_vectors.py flips every bit of ``empty`` and ``speech-0.25s`` and truncates
+``speech-0.25s`` everywhere; here the same is done for the stereo and the
+stored-phase vectors, and salvage must see the damage too. The salvage tests
+use a 1 s file encoded with 0.25 s chunks, so it has four.
+"""
+
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from test_vectors import _single_bit_flips, vector_bytes
+from typer.testing import CliRunner
+
+from codec import api, bitstream
+from codec.audio_io import read_audio
+from codec.cli import app
+from codec.errors import FormatError, NacError, SalvagedError
+
+runner = CliRunner()
+CHUNK_SECONDS = 0.25  # 8 latent frames of 512 samples at 16 kHz: 0.256 s per chunk
+RATE = 44100  # the original rate: lost ranges are converted from the model's 16 kHz
+REACH = int(0.12 * RATE)  # how far from a lost span salvaged audio may differ from the intact decode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread is faster, and immune to other work on the machine."""
+    with api.torch_threads(1):
+        yield
+
+
+def detected(data: bytes) -> bool:
+    """True when unpack rejects ``data`` and unpack_salvage does not call it intact."""
+    try:
+        bitstream.unpack(data)
+    except FormatError:
+        pass
+    else:
+        return False
+    try:
+        return not bitstream.unpack_salvage(data).intact
+    except FormatError:  # a damaged header is fatal for salvage too
+        return True
+
+
+def payload_ranges(data: bytes) -> list[range]:
+    return [range(c.offset + 20, c.offset + 20 + c.payload_size) for c in bitstream.scan(data).chunks]
+
+
+@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s"])
+def test_bit_flips_are_detected(name):
+    """Every bit outside the payloads; inside them, every bit of the small stereo vector
+    and one bit per byte of the 8 KB phase vector (a CRC-32 catches every single-bit
+    error by construction; the sample shows the payload is really covered)."""
+    data = vector_bytes(name)
+    payload = set().union(*payload_ranges(data))
+    every_bit = len(data) < 2000
+    missed, tried = [], 0
+    for bit, flipped in _single_bit_flips(data):
+        byte = bit // 8
+        if byte in payload and not every_bit and bit % 8 != byte % 8:
+            continue
+        tried += 1
+        if not detected(flipped):
+            missed.append(bit)
+    assert tried >= len(data) and missed == []
+
+
+@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s"])
+def test_truncations_are_detected(name):
+    data = vector_bytes(name)
+    assert [size for size in range(len(data)) if not detected(data[:size])] == []
+
+
+# --------------------------------------------------------------------------
+# A four-chunk file
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four_chunks(speech) -> bytes:
+    audio, rate = speech
+    source = api.resample(audio[:, :rate], rate, RATE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "CHUNK_SECONDS", CHUNK_SECONDS)
+        data = api.encode(source, RATE)
+    assert bitstream.read_header(data).chunk_count == 4
+    return data
+
+
+@pytest.fixture(scope="module")
+def intact_audio(four_chunks) -> np.ndarray:
+    return api.decode(four_chunks)[0]
+
+
+def records(data: bytes) -> list[tuple[int, int]]:
+    return [(c.offset, 24 + c.payload_size) for c in bitstream.scan(data).chunks]
+
+
+def corrupt_chunk(data: bytes, index: int) -> bytes:
+    offset, size = records(data)[index]
+    damaged = bytearray(data)
+    damaged[offset + size // 2] ^= 0x40
+    return bytes(damaged)
+
+
+def drop_chunk(data: bytes, index: int) -> bytes:
+    offset, size = records(data)[index]
+    return data[:offset] + data[offset + size :]
+
+
+def seconds(index: int) -> tuple[float, float]:
+    """The nominal time range of chunk ``index`` of the four-chunk file (1 s in all)."""
+    return min(index * 0.256, 1.0), min((index + 1) * 0.256, 1.0)
+
+
+def test_intact_file_salvages_to_the_strict_result(four_chunks, intact_audio):
+    header, chunks = bitstream.unpack(four_chunks)
+    result = bitstream.unpack_salvage(four_chunks)
+    assert result.intact and result.header == header and result.lost == {}
+    for want, got in zip(chunks, result.chunks):
+        np.testing.assert_array_equal(want.codes, got.codes)
+    salvaged = api.decode_salvage(four_chunks)
+    assert not salvaged.damaged and salvaged.sample_rate == RATE
+    np.testing.assert_array_equal(salvaged.audio, intact_audio)
+
+
+@pytest.mark.parametrize(
+    "damage,lost,reason",
+    [
+        (lambda d: corrupt_chunk(d, 1), {1: "CRC mismatch"}, "CRC mismatch"),
+        (lambda d: drop_chunk(d, 2), {2: "missing"}, "missing"),
+        (lambda d: corrupt_chunk(drop_chunk(d, 0), 1), {0: "missing", 2: "CRC mismatch"}, None),
+    ],
+    ids=["crc", "missing", "missing-and-crc"],
+)
+def test_salvage_fills_lost_chunks_with_silence(four_chunks, intact_audio, damage, lost, reason):
+    data = damage(four_chunks)
+    with pytest.raises(FormatError):
+        api.decode(data)
+    parsed = bitstream.unpack_salvage(data)
+    assert parsed.lost == lost and not parsed.intact
+    assert [i for i, c in enumerate(parsed.chunks) if c is None] == sorted(lost)
+    result = api.decode_salvage(data)
+    assert result.audio.shape == intact_audio.shape and result.sample_rate == RATE
+    assert [(s.first_chunk, s.last_chunk) for s in result.lost] == [(i, i) for i in sorted(lost)]
+    keep = np.ones(intact_audio.shape[1], bool)
+    for span in result.lost:
+        start, stop = seconds(span.first_chunk)
+        assert (round(span.start_s, 3), round(span.stop_s, 3)) == (round(start, 3), round(stop, 3))
+        assert span.start == int(start * RATE) and span.stop == min(int(np.ceil(stop * RATE)), RATE)
+        assert not result.audio[:, span.start : span.stop].any()
+        keep[max(0, span.start - REACH) : span.stop + REACH] = False
+        if reason:
+            assert span.reason == reason
+    # Away from the lost spans the audio is the intact decode (the decoder's convolutions
+    # and Griffin-Lim carry the change about 0.1 s across each edge).
+    error = result.audio[:, keep] - intact_audio[:, keep]
+    assert keep.sum() > 0.1 * RATE
+    assert np.sqrt(np.mean(error**2)) < 0.05 * np.sqrt(np.mean(intact_audio[:, keep] ** 2))
+
+
+def test_truncated_file_loses_its_tail_as_one_range(four_chunks):
+    offset, _ = records(four_chunks)[2]
+    result = api.decode_salvage(four_chunks[: offset + 30])
+    assert [(s.first_chunk, s.last_chunk, s.reason) for s in result.lost] == [(2, 3, "missing")]
+    assert result.lost[0].describe() == "0.512-1.000 s (chunks 2-3: missing)"
+    assert any("end record missing" in p for p in result.problems)
+
+
+def test_damaged_end_record_loses_no_audio_but_is_reported(four_chunks, intact_audio):
+    damaged = bytearray(four_chunks)
+    damaged[-6] ^= 1
+    result = api.decode_salvage(bytes(damaged))
+    assert result.lost == () and result.damaged
+    np.testing.assert_array_equal(result.audio, intact_audio)
+
+
+def test_damaged_header_is_fatal_even_for_salvage(four_chunks):
+    damaged = bytearray(four_chunks)
+    damaged[40] ^= 1
+    for function in (api.decode_salvage, bitstream.unpack_salvage):
+        with pytest.raises(FormatError, match="header CRC mismatch"):
+            function(bytes(damaged))
+
+
+def test_salvage_at_the_model_rate(four_chunks):
+    result = api.decode_salvage(corrupt_chunk(four_chunks, 3), keep_model_rate=True)
+    assert result.sample_rate == 16000 and result.audio.shape == (1, 16000)
+    assert [(s.start, s.stop) for s in result.lost] == [(3 * 4096, 16000)]
+
+
+def test_inspect_reports_lost_ranges_without_decoding(four_chunks, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("inspect must not load or run a model")
+
+    monkeypatch.setattr(api.zoo, "load_model", no_model)
+    info = api.inspect(drop_chunk(corrupt_chunk(four_chunks, 1), 3))
+    assert not info["intact"]
+    assert [(s["first_chunk"], s["last_chunk"], s["reason"]) for s in info["lost"]] == [
+        (1, 1, "CRC mismatch"),
+        (3, 3, "missing"),
+    ]
+    assert info["lost"][0]["start_s"] == pytest.approx(0.256, abs=1e-4)
+    assert info["lost"][1]["stop_s"] == pytest.approx(1.0)
+    assert api.inspect(four_chunks)["lost"] == []
+
+
+def test_scan_stays_linear_on_sprayed_sync_words(four_chunks):
+    """Regression (fuzzing): 20,000 stray sync words took seconds; quadratic in the file size."""
+    stray = (b"NACK" + bytes(12) + struct.pack("<I", 40)) * 20000
+    for junk in (stray, b"NEND" * 20000, b"NACK" * 50000):
+        data = four_chunks[:-24] + junk + four_chunks[-24:]
+        start = time.perf_counter()
+        result = bitstream.unpack_salvage(data)
+        assert time.perf_counter() - start < 1.0
+        assert result.lost == {} and not result.intact
+
+
+def test_foreign_record_before_the_sound_one(four_chunks):
+    """Regression (fuzzing): a CRC-valid record from another file ahead of the sound one
+    crashed unpack_salvage with numpy's ValueError."""
+    header = bitstream.read_header(four_chunks)
+    foreign_body = bytes(4 * 48 + 48 * 3)  # 3 frames where the header expects 8
+    payload = zstandard.ZstdCompressor().compress(foreign_body)
+    record = b"NACK" + struct.pack("<IIII", 1, 3, len(foreign_body), len(payload)) + payload
+    record += struct.pack("<I", bitstream.crc32(record))
+    offset, _ = records(four_chunks)[1]
+    data = four_chunks[:offset] + record + four_chunks[offset:]
+    result = bitstream.unpack_salvage(data)
+    assert result.lost == {} and result.chunks[1].frames == header.chunk_frames_at(1)
+
+
+# --------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_cli_salvage(tmp_path: Path, four_chunks):
+    src = tmp_path / "damaged.nac"
+    src.write_bytes(drop_chunk(corrupt_chunk(four_chunks, 1), 2))
+    out = tmp_path / "out.wav"
+
+    result = run("decode", src, "-o", out)
+    assert result.exit_code == 4 and "CRC" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.nac"]  # no output, no temporary file
+
+    result = run("decode", src, "-o", out, "--salvage")
+    assert result.exit_code == SalvagedError.exit_code == 8, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("nac: lost ")]
+    assert lines == ["nac: lost 0.256-0.768 s (chunks 1-2: CRC mismatch; missing)"]
+    assert "damaged" in result.output and "0.512 s lost in 1 range(s)" in result.output
+    audio, rate = read_audio(out)
+    assert rate == RATE and audio.shape == (1, RATE)
+    assert not audio[:, int(0.256 * RATE) + 1 : int(0.768 * RATE)].any()
+
+    result = run("inspect", src)
+    assert result.exit_code == 4
+    assert "0.256-0.768 s (chunks 1-2: CRC mismatch; missing)" in result.output
+
+
+def test_cli_salvage_of_an_intact_file_exits_0(tmp_path: Path, four_chunks):
+    src = tmp_path / "intact.nac"
+    src.write_bytes(four_chunks)
+    result = run("decode", src, "--salvage")
+    assert result.exit_code == 0 and "lost" not in result.output
+
+
+def test_cli_salvage_with_a_bad_header_writes_nothing(tmp_path: Path, four_chunks):
+    src = tmp_path / "bad.nac"
+    src.write_bytes(b"\x89NAC" + four_chunks[4:40] + bytes(10) + four_chunks[50:])
+    result = run("decode", src, "--salvage")
+    assert result.exit_code == 4 and "header" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.nac"]
+
+
+def test_salvaged_error_is_a_nac_error():
+    assert issubclass(SalvagedError, NacError) and not issubclass(SalvagedError, FormatError)
+
+
+def test_wav_written_by_salvage_matches_api(tmp_path: Path, four_chunks):
+    src = tmp_path / "d.nac"
+    src.write_bytes(corrupt_chunk(four_chunks, 0))
+    report = api.decode_file(src, tmp_path / "d.wav", salvage=True)
+    assert report.damaged and [(s.first_chunk, s.last_chunk) for s in report.lost] == [(0, 0)]
+    expected = api.decode_salvage(src.read_bytes()).audio
+    written, _ = read_audio(tmp_path / "d.wav")
+    assert np.abs(written - np.clip(expected, -1, 1)).max() < 2 / 32768
