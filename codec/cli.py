@@ -265,6 +265,62 @@ def report(
     typer.echo(batch.format_report(rows, summary, report_format))
 
 
+@app.command(name="eval")
+@reports_errors
+def eval_command(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files, folders of audio, or corpus folders with a MANIFEST.tsv.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Report folder: eval.json/csv, summary.md, rd.png, recon_*.wav.")
+    ] = Path("results/eval"),
+    against: Annotated[Optional[str], typer.Option("--against", help="Also run a reference codec: opus.")] = None,
+    bitrates: Annotated[str, typer.Option("--bitrates", help="Opus target kbps, comma-separated.")] = "6,8,12,16,24,32",
+    presets: Annotated[
+        str, typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase (+ combines).")
+    ] = "default",
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option("--model", "-m", help="Model to evaluate, repeatable (default: every shipped model)."),
+    ] = None,
+    manifest_split: Annotated[
+        str, typer.Option("--manifest-split", help="MANIFEST.tsv split of corpus folders.")
+    ] = "dev",
+    kind: Annotated[str, typer.Option("--kind", help="MANIFEST.tsv kind of corpus folders.")] = "speech_wb",
+    max_files: Annotated[
+        int, typer.Option("--max-files", help="Score this many files, evenly spaced over the list (0: all).")
+    ] = 0,
+    keep: Annotated[int, typer.Option("--keep", help="Write reference and reconstructions of this many files.")] = 2,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads for decoding.")] = None,
+) -> None:
+    """Score nac (and Opus) on speech: quality per bit, with a summary table and a rate-quality plot."""
+    from . import evaluate
+
+    if against not in (None, "opus"):
+        raise UsageError(f"--against: only opus is supported, not {against!r}")
+    options = evaluate.EvalOptions(
+        inputs=inputs, out_dir=output, models=model or [], presets=evaluate.parse_list(presets, "--presets"),
+        against_opus=against == "opus", bitrates=evaluate.parse_bitrates(bitrates), manifest_split=manifest_split,
+        kind=kind, max_files=max_files, keep=keep, threads=threads,
+    )
+    files, systems = evaluate.plan(options)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not sys.stderr.isatty(),
+    ) as progress:
+        bar = progress.add_task(f"nac eval ({len(systems)} systems)", total=len(files))
+        result = evaluate.run(options, files, systems, on_file=lambda _: progress.update(bar, advance=1))
+    for note in result.notes:
+        _say(f"nac: note: {note}")
+    for failure in result.failed:
+        _say(f"nac: failed: {failure['file']}{' (' + failure['system'] + ')' if failure['system'] else ''}: "
+             f"{failure['error']}")
+    typer.echo(evaluate.summary_table(result.systems))
+    _say(f"nac: report in {output}: " + ", ".join(path.name for path in result.paths.values()))
+    if result.failed:
+        raise NacError(f"{len(result.failed)} coding(s) failed (listed in {result.paths['json']})")
+
+
 def main() -> None:
     app()
 

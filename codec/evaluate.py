@@ -1,0 +1,578 @@
+"""The evaluation engine behind ``nac eval``: nac settings (and Opus) over a set of files, scored and reported.
+
+Every input is mixed to mono and resampled to 16 kHz (soxr) first. That
+signal is the reference, and every codec under test codes it, so all are
+charged for the same audio and scored in the same domain.
+
+Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
+(8-bit codes), ``bits16``, ``store_phase``, or a ``+``-joined combination
+such as ``bits16+store_phase``. With Opus, each target bitrate is one system
+(:mod:`codec.opus`).
+
+Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,
+CRCs, zstd payload): ``kbps = bytes * 8 / seconds / 1000``. Opus is charged
+for its audio packets only, without Ogg pages or headers; its whole-file
+kbps is kept as ``file_kbps``. A system's summary kbps is the overall rate,
+total bits over total seconds, so short files do not weigh more than long
+ones; per-file values are in the JSON and CSV.
+
+Alignment. nac's output is sample-aligned by construction (the decoder
+trims to the stored length; with ``store_phase``, where the phase is the
+original's, the cross-correlation peaks at lag 0) and is scored as decoded.
+opusdec's output is trimmed of the pre-skip, which leaves a fraction of a
+sample: on the bundled speech clip its cross-correlation peaks at +1 sample
+at 6-8 kbps and -1 at 12-32 kbps (16 kHz), which would cost Opus up to 2 dB
+of SNR and SI-SDR (PESQ moves by 0.001). To be strict against nac,
+each Opus output is shifted by its integer cross-correlation lag within
++-1 ms before scoring; the shift is recorded per file as ``lag_samples``.
+(A lag is not measured for nac: with a poor predicted phase the peak lands
+anywhere, and shifting by it would move STOI at random.)
+
+Scores (:mod:`codec.metrics`): SNR, SI-SDR, LSD, multi-resolution mel
+distance, PESQ-WB, STOI, ESTOI and ViSQOL (speech mode). A metric whose
+package is missing is left out with a note; one that is undefined for a file
+(PESQ and STOI need about 0.4 s or more of speech) is None there and left
+out of the means, with a note saying for how many files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import api, metrics, opus, zoo
+from .audio_io import read_audio, write_atomic, write_audio
+from .errors import NacError, UsageError
+
+SCORE_RATE = 16000
+DEFAULT_BITRATES = (6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+OPUS_MIN_KBPS, OPUS_MAX_KBPS = 6.0, 256.0  # opusenc's --bitrate range for one channel
+PRESETS = {"default": {}, "bits8": {"bits": 8}, "bits16": {"bits": 16}, "store_phase": {"store_phase": True}}
+MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
+SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
+TABLE_COLUMNS = (  # (summary key, heading, format)
+    ("kbps", "kbps", "{:.2f}"),
+    ("file_kbps", "file kbps", "{:.2f}"),
+    ("pesq_wb", "PESQ-WB", "{:.2f}"),
+    ("visqol", "ViSQOL", "{:.2f}"),
+    ("stoi", "STOI", "{:.3f}"),
+    ("estoi", "ESTOI", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
+    ("snr_db", "SNR dB", "{:.2f}"),
+    ("lsd_db", "LSD dB", "{:.2f}"),
+    ("mel_db", "mel dB", "{:.2f}"),
+)
+METRIC_NAMES = {"pesq_wb": "PESQ-WB", "visqol": "ViSQOL", "stoi": "STOI", "estoi": "ESTOI"}
+EXTRA_HINT = "pip install 'nac[eval]'"
+
+
+@dataclass(frozen=True)
+class System:
+    """One codec setting under test."""
+
+    codec: str  # "nac" or "opus"
+    setting: str  # "<model> <preset>" for nac, "<N> kbps" (the target) for opus
+    model: str | None = None
+    bits: int | None = None  # nac only
+    store_phase: bool | None = None  # nac only
+    bitrate_kbps: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.codec} {self.setting}"
+
+    @property
+    def slug(self) -> str:
+        """The label as a file-name part."""
+        return re.sub(r"[^A-Za-z0-9._+-]+", "-", self.label).strip("-")
+
+
+@dataclass
+class EvalOptions:
+    """What ``nac eval`` was asked to do."""
+
+    inputs: list[Path]
+    out_dir: Path
+    models: list[str] = field(default_factory=list)  # empty: every shipped model
+    presets: list[str] = field(default_factory=lambda: ["default"])
+    against_opus: bool = False
+    bitrates: tuple[float, ...] = DEFAULT_BITRATES
+    manifest_split: str = "dev"
+    kind: str = "speech_wb"
+    max_files: int = 0  # 0: all; else this many, evenly spaced over the list
+    keep: int = 2  # files whose reference and reconstructions are written as WAV
+    threads: int | None = None  # torch threads while decoding (encoding always uses 1)
+
+
+@dataclass
+class EvalReport:
+    settings: dict
+    notes: list[str]
+    systems: list[dict]  # one summary per system, in run order
+    rows: list[dict]  # one per (file, system)
+    failed: list[dict]
+    paths: dict[str, Path] = field(default_factory=dict)  # what was written: json, csv, md, png
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "notes": self.notes, "systems": self.systems,
+                "files": self.rows, "failed": self.failed}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"{what}: give at least one value")
+    return items
+
+
+def parse_bitrates(text: str) -> tuple[float, ...]:
+    """``"6,8,12"`` -> (6.0, 8.0, 12.0); each within opusenc's range."""
+    values = []
+    for item in parse_list(text, "--bitrates"):
+        try:
+            value = float(item.lower().removesuffix("k"))
+        except ValueError:
+            raise UsageError(f"--bitrates: {item!r} is not a number of kbps") from None
+        if not OPUS_MIN_KBPS <= value <= OPUS_MAX_KBPS:
+            raise UsageError(f"--bitrates: {value:g} kbps is outside opusenc's {OPUS_MIN_KBPS:g}-{OPUS_MAX_KBPS:g}")
+        values.append(value)
+    return tuple(values)
+
+
+def preset_settings(name: str) -> dict:
+    """``bits`` and ``store_phase`` of a preset name; parts joined with ``+`` combine."""
+    settings = {"bits": 8, "store_phase": False}
+    for part in name.split("+"):
+        if part not in PRESETS:
+            raise UsageError(f"unknown preset {part!r}: use {', '.join(PRESETS)} (join with + to combine)")
+        settings.update(PRESETS[part])
+    return settings
+
+
+def nac_systems(models: list[str], presets: list[str]) -> list[System]:
+    """Every (model, preset) pair; no models means every shipped model. Unknown models fail here."""
+    names = models or [entry.name for entry in zoo.list_models()]
+    systems = []
+    for key in dict.fromkeys(names):
+        name = zoo.load_model(key).name  # checks the weights once, before any file
+        for preset in dict.fromkeys(presets):
+            settings = preset_settings(preset)
+            systems.append(System("nac", f"{name} {preset}", model=key, **settings))
+    return systems
+
+
+def opus_systems(bitrates: tuple[float, ...]) -> list[System]:
+    opus.find_tools()
+    return [System("opus", f"{rate:g} kbps", bitrate_kbps=rate) for rate in bitrates]
+
+
+def collect_inputs(inputs: list[Path], split: str, kind: str) -> list[Path]:
+    """Files named directly, MANIFEST.tsv rows of ``split``/``kind``, or audio found under folders."""
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_file():
+            files.append(item)
+        elif (item / "MANIFEST.tsv").is_file():
+            with (item / "MANIFEST.tsv").open(newline="") as handle:
+                rows = csv.DictReader(handle, delimiter="\t")
+                files += [item / r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind]
+        elif item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    return files
+
+
+def spread(files: list[Path], count: int) -> list[Path]:
+    """``count`` files evenly spaced over the list (every source of a sorted corpus), or all when 0."""
+    if count <= 0 or count >= len(files):
+        return files
+    return [files[index * len(files) // count] for index in range(count)]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def load_reference(path: Path) -> np.ndarray:
+    """The file as float32 (1, time) mono at :data:`SCORE_RATE`."""
+    audio, rate = read_audio(path)
+    mono = audio.mean(axis=0, keepdims=True).astype(np.float32)
+    return api.resample(mono, rate, SCORE_RATE)
+
+
+def estimate_lag(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> int:
+    """Samples by which ``estimate`` is late (negative: early): the cross-correlation peak within +-max_lag."""
+    ref, est = np.atleast_2d(reference).mean(axis=0), np.atleast_2d(estimate).mean(axis=0)
+    if not np.any(ref) or not np.any(est):
+        return 0
+    size = 1 << int(np.ceil(np.log2(max(ref.size + est.size, 2))))
+    corr = np.fft.irfft(np.fft.rfft(est, size) * np.conj(np.fft.rfft(ref, size)), size)
+    lags = np.arange(-max_lag, max_lag + 1)
+    return int(lags[np.argmax(corr[lags])])
+
+
+def shift(audio: np.ndarray, lag: int) -> np.ndarray:
+    """``audio`` moved ``lag`` samples earlier (later if negative), zero-filled, same length."""
+    if lag == 0:
+        return audio
+    out = np.zeros_like(audio)
+    if lag > 0:
+        out[:, :-lag] = audio[:, lag:]
+    else:
+        out[:, -lag:] = audio[:, :lag]
+    return out
+
+
+def score(reference: np.ndarray, estimate: np.ndarray, rate: int = SCORE_RATE) -> dict:
+    """Every metric of :mod:`codec.metrics` on mono ``(1, time)`` signals; None where undefined or not installed."""
+    return {
+        "pesq_wb": metrics.pesq_wb(reference, estimate, rate),
+        "visqol": metrics.visqol_speech(reference, estimate, rate),
+        "stoi": metrics.stoi(reference, estimate, rate),
+        "estoi": metrics.stoi(reference, estimate, rate, extended=True),
+        "si_sdr_db": metrics.si_sdr_db(reference, estimate),
+        "snr_db": metrics.snr_db(reference, estimate),
+        "lsd_db": metrics.lsd_db(reference, estimate, rate),
+        "mel_db": metrics.mel_distance_db(reference, estimate, rate),
+    }
+
+
+def metric_notes() -> list[str]:
+    """One line per missing metric package, or plot library, or ViSQOL fallback."""
+    notes = []
+    if importlib.util.find_spec("pesq") is None:
+        notes.append(f"PESQ-WB skipped: the `pesq` package is not installed ({EXTRA_HINT})")
+    if importlib.util.find_spec("pystoi") is None:
+        notes.append(f"STOI and ESTOI skipped: the `pystoi` package is not installed ({EXTRA_HINT})")
+    mapping = metrics.visqol_mapping()
+    if mapping is None:
+        notes.append(f"ViSQOL skipped: the `visqol-python` package is not installed ({EXTRA_HINT})")
+    elif mapping == "polynomial":
+        notes.append(
+            "ViSQOL maps with its polynomial fallback, which scores degraded speech high; "
+            "install visqol-python[lattice] for the C++ tool's default lattice model"
+        )
+    if importlib.util.find_spec("matplotlib") is None:
+        notes.append(f"plot skipped: `matplotlib` is not installed ({EXTRA_HINT})")
+    return notes
+
+
+def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndarray]:
+    """One system on one reference: sizes, timings, lag and scores, plus the aligned decoded audio."""
+    duration = reference.shape[1] / SCORE_RATE
+    if system.codec == "nac":
+        start = time.perf_counter()
+        data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase)
+        encoded = time.perf_counter()
+        decoded, rate = api.decode(data, model=system.model)
+        finished = time.perf_counter()
+        payload, whole = len(data), len(data)
+        encode_s, decode_s = encoded - start, finished - encoded
+    else:
+        result = opus.code(reference, SCORE_RATE, system.bitrate_kbps)
+        decoded, rate = result.audio, result.sample_rate
+        payload, whole = result.stats.audio_bytes, result.stats.file_bytes
+        encode_s, decode_s = result.encode_s, result.decode_s
+    if rate != SCORE_RATE or decoded.shape != reference.shape:
+        raise NacError(f"{system.label} decoded {decoded.shape} at {rate} Hz for {reference.shape} at {SCORE_RATE}")
+    lag = estimate_lag(reference, decoded, round(MAX_LAG_S * SCORE_RATE)) if system.codec == "opus" else 0
+    aligned = shift(decoded, lag)
+    row = {
+        "codec": system.codec,
+        "setting": system.setting,
+        "duration_s": duration,
+        "bytes": payload,
+        "kbps": payload * 8 / duration / 1000 if duration else None,
+        "file_bytes": whole,
+        "file_kbps": whole * 8 / duration / 1000 if duration else None,
+        "lag_samples": lag,
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+        **score(reference, aligned),
+    }
+    return row, aligned
+
+
+def summarize(rows: list[dict], systems: list[System]) -> list[dict]:
+    """Per system: files, overall kbps (total bits / total seconds) and the mean of each score over defined values."""
+    summaries = []
+    for system in systems:
+        mine = [r for r in rows if r["codec"] == system.codec and r["setting"] == system.setting]
+        if not mine:
+            continue
+        seconds = sum(r["duration_s"] for r in mine)
+        summary = {
+            "codec": system.codec,
+            "setting": system.setting,
+            "target_kbps": system.bitrate_kbps,
+            "bits": system.bits,
+            "store_phase": system.store_phase,
+            "files": len(mine),
+            "seconds": seconds,
+            "kbps": sum(r["bytes"] for r in mine) * 8 / seconds / 1000 if seconds else None,
+            "file_kbps": sum(r["file_bytes"] for r in mine) * 8 / seconds / 1000 if seconds else None,
+            "mean_file_kbps": _mean([r["kbps"] for r in mine]),
+            "encode_x_real_time": seconds / max(sum(r["encode_s"] for r in mine), 1e-9),
+            "decode_x_real_time": seconds / max(sum(r["decode_s"] for r in mine), 1e-9),
+            "lags": sorted({r["lag_samples"] for r in mine}),
+        }
+        for key in SCORE_KEYS:
+            summary[key] = _mean([r.get(key) for r in mine])
+            summary[f"{key}_n"] = sum(r.get(key) is not None for r in mine)
+        summaries.append(summary)
+    return summaries
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+# ---------------------------------------------------------------- running
+
+
+def plan(options: EvalOptions) -> tuple[list[Path], list[System]]:
+    """The files and systems of a run; every usage problem (no files, unknown model, no opusenc) fails here."""
+    files = spread(collect_inputs(options.inputs, options.manifest_split, options.kind), options.max_files)
+    if not files:
+        raise UsageError("no input files (check the paths, --manifest-split and --kind)")
+    if options.keep < 0:
+        raise UsageError("--keep must be 0 or more")
+    systems = nac_systems(options.models, options.presets)
+    if options.against_opus:
+        systems += opus_systems(options.bitrates)
+    return files, systems
+
+
+def run(
+    options: EvalOptions,
+    files: list[Path] | None = None,
+    systems: list[System] | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> EvalReport:
+    """Code and score every file with every system, then write the report into ``options.out_dir``.
+
+    ``on_file`` is called after each file (for a progress bar). A file that
+    cannot be read, or a system that fails on it, is listed in ``failed``
+    and the run goes on.
+    """
+    if files is None or systems is None:
+        files, systems = plan(options)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    notes = metric_notes()
+    rows: list[dict] = []
+    failed: list[dict] = []
+    taken: set[str] = set()
+    with api.torch_threads(options.threads) if options.threads else contextlib.nullcontext():
+        for index, path in enumerate(files):
+            try:
+                reference = load_reference(path)
+            except NacError as err:
+                failed.append({"file": str(path), "system": None, "error": str(err)})
+                _call(on_file, path)
+                continue
+            keep = index < options.keep
+            if keep:
+                write_audio(options.out_dir / _unique(f"ref_{path.stem}.wav", taken), reference, SCORE_RATE)
+            for system in systems:
+                try:
+                    row, decoded = code_and_score(system, reference)
+                except NacError as err:
+                    failed.append({"file": str(path), "system": system.label, "error": str(err)})
+                    continue
+                row = {"file": str(path), **row}
+                if keep:
+                    row["recon"] = _unique(f"recon_{path.stem}_{system.slug}.wav", taken)
+                    write_audio(options.out_dir / row["recon"], np.clip(decoded, -1.0, 1.0), SCORE_RATE)
+                rows.append(row)
+            _call(on_file, path)
+    summaries = summarize(rows, systems)
+    notes += _undefined_notes(rows)
+    settings = {
+        "inputs": [str(p) for p in options.inputs],
+        "manifest_split": options.manifest_split,
+        "kind": options.kind,
+        "files": len(files),
+        "score_rate": SCORE_RATE,
+        "systems": [asdict(s) | {"label": s.label} for s in systems],
+        "opus_version": opus.version() if options.against_opus else None,
+        "visqol_mapping": metrics.visqol_mapping(),
+        "alignment": f"opus: shifted by its integer cross-correlation lag within +-{MAX_LAG_S * 1000:g} ms; "
+        "nac: as decoded",
+    }
+    report = EvalReport(settings, notes, summaries, rows, failed)
+    write_report(report, options.out_dir)
+    return report
+
+
+def _call(callback, path: Path) -> None:
+    if callback is not None:
+        callback(path)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, with a counter before the suffix when it was already used in this run."""
+    stem, suffix = name.rsplit(".", 1)
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{stem}_{count}.{suffix}"
+    taken.add(candidate)
+    return candidate
+
+
+def _undefined_notes(rows: list[dict]) -> list[str]:
+    notes = []
+    files = {r["file"] for r in rows}
+    for key, name in METRIC_NAMES.items():
+        undefined = {r["file"] for r in rows if key in r and r[key] is None}
+        if undefined and any(r.get(key) is not None for r in rows):
+            notes.append(f"{name} undefined for {len(undefined)} of {len(files)} files (too short or silent); "
+                         "means leave them out")
+    return notes
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_report(report: EvalReport, out_dir: Path) -> dict[str, Path]:
+    """eval.json, eval.csv, summary.md and rd.png (when matplotlib is installed) in ``out_dir``."""
+    paths = {"json": out_dir / "eval.json", "csv": out_dir / "eval.csv", "md": out_dir / "summary.md"}
+    _write_text(paths["json"], json.dumps(report.to_json(), indent=2) + "\n")
+    _write_text(paths["csv"], format_csv(report.rows))
+    _write_text(paths["md"], format_markdown(report))
+    if report.systems and importlib.util.find_spec("matplotlib") is not None:
+        paths["png"] = out_dir / "rd.png"
+        plot_rd(report, paths["png"])
+    report.paths = paths
+    return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def format_csv(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def summary_table(systems: list[dict]) -> str:
+    """The markdown table of per-system means: one row per codec setting."""
+    shown = [c for c in TABLE_COLUMNS if any(s.get(c[0]) is not None for s in systems)]
+    lines = [
+        "| codec | setting | files | " + " | ".join(h for _, h, _ in shown) + " |",
+        "|---|---|---:|" + "---:|" * len(shown),
+    ]
+    for s in systems:
+        cells = [fmt.format(s[key]) if s.get(key) is not None else "-" for key, _, fmt in shown]
+        lines.append(f"| {s['codec']} | {s['setting']} | {s['files']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_markdown(report: EvalReport) -> str:
+    settings = report.settings
+    lines = [
+        "# nac eval",
+        "",
+        f"{settings['files']} files ({', '.join(settings['inputs'])}; split `{settings['manifest_split']}`, "
+        f"kind `{settings['kind']}` for corpus folders), scored against the original mixed to mono at "
+        f"{settings['score_rate'] // 1000} kHz. Means over files; kbps is total bits over total seconds: "
+        "nac counts whole `.nac` files, Opus counts its audio packets only (`file kbps` adds the Ogg pages "
+        "and headers). ViSQOL is v3 speech mode"
+        + (f" ({settings['visqol_mapping']} mapping)" if settings.get("visqol_mapping") else "")
+        + ". mel dB is the multi-resolution log-mel distance (lower is better), as is LSD.",
+        "",
+        summary_table(report.systems),
+        "",
+    ]
+    if settings.get("opus_version"):
+        lines += [f"Opus: {settings['opus_version']}, `opusenc --bitrate N` (VBR), `opusdec --rate 16000 --float`.", ""]
+    if report.notes:
+        lines += ["Notes:", "", *(f"- {note}" for note in report.notes), ""]
+    if report.failed:
+        lines += [f"Failed: {len(report.failed)} (listed in eval.json).", ""]
+    return "\n".join(lines)
+
+
+def plot_rd(report: EvalReport, path: Path) -> None:
+    """Rate-quality plot: PESQ-WB and ViSQOL (STOI without ViSQOL) vs kbps, nac points and the Opus curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    systems = report.systems
+    second = "visqol" if any(s.get("visqol") is not None for s in systems) else "stoi"
+    panels = [  # (key, title, y label, y range)
+        ("pesq_wb", "PESQ-WB (ITU-T P.862.2)", "MOS-LQO", (0.9, 4.7)),
+        ("visqol", "ViSQOL v3, speech mode", "MOS-LQO", (0.9, 5.0)) if second == "visqol"
+        else ("stoi", "STOI (ViSQOL not installed)", "STOI", (0.0, 1.02)),
+    ]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5.4), dpi=150)
+    markers = "o^vD<>Ph*Xd"
+    nac = [s for s in systems if s["codec"] == "nac"]
+    curve = sorted((s for s in systems if s["codec"] == "opus"), key=lambda s: s["kbps"] or 0)
+    rates = [s["kbps"] for s in systems if s.get("kbps")]
+    found = re.search(r"libopus ([0-9.]+)", report.settings.get("opus_version") or "")
+    opus_name = f"Opus {found.group(1)}" if found else "Opus"
+    for axis, (key, title, unit, limits) in zip(axes, panels):
+        points = [(s["kbps"], s[key]) for s in curve if s.get(key) is not None and s.get("kbps")]
+        if points:
+            label = f"{opus_name} (audio payload kbps; labels: target)"
+            axis.plot(*zip(*points), "-s", color="dimgray", lw=2, ms=6, label=label)
+            for s in curve:
+                if s.get(key) is not None and s.get("kbps"):
+                    axis.annotate(f"{s['target_kbps']:g}", (s["kbps"], s[key]), textcoords="offset points",
+                                  xytext=(5, -12), fontsize=8, color="dimgray")
+        for index, s in enumerate(nac):
+            if s.get(key) is not None and s.get("kbps"):
+                axis.plot(s["kbps"], s[key], markers[index % len(markers)], ms=10, color=f"C{index % 10}",
+                          label=f"nac {s['setting']} (whole-file kbps)")
+        axis.set_xscale("log")
+        if rates:
+            low, high = min(rates), max(rates)
+            ticks = [t for t in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024)
+                     if low / 1.3 <= t <= high * 1.3]
+            axis.set_xlim(low / 1.25, high * 1.25)
+            axis.xaxis.set_major_locator(FixedLocator(ticks))
+            axis.xaxis.set_minor_locator(NullLocator())
+            axis.xaxis.set_major_formatter(ScalarFormatter())
+        axis.set_ylim(*limits)
+        axis.set_xlabel("bitrate (kbps, log scale)")
+        axis.set_ylabel(f"{title.split(' (')[0].split(',')[0]} {unit}" if unit != "STOI" else unit)
+        axis.set_title(title)
+        axis.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
+    files = report.settings["files"]
+    plural = "s" if files != 1 else ""
+    figure.suptitle(f"nac vs Opus: quality per bit on {files} speech file{plural} (16 kHz mono; higher is better)"
+                    if curve else f"nac: quality per bit on {files} file{plural} (16 kHz mono; higher is better)")
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))

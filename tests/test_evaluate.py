@@ -1,0 +1,262 @@
+"""nac eval: the Ogg Opus payload counter, Opus alignment, the new metrics, the engine and its CLI."""
+
+import csv
+import json
+import shutil
+import struct
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from codec import evaluate, metrics, opus
+from codec.audio_io import read_audio, write_audio
+from codec.cli import app
+from codec.errors import FormatError, UsageError
+
+needs_opus = pytest.mark.skipif(not (shutil.which("opusenc") and shutil.which("opusdec")), reason="opus-tools missing")
+RATE = 16000
+
+
+def tone(seconds=1.0, rate=RATE):
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def opus_tone():
+    """(Ogg Opus bytes, stats) of a 1 s 440 Hz tone through opusenc at 12 kbps."""
+    if not (shutil.which("opusenc") and shutil.which("opusdec")):
+        pytest.skip("opus-tools missing")
+    result = opus.code(tone(), RATE, 12)
+    return result
+
+
+# ---------------------------------------------------------------- Ogg Opus payload
+
+
+@needs_opus
+def test_payload_of_a_real_opusenc_file_is_its_audio_packets(opus_tone, tmp_path):
+    stats = opus_tone.stats
+    payload_kbps, file_kbps = stats.audio_bytes * 8 / 1000, stats.file_bytes * 8 / 1000  # 1 s of audio
+    assert payload_kbps < file_kbps
+    assert abs(payload_kbps - 12) < 3  # a VBR target: close, not exact
+    assert stats.channels == 1 and stats.input_sample_rate == RATE
+    assert stats.pre_skip > 0 and stats.duration_s == pytest.approx(1.0)
+    assert stats.audio_packets == -(-(48000 + stats.pre_skip) // 960)  # 20 ms packets cover pre-skip + 1 s
+
+
+@needs_opus
+def test_ogg_overhead_is_page_headers_and_lacing(tmp_path):
+    write_audio(tmp_path / "in.wav", tone(), RATE)
+    import subprocess
+
+    subprocess.run(["opusenc", "--quiet", "--bitrate", "12", str(tmp_path / "in.wav"), str(tmp_path / "x.opus")],
+                   check=True)
+    data = (tmp_path / "x.opus").read_bytes()
+    packets, pages, granule = opus.ogg_packets(data)
+    stats = opus.read_ogg_opus(data)
+    assert packets[0].startswith(b"OpusHead") and packets[1].startswith(b"OpusTags")
+    # every page costs 27 bytes plus its lacing values; a packet of n bytes takes n // 255 + 1 of them
+    assert stats.ogg_overhead_bytes == 27 * pages + sum(len(p) // 255 + 1 for p in packets)
+    assert stats.header_bytes + stats.audio_bytes + stats.ogg_overhead_bytes == len(data)
+    assert stats.audio_bytes == sum(map(len, packets[2:])) and granule == stats.final_granule
+
+
+@needs_opus
+def test_ogg_parser_rejects_damage(tmp_path):
+    write_audio(tmp_path / "in.wav", tone(0.3), RATE)
+    import subprocess
+
+    subprocess.run(["opusenc", "--quiet", str(tmp_path / "in.wav"), str(tmp_path / "x.opus")], check=True)
+    data = (tmp_path / "x.opus").read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40
+    with pytest.raises(FormatError, match="CRC"):
+        opus.read_ogg_opus(bytes(flipped))
+    with pytest.raises(FormatError, match="truncated"):
+        opus.read_ogg_opus(data[:-10])
+    with pytest.raises(FormatError, match="capture"):
+        opus.read_ogg_opus(b"RIFF" + data[4:])
+    with pytest.raises(FormatError):
+        opus.read_ogg_opus(b"")
+
+
+def test_ogg_crc_matches_the_known_check_value():
+    # CRC-32/MPEG-2 without its init/xorout: the Ogg variant's check value for "123456789"
+    assert opus.ogg_crc(b"123456789") == 0x89A1897F
+
+
+def test_missing_opus_tools_say_how_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(opus.OpusToolsMissing, match="apt-get install opus-tools"):
+        opus.find_tools()
+    assert opus.OpusToolsMissing.exit_code == UsageError.exit_code
+
+
+# ---------------------------------------------------------------- alignment
+
+
+@needs_opus
+def test_opusdec_output_is_aligned_with_the_input(short_speech):
+    """Pre-skip trimmed by opusdec: the cross-correlation peaks within a sample, even searched over 50 ms."""
+    audio, rate = short_speech
+    clip = audio[:, : 2 * rate]
+    for kbps in (6, 24):
+        result = opus.code(clip, rate, kbps)
+        assert result.audio.shape == clip.shape
+        assert abs(evaluate.estimate_lag(clip, result.audio, 800)) <= 1
+
+
+def test_estimate_lag_and_shift_undo_a_delay():
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal((1, 4000))
+    late = np.concatenate([np.zeros((1, 7)), signal[:, :-7]], axis=1)
+    assert evaluate.estimate_lag(signal, late, 16) == 7
+    assert evaluate.estimate_lag(late, signal, 16) == -7
+    np.testing.assert_array_equal(evaluate.shift(late, 7)[:, :-7], signal[:, :-7])
+    np.testing.assert_array_equal(evaluate.shift(signal, -7), late)
+    assert evaluate.estimate_lag(np.zeros((1, 100)), signal[:, :100], 16) == 0
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_mel_distance_is_zero_for_identical_and_grows_with_noise(short_speech):
+    audio, rate = short_speech
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal(audio.shape)
+    small, large = (metrics.mel_distance_db(audio, audio + level * noise, rate) for level in (1e-3, 3e-2))
+    assert metrics.mel_distance_db(audio, audio, rate) == 0.0
+    assert 0.0 < small < large
+    assert metrics.mel_distance_db(np.zeros((1, 5000)), np.zeros((1, 5000)), rate) == 0.0
+    loud = 0.1 * noise  # every band far above the floor: a gain of 1/2 is 6.02 dB in every band
+    assert metrics.mel_distance_db(loud, 0.5 * loud, rate) == pytest.approx(20 * np.log10(2), rel=1e-6)
+
+
+def test_mel_bank_has_no_empty_band():
+    for n_fft, n_mels in metrics.MEL_RESOLUTIONS:
+        bank = metrics._mel_bank(n_fft, n_mels, RATE)
+        assert bank.shape == (n_mels, n_fft // 2 + 1) and bank.max() <= 1.0
+        assert np.all(bank.sum(axis=1) > 0)
+
+
+def test_visqol_ranks_clean_above_noisy(short_speech):
+    pytest.importorskip("visqol")
+    audio, rate = short_speech
+    clip = audio[:, : 3 * rate]
+    noisy = clip + 0.02 * np.random.default_rng(2).standard_normal(clip.shape)
+    clean_score, noisy_score = metrics.visqol_speech(clip, clip, rate), metrics.visqol_speech(clip, noisy, rate)
+    assert clean_score > 4.0 and 1.0 <= noisy_score < clean_score
+    assert metrics.visqol_speech(np.zeros((1, 8000)), clip[:, :8000], rate) is None
+
+
+def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech):
+    audio, rate = short_speech
+    monkeypatch.setitem(sys.modules, "pesq", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "pystoi", None)
+    monkeypatch.setattr(metrics, "_VISQOL_API", [None, None])
+    scores = evaluate.score(audio[:, :RATE], audio[:, :RATE])
+    assert scores["pesq_wb"] is None and scores["stoi"] is None and scores["visqol"] is None
+    assert scores["mel_db"] == 0.0
+    notes = " ".join(evaluate.metric_notes())
+    assert "PESQ-WB skipped" in notes and "STOI and ESTOI skipped" in notes and "ViSQOL skipped" in notes
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_presets_and_bitrates_parse():
+    assert evaluate.preset_settings("default") == {"bits": 8, "store_phase": False}
+    assert evaluate.preset_settings("bits16+store_phase") == {"bits": 16, "store_phase": True}
+    assert evaluate.parse_bitrates("6, 12k,32") == (6.0, 12.0, 32.0)
+    for bad in ("5", "x", ""):
+        with pytest.raises(UsageError):
+            evaluate.parse_bitrates(bad)
+    with pytest.raises(UsageError, match="unknown preset"):
+        evaluate.preset_settings("bits4")
+
+
+def test_cli_rejects_bad_options(tmp_path):
+    write_audio(tmp_path / "a.wav", tone(0.2), RATE)
+    runner = CliRunner()
+    for args, message in (
+        (["--against", "mp3"], "only opus"),
+        (["--presets", "fast"], "unknown preset"),
+        (["--bitrates", "300"], "outside"),
+    ):
+        result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o"), *args])
+        assert result.exit_code == UsageError.exit_code, result.output
+        assert message in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "missing.wav")])
+    assert result.exit_code == UsageError.exit_code and "no such file" in result.output
+
+
+# ---------------------------------------------------------------- the engine, end to end
+
+
+@needs_opus
+def test_eval_against_opus_writes_the_report(tmp_path, speech):
+    audio, rate = speech
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(2):  # two 1.5 s clips of real speech
+        start = index * 3 * rate
+        write_audio(inputs / f"utt{index}.wav", audio[:, start : start + int(1.5 * rate)], rate)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, ["eval", str(inputs), "--against", "opus", "--bitrates", "6,12", "-o", str(out), "--keep", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    labels = [s["label"] for s in report["settings"]["systems"]]
+    assert labels[-2:] == ["opus 6 kbps", "opus 12 kbps"] and all(lb.startswith("nac ") for lb in labels[:-2])
+    assert len(report["files"]) == 2 * len(labels) and report["failed"] == []
+    for row in report["files"]:
+        assert row["kbps"] == pytest.approx(row["bytes"] * 8 / row["duration_s"] / 1000)
+        assert all(np.isfinite(row[k]) for k in ("snr_db", "si_sdr_db", "lsd_db", "mel_db"))
+        if row["codec"] == "opus":
+            assert row["kbps"] < row["file_kbps"] and abs(row["lag_samples"]) <= 1
+        else:
+            assert row["bytes"] == row["file_bytes"] and row["lag_samples"] == 0
+    summary = {s["setting"]: s for s in report["systems"]}
+    assert summary["12 kbps"]["kbps"] > summary["6 kbps"]["kbps"] and summary["12 kbps"]["files"] == 2
+    if summary["12 kbps"]["pesq_wb"] is not None:
+        assert summary["12 kbps"]["pesq_wb"] > summary["6 kbps"]["pesq_wb"]
+
+    with (out / "eval.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(report["files"]) and {"file", "codec", "setting", "kbps", "pesq_wb"} <= set(rows[0])
+    markdown = (out / "summary.md").read_text()
+    assert "| opus | 12 kbps | 2 |" in markdown and "| nac |" in markdown
+    assert "| codec | setting | files | kbps |" in result.stdout  # the table is printed too
+    recons = sorted(p.name for p in out.glob("recon_*.wav"))
+    assert len(recons) == len(labels) and all(name.startswith("recon_utt0_") for name in recons)
+    ref, ref_rate = read_audio(out / "ref_utt0.wav")
+    assert ref_rate == RATE and ref.shape == (1, int(1.5 * rate))
+    if "png" in report_paths(out):
+        assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", (out / "rd.png").read_bytes()[16:24])
+        assert width >= 1200 and height >= 600
+
+
+def report_paths(out):
+    return {p.suffix.lstrip(".") for p in out.iterdir()}
+
+
+def test_eval_of_a_stereo_22k_file_scores_it_at_16k_mono(tmp_path):
+    t = np.arange(int(0.6 * 22050)) / 22050
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.3 * np.sin(2 * np.pi * 500 * t)]).astype(np.float32)
+    write_audio(tmp_path / "s.wav", stereo, 22050)
+    options = evaluate.EvalOptions(inputs=[tmp_path / "s.wav"], out_dir=tmp_path / "o", keep=0)
+    report = evaluate.run(options)
+    assert [r["duration_s"] for r in report.rows] == [pytest.approx(0.6)] * len(report.rows)
+    assert not list((tmp_path / "o").glob("*.wav"))
+    assert report.systems[0]["files"] == 1 and (tmp_path / "o" / "summary.md").is_file()
+
+
+def test_max_files_spreads_over_the_list():
+    files = [f"f{i}" for i in range(10)]
+    assert evaluate.spread(files, 4) == ["f0", "f2", "f5", "f7"]
+    assert evaluate.spread(files, 0) == files and evaluate.spread(files, 20) == files
