@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import numpy as np
 import soxr
 import torch
 
-from . import bitstream, zoo
-from .audio_io import read_audio, write_atomic, write_audio
+from . import bitstream, streaming, zoo
+from .audio_io import is_stdio, read_audio, write_atomic, write_audio
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .quantize import dequantize, dequantize_phase, quantize, quantize_phase
 
@@ -90,22 +91,14 @@ def encode(
     net, config = loaded.net, loaded.net.config
     wave = resample(np.nan_to_num(audio), sample_rate, config.sample_rate)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
-    latent, phase, latent_frames = None, None, 0
-    if wave.shape[1]:
-        with torch.inference_mode(), torch_threads(ENCODE_THREADS):
-            spec = net.spectrum(torch.from_numpy(wave))
-            latent = net.encode_spectrum(spec).numpy()
-            phase = torch.angle(spec).numpy() if store_phase else None
-        latent_frames = latent.shape[-1]
     chunks = []
-    for index, start in enumerate(range(0, latent_frames, chunk_frames)):
-        stop = min(start + chunk_frames, latent_frames)
-        codes, scales = quantize(latent[..., start:stop], bits)
-        phase_codes = None
-        if phase is not None:
-            span = phase[..., start * config.time_stride : stop * config.time_stride]
-            phase_codes = quantize_phase(span, bits)
-        chunks.append(bitstream.Chunk(index, stop - start, scales, codes, phase_codes))
+    if wave.shape[1]:
+        with torch_threads(ENCODE_THREADS):
+            for index, (latent, phase) in enumerate(streaming.encode_chunks(net, wave, chunk_frames, store_phase)):
+                codes, scales = quantize(latent, bits)
+                phase_codes = None if phase is None else quantize_phase(phase, bits)
+                chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
+    latent_frames = sum(chunk.frames for chunk in chunks)
     header = bitstream.StreamHeader(
         version_minor=0,
         store_phase=store_phase,
@@ -158,46 +151,98 @@ def _stream_model(header: "bitstream.StreamHeader", model: str | None) -> torch.
 
 
 def _synthesize(
-    net: torch.nn.Module, header: "bitstream.StreamHeader", chunks: list, keep_model_rate: bool
+    net: torch.nn.Module,
+    header: "bitstream.StreamHeader",
+    chunks: list,
+    keep_model_rate: bool,
+    span: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Audio from a stream's chunks; a ``None`` chunk decodes from zero latents (and zero phase)."""
-    if header.latent_frames == 0:
-        wave = np.zeros((header.channels, header.model_sample_count), np.float32)
-    else:
-        latents, phases = [], []
-        for index, chunk in enumerate(chunks):
-            frames = header.chunk_frames_at(index)
-            if chunk is None:
-                shape = (header.channels, header.latent_channels, header.latent_height, frames)
-                latents.append(np.zeros(shape, np.float32))
-                phases.append(np.zeros((header.channels, header.phase_bins, frames * header.time_stride), np.float32))
-            else:
-                latents.append(dequantize(chunk.codes, chunk.scales, header.bits))
-                if header.store_phase:
-                    phases.append(dequantize_phase(chunk.phase, header.bits))
-        latent = np.concatenate(latents, axis=-1)
-        phase = torch.from_numpy(np.concatenate(phases, axis=-1)) if header.store_phase else None
-        with torch.inference_mode():
-            wave = net.decode(torch.from_numpy(latent), header.model_sample_count, phase).numpy()
-        # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
-        # output stays finite (format_spec.md section 10) whatever the file holds.
-        wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
-    if keep_model_rate:
-        return wave, header.model_sample_rate
-    restored = resample(wave, header.model_sample_rate, header.original_sample_rate)
-    return fit_length(restored, header.sample_count), header.original_sample_rate
+    """Audio from a stream's chunks, decoded one chunk window at a time.
+
+    A ``None`` chunk decodes from zero latents (and zero phase). ``span`` =
+    (first, stop) samples at the output rate limits decoding to the chunks
+    that cover it (plus one chunk before, so resampling starts on a sample
+    shared by both rates).
+    """
+    out_rate = header.model_sample_rate if keep_model_rate else header.original_sample_rate
+    out_length = header.model_sample_count if keep_model_rate else header.sample_count
+    first, stop = span if span is not None else (0, out_length)
+    if header.latent_frames == 0 or stop <= first:
+        return np.zeros((header.channels, max(0, stop - first)), np.float32), out_rate
+
+    def latent_at(index: int) -> np.ndarray:
+        chunk = chunks[index]
+        if chunk is None:
+            shape = (header.channels, header.latent_channels, header.latent_height, header.chunk_frames_at(index))
+            return np.zeros(shape, np.float32)
+        return dequantize(chunk.codes, chunk.scales, header.bits)
+
+    def phase_at(index: int) -> np.ndarray:
+        chunk = chunks[index]
+        if chunk is None:
+            return np.zeros((header.channels, header.phase_bins, header.chunk_frames_at(index) * header.time_stride),
+                            np.float32)
+        return dequantize_phase(chunk.phase, header.bits)
+
+    chunk_samples = header.chunk_frames * header.samples_per_frame
+    to_model = header.model_sample_rate / out_rate
+    first_chunk = max(0, int(first * to_model) // chunk_samples - 1) if span is not None else 0
+    last_chunk = min(header.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
+    pieces = streaming.decode_chunks(
+        net, header.chunk_count, header.chunk_frames, latent_at, phase_at if header.store_phase else None,
+        first_chunk, last_chunk,
+    )
+    wave = np.concatenate(list(pieces), axis=-1)
+    # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
+    # output stays finite (format_spec.md section 10) whatever the file holds.
+    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    model_start = first_chunk * chunk_samples
+    wave = wave[:, : max(0, header.model_sample_count - model_start)]
+    if not keep_model_rate:
+        wave = resample(wave, header.model_sample_rate, header.original_sample_rate)
+    offset = round(model_start / to_model)
+    return fit_length(wave[:, max(0, first - offset) :], stop - first), out_rate
 
 
-def decode(data: bytes, *, keep_model_rate: bool = False, model: str | None = None) -> tuple[np.ndarray, int]:
+def decode(
+    data: bytes,
+    *,
+    keep_model_rate: bool = False,
+    model: str | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+) -> tuple[np.ndarray, int]:
     """(float32 (channels, time), sample_rate) from ``.nac`` bytes.
 
     The original sample rate and length are restored unless ``keep_model_rate``.
     ``model`` overrides the model named in the file (its weights hash must match).
-    Any damage is an error (:class:`FormatError`); see :func:`decode_salvage`.
+    ``start`` / ``duration`` (seconds) decode only that span, from the chunks
+    that cover it. Any damage is an error (:class:`FormatError`); see
+    :func:`decode_salvage`.
     """
-    net = _stream_model(bitstream.read_header(data), model)
+    header = bitstream.read_header(data)
+    net = _stream_model(header, model)
+    span = seek_span(header, keep_model_rate, start, duration)
     header, chunks = bitstream.unpack(data)
-    return _synthesize(net, header, chunks, keep_model_rate)
+    return _synthesize(net, header, chunks, keep_model_rate, span)
+
+
+def seek_span(
+    header: "bitstream.StreamHeader", keep_model_rate: bool, start: float | None, duration: float | None
+) -> tuple[int, int] | None:
+    """(first, stop) output samples for ``start`` / ``duration`` seconds; None for the whole stream."""
+    if start is None and duration is None:
+        return None
+    rate = header.model_sample_rate if keep_model_rate else header.original_sample_rate
+    total = header.model_sample_count if keep_model_rate else header.sample_count
+    start, duration = start or 0.0, duration
+    if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
+        raise UsageError("--start and --duration must be finite and >= 0")
+    first = round(start * rate)
+    if first > total:
+        raise UsageError(f"--start {start:g} s is past the end ({total / rate:.3f} s)")
+    stop = total if duration is None else min(total, first + round(duration * rate))
+    return first, stop
 
 
 @dataclass(frozen=True)
@@ -311,7 +356,7 @@ class DecodeReport:
 
 
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if str(dst) != "-" and dst.exists():
+    if not is_stdio(dst) and dst.exists():
         if src.exists() and dst.resolve() == src.resolve():
             raise OutputError(f"{dst}: output would overwrite the input")
         if not overwrite:
@@ -319,8 +364,9 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def read_input_bytes(src: Path) -> bytes:
+    """The bytes of ``src`` (``-``: standard input)."""
     try:
-        return src.read_bytes()
+        return sys.stdin.buffer.read() if is_stdio(src) else src.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{src}: no such file") from None
     except OSError as err:
@@ -335,8 +381,8 @@ def encode_file(
     model: str | None = None,
     bits: int = 8,
     store_phase: bool = False,
-) -> int:
-    """Encode an audio file to ``dst`` atomically; returns the bytes written."""
+) -> EncodeReport:
+    """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     audio, rate = read_audio(src)
@@ -345,7 +391,19 @@ def encode_file(
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     write_atomic(dst, lambda handle: handle.write(data))
-    return len(data)
+    return EncodeReport(len(data), audio.shape[1] / rate)
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """What :func:`encode_file` wrote: file bytes and audio duration."""
+
+    file_bytes: int
+    duration_s: float
+
+    @property
+    def kbps(self) -> float | None:
+        return self.file_bytes * 8 / self.duration_s / 1000 if self.duration_s else None
 
 
 def decode_file(
@@ -356,6 +414,8 @@ def decode_file(
     keep_model_rate: bool = False,
     model: str | None = None,
     salvage: bool = False,
+    start: float | None = None,
+    duration: float | None = None,
 ) -> DecodeReport:
     """Decode a ``.nac`` file to a WAV/FLAC file atomically; clipping is clamped and counted.
 
@@ -372,7 +432,7 @@ def decode_file(
             result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model)
             audio, rate, lost, problems = result.audio, result.sample_rate, result.lost, result.problems
         else:
-            audio, rate = decode(data, keep_model_rate=keep_model_rate, model=model)
+            audio, rate = decode(data, keep_model_rate=keep_model_rate, model=model, start=start, duration=duration)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))

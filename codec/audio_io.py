@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,15 +22,25 @@ from .errors import InputError, OutputError
 WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
+STDIO = "-"  # as a path: standard input or standard output
+
+
+def is_stdio(path: str | os.PathLike) -> bool:
+    return str(path) == STDIO
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read any format soundfile knows; returns (float32 (channels, time), sample_rate)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    """Read any format soundfile knows (``-``: standard input); returns (float32 (channels, time), rate)."""
+    if is_stdio(path):
+        source, name = io.BytesIO(sys.stdin.buffer.read()), "<stdin>"
+    else:
+        source, name = str(path), str(path)
+        if not Path(path).is_file():
+            raise InputError(f"{name}: no such file")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise InputError(f"{path}: not a readable audio file ({_first_line(err)})") from None
+        raise InputError(f"{name}: not a readable audio file ({_first_line(err)})") from None
     return np.ascontiguousarray(data.T), int(rate)
 
 
@@ -46,7 +57,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write float (channels, time) audio as 16-bit PCM, format chosen by the extension."""
     path = Path(path)
-    file_format = WRITABLE_FORMATS.get(path.suffix.lower())
+    file_format = "WAV" if is_stdio(path) else WRITABLE_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise OutputError(f"{path}: unsupported output extension (use {', '.join(WRITABLE_FORMATS)})")
 
@@ -62,7 +73,17 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
 
 
 def write_atomic(path: Path, writer) -> None:
-    """Call ``writer(file_object)`` on a temporary file, then rename it to ``path``."""
+    """Call ``writer(file_object)`` on a temporary file, then rename it to ``path``.
+
+    ``-`` writes to standard output instead (a pipe cannot be made atomic).
+    """
+    if is_stdio(path):
+        try:
+            writer(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except OSError as err:  # BrokenPipeError included: the reader went away
+            raise OutputError(f"<stdout>: cannot write ({err.strerror or err})") from None
+        return
     path = Path(path)
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
