@@ -544,12 +544,12 @@ def run_one(data: bytes, full_salvage: bool, time_limit: float, times: dict | No
 # --------------------------------------------------------------------------
 
 
-def vm_peak() -> int:
-    """Peak virtual memory of this process in bytes (VmPeak in /proc/self/status)."""
+def vm_peak(field: str = "VmPeak") -> int:
+    """Peak virtual memory (or with ``VmHWM``, peak resident memory) of this process in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmPeak:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmPeak in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def limit_memory(headroom: int) -> int:
@@ -590,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cap = limit_memory(MEMORY_HEADROOM)
         print(f"memory: RLIMIT_AS {cap / 2**30:.2f} GiB = VmPeak after warm-up + {MEMORY_HEADROOM / 2**30:.0f} GiB")
+    baseline = vm_peak(), vm_peak("VmHWM")
     print(f"seeds: {', '.join(f'{s.name} ({len(s.data)} B)' for s in seeds)}")
     signal.signal(signal.SIGALRM, _alarm)
 
@@ -623,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     print(f"inputs: {tried} in {elapsed:.1f} s: {tried / elapsed:.1f} inputs/s, "
           f"{1000 * elapsed / tried:.2f} ms per input on average, slowest {slowest[0] * 1000:.0f} ms ({slowest[1]})")
+    print(f"memory: peak grew by {(vm_peak() - baseline[0]) / 2**20:.0f} MiB virtual, "
+          f"{(vm_peak('VmHWM') - baseline[1]) / 2**20:.0f} MiB resident over the warmed-up decoder")
     for stage_name, counter in outcomes.items():
         summary = ", ".join(f"{name} {count}" for name, count in counter.most_common())
         print(f"  {stage_name} (slowest {stage_times[stage_name] * 1000:.0f} ms): {summary}")
