@@ -12,13 +12,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import soxr
 import torch
 
 from . import bitstream, streaming, zoo
-from .audio_io import is_stdio, read_audio, write_atomic, write_audio
+from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .quantize import dequantize, dequantize_phase, quantize, quantize_phase
 
@@ -65,6 +66,17 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[0]).T)
 
 
+def resample_blocks(blocks: Iterable[np.ndarray], source_rate: int, target_rate: int, channels: int) -> Iterator[np.ndarray]:
+    """Blocks of (channels, n) audio resampled as they stream (same samples as :func:`resample`)."""
+    if source_rate == target_rate:
+        yield from blocks
+        return
+    stream = soxr.ResampleStream(source_rate, target_rate, channels, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
+    yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+
+
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     """Trim or zero-pad (channels, time) audio to ``length`` samples."""
     if audio.shape[1] >= length:
@@ -72,13 +84,13 @@ def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
 
 
-def _check_encode_args(audio: np.ndarray, sample_rate: int, bits: int) -> None:
+def _check_encode_args(channels: int, sample_rate: int, bits: int) -> None:
     if bits not in BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {bits}")
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise UsageError(f"sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
-    if not 1 <= audio.shape[0] <= MAX_CHANNELS:
-        raise UsageError(f"{audio.shape[0]} channels: nac codes 1 to {MAX_CHANNELS}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise UsageError(f"{channels} channels: nac codes 1 to {MAX_CHANNELS}")
 
 
 def encode(
@@ -86,18 +98,39 @@ def encode(
 ) -> bytes:
     """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``."""
     audio = as_channels_first(audio)
-    _check_encode_args(audio, sample_rate, bits)
+    return encode_blocks(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model, bits=bits,
+                         store_phase=store_phase)
+
+
+def encode_blocks(
+    blocks: Iterable[np.ndarray],
+    channels: int,
+    samples: int,
+    sample_rate: int,
+    *,
+    model: str | None = None,
+    bits: int = 8,
+    store_phase: bool = False,
+) -> bytes:
+    """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks.
+
+    Audio is resampled as it streams and coded one chunk at a time, so memory
+    does not grow with the input's length (only the compressed chunks are kept).
+    """
+    _check_encode_args(channels, sample_rate, bits)
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
-    wave = resample(np.nan_to_num(audio), sample_rate, config.sample_rate)
+    model_samples = round(samples * config.sample_rate / sample_rate)
+    clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
+    source = streaming.SampleWindow(resample_blocks(clean, sample_rate, config.sample_rate, channels), channels,
+                                    model_samples)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
     chunks = []
-    if wave.shape[1]:
-        with torch_threads(ENCODE_THREADS):
-            for index, (latent, phase) in enumerate(streaming.encode_chunks(net, wave, chunk_frames, store_phase)):
-                codes, scales = quantize(latent, bits)
-                phase_codes = None if phase is None else quantize_phase(phase, bits)
-                chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
+    with torch_threads(ENCODE_THREADS):
+        for index, (latent, phase) in enumerate(streaming.encode_chunks(net, source, chunk_frames, store_phase)):
+            codes, scales = quantize(latent, bits)
+            phase_codes = None if phase is None else quantize_phase(phase, bits)
+            chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
     latent_frames = sum(chunk.frames for chunk in chunks)
     header = bitstream.StreamHeader(
         version_minor=0,
@@ -106,10 +139,10 @@ def encode(
         weights_hash=loaded.hash_prefix,
         original_sample_rate=sample_rate,
         model_sample_rate=config.sample_rate,
-        channels=audio.shape[0],
+        channels=channels,
         bits=bits,
-        sample_count=audio.shape[1],
-        model_sample_count=wave.shape[1],
+        sample_count=samples,
+        model_sample_count=model_samples,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
         time_stride=config.time_stride,
@@ -157,18 +190,30 @@ def _synthesize(
     keep_model_rate: bool,
     span: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Audio from a stream's chunks, decoded one chunk window at a time.
+    """The whole of :func:`_output_blocks` as one array, and the output rate."""
+    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span)
+    return np.concatenate([np.zeros((header.channels, 0), np.float32), *blocks], axis=1), rate
+
+
+def _output_blocks(
+    net: torch.nn.Module,
+    header: "bitstream.StreamHeader",
+    chunks: list,
+    keep_model_rate: bool,
+    span: tuple[int, int] | None = None,
+) -> tuple[int, Iterator[np.ndarray]]:
+    """(output rate, audio blocks): a stream's chunks decoded one window at a time.
 
     A ``None`` chunk decodes from zero latents (and zero phase). ``span`` =
     (first, stop) samples at the output rate limits decoding to the chunks
-    that cover it (plus one chunk before, so resampling starts on a sample
-    shared by both rates).
+    that cover it, plus one chunk before so resampling starts where both rates
+    share a sample. The blocks hold exactly ``stop - first`` samples.
     """
     out_rate = header.model_sample_rate if keep_model_rate else header.original_sample_rate
     out_length = header.model_sample_count if keep_model_rate else header.sample_count
     first, stop = span if span is not None else (0, out_length)
     if header.latent_frames == 0 or stop <= first:
-        return np.zeros((header.channels, max(0, stop - first)), np.float32), out_rate
+        return out_rate, iter([np.zeros((header.channels, max(0, stop - first)), np.float32)])
 
     def latent_at(index: int) -> np.ndarray:
         chunk = chunks[index]
@@ -188,20 +233,37 @@ def _synthesize(
     to_model = header.model_sample_rate / out_rate
     first_chunk = max(0, int(first * to_model) // chunk_samples - 1) if span is not None else 0
     last_chunk = min(header.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
-    pieces = streaming.decode_chunks(
-        net, header.chunk_count, header.chunk_frames, latent_at, phase_at if header.store_phase else None,
-        first_chunk, last_chunk,
-    )
-    wave = np.concatenate(list(pieces), axis=-1)
-    # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
-    # output stays finite (format_spec.md section 10) whatever the file holds.
-    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
     model_start = first_chunk * chunk_samples
-    wave = wave[:, : max(0, header.model_sample_count - model_start)]
+
+    def model_rate_blocks() -> Iterator[np.ndarray]:
+        remaining = header.model_sample_count - model_start
+        pieces = streaming.decode_chunks(
+            net, header.chunk_count, header.chunk_frames, latent_at, phase_at if header.store_phase else None,
+            first_chunk, last_chunk,
+        )
+        for piece in pieces:
+            # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
+            # output stays finite (format_spec.md section 10) whatever the file holds.
+            piece = np.nan_to_num(piece[:, : max(0, remaining)], nan=0.0, posinf=0.0, neginf=0.0)
+            remaining -= piece.shape[1]
+            yield piece
+
+    def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        skip, wanted = max(0, first - round(model_start / to_model)), stop - first
+        for block in blocks:
+            dropped = min(skip, block.shape[1])
+            block, skip = block[:, dropped : dropped + wanted], skip - dropped
+            wanted -= block.shape[1]
+            if block.shape[1]:
+                yield block
+            if wanted == 0:
+                return
+        yield np.zeros((header.channels, wanted), np.float32)
+
+    blocks = model_rate_blocks()
     if not keep_model_rate:
-        wave = resample(wave, header.model_sample_rate, header.original_sample_rate)
-    offset = round(model_start / to_model)
-    return fit_length(wave[:, max(0, first - offset) :], stop - first), out_rate
+        blocks = resample_blocks(blocks, header.model_sample_rate, header.original_sample_rate, header.channels)
+    return out_rate, cut(blocks)
 
 
 def decode(
@@ -220,11 +282,29 @@ def decode(
     that cover it. Any damage is an error (:class:`FormatError`); see
     :func:`decode_salvage`.
     """
+    channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
+                                           duration=duration)
+    return np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1), rate
+
+
+def decode_blocks(
+    data: bytes,
+    *,
+    keep_model_rate: bool = False,
+    model: str | None = None,
+    start: float | None = None,
+    duration: float | None = None,
+) -> tuple[int, int, Iterator[np.ndarray]]:
+    """(channels, sample_rate, blocks): :func:`decode` one chunk window at a time.
+
+    The stream is checked whole (CRCs, sizes) before the first block is made.
+    """
     header = bitstream.read_header(data)
     net = _stream_model(header, model)
     span = seek_span(header, keep_model_rate, start, duration)
     header, chunks = bitstream.unpack(data)
-    return _synthesize(net, header, chunks, keep_model_rate, span)
+    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span)
+    return header.channels, rate, blocks
 
 
 def seek_span(
@@ -385,13 +465,13 @@ def encode_file(
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
-    audio, rate = read_audio(src)
+    samples, rate, channels, blocks = read_blocks(src)
     try:
-        data = encode(audio, rate, model=model, bits=bits, store_phase=store_phase)
+        data = encode_blocks(blocks, channels, samples, rate, model=model, bits=bits, store_phase=store_phase)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     write_atomic(dst, lambda handle: handle.write(data))
-    return EncodeReport(len(data), audio.shape[1] / rate)
+    return EncodeReport(len(data), samples / rate)
 
 
 @dataclass(frozen=True)
@@ -430,14 +510,23 @@ def decode_file(
     try:
         if salvage:
             result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model)
-            audio, rate, lost, problems = result.audio, result.sample_rate, result.lost, result.problems
+            channels, rate, blocks = result.audio.shape[0], result.sample_rate, iter([result.audio])
+            lost, problems = result.lost, result.problems
         else:
-            audio, rate = decode(data, keep_model_rate=keep_model_rate, model=model, start=start, duration=duration)
+            channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
+                                                   duration=duration)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
-    clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
-    write_audio(dst, np.clip(audio, -1.0, 1.0), rate)
-    return DecodeReport(rate, audio.shape[1], audio.shape[0], clipped, lost, problems)
+    counts = {"samples": 0, "clipped": 0}
+
+    def clamped() -> Iterator[np.ndarray]:
+        for block in blocks:
+            counts["samples"] += block.shape[1]
+            counts["clipped"] += int(np.count_nonzero(np.abs(block) > 1.0))
+            yield np.clip(block, -1.0, 1.0)
+
+    write_audio_blocks(dst, clamped(), rate, channels)
+    return DecodeReport(rate, counts["samples"], channels, counts["clipped"], lost, problems)
 
 
 def inspect(data: bytes) -> dict:

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -44,9 +45,35 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(rate)
 
 
+BLOCK_FRAMES = 1 << 16
+
+
+def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.ndarray]]:
+    """(frames, sample_rate, channels, blocks): a file read block by block as (channels, n) float32.
+
+    Memory stays bounded whatever the file's length. Standard input (``-``)
+    is read whole, since a pipe cannot be measured before it ends.
+    """
+    if is_stdio(path):
+        audio, rate = read_audio(path)
+        return audio.shape[1], rate, audio.shape[0], iter([audio])
+    frames, rate, channels = audio_info(path)
+
+    def blocks() -> Iterator[np.ndarray]:
+        try:
+            for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                yield np.ascontiguousarray(block.T)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise InputError(f"{path}: unreadable audio ({_first_line(err)})") from None
+
+    return frames, rate, channels, blocks()
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """(frames, sample_rate, channels) of an audio file, read from its header only."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
@@ -56,18 +83,40 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
     """Write float (channels, time) audio as 16-bit PCM, format chosen by the extension."""
+    write_audio_blocks(path, [audio], sample_rate, audio.shape[0])
+
+
+def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sample_rate: int, channels: int) -> None:
+    """Write (channels, n) float blocks as 16-bit PCM as they arrive, atomically.
+
+    The format comes from the extension. ``-`` writes WAV to standard output,
+    gathered first (a WAV header needs the length, and a pipe cannot seek).
+    """
     path = Path(path)
-    file_format = "WAV" if is_stdio(path) else WRITABLE_FORMATS.get(path.suffix.lower())
+    if is_stdio(path):
+        audio = np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1)
+        encoded = io.BytesIO()
+        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, format="WAV", subtype="PCM_16")
+        write_atomic(path, lambda handle: handle.write(encoded.getbuffer()))
+        return
+    file_format = WRITABLE_FORMATS.get(path.suffix.lower())
     if file_format is None:
         raise OutputError(f"{path}: unsupported output extension (use {', '.join(WRITABLE_FORMATS)})")
 
     def write(handle) -> None:
-        # Encoded in memory first: libsndfile writes a file object through a cffi
-        # callback that swallows the OSError of a full disk (EFBIG, ENOSPC) and then
-        # fails an assertion; a plain write of the bytes raises the OSError itself.
-        encoded = io.BytesIO()
-        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, format=file_format, subtype="PCM_16")
-        handle.write(encoded.getbuffer())
+        # libsndfile writes through the descriptor itself: a full disk (EFBIG,
+        # ENOSPC) becomes its error code, which soundfile raises, not a silent
+        # short write as through a Python file object's callback.
+        try:
+            with sf.SoundFile(handle.fileno(), "w", samplerate=sample_rate, channels=channels,
+                              format=file_format, subtype="PCM_16", closefd=False) as out:
+                for block in blocks:
+                    out.write(np.ascontiguousarray(block.T))
+        except (sf.LibsndfileError, RuntimeError, AssertionError) as err:
+            # libsndfile only says "System error": one more byte through the
+            # same descriptor (into a file that is deleted anyway) gets the OS's reason.
+            os.write(handle.fileno(), b"\0")
+            raise OSError(f"audio write failed ({_first_line(err)})") from None
 
     write_atomic(path, write)
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import api, batch, zoo
-from .audio_io import write_atomic
+from .audio_io import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
@@ -59,28 +59,38 @@ def reports_errors(command):
 @app.command()
 @reports_errors
 def encode(
-    input: Annotated[Path, typer.Argument(help="Audio file to encode (wav, flac, ogg, mp3, ...).")],
-    output: Annotated[Optional[Path], typer.Argument(help="Output .nac file [default: INPUT with .nac].")] = None,
+    input: Annotated[Path, typer.Argument(help="Audio file to encode (wav, flac, ogg, mp3, ...); - reads stdin.")],
+    output: Annotated[
+        Optional[Path], typer.Argument(help="Output .nac file; - writes stdout [default: INPUT with .nac].")
+    ] = None,
     bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file to .nac."""
-    output = output or input.with_suffix(".nac")
-    size = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase)
-    info = api.inspect(output.read_bytes())
-    kbps = f"{info['kbps']:.2f} kbps" if info["kbps"] else "empty"
-    _say(f"{input} -> {output}: {size} bytes, {info['duration_s']:.2f} s, {kbps}")
+    output = output or _default_output(input, ".nac")
+    report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase)
+    kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
+    _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
+
+
+def _default_output(input: Path, suffix: str) -> Path:
+    if is_stdio(input):
+        raise UsageError("reading from stdin: name the output (- for stdout)")
+    return input.with_suffix(suffix)
 
 
 @app.command()
 @reports_errors
 def decode(
-    input: Annotated[Path, typer.Argument(help="The .nac file to decode.")],
+    input: Annotated[Path, typer.Argument(help="The .nac file to decode; - reads stdin.")],
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Output .wav/.flac [default: INPUT.decoded.wav].")
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output .wav/.flac; - writes WAV to stdout [default: INPUT.decoded.wav]."),
     ] = None,
+    start: Annotated[Optional[float], typer.Option("--start", help="Decode from this time (seconds).")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
     keep_model_rate: Annotated[
         bool, typer.Option("--keep-model-rate", help="Write at the model's rate instead of the original rate.")
     ] = False,
@@ -96,9 +106,12 @@ def decode(
     ] = False,
 ) -> None:
     """Decode a .nac file to WAV or FLAC, restoring rate, length and channels."""
-    output = output or input.with_suffix(".decoded.wav")
+    output = output or _default_output(input, ".decoded.wav")
+    if salvage and (start is not None or duration is not None):
+        raise UsageError("--salvage decodes the whole file: drop --start/--duration")
     report = api.decode_file(
-        input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage
+        input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage,
+        start=start, duration=duration,
     )
     _say(f"{input} -> {output}: {report.samples} samples x {report.channels} ch at {report.sample_rate} Hz")
     if report.clipped_samples:

@@ -13,7 +13,7 @@ boundaries leave no step in the waveform.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,23 +27,48 @@ def latent_frame_count(net: torch.nn.Module, samples: int) -> int:
     return config.stft.frame_count(samples, config.time_stride) // config.time_stride
 
 
-def _samples(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """wave[:, start:stop] with zeros past the end."""
-    part = wave[:, start : min(stop, wave.shape[1])]
-    return np.pad(part, ((0, 0), (0, stop - start - part.shape[1])))
+class SampleWindow:
+    """Random access to a forward-moving span of a signal that arrives in blocks.
+
+    ``blocks`` yields (channels, n) float32 arrays; the signal is cut or
+    zero-padded to ``length`` samples. Memory holds only what lies between the
+    last :meth:`release` point and the furthest sample asked for.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray], channels: int, length: int):
+        self.blocks, self.length = iter(blocks), length
+        self.base, self.buffer = 0, np.zeros((channels, 0), np.float32)
+
+    def get(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) (start >= the release point), zeros past ``length``."""
+        available = min(stop, self.length)
+        while self.base + self.buffer.shape[1] < available:
+            block = next(self.blocks, None)
+            if block is None:
+                break
+            self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
+        have = min(available, self.base + self.buffer.shape[1])
+        part = self.buffer[:, start - self.base : max(start, have) - self.base]
+        return np.pad(part, ((0, 0), (0, stop - start - part.shape[1])))
+
+    def release(self, before: int) -> None:
+        """Forget the samples before ``before``."""
+        drop = max(0, min(before - self.base, self.buffer.shape[1]))
+        self.buffer, self.base = self.buffer[:, drop:], self.base + drop
 
 
 def encode_chunks(
-    net: torch.nn.Module, wave: np.ndarray, chunk_frames: int, with_phase: bool = False
+    net: torch.nn.Module, source: SampleWindow, chunk_frames: int, with_phase: bool = False
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """Per chunk: latents (C, K, H, frames) and, if asked, STFT phase (C, bins, frames * stride)."""
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
-    total = latent_frame_count(net, wave.shape[1])
+    total = latent_frame_count(net, source.length)
     for start in range(0, total, chunk_frames):
         stop = min(start + chunk_frames, total)
         first, last = max(0, start - ENCODE_CONTEXT), min(total, stop + ENCODE_CONTEXT)
-        segment = torch.from_numpy(_samples(wave, first * span, last * span))
+        source.release(first * span)
+        segment = torch.from_numpy(source.get(first * span, last * span))
         with torch.inference_mode():
             spec = net.stft.analyze(segment, (last - first) * stride)
             latent = net.encode_spectrum(spec)[..., start - first : stop - first].numpy()

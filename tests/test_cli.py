@@ -136,3 +136,18 @@ def test_batch_and_report(tmp_path: Path, short_speech):
     (source / "a.wav").unlink()
     (source / "sub" / "b.wav").unlink()
     assert run("batch", source, tmp_path / "out2", "--jobs", "1").exit_code == 10
+
+
+def test_pipes_and_seeking(clip: Path, tmp_path: Path):
+    encoded = runner.invoke(app, ["encode", "-", "-"], input=clip.read_bytes())
+    assert encoded.exit_code == 0, encoded.output
+    nac_bytes = encoded.stdout_bytes
+    assert nac_bytes.startswith(b"\x89NAC")
+    decoded = runner.invoke(app, ["decode", "-", "-o", "-", "--start", "1", "--duration", "2"], input=nac_bytes)
+    assert decoded.exit_code == 0
+    out = tmp_path / "piped.wav"
+    out.write_bytes(decoded.stdout_bytes)
+    audio, rate = read_audio(out)
+    assert audio.shape == (1, 2 * rate)
+    assert runner.invoke(app, ["encode", "-"], input=clip.read_bytes()).exit_code == 2
+    assert runner.invoke(app, ["decode", "-", "-o", "-", "--start", "-3"], input=nac_bytes).exit_code == 2

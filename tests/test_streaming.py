@@ -28,7 +28,9 @@ def test_windowed_encoder_matches_whole_file(net, long_speech):
     audio, _ = long_speech
     with torch.inference_mode():
         whole = net.encode(torch.from_numpy(audio)).numpy()
-    windowed = np.concatenate([latent for latent, _ in streaming.encode_chunks(net, audio, CHUNK)], axis=-1)
+    blocks = np.array_split(audio, 37, axis=1)  # odd block sizes exercise the sliding buffer
+    source = streaming.SampleWindow(blocks, audio.shape[0], audio.shape[1])
+    windowed = np.concatenate([latent for latent, _ in streaming.encode_chunks(net, source, CHUNK)], axis=-1)
     assert windowed.shape == whole.shape
     assert np.abs(windowed - whole).max() < LATENT_BOUND
 
@@ -61,6 +63,21 @@ def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate):
     assert np.abs(part - full[:, first : first + 3 * rate]).max() < WAVE_BOUND
     tail, _ = api.decode(data, start=29.0)
     assert tail.shape[1] == full.shape[1] - 29 * rate
+
+
+def test_encode_file_streams_blocks_to_the_same_bytes(tmp_path, long_speech):
+    from codec.audio_io import write_audio
+
+    audio, rate = long_speech
+    stereo = np.concatenate([audio, 0.5 * audio], axis=0)
+    at_44k = api.resample(stereo, rate, 44100)
+    path = tmp_path / "long.flac"
+    write_audio(path, at_44k, 44100)
+    from codec.audio_io import read_audio
+
+    stored, _ = read_audio(path)
+    api.encode_file(path, tmp_path / "long.nac")
+    assert (tmp_path / "long.nac").read_bytes() == api.encode(stored, 44100)
 
 
 def test_seek_rejects_bad_spans(short_speech):
