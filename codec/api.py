@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import soxr
@@ -111,6 +111,7 @@ def encode_blocks(
     model: str | None = None,
     bits: int = 8,
     store_phase: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
     """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks.
 
@@ -131,6 +132,8 @@ def encode_blocks(
             codes, scales = quantize(latent, bits)
             phase_codes = None if phase is None else quantize_phase(phase, bits)
             chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
+            if on_progress is not None:
+                on_progress(index + 1, -(-streaming.latent_frame_count(net, model_samples) // chunk_frames))
     latent_frames = sum(chunk.frames for chunk in chunks)
     header = bitstream.StreamHeader(
         version_minor=0,
@@ -201,6 +204,8 @@ def _output_blocks(
     chunks: list,
     keep_model_rate: bool,
     span: tuple[int, int] | None = None,
+    phase_iters: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, Iterator[np.ndarray]]:
     """(output rate, audio blocks): a stream's chunks decoded one window at a time.
 
@@ -239,7 +244,7 @@ def _output_blocks(
         remaining = header.model_sample_count - model_start
         pieces = streaming.decode_chunks(
             net, header.chunk_count, header.chunk_frames, latent_at, phase_at if header.store_phase else None,
-            first_chunk, last_chunk,
+            first_chunk, last_chunk, phase_iters, on_progress,
         )
         for piece in pieces:
             # Valid but absurd scales (up to 3.4e38) overflow inside the model; the
@@ -273,17 +278,19 @@ def decode(
     model: str | None = None,
     start: float | None = None,
     duration: float | None = None,
+    phase_iters: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(float32 (channels, time), sample_rate) from ``.nac`` bytes.
 
     The original sample rate and length are restored unless ``keep_model_rate``.
     ``model`` overrides the model named in the file (its weights hash must match).
     ``start`` / ``duration`` (seconds) decode only that span, from the chunks
-    that cover it. Any damage is an error (:class:`FormatError`); see
+    that cover it. ``phase_iters`` overrides the model's Griffin-Lim iterations
+    (fewer is faster). Any damage is an error (:class:`FormatError`); see
     :func:`decode_salvage`.
     """
     channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
-                                           duration=duration)
+                                           duration=duration, phase_iters=phase_iters)
     return np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1), rate
 
 
@@ -294,6 +301,8 @@ def decode_blocks(
     model: str | None = None,
     start: float | None = None,
     duration: float | None = None,
+    phase_iters: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int, Iterator[np.ndarray]]:
     """(channels, sample_rate, blocks): :func:`decode` one chunk window at a time.
 
@@ -303,7 +312,9 @@ def decode_blocks(
     net = _stream_model(header, model)
     span = seek_span(header, keep_model_rate, start, duration)
     header, chunks = bitstream.unpack(data)
-    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span)
+    if phase_iters is not None and not 0 <= phase_iters <= 256:
+        raise UsageError("phase iterations must be in 0..256")
+    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span, phase_iters, on_progress)
     return header.channels, rate, blocks
 
 
@@ -461,13 +472,15 @@ def encode_file(
     model: str | None = None,
     bits: int = 8,
     store_phase: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     samples, rate, channels, blocks = read_blocks(src)
     try:
-        data = encode_blocks(blocks, channels, samples, rate, model=model, bits=bits, store_phase=store_phase)
+        data = encode_blocks(blocks, channels, samples, rate, model=model, bits=bits, store_phase=store_phase,
+                             on_progress=on_progress)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     write_atomic(dst, lambda handle: handle.write(data))
@@ -496,6 +509,8 @@ def decode_file(
     salvage: bool = False,
     start: float | None = None,
     duration: float | None = None,
+    phase_iters: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DecodeReport:
     """Decode a ``.nac`` file to a WAV/FLAC file atomically; clipping is clamped and counted.
 
@@ -514,7 +529,8 @@ def decode_file(
             lost, problems = result.lost, result.problems
         else:
             channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
-                                                   duration=duration)
+                                                   duration=duration, phase_iters=phase_iters,
+                                                   on_progress=on_progress)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     counts = {"samples": 0, "clipped": 0}

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import api, bitstream, metrics, zoo
+from . import api, bitstream, metrics, streaming, zoo
 from .audio_io import audio_info, read_audio
 from .errors import InputError, NacError, UsageError
 
@@ -107,6 +107,7 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+    streaming.keep_heap_flat()
 
 
 ENGINES = ("local", "ray")

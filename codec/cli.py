@@ -7,6 +7,7 @@ see the full traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import api, batch, zoo
+from . import api, batch, streaming, zoo
 from .audio_io import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
 
@@ -70,9 +71,22 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase)
+    with chunk_progress("encoding") as on_progress:
+        report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
+                                 on_progress=on_progress)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
+
+
+@contextlib.contextmanager
+def chunk_progress(description: str):
+    """A progress bar over chunks, on stderr and only on a terminal; yields its update callback."""
+    with Progress(
+        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True,
+    ) as progress:
+        bar = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(bar, completed=done, total=total)
 
 
 def _default_output(input: Path, suffix: str) -> Path:
@@ -91,6 +105,10 @@ def decode(
     ] = None,
     start: Annotated[Optional[float], typer.Option("--start", help="Decode from this time (seconds).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
+    phase_iters: Annotated[
+        Optional[int],
+        typer.Option("--phase-iters", help="Griffin-Lim iterations [default: the model's]; fewer is faster."),
+    ] = None,
     keep_model_rate: Annotated[
         bool, typer.Option("--keep-model-rate", help="Write at the model's rate instead of the original rate.")
     ] = False,
@@ -109,10 +127,11 @@ def decode(
     output = output or _default_output(input, ".decoded.wav")
     if salvage and (start is not None or duration is not None):
         raise UsageError("--salvage decodes the whole file: drop --start/--duration")
-    report = api.decode_file(
-        input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage,
-        start=start, duration=duration,
-    )
+    with chunk_progress("decoding") as on_progress:
+        report = api.decode_file(
+            input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage,
+            start=start, duration=duration, phase_iters=phase_iters, on_progress=on_progress,
+        )
     _say(f"{input} -> {output}: {report.samples} samples x {report.channels} ch at {report.sample_rate} Hz")
     if report.clipped_samples:
         _say(f"nac: warning: {report.clipped_samples} samples clipped to [-1, 1]")
@@ -335,6 +354,7 @@ def eval_command(
 
 
 def main() -> None:
+    streaming.keep_heap_flat()
     app()
 
 

@@ -13,6 +13,8 @@ boundaries leave no step in the waveform.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -20,6 +22,22 @@ import torch
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
 DECODE_CONTEXT = 24  # latent frames on each side of a chunk when decoding
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def keep_heap_flat() -> None:
+    """Stop glibc from raising its mmap threshold as large blocks come and go.
+
+    Streaming allocates and frees many window-sized arrays; glibc's dynamic
+    threshold then moves them onto the heap, which fragments and grows with
+    the input's length (measured: +100 MB per 15 min of audio encoded). A
+    fixed 128 KiB threshold keeps peak memory flat. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
 
 
 def latent_frame_count(net: torch.nn.Module, samples: int) -> int:
@@ -86,11 +104,15 @@ def decode_chunks(
     phase_at: Callable[[int], np.ndarray] | None = None,
     first_chunk: int = 0,
     last_chunk: int | None = None,
+    phase_iters: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Waveform (C, frames * hop * stride) of each chunk in ``first_chunk .. last_chunk``.
 
     ``latent_at(i)`` / ``phase_at(i)`` give chunk ``i``'s dequantized latents /
     phase; neighbours are asked for as context, each at most once per window.
+    ``phase_iters`` overrides the model's Griffin-Lim iterations;
+    ``on_progress(done, total)`` is called after each chunk.
     """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
@@ -118,5 +140,7 @@ def decode_chunks(
             phases = np.concatenate([chunk(i)[1] for i in neighbours], axis=-1)
             phase = torch.from_numpy(np.ascontiguousarray(phases[..., first * stride : last * stride]))
         with torch.inference_mode():
-            wave = net.decode(window, (last - first) * span, phase).numpy()
+            wave = net.decode(window, (last - first) * span, phase, phase_iters).numpy()
+        if on_progress is not None:
+            on_progress(index - first_chunk + 1, last_chunk - first_chunk + 1)
         yield wave[:, (offset - first) * span : (offset - first + frames) * span]

@@ -151,3 +151,10 @@ def test_pipes_and_seeking(clip: Path, tmp_path: Path):
     assert audio.shape == (1, 2 * rate)
     assert runner.invoke(app, ["encode", "-"], input=clip.read_bytes()).exit_code == 2
     assert runner.invoke(app, ["decode", "-", "-o", "-", "--start", "-3"], input=nac_bytes).exit_code == 2
+
+
+def test_phase_iterations_option(encoded: Path, tmp_path: Path):
+    fast = run("decode", encoded, "-o", tmp_path / "fast.wav", "--phase-iters", "0")
+    assert fast.exit_code == 0
+    assert run("decode", encoded, "-o", tmp_path / "bad.wav", "--phase-iters", "-1").exit_code == 2
+    assert not (tmp_path / "bad.wav").exists()

@@ -1,17 +1,22 @@
-"""Encode/decode speed of nac as x real time, and peak memory.
+"""Speed and memory of nac against opusenc/opusdec, as x real time and peak RSS.
 
-    python tools/bench.py [--seconds 60] [--threads 1] [--repeat 3] [--model NAME]
+    python tools/bench.py [--lengths 10,600,3600] [--threads 1,0] [--model NAME] [--no-opus]
 
-The input is the bundled speech clip repeated to the requested length. Speed
-is audio seconds per wall-clock second of ``codec.api.encode`` / ``decode``
-(best of ``--repeat`` runs, model already loaded); peak RSS is the process's.
+Inputs are WAV files of the bundled speech clip repeated to each length (in a
+temporary folder). Every measurement is a separate process, so its peak RSS
+is its own: ``nac encode`` / ``nac decode`` as a user runs them (import and
+model load included), and ``opusenc --bitrate 12`` / ``opusdec`` on the same
+file. ``--threads 0`` means all cores. Prints a table and the nac/opus ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,44 +24,69 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from codec import api, zoo  # noqa: E402
-from codec.audio_io import read_audio  # noqa: E402
+from codec.audio_io import read_audio, write_audio  # noqa: E402
+
+SAMPLE = ROOT / "samples" / "speech-en-allison.flac"
 
 
-def best_time(function, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def make_input(folder: Path, seconds: int) -> Path:
+    clip, rate = read_audio(SAMPLE)
+    path = folder / f"speech-{seconds}s.wav"
+    reps = int(np.ceil(seconds * rate / clip.shape[1]))
+    write_audio(path, np.tile(clip, reps)[:, : seconds * rate], rate)
+    return path
+
+
+def measure(command: list[str], threads: int) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process (threads 0 = library default)."""
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lengths", default="10,600,3600", help="input lengths in seconds")
+    parser.add_argument("--threads", default="1,0", help="thread counts to try; 0 = all cores")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--audio", type=Path, default=ROOT / "samples" / "speech-en-allison.flac")
+    parser.add_argument("--no-opus", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    clip, rate = read_audio(args.audio)
-    reps = int(np.ceil(args.seconds * rate / clip.shape[1]))
-    audio = np.tile(clip, reps)[:, : int(args.seconds * rate)]
-    zoo.load_model(args.model)
-    encode_s, data = best_time(lambda: api.encode(audio, rate, model=args.model), args.repeat)
-    decode_s, _ = best_time(lambda: api.decode(data), args.repeat)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    duration = audio.shape[1] / rate
-    print(f"input: {duration:.1f} s, {audio.shape[0]} ch, {rate} Hz; threads {args.threads}; "
-          f"model {zoo.load_model(args.model).name}")
-    print(f"file: {len(data)} bytes, {len(data) * 8 / duration / 1000:.2f} kbps")
-    print(f"encode: {encode_s:.3f} s = {duration / encode_s:.1f}x real time")
-    print(f"decode: {decode_s:.3f} s = {duration / decode_s:.1f}x real time")
-    print(f"peak RSS: {peak_mb:.0f} MB")
+    nac = [sys.executable, "-m", "codec.cli"]
+    opus = not args.no_opus and shutil.which("opusenc") and shutil.which("opusdec")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for seconds in [int(x) for x in args.lengths.split(",")]:
+            source = make_input(folder, seconds)
+            for threads in [int(x) for x in args.threads.split(",")]:
+                label = str(threads) if threads else f"all ({os.cpu_count()})"
+                model = ["--model", args.model] if args.model else []
+                jobs = [
+                    ("nac encode", nac + ["encode", str(source), str(folder / "x.nac"), "-f", *model]),
+                    ("nac decode", nac + ["decode", str(folder / "x.nac"), "-o", str(folder / "x.wav"), "-f"]),
+                ]
+                if opus:
+                    jobs += [
+                        ("opusenc 12k", ["opusenc", "--quiet", "--bitrate", "12", str(source), str(folder / "x.opus")]),
+                        ("opusdec", ["opusdec", "--quiet", str(folder / "x.opus"), str(folder / "y.wav")]),
+                    ]
+                for name, command in jobs:
+                    wall, peak = measure(command, threads)
+                    rows.append((seconds, label, name, wall, seconds / wall, peak))
+                    print(f"{seconds:>6} s  threads {label:<8} {name:<12} {wall:8.2f} s  "
+                          f"{seconds / wall:8.1f}x real time  peak RSS {peak:7.0f} MB", flush=True)
+    print("\n| input | threads | tool | wall s | x real time | peak RSS MB |\n|---|---|---|---|---|---|")
+    for seconds, label, name, wall, speed, peak in rows:
+        print(f"| {seconds} s | {label} | {name} | {wall:.2f} | {speed:.1f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""Peak memory does not grow with the input's length (a reduced-size version of tools/bench.py)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codec.audio_io import write_audio
+
+# Measured here (one thread): 10 s -> 315 / 335 MB (encode / decode), 900 s ->
+# 322 / 345 MB. Without streaming.keep_heap_flat() encoding grew ~0.1 MB per
+# second of audio (412 MB at 900 s), which this bound catches at 300 s.
+ALLOWED_GROWTH_MB = 25
+
+
+def peak_rss_mb(*args: str) -> float:
+    child = subprocess.Popen([sys.executable, "-m", "codec.cli", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, status, usage = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read().decode()
+    return usage.ru_maxrss / 1024
+
+
+def test_long_input_peak_memory_is_flat(tmp_path: Path, speech):
+    clip, rate = speech
+    peaks = {}
+    for seconds in (10, 300):
+        source = tmp_path / f"{seconds}.wav"
+        write_audio(source, np.tile(clip, seconds // 15 + 1)[:, : seconds * rate], rate)
+        encode = peak_rss_mb("encode", str(source), str(tmp_path / f"{seconds}.nac"))
+        decode = peak_rss_mb("decode", str(tmp_path / f"{seconds}.nac"), "-o", str(tmp_path / f"{seconds}.out.wav"))
+        peaks[seconds] = (encode, decode)
+    for short, long in zip(peaks[10], peaks[300]):
+        assert long <= short + ALLOWED_GROWTH_MB, peaks
