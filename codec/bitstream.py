@@ -115,7 +115,7 @@ _RANGES = {
     "latent_channels": (1, _U16, 1, 1024),
     "latent_height": (1, _U16, 1, 1024),
     "latent_frames": (0, _U32, 0, _U32),
-    "chunk_frames": (1, _U32, 1, 4096),
+    "chunk_frames": (1, _U32, 1, 512),  # bounds the decoder's window memory
     "chunk_count": (0, _U32, 0, _U32),
 }
 MAX_CHANNELS = _RANGES["channels"][3]

@@ -139,8 +139,12 @@ def decode_chunks(
         if phase_at is not None:
             phases = np.concatenate([chunk(i)[1] for i in neighbours], axis=-1)
             phase = torch.from_numpy(np.ascontiguousarray(phases[..., first * stride : last * stride]))
-        with torch.inference_mode():
-            wave = net.decode(window, (last - first) * span, phase, phase_iters).numpy()
+        with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
+            wave = np.concatenate([
+                net.decode(window[c : c + 1], (last - first) * span, None if phase is None else phase[c : c + 1],
+                           phase_iters).numpy()
+                for c in range(window.shape[0])
+            ])
         if on_progress is not None:
             on_progress(index - first_chunk + 1, last_chunk - first_chunk + 1)
         yield wave[:, (offset - first) * span : (offset - first + frames) * span]

@@ -295,7 +295,7 @@ def test_header_crc_mismatch():
         (dict(original_sample_rate=800000), "original_sample_rate 800000 out of range"),
         (dict(model_sample_rate=96000), "model_sample_rate 96000 exceeds"),
         (dict(sample_count=2**40), "sample_count 1099511627776 exceeds"),
-        (dict(chunk_frames=5000), "chunk_frames 5000 exceeds"),
+        (dict(chunk_frames=513), "chunk_frames 513 exceeds"),
         (dict(latent_channels=1024, latent_height=1024, chunk_frames=64), "exceeds this decoder's limit of 67108864"),
         (dict(chunk_count=2), "chunk_count 2, expected 3"),
         (dict(latent_frames=11), "latent_frames 11 too many"),
