@@ -1,6 +1,6 @@
 """Turn a training checkpoint into a shipped model: safetensors + manifest entry.
 
-    python tools/export_model.py results/run/last.pt --name nac-speech-16k-v1 --id 1 \
+    python tools/export_model.py results/run/last.pt --name nac-speech-16k-v2 --id 2 \
         --description "..." [--half] [--default]
 
 The weights file carries the JSON config and the model id in its metadata;
@@ -11,6 +11,7 @@ an id already taken by another name is refused.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -26,18 +27,28 @@ from codec.zoo import MODELS_DIR  # noqa: E402
 
 
 def export(checkpoint: Path, name: str, model_id: int, description: str, half: bool, models_dir: Path,
-           make_default: bool) -> dict:
+           make_default: bool, training_data: str = "", quality: dict | None = None,
+           retire: str | None = None, phase_iters: int | None = None) -> dict:
     state = load_checkpoint(checkpoint)
     config = ModelConfig.from_json(state["config"])
+    if phase_iters is not None:
+        config = dataclasses.replace(config, phase_iters=phase_iters)
     model = build_model(config)
     model.load_state_dict(state["model"])
     tensors = {k: (v.half() if half else v.float()).contiguous() for k, v in model.state_dict().items()}
     data = save(tensors, metadata={"nac_config": config.to_json(), "nac_model_id": str(model_id)})
     manifest_path = models_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"default": name, "models": []}
-    for row in manifest["models"]:
-        if row["id"] == model_id and row["name"] != name:
+    for row in manifest["models"] + manifest.get("retired", []):
+        if row["id"] == model_id and (row["name"] != name or row in manifest.get("retired", [])):
             raise SystemExit(f"id {model_id} already belongs to {row['name']}; ids are never reused")
+    if retire is not None:
+        old = [r for r in manifest["models"] if r["name"] == retire]
+        if not old:
+            raise SystemExit(f"--retire {retire}: no such model in the manifest")
+        manifest["models"].remove(old[0])
+        manifest.setdefault("retired", []).append({k: old[0][k] for k in ("id", "name", "sha256")})
+        (models_dir / old[0]["file"]).unlink(missing_ok=True)
     entry = {
         "id": model_id,
         "name": name,
@@ -48,6 +59,8 @@ def export(checkpoint: Path, name: str, model_id: int, description: str, half: b
         "description": description,
         "config": json.loads(config.to_json()),
         "trained_steps": int(state["step"]),
+        "training_data": training_data,
+        "quality": quality or {},
     }
     manifest["models"] = [r for r in manifest["models"] if r["name"] != name] + [entry]
     manifest["models"].sort(key=lambda r: r["id"])
@@ -68,10 +81,15 @@ def main() -> None:
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
     parser.add_argument("--default", action="store_true", help="make this the default model")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--training-data", default="", help="what the model was trained on")
+    parser.add_argument("--quality", default="{}", help="measured quality as a JSON object")
+    parser.add_argument("--phase-iters", type=int, default=None, help="Griffin-Lim iterations stored in the config")
+    parser.add_argument("--retire", default=None, help="move this model to the manifest's retired list (id kept)")
     args = parser.parse_args()
     if not 1 <= args.id <= 65535:
         raise SystemExit("--id must be in 1..65535 (0 is reserved for models given by path)")
-    entry = export(args.checkpoint, args.name, args.id, args.description, args.half, args.models_dir, args.default)
+    entry = export(args.checkpoint, args.name, args.id, args.description, args.half, args.models_dir, args.default,
+                   args.training_data, json.loads(args.quality), args.retire, args.phase_iters)
     print(json.dumps({k: entry[k] for k in ("id", "name", "file", "sha256", "parameters")}, indent=2))
 
 
