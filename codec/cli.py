@@ -203,9 +203,13 @@ def models() -> None:
     for entry in zoo.list_models():
         mark = "*" if entry.name == default else " "
         typer.echo(
-            f"{mark} {entry.id:>3}  {entry.name:28} {entry.sample_rate} Hz  "
-            f"{entry.parameters:>9,} params  {entry.description}"
+            f"{mark} {entry.id:>3}  {entry.name:20} {entry.sample_rate} Hz  {entry.parameters:>9,} params  "
+            f"{entry.description}"
         )
+        if entry.quality:
+            typer.echo(f"        measured: {entry.quality}")
+        if entry.training_data:
+            typer.echo(f"        trained on: {entry.training_data}")
 
 
 ReportFormat = Annotated[str, typer.Option("--format", help="table, md, csv or json.")]

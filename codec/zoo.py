@@ -38,6 +38,8 @@ class ModelEntry:
     sample_rate: int
     parameters: int
     description: str = ""
+    training_data: str = ""
+    quality: str = ""  # the manifest's measured quality, as "name value, ..."
 
     @property
     def hash_prefix(self) -> bytes:
@@ -48,12 +50,16 @@ def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry]]:
     path = models_dir / "manifest.json"
     try:
         data = json.loads(path.read_text())
-        entries = [
-            ModelEntry(**{k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row}) for row in data["models"]
-        ]
+        entries = [_entry(row) for row in data["models"]]
         return data["default"], entries
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{path}: unreadable model manifest ({err})") from None
+
+
+def _entry(row: dict) -> ModelEntry:
+    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row and k != "quality"}
+    quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
+    return ModelEntry(**fields, quality=quality)
 
 
 def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
