@@ -87,6 +87,12 @@ def main() -> None:
     print("\n| input | threads | tool | wall s | x real time | peak RSS MB |\n|---|---|---|---|---|---|")
     for seconds, label, name, wall, speed, peak in rows:
         print(f"| {seconds} s | {label} | {name} | {wall:.2f} | {speed:.1f} | {peak:.0f} |")
+    speeds = {(seconds, label, name): speed for seconds, label, name, _, speed, _ in rows}
+    for (seconds, label, name), speed in speeds.items():
+        opus_name = {"nac encode": "opusenc 12k", "nac decode": "opusdec"}.get(name)
+        if (seconds, label, opus_name) in speeds:
+            ratio = speed / speeds[(seconds, label, opus_name)]
+            print(f"{seconds} s, threads {label}: {name} speed / {opus_name} speed = {ratio:.2f}")
 
 
 if __name__ == "__main__":
