@@ -66,7 +66,9 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[0]).T)
 
 
-def resample_blocks(blocks: Iterable[np.ndarray], source_rate: int, target_rate: int, channels: int) -> Iterator[np.ndarray]:
+def resample_blocks(
+    blocks: Iterable[np.ndarray], source_rate: int, target_rate: int, channels: int
+) -> Iterator[np.ndarray]:
     """Blocks of (channels, n) audio resampled as they stream (same samples as :func:`resample`)."""
     if source_rate == target_rate:
         yield from blocks
@@ -75,13 +77,6 @@ def resample_blocks(blocks: Iterable[np.ndarray], source_rate: int, target_rate:
     for block in blocks:
         yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
     yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
-
-
-def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad (channels, time) audio to ``length`` samples."""
-    if audio.shape[1] >= length:
-        return audio[:, :length]
-    return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
 
 
 def _check_encode_args(channels: int, sample_rate: int, bits: int) -> None:

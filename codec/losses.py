@@ -4,7 +4,6 @@ log-mel at two resolutions and multi-resolution STFT on the decoded waveform."""
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
@@ -66,11 +65,3 @@ def magnitude_loss(pred_log_mag: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 def waveform_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
-
-
-def si_sdr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Negative scale-invariant SDR in dB / 10 (a well-scaled, phase-sensitive term)."""
-    alpha = (pred * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + 1e-8)
-    projection = alpha * target
-    ratio = projection.pow(2).sum(-1) / ((pred - projection).pow(2).sum(-1) + 1e-8)
-    return -(10.0 / math.log(10.0)) * torch.log(ratio + 1e-8).mean() / 10.0
