@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .stft import Stft, from_log_magnitude, griffin_lim, log_magnitude
+from .stft import Stft, from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log
 
 ARCHITECTURES = ("seed2d", "spec1d")
 
@@ -143,8 +143,7 @@ class _Codec(nn.Module):
         iters = self.config.phase_iters if phase_iters is None else phase_iters
         if iters == 0:
             return self.stft.synthesize(from_log_magnitude(log_mag, phase), length)
-        magnitude = from_log_magnitude(log_mag, torch.zeros_like(phase)).real
-        return griffin_lim(self.stft, magnitude, phase, length, iters)
+        return griffin_lim(self.stft, magnitude_from_log(log_mag), phase, length, iters)
 
     def decode(
         self, latent: torch.Tensor, length: int, phase: torch.Tensor | None = None, phase_iters: int | None = None

@@ -74,10 +74,14 @@ def log_magnitude(spec: torch.Tensor) -> torch.Tensor:
     return torch.log(spec.abs() + LOG_EPS)
 
 
+def magnitude_from_log(log_mag: torch.Tensor) -> torch.Tensor:
+    """Linear magnitude from :func:`log_magnitude`'s scale (clamped at the top)."""
+    return (torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)) - LOG_EPS).clamp_min(0.0)
+
+
 def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     """Complex spectrum from log-magnitude and phase (radians)."""
-    mag = (torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)) - LOG_EPS).clamp_min(0.0)
-    return torch.polar(mag, phase)
+    return torch.polar(magnitude_from_log(log_mag), phase)
 
 
 def griffin_lim(
@@ -90,11 +94,13 @@ def griffin_lim(
     algorithm (Perraudin et al., 2013), which converges in far fewer steps.
     """
     frames = magnitude.shape[-1]
+    length_padded = frames * stft.hop_length
+    keep = momentum / (1.0 + momentum)
     angles = torch.polar(torch.ones_like(magnitude), phase)
-    previous = torch.zeros_like(angles)
+    previous = None
     for _ in range(iters):
-        rebuilt = stft.analyze(stft.synthesize(magnitude * angles, frames * stft.hop_length), frames)
-        accelerated = rebuilt - previous * (momentum / (1.0 + momentum))
-        angles = accelerated / (accelerated.abs() + 1e-12)
+        rebuilt = stft.analyze(stft.synthesize(angles.mul_(magnitude), length_padded), frames)
+        angles = rebuilt.clone() if previous is None else torch.sub(rebuilt, previous, alpha=keep)
+        angles.div_(angles.abs().clamp_(min=1e-12))
         previous = rebuilt
-    return stft.synthesize(magnitude * angles, length)
+    return stft.synthesize(angles.mul_(magnitude), length)
