@@ -79,9 +79,11 @@ def resample_blocks(
     yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
 
 
-def _check_encode_args(channels: int, sample_rate: int, bits: int) -> None:
+def _check_encode_args(channels: int, sample_rate: int, bits: int, code_bits: int | None = None) -> None:
     if bits not in BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {bits}")
+    if code_bits is not None and not 2 <= code_bits <= bits:
+        raise UsageError(f"code bits must be 2..{bits}, not {code_bits}")
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise UsageError(f"sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
@@ -89,12 +91,22 @@ def _check_encode_args(channels: int, sample_rate: int, bits: int) -> None:
 
 
 def encode(
-    audio: np.ndarray, sample_rate: int, *, model: str | None = None, bits: int = 8, store_phase: bool = False
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    model: str | None = None,
+    bits: int = 8,
+    store_phase: bool = False,
+    code_bits: int | None = None,
 ) -> bytes:
-    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``."""
+    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``.
+
+    ``code_bits`` (2..bits, default ``bits``) limits the latent codes to
+    ``2**(code_bits-1) - 1`` steps each side: smaller files, slightly coarser latents.
+    """
     audio = as_channels_first(audio)
     return encode_blocks(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model, bits=bits,
-                         store_phase=store_phase)
+                         store_phase=store_phase, code_bits=code_bits)
 
 
 def encode_blocks(
@@ -106,6 +118,7 @@ def encode_blocks(
     model: str | None = None,
     bits: int = 8,
     store_phase: bool = False,
+    code_bits: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
     """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks.
@@ -113,7 +126,7 @@ def encode_blocks(
     Audio is resampled as it streams and coded one chunk at a time, so memory
     does not grow with the input's length (only the compressed chunks are kept).
     """
-    _check_encode_args(channels, sample_rate, bits)
+    _check_encode_args(channels, sample_rate, bits, code_bits)
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
     model_samples = round(samples * config.sample_rate / sample_rate)
@@ -124,7 +137,7 @@ def encode_blocks(
     chunks = []
     with torch_threads(ENCODE_THREADS):
         for index, (latent, phase) in enumerate(streaming.encode_chunks(net, source, chunk_frames, store_phase)):
-            codes, scales = quantize(latent, bits)
+            codes, scales = quantize(latent, bits, code_bits)
             phase_codes = None if phase is None else quantize_phase(phase, bits)
             chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
             if on_progress is not None:
@@ -467,6 +480,7 @@ def encode_file(
     model: str | None = None,
     bits: int = 8,
     store_phase: bool = False,
+    code_bits: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
@@ -475,7 +489,7 @@ def encode_file(
     samples, rate, channels, blocks = read_blocks(src)
     try:
         data = encode_blocks(blocks, channels, samples, rate, model=model, bits=bits, store_phase=store_phase,
-                             on_progress=on_progress)
+                             code_bits=code_bits, on_progress=on_progress)
     except NacError as err:
         raise type(err)(f"{src}: {err}") from None
     write_atomic(dst, lambda handle: handle.write(data))

@@ -32,6 +32,7 @@ class Options:
     model: str | None = None
     bits: int = 8
     store_phase: bool = False
+    code_bits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def run_task(task: Task, options: Options) -> Outcome:
             outcome.seconds = report.samples / report.sample_rate
         else:
             api.encode_file(task.source, task.target, overwrite=True, model=options.model, bits=options.bits,
-                            store_phase=options.store_phase)
+                            store_phase=options.store_phase, code_bits=options.code_bits)
             header = bitstream.read_header(task.target.read_bytes())
             outcome.seconds = header.sample_count / header.original_sample_rate
     except NacError as err:

@@ -29,6 +29,10 @@ MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="nac: a neural audio codec.")
 
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+CodeBitsOption = Annotated[
+    Optional[int],
+    typer.Option("--code-bits", help="Latent code precision, 2..bits: fewer bits, smaller files [default: bits]."),
+]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
 ]
@@ -66,6 +70,7 @@ def encode(
     ] = None,
     bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
+    code_bits: CodeBitsOption = None,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
@@ -73,7 +78,7 @@ def encode(
     output = output or _default_output(input, ".nac")
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
-                                 on_progress=on_progress)
+                                 code_bits=code_bits, on_progress=on_progress)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
 
@@ -225,6 +230,7 @@ def batch_command(
     resume: Annotated[bool, typer.Option("--resume", help="Skip outputs that exist and verify.")] = False,
     bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
+    code_bits: CodeBitsOption = None,
     model: ModelOption = None,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
     address: Annotated[
@@ -241,7 +247,8 @@ def batch_command(
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     tasks = batch.plan(input_dir, output_dir, decode)
-    options = batch.Options(decode=decode, resume=resume, model=model, bits=bits, store_phase=store_phase)
+    options = batch.Options(decode=decode, resume=resume, model=model, bits=bits, store_phase=store_phase,
+                            code_bits=code_bits)
     workers = jobs or os.cpu_count() or 1
     started = time.monotonic()
     with Progress(

@@ -57,7 +57,13 @@ from .errors import NacError, UsageError
 SCORE_RATE = 16000
 DEFAULT_BITRATES = (6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 OPUS_MIN_KBPS, OPUS_MAX_KBPS = 6.0, 256.0  # opusenc's --bitrate range for one channel
-PRESETS = {"default": {}, "bits8": {"bits": 8}, "bits16": {"bits": 16}, "store_phase": {"store_phase": True}}
+PRESETS = {
+    "default": {},
+    "bits8": {"bits": 8},
+    "bits16": {"bits": 16},
+    "store_phase": {"store_phase": True},
+    **{f"cb{n}": {"code_bits": n} for n in range(2, 9)},  # latent code precision (nac encode --code-bits N)
+}
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -86,6 +92,7 @@ class System:
     model: str | None = None
     bits: int | None = None  # nac only
     store_phase: bool | None = None  # nac only
+    code_bits: int | None = None  # nac only
     bitrate_kbps: float | None = None
 
     @property
@@ -155,7 +162,7 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
 
 def preset_settings(name: str) -> dict:
     """``bits`` and ``store_phase`` of a preset name; parts joined with ``+`` combine."""
-    settings = {"bits": 8, "store_phase": False}
+    settings = {"bits": 8, "store_phase": False, "code_bits": None}
     for part in name.split("+"):
         if part not in PRESETS:
             raise UsageError(f"unknown preset {part!r}: use {', '.join(PRESETS)} (join with + to combine)")
@@ -277,7 +284,8 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
     duration = reference.shape[1] / SCORE_RATE
     if system.codec == "nac":
         start = time.perf_counter()
-        data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase)
+        data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase,
+                          code_bits=system.code_bits)
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model)
         finished = time.perf_counter()

@@ -22,20 +22,33 @@ def levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize(latent: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize(latent: np.ndarray, bits: int, code_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Codes and scales for ``latent`` shaped (channels, latent_channels, ...).
 
     Returns (codes with the shape of ``latent``, float32 scales (channels, latent_channels)).
     Non-finite values count as 0; an all-zero channel gets scale 0 and zero codes.
+    ``code_bits`` < ``bits`` uses only ``U = levels(code_bits)`` steps each side:
+    codes ``round(x * U / m)`` with ``m = max |x|``, stored scale ``m * (L / U)``,
+    so :func:`dequantize` (and any v1.0 decoder) needs nothing new, and zstd
+    turns the smaller code alphabet into fewer bytes.
     """
     limit = levels(bits)
+    used = limit if code_bits is None else levels_within(code_bits, bits)
     x = np.nan_to_num(np.asarray(latent, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     reduce_axes = tuple(range(2, x.ndim))
-    scales = np.abs(x).max(axis=reduce_axes) if x.size else np.zeros(x.shape[:2], np.float32)
-    scales = scales.astype(np.float32)
-    safe = np.where(scales > 0, scales, np.float32(1.0)).reshape(scales.shape + (1,) * len(reduce_axes))
-    codes = np.clip(np.rint(x * np.float32(limit) / safe), -limit, limit)
+    peaks = np.abs(x).max(axis=reduce_axes) if x.size else np.zeros(x.shape[:2], np.float32)
+    peaks = peaks.astype(np.float32)
+    safe = np.where(peaks > 0, peaks, np.float32(1.0)).reshape(peaks.shape + (1,) * len(reduce_axes))
+    codes = np.clip(np.rint(x * np.float32(used) / safe), -used, used)
+    scales = (peaks * (np.float32(limit) / np.float32(used))).astype(np.float32)
     return codes.astype(CODE_DTYPES[bits]), scales
+
+
+def levels_within(code_bits: int, bits: int) -> int:
+    """Steps each side for ``code_bits``-bit codes held in ``bits``-bit integers."""
+    if not 2 <= code_bits <= bits:
+        raise ValueError(f"code bits must be 2..{bits}, not {code_bits}")
+    return 2 ** (code_bits - 1) - 1
 
 
 def dequantize(codes: np.ndarray, scales: np.ndarray, bits: int) -> np.ndarray:

@@ -7,7 +7,7 @@ with a margin: a regression in the model, quantizer or phase path fails them.
 import numpy as np
 import pytest
 
-from codec import api
+from codec import api, bitstream
 from codec.metrics import lsd_db, si_sdr_db, snr_db
 
 
@@ -82,3 +82,19 @@ def test_encoding_is_deterministic(short_speech):
 LSD_DEFAULT_MAX = 99.0
 SNR_STORE_PHASE_MIN = -99.0
 SI_SDR_STORE_PHASE_MIN = -99.0
+
+
+def test_fewer_code_bits_make_smaller_files_that_v1_decoders_read(speech):
+    audio, rate = speech
+    sizes, lsd = {}, {}
+    for code_bits in (8, 5, 3):
+        data = api.encode(audio, rate, code_bits=code_bits)
+        codes = np.concatenate([c.codes for c in bitstream.unpack(data)[1]], axis=-1)
+        assert np.abs(codes).max() <= 2 ** (code_bits - 1) - 1
+        sizes[code_bits] = len(data)
+        lsd[code_bits] = lsd_db(audio, api.decode(data)[0], rate)
+    assert sizes[3] < sizes[5] < sizes[8]
+    assert lsd[5] < lsd[8] + LSD_CODE_BITS_MARGIN
+    with pytest.raises(api.UsageError):
+        api.encode(audio, rate, code_bits=9)
+LSD_CODE_BITS_MARGIN = 99.0
