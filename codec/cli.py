@@ -31,7 +31,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="nac: a neura
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 CodeBitsOption = Annotated[
     Optional[int],
-    typer.Option("--code-bits", help="Latent code precision, 2..bits: fewer bits, smaller files [default: bits]."),
+    typer.Option(
+        "--code-bits", help="Latent code precision, 2..bits: fewer, smaller files [default: 5 (--bits 8), 16 (--bits 16)]."
+    ),
 ]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
