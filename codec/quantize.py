@@ -72,12 +72,13 @@ def dequantize_phase(codes: np.ndarray, bits: int) -> np.ndarray:
     return (turns * 2 * np.pi).astype(np.float32)
 
 
-def quantization_noise(latent: torch.Tensor, bits: int) -> torch.Tensor:
+def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:
     """Training stand-in for quantize+dequantize: uniform noise of one code step.
 
     The step is the per-(item, channel) max-norm over all but the first two
-    axes divided by L, matching what :func:`quantize` will do at encode time.
+    axes divided by the code range ``2**(code_bits-1) - 1``, matching what
+    :func:`quantize` does at encode time with that many code bits.
     """
     reduce_dims = tuple(range(2, latent.dim()))
-    step = latent.detach().abs().amax(dim=reduce_dims, keepdim=True) / levels(bits)
+    step = latent.detach().abs().amax(dim=reduce_dims, keepdim=True) / (2 ** (code_bits - 1) - 1)
     return latent + (torch.rand_like(latent) - 0.5) * step

@@ -58,7 +58,7 @@ class TrainSettings:
     phase_weight: float = 1.0
     waveform_weight: float = 10.0
     stft_weight: float = 1.0
-    bits: int = 8
+    code_bits: int = 8  # quantization noise of this code precision (nac encode --code-bits)
     split: str = "train"
     kind: str = "speech_wb"
     seed: int = 0
@@ -119,7 +119,7 @@ class CropSampler:
 def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[torch.Tensor, dict[str, float]]:
     """The seed's losses plus multi-resolution STFT; returns (total, parts)."""
     spec = model.spectrum(wave)
-    latent = quantization_noise(model.encode_spectrum(spec), settings.bits)
+    latent = quantization_noise(model.encode_spectrum(spec), settings.code_bits)
     log_mag, phase = model.decode_spectrum(latent)
     # The decoder refines phase with Griffin-Lim, so waveform-domain terms judge
     # the predicted magnitude under the true phase; the phase head has its own loss.
@@ -304,6 +304,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (overrides --epochs)")
     parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--code-bits", type=int, default=5,
+                        help="train with the quantization noise of this code precision (match nac encode's)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate at the start of this run")
     parser.add_argument("--lr-final", type=float, default=None,
                         help="cosine-decay the rate to this by the end of the run (--steps or --minutes)")
@@ -323,7 +325,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
         minutes=args.minutes, learning_rate=args.lr, final_learning_rate=args.lr_final,
         mel_weight=args.mel_weight, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
-        log_every=args.log_every, device=args.device,
+        log_every=args.log_every, device=args.device, code_bits=args.code_bits,
     )
 
 
