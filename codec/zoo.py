@@ -46,12 +46,14 @@ class ModelEntry:
         return bytes.fromhex(self.sha256)[:8]
 
 
-def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry]]:
+def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
+    """(default name, entries, retired id -> name) from ``manifest.json``."""
     path = models_dir / "manifest.json"
     try:
         data = json.loads(path.read_text())
         entries = [_entry(row) for row in data["models"]]
-        return data["default"], entries
+        retired = {int(row["id"]): str(row["name"]) for row in data.get("retired", [])}
+        return data["default"], entries, retired
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{path}: unreadable model manifest ({err})") from None
 
@@ -68,11 +70,14 @@ def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
 
 def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR) -> ModelEntry:
     """The manifest entry named ``key`` (a name or an id); the default model for None."""
-    default, entries = _manifest(models_dir)
+    default, entries, retired = _manifest(models_dir)
     key = default if key is None else key
     for entry in entries:
         if entry.name == key or str(entry.id) == str(key):
             return entry
+    for model_id, name in retired.items():
+        if key == name or str(key) == str(model_id):
+            raise ModelError(f"model {name} (id {model_id}) was retired: no shipped weights decode its files")
     known = ", ".join(e.name for e in entries)
     raise ModelError(f"unknown model {key!r} (known: {known})")
 

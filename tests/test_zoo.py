@@ -123,11 +123,17 @@ def test_file_made_by_other_weights_is_refused(forge):
         api.decode(data, model=str(zoo.MODELS_DIR / default_row()["file"]))
 
 
-@pytest.mark.parametrize("model_id", [2, 999, 65535])
+@pytest.mark.parametrize("model_id", [999, 65535])
 def test_unknown_model_id_is_refused(model_id):
     assert model_id not in {row["id"] for row in manifest()["models"]}
     with pytest.raises(ModelError, match="unknown model"):
         api.decode(forged(model_id=model_id))
+
+
+def test_retired_model_id_is_refused_by_name():
+    retired = manifest()["retired"][0]
+    with pytest.raises(ModelError, match=f"{retired['name']} .id {retired['id']}. was retired"):
+        api.decode(forged(model_id=retired["id"]))
 
 
 def test_custom_model_id_needs_the_model_by_path():
