@@ -82,7 +82,7 @@ def nac_with_small_file_limit(*args) -> subprocess.CompletedProcess:
 
 def test_full_disk_leaves_no_partial_file(tmp_path: Path, speech):
     audio, rate = speech
-    write_audio(tmp_path / "long.wav", audio[:, : 3 * rate], rate)  # its .nac is over 4 KiB
+    write_audio(tmp_path / "long.wav", audio[:, : 8 * rate], rate)  # its .nac is over 4 KiB (~7 KB)
     (tmp_path / "short.nac").write_bytes(api.encode(audio[:, : rate // 4], rate))  # its .wav is 8 KiB
     before = sorted(p.name for p in tmp_path.iterdir())
 
