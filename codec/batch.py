@@ -89,6 +89,8 @@ def run_task(task: Task, options: Options) -> Outcome:
             return outcome
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
+        if not options.decode:
+            streaming.keep_heap_flat()
         if options.decode:
             report = api.decode_file(task.source, task.target, overwrite=True, model=options.model)
             outcome.seconds = report.samples / report.sample_rate
@@ -108,7 +110,6 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
-    streaming.keep_heap_flat()
 
 
 ENGINES = ("local", "ray")

@@ -78,6 +78,7 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
+    streaming.keep_heap_flat()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
                                  code_bits=code_bits, on_progress=on_progress)
@@ -367,7 +368,6 @@ def eval_command(
 
 
 def main() -> None:
-    streaming.keep_heap_flat()
     app()
 
 

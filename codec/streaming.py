@@ -31,7 +31,9 @@ def keep_heap_flat() -> None:
     Streaming allocates and frees many window-sized arrays; glibc's dynamic
     threshold then moves them onto the heap, which fragments and grows with
     the input's length (measured: +100 MB per 15 min of audio encoded). A
-    fixed 128 KiB threshold keeps peak memory flat. No-op off glibc.
+    fixed 128 KiB threshold keeps peak memory flat. Encoding only: decoding
+    stays flat without it, and with it every Griffin-Lim buffer becomes a fresh
+    mmap (900 s decoded in 19.6 s instead of 8.8 s). No-op off glibc.
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
