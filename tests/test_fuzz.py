@@ -6,7 +6,6 @@ the harness alone. Every crashing input found so far is kept in
 ``tests/vectors/bad/`` (see its README) and must now give a clean outcome.
 """
 
-import importlib.util
 import random
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from codec import api, bitstream
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "vectors" / "bad"
@@ -23,15 +23,7 @@ CI_SECONDS = 30
 CI_SEED = 20261125
 
 
-def _load_fuzz():
-    spec = importlib.util.spec_from_file_location("fuzz", ROOT / "tools" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = load_tool("fuzz")
 
 
 @pytest.fixture(autouse=True, scope="module")

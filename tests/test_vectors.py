@@ -10,29 +10,20 @@ change, run ``python tools/make_vectors.py`` and commit the new vectors.
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from codec import api, bitstream
 from codec.errors import FormatError, VersionError
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
 
 
-def _load_make_vectors():
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "tools" / "make_vectors.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-make_vectors = _load_make_vectors()
+make_vectors = load_tool("make_vectors")
 NAMES = [item.name for item in make_vectors.VECTORS]
 
 
