@@ -214,6 +214,7 @@ def train(settings: TrainSettings) -> Path:
         return _train(settings, place, device)
     finally:
         if place.world > 1:
+            dist.barrier()  # no rank tears gloo down while another still talks to it
             dist.destroy_process_group()
 
 
