@@ -4,10 +4,17 @@ Framing rule shared by the model and the container: a signal of ``T`` samples
 is zero-padded at the end to ``frames * hop`` samples where ``frames`` is a
 multiple of the model's time stride and leaves at least ``n_fft // 2`` samples
 of padding, so every real sample is covered by full window overlap.
+
+Analysis frames the reflect-padded signal (frame ``f`` is centred on sample
+``f * hop``) and takes real FFTs; synthesis is the least-squares inverse:
+windowed inverse FFTs overlap-added and divided by the summed squared window.
+Spectra are (B, bins, frames) views of frame-major storage, so the FFTs run
+along contiguous memory and element-wise work streams through it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -17,6 +24,37 @@ LOG_EPS = 1e-5
 # A Hann-window STFT of a full-scale signal stays below n_fft / 2 in magnitude;
 # log-magnitudes above this bound (exp(7) ~ 1100) are clamped before use.
 MAX_LOG_MAGNITUDE = 7.0
+# Squared-window sums below this are treated as this (only where no window reaches).
+MIN_ENVELOPE = 1e-11
+
+
+# The caches hold ordinary tensors even when first filled under inference mode,
+# so training can use them afterwards.
+@functools.lru_cache(maxsize=16)
+def _window(n_fft: int) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return torch.hann_window(n_fft, periodic=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope(n_fft: int, hop: int, frames: int) -> torch.Tensor:
+    """Overlap-added squared window of ``frames`` frames, clamped away from 0."""
+    with torch.inference_mode(False):
+        squared = _window(n_fft).square().expand(1, frames, n_fft)
+        return _overlap_add(squared, hop).squeeze(0).clamp_(min=MIN_ENVELOPE)
+
+
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """(B, F, n) frames placed ``hop`` apart and summed: (B, (F - 1) * hop + n rounded up to hop)."""
+    batch, count, size = frames.shape
+    pieces = -(-size // hop)
+    if pieces * hop != size:
+        frames = torch.nn.functional.pad(frames, (0, pieces * hop - size))
+    frames = frames.reshape(batch, count, pieces, hop)
+    out = frames.new_zeros(batch, count + pieces - 1, hop)
+    for piece in range(pieces):
+        out[:, piece : piece + count] += frames[:, :, piece]
+    return out.reshape(batch, -1)
 
 
 @dataclass(frozen=True)
@@ -37,37 +75,28 @@ class Stft:
         block = self.hop_length * stride
         return math.ceil((samples + self.n_fft // 2) / block) * stride
 
-    def _window(self, device: torch.device) -> torch.Tensor:
-        return torch.hann_window(self.n_fft, periodic=True, device=device)
-
     def analyze(self, wave: torch.Tensor, frames: int) -> torch.Tensor:
         """Complex spectrum (B, bins, frames) of ``wave`` (B, T), padded per the framing rule."""
-        padded = frames * self.hop_length
-        wave = torch.nn.functional.pad(wave, (0, padded - wave.shape[-1]))
-        spec = torch.stft(
-            wave,
-            self.n_fft,
-            self.hop_length,
-            window=self._window(wave.device),
-            center=True,
-            return_complex=True,
-        )
-        return spec[..., :frames]
+        half = self.n_fft // 2
+        if wave.shape[-1] != frames * self.hop_length:
+            wave = torch.nn.functional.pad(wave, (0, frames * self.hop_length - wave.shape[-1]))
+        padded = torch.nn.functional.pad(wave.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        framed = padded.unfold(-1, self.n_fft, self.hop_length)[:, :frames]
+        window = _window(self.n_fft).to(wave.device)
+        return torch.fft.rfft(framed * window, dim=-1).transpose(1, 2)
 
     def synthesize(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Waveform (B, length) from a complex spectrum made by :meth:`analyze`."""
         frames = spec.shape[-1]
-        # one zero frame stands in for the frame analyze() dropped at the end
-        spec = torch.nn.functional.pad(spec, (0, 1))
-        wave = torch.istft(
-            spec,
-            self.n_fft,
-            self.hop_length,
-            window=self._window(spec.device),
-            center=True,
-            length=frames * self.hop_length,
-        )
-        return wave[..., :length]
+        window = _window(self.n_fft).to(spec.device)
+        segments = torch.fft.irfft(spec.transpose(1, 2), n=self.n_fft, dim=-1).mul_(window)
+        summed = _overlap_add(segments, self.hop_length)
+        envelope = _envelope(self.n_fft, self.hop_length, frames).to(spec.device)
+        half = self.n_fft // 2
+        wave = (summed / envelope)[:, half : half + length]
+        if wave.shape[-1] < length:  # only when hop > n_fft / 2
+            wave = torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+        return wave
 
 
 def log_magnitude(spec: torch.Tensor) -> torch.Tensor:
@@ -79,9 +108,14 @@ def magnitude_from_log(log_mag: torch.Tensor) -> torch.Tensor:
     return (torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)) - LOG_EPS).clamp_min(0.0)
 
 
+def polar(magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``torch.polar`` in the layout of ``magnitude``, about 3x faster on a CPU."""
+    return torch.complex(torch.cos(phase).mul_(magnitude), torch.sin(phase).mul_(magnitude))
+
+
 def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     """Complex spectrum from log-magnitude and phase (radians)."""
-    return torch.polar(magnitude_from_log(log_mag), phase)
+    return polar(magnitude_from_log(log_mag), phase)
 
 
 def griffin_lim(
@@ -92,15 +126,17 @@ def griffin_lim(
     Each iteration projects onto consistent spectra (iSTFT then STFT) and keeps
     the target magnitude; the momentum term is the "fast" variant of the
     algorithm (Perraudin et al., 2013), which converges in far fewer steps.
+    Work runs in the frame-major layout :meth:`Stft.analyze` returns.
     """
     frames = magnitude.shape[-1]
     length_padded = frames * stft.hop_length
     keep = momentum / (1.0 + momentum)
-    angles = torch.polar(torch.ones_like(magnitude), phase)
+    magnitude = magnitude.transpose(1, 2).contiguous().transpose(1, 2)
+    spec = polar(magnitude, phase.transpose(1, 2).contiguous().transpose(1, 2))
+    magnitude = torch.complex(magnitude, torch.zeros_like(magnitude))  # complex * real would convert each time
     previous = None
     for _ in range(iters):
-        rebuilt = stft.analyze(stft.synthesize(angles.mul_(magnitude), length_padded), frames)
-        angles = rebuilt.clone() if previous is None else torch.sub(rebuilt, previous, alpha=keep)
-        angles.div_(angles.abs().clamp_(min=1e-12))
+        rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
+        spec = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep)).mul_(magnitude)
         previous = rebuilt
-    return stft.synthesize(angles.mul_(magnitude), length)
+    return stft.synthesize(spec, length)
