@@ -125,29 +125,37 @@ def encode_blocks(
     code_bits: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
-    """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks.
+    """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks (see :func:`encode_parts`)."""
+    return b"".join(encode_parts(blocks, channels, samples, sample_rate, model=model, bits=bits,
+                                 store_phase=store_phase, code_bits=code_bits, on_progress=on_progress))
 
-    Audio is resampled as it streams and coded one chunk at a time, so memory
-    does not grow with the input's length (only the compressed chunks are kept).
+
+def encode_parts(
+    blocks: Iterable[np.ndarray],
+    channels: int,
+    samples: int,
+    sample_rate: int,
+    *,
+    model: str | None = None,
+    bits: int = 8,
+    store_phase: bool = False,
+    code_bits: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Iterator[bytes]:
+    """The ``.nac`` file for ``samples`` samples that arrive as (channels, n) blocks, piece by piece.
+
+    Audio is resampled as it streams and coded one chunk at a time, and each
+    chunk's record is yielded as soon as it is made, so memory does not grow
+    with the input's length. The arguments are checked before the first piece.
     """
     _check_encode_args(channels, sample_rate, bits, code_bits)
     code_bits = DEFAULT_CODE_BITS[bits] if code_bits is None else code_bits
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
     model_samples = round(samples * config.sample_rate / sample_rate)
-    clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
-    source = streaming.SampleWindow(resample_blocks(clean, sample_rate, config.sample_rate, channels), channels,
-                                    model_samples)
+    latent_frames = streaming.latent_frame_count(net, model_samples)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
-    chunks = []
-    with torch_threads(ENCODE_THREADS):
-        for index, (latent, phase) in enumerate(streaming.encode_chunks(net, source, chunk_frames, store_phase)):
-            codes, scales = quantize(latent, bits, code_bits)
-            phase_codes = None if phase is None else quantize_phase(phase, bits)
-            chunks.append(bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes))
-            if on_progress is not None:
-                on_progress(index + 1, -(-streaming.latent_frame_count(net, model_samples) // chunk_frames))
-    latent_frames = sum(chunk.frames for chunk in chunks)
+    chunk_count = -(-latent_frames // chunk_frames)
     header = bitstream.StreamHeader(
         version_minor=0,
         store_phase=store_phase,
@@ -166,9 +174,22 @@ def encode_blocks(
         latent_height=config.latent_height,
         latent_frames=latent_frames,
         chunk_frames=chunk_frames,
-        chunk_count=len(chunks),
+        chunk_count=chunk_count,
     )
-    return bitstream.pack(header, chunks)
+
+    def chunks() -> Iterator[bitstream.Chunk]:
+        clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
+        source = streaming.SampleWindow(resample_blocks(clean, sample_rate, config.sample_rate, channels), channels,
+                                        model_samples)
+        with torch_threads(ENCODE_THREADS):
+            for index, (latent, phase) in enumerate(streaming.encode_chunks(net, source, chunk_frames, store_phase)):
+                codes, scales = quantize(latent, bits, code_bits)
+                phase_codes = None if phase is None else quantize_phase(phase, bits)
+                yield bitstream.Chunk(index, latent.shape[-1], scales, codes, phase_codes)
+                if on_progress is not None:
+                    on_progress(index + 1, chunk_count)
+
+    return bitstream.pack_parts(header, chunks())
 
 
 def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> None:
@@ -492,13 +513,21 @@ def encode_file(
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     samples, rate, channels, blocks = read_blocks(src)
-    try:
-        data = encode_blocks(blocks, channels, samples, rate, model=model, bits=bits, store_phase=store_phase,
-                             code_bits=code_bits, on_progress=on_progress)
-    except NacError as err:
-        raise type(err)(f"{src}: {err}") from None
-    write_atomic(dst, lambda handle: handle.write(data))
-    return EncodeReport(len(data), samples / rate)
+    written = 0
+
+    def write(handle) -> None:
+        nonlocal written
+        try:
+            for part in encode_parts(blocks, channels, samples, rate, model=model, bits=bits,
+                                     store_phase=store_phase, code_bits=code_bits, on_progress=on_progress):
+                written += handle.write(part)
+        except NacError as err:
+            if str(err).startswith(f"{src}:"):
+                raise
+            raise type(err)(f"{src}: {err}") from None
+
+    write_atomic(dst, write)
+    return EncodeReport(written, samples / rate)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def run_task(task: Task, options: Options) -> Outcome:
             return outcome
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
-        streaming.tune_heap(decoding=options.decode)
+        streaming.tune_heap()
         if options.decode:
             report = api.decode_file(task.source, task.target, overwrite=True, model=options.model)
             outcome.seconds = report.samples / report.sample_rate

@@ -25,7 +25,7 @@ import dataclasses
 import io
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -493,23 +493,28 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> bytes:
     return records.tobytes()
 
 
-def pack(header: StreamHeader, chunks: Sequence[Chunk]) -> bytes:
-    """Serialize a stream to ``.nac`` v1.0 bytes.
+def pack(header: StreamHeader, chunks: Iterable[Chunk]) -> bytes:
+    """Serialize a stream to ``.nac`` v1.0 bytes (see :func:`pack_parts`)."""
+    return b"".join(pack_parts(header, chunks))
+
+
+def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]:
+    """Serialize a stream to ``.nac`` v1.0 as it is made: the header, each chunk record, the end record.
 
     Parameters
     ----------
     header : StreamHeader
         ``version_minor`` must be 0 (this encoder writes v1.0); every field
         must satisfy format_spec.md sections 10-11.
-    chunks : sequence of Chunk
+    chunks : iterable of Chunk
         Exactly ``header.chunk_count`` chunks in index order, shaped and typed
-        as the header implies.
+        as the header implies. Each is compressed as it arrives and not kept.
 
-    Returns
-    -------
+    Yields
+    ------
     bytes
-        The complete file.  Deterministic: the same input gives the same
-        bytes (for a given zstd library version).
+        Consecutive pieces of the file.  Deterministic: the same input gives
+        the same bytes (for a given zstd library version).
 
     Raises
     ------
@@ -521,30 +526,29 @@ def pack(header: StreamHeader, chunks: Sequence[Chunk]) -> bytes:
     problem = _header_problem(header)
     if problem:
         raise ValueError(f"invalid header: {problem}")
-    if len(chunks) != header.chunk_count:
-        raise ValueError(f"{len(chunks)} chunks, header.chunk_count is {header.chunk_count}")
-    total = sum(chunk.frames for chunk in chunks)
-    if total != header.latent_frames:
-        raise ValueError(f"chunks hold {total} latent frames, header.latent_frames is {header.latent_frames}")
-
     fields = {name: getattr(header, name) for name in _HEADER_FIELD_NAMES}
     fields.update(
         version={"major": VERSION_MAJOR, "minor": VERSION_MINOR},
         flags={"reserved": 0, "store_phase": header.store_phase},
         extension=b"",
     )
-    parts = [_HEADER.build({"signed": {"value": fields}})]
+    yield _HEADER.build({"signed": {"value": fields}})
     compressor = zstandard.ZstdCompressor(
         level=ZSTD_LEVEL, write_content_size=True, write_checksum=False, write_dict_id=False, threads=0
     )
+    count = 0
     for position, chunk in enumerate(chunks):
+        if position >= header.chunk_count:
+            raise ValueError(f"more chunks than header.chunk_count ({header.chunk_count})")
         body = _encode_body(header, position, chunk)
         payload = compressor.compress(body)
         record = {"index": position, "frames": chunk.frames, "raw_size": len(body), "payload": payload}
-        parts.append(_CHUNK.build({"signed": {"value": record}}))
+        yield _CHUNK.build({"signed": {"value": record}})
+        count = position + 1
+    if count != header.chunk_count:
+        raise ValueError(f"{count} chunks, header.chunk_count is {header.chunk_count}")
     end = {name: getattr(header, name) for name in ("chunk_count", "latent_frames", "sample_count")}
-    parts.append(_END.build({"record": {"signed": {"value": end}}}))
-    return b"".join(parts)
+    yield _END.build({"record": {"signed": {"value": end}}})
 
 
 # --------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    streaming.tune_heap(decoding=False)
+    streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
                                  code_bits=code_bits, on_progress=on_progress)
@@ -135,7 +135,7 @@ def decode(
     output = output or _default_output(input, ".decoded.wav")
     if salvage and (start is not None or duration is not None):
         raise UsageError("--salvage decodes the whole file: drop --start/--duration")
-    streaming.tune_heap(decoding=True)
+    streaming.tune_heap()
     with chunk_progress("decoding") as on_progress:
         report = api.decode_file(
             input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage,
@@ -161,8 +161,9 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Show every header field, the chunks and whether each CRC verifies (exit 4 if not)."""
+    data = api.read_input_bytes(input)  # its errors name the file already
     try:
-        info = api.inspect(api.read_input_bytes(input))
+        info = api.inspect(data)
     except NacError as err:
         raise type(err)(f"{input}: {err}") from None
     if as_json:

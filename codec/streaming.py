@@ -14,6 +14,7 @@ the difference) and chunk boundaries leave no step in the waveform.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 from typing import Callable, Iterable, Iterator
@@ -23,29 +24,27 @@ import torch
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
 DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
-DECODE_WINDOW = 512  # latent frames decoded together (whole chunks, at least one)
+DECODE_WINDOW = 256  # latent frames decoded together (whole chunks, at least one)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+HEAP_THRESHOLD = 256 << 20  # bytes: arrays below this live on the heap, which keeps this much free
 
 
-def tune_heap(decoding: bool) -> None:
-    """Fix glibc's mmap and trim thresholds for a process that encodes or decodes.
+def tune_heap() -> None:
+    """Fix glibc's mmap and trim thresholds high for a process that encodes or decodes.
 
-    Streaming allocates and frees many window-sized arrays, and glibc's
-    default (a threshold that moves) suits neither direction. Encoding: a
-    fixed 128 KiB threshold maps every large array and unmaps it when freed;
-    otherwise the heap fragments and grows with the input's length (measured:
-    +100 MB per 15 min of audio). Decoding: the Griffin-Lim buffers are larger
-    and come and go eight times per window, so they stay on a heap that is
-    never trimmed and their pages are reused instead of faulted in afresh
-    (measured: 400 k minor faults -> 70 k and 3.8 s -> 3.3 s for 10 min of
-    audio); the heap then stays the size of one window's buffers. No-op off glibc.
+    Streaming allocates and frees window-sized arrays over and over (Griffin-Lim
+    alone, eight times per window). By default glibc maps the large ones
+    afresh each time, and every page of them faults in again: measured on
+    10 min of speech, 400 k minor faults and 3.8 s to decode instead of 70 k and
+    3.3 s. With fixed high thresholds they stay on a heap that is never trimmed
+    and their pages are reused. The heap then stays the size of one window's
+    arrays, because nothing allocated per chunk outlives its window (chunk
+    records go straight to the output). No-op off glibc.
     """
-    threshold = 256 << 20 if decoding else 128 << 10
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, threshold)
-        if decoding:
-            libc.mallopt(M_TRIM_THRESHOLD, threshold)
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
 
@@ -59,30 +58,37 @@ class SampleWindow:
     """Random access to a forward-moving span of a signal that arrives in blocks.
 
     ``blocks`` yields (channels, n) float32 arrays; the signal is cut or
-    zero-padded to ``length`` samples. Memory holds only what lies between the
-    last :meth:`release` point and the furthest sample asked for.
+    zero-padded to ``length`` samples. Memory holds only the blocks that
+    reach past the last :meth:`release` point, up to the furthest sample
+    asked for. Blocks are kept as they came and copied once into each window,
+    so allocations do not grow step by step (which fragments the heap).
     """
 
     def __init__(self, blocks: Iterable[np.ndarray], channels: int, length: int):
-        self.blocks, self.length = iter(blocks), length
-        self.base, self.buffer = 0, np.zeros((channels, 0), np.float32)
+        self.blocks, self.channels, self.length = iter(blocks), channels, length
+        self.held: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample, block)
+        self.read = 0  # samples taken from ``blocks`` so far
 
     def get(self, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) (start >= the release point), zeros past ``length``."""
         available = min(stop, self.length)
-        while self.base + self.buffer.shape[1] < available:
+        while self.read < available:
             block = next(self.blocks, None)
             if block is None:
                 break
-            self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
-        have = min(available, self.base + self.buffer.shape[1])
-        part = self.buffer[:, start - self.base : max(start, have) - self.base]
-        return np.pad(part, ((0, 0), (0, stop - start - part.shape[1])))
+            self.held.append((self.read, block.astype(np.float32, copy=False)))
+            self.read += block.shape[1]
+        window = np.zeros((self.channels, stop - start), np.float32)
+        for first, block in self.held:
+            low, high = max(start, first), min(available, first + block.shape[1])
+            if low < high:
+                window[:, low - start : high - start] = block[:, low - first : high - first]
+        return window
 
     def release(self, before: int) -> None:
         """Forget the samples before ``before``."""
-        drop = max(0, min(before - self.base, self.buffer.shape[1]))
-        self.buffer, self.base = self.buffer[:, drop:], self.base + drop
+        while self.held and self.held[0][0] + self.held[0][1].shape[1] <= before:
+            self.held.popleft()
 
 
 def encode_chunks(

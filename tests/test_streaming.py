@@ -35,7 +35,9 @@ def test_windowed_encoder_matches_whole_file(net, long_speech):
     assert np.abs(windowed - whole).max() < LATENT_BOUND
 
 
-def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech):
+@pytest.mark.parametrize("window", [CHUNK, streaming.DECODE_WINDOW])  # one chunk per window, or several
+def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, window, monkeypatch):
+    monkeypatch.setattr(streaming, "DECODE_WINDOW", window)
     audio, _ = long_speech
     with torch.inference_mode():
         latent = net.encode(torch.from_numpy(audio))
