@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,23 @@ def resample_blocks(
     for block in blocks:
         yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
     yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+
+
+def bitrate_settings(bitrate: str, model: str | None = None) -> tuple[int, int]:
+    """(bits, code_bits) for a target like ``6k``, ``6 kbps`` or ``12.5``: kbps, as opusenc counts.
+
+    Picks the model's measured operating point with the highest rate at or
+    below the target (its lowest if the target is below them all); a shipped
+    model lists its points in ``nac models``.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(?:k|kbps|kbit/s)?\s*", bitrate, flags=re.IGNORECASE)
+    kbps = float(match.group(1)) if match else 0.0
+    if not 0.0 < kbps <= 1000.0:
+        raise UsageError(f"bitrate {bitrate!r}: give kbps, like 6k or 12.5")
+    if model is not None and str(model).endswith(".safetensors"):
+        raise UsageError("--bitrate needs a shipped model (its measured rates); use --bits / --code-bits")
+    point = zoo.rate_point(zoo.find_entry(model), kbps)
+    return point.bits, point.code_bits
 
 
 def _check_encode_args(channels: int, sample_rate: int, bits: int, code_bits: int | None = None) -> None:

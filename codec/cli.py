@@ -35,6 +35,14 @@ CodeBitsOption = Annotated[
         "--code-bits", help="Latent code precision, 2..bits: fewer, smaller files [default: 5 (--bits 8), 16 (--bits 16)]."
     ),
 ]
+BitsOption = Annotated[Optional[int], typer.Option("--bits", "-b", help="Latent code width: 8 or 16 [default: 8].")]
+BitrateOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bitrate", "-r",
+        help="Target kbps, e.g. 6k: the model's measured setting at or below it (listed by `nac models`).",
+    ),
+]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
 ]
@@ -70,20 +78,31 @@ def encode(
     output: Annotated[
         Optional[Path], typer.Argument(help="Output .nac file; - writes stdout [default: INPUT with .nac].")
     ] = None,
-    bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
+    bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    bitrate: BitrateOption = None,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
+    bits, code_bits = _code_settings(bitrate, bits, code_bits, model)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
                                  code_bits=code_bits, on_progress=on_progress)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
+
+
+def _code_settings(bitrate: str | None, bits: int | None, code_bits: int | None, model: str | None):
+    """(bits, code_bits) from either --bitrate or --bits/--code-bits."""
+    if bitrate is None:
+        return (8 if bits is None else bits), code_bits
+    if bits is not None or code_bits is not None:
+        raise UsageError("--bitrate chooses --bits and --code-bits: give one or the other")
+    return api.bitrate_settings(bitrate, model)
 
 
 @contextlib.contextmanager
@@ -218,6 +237,10 @@ def models() -> None:
         )
         if entry.quality:
             typer.echo(f"        measured: {entry.quality}")
+        if entry.rates:
+            typer.echo("        bitrates (nac encode --bitrate K picks the highest at or below K):")
+            for point in entry.rates:
+                typer.echo(f"          {point.describe()}")
         if entry.training_data:
             typer.echo(f"        trained on: {entry.training_data}")
 
@@ -233,9 +256,10 @@ def batch_command(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes [default: all cores].")] = 0,
     decode: Annotated[bool, typer.Option("--decode", help="Decode .nac files to .wav instead.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip outputs that exist and verify.")] = False,
-    bits: Annotated[int, typer.Option("--bits", "-b", help="Latent code width: 8 or 16.")] = 8,
+    bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    bitrate: BitrateOption = None,
     model: ModelOption = None,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
     address: Annotated[
@@ -245,6 +269,7 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
+    bits, code_bits = _code_settings(bitrate, bits, code_bits, model)
     if bits not in api.BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {bits}")
     if report_format not in batch.REPORT_FORMATS:

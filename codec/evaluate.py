@@ -62,7 +62,7 @@ PRESETS = {
     "bits8": {"bits": 8},
     "bits16": {"bits": 16},
     "store_phase": {"store_phase": True},
-    **{f"cb{n}": {"code_bits": n} for n in range(2, 9)},  # latent code precision (nac encode --code-bits N)
+    **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
 }
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}

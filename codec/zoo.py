@@ -28,6 +28,24 @@ MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class RatePoint:
+    """One measured operating point of a model: encoder settings and what they gave.
+
+    ``kbps`` and ``scores`` (metric name, value) come from ``nac eval`` on the
+    corpus dev split (``tools/record_rates.py`` writes them into the manifest).
+    """
+
+    bits: int
+    code_bits: int
+    kbps: float
+    scores: tuple[tuple[str, float], ...] = ()
+
+    def describe(self) -> str:
+        scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
+        return f"{self.kbps:6.2f} kbps  --bits {self.bits} --code-bits {self.code_bits:<2}  {scores}".rstrip()
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One manifest row: what a user sees in ``nac models`` and what a decoder checks."""
 
@@ -40,6 +58,7 @@ class ModelEntry:
     description: str = ""
     training_data: str = ""
     quality: str = ""  # the manifest's measured quality, as "name value, ..."
+    rates: tuple[RatePoint, ...] = ()  # measured operating points, by rising kbps
 
     @property
     def hash_prefix(self) -> bytes:
@@ -59,9 +78,25 @@ def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
 
 
 def _entry(row: dict) -> ModelEntry:
-    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row and k != "quality"}
+    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row and k not in ("quality", "rates")}
     quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
-    return ModelEntry(**fields, quality=quality)
+    rates = sorted(
+        (
+            RatePoint(int(point["bits"]), int(point["code_bits"]), float(point["kbps"]),
+                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
+            for point in row.get("rates", [])
+        ),
+        key=lambda point: point.kbps,
+    )
+    return ModelEntry(**fields, quality=quality, rates=tuple(rates))
+
+
+def rate_point(entry: ModelEntry, kbps: float) -> RatePoint:
+    """The operating point of ``entry`` with the most kbps at or below ``kbps`` (the lowest if none is)."""
+    if not entry.rates:
+        raise ModelError(f"model {entry.name} lists no measured bitrates: use --bits / --code-bits")
+    below = [point for point in entry.rates if point.kbps <= kbps]
+    return below[-1] if below else entry.rates[0]
 
 
 def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:

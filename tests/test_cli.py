@@ -159,3 +159,17 @@ def test_phase_iterations_option(encoded: Path, tmp_path: Path):
     assert fast.exit_code == 0
     assert run("decode", encoded, "-o", tmp_path / "bad.wav", "--phase-iters", "-1").exit_code == 2
     assert not (tmp_path / "bad.wav").exists()
+
+
+def test_bitrate_picks_a_smaller_setting_for_a_lower_target(clip: Path, tmp_path: Path):
+    low, high = tmp_path / "low.nac", tmp_path / "high.nac"
+    assert run("encode", clip, low, "--bitrate", "6k").exit_code == 0
+    assert run("encode", clip, high, "--bitrate", "30k").exit_code == 0
+    assert low.stat().st_size < high.stat().st_size
+    assert "bitrates" in run("models").output
+
+
+def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
+    for extra in (["--bits", "8"], ["--code-bits", "4"]):
+        result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
+        assert result.exit_code == 2 and "give one or the other" in result.output

@@ -152,3 +152,24 @@ def test_smoke_test_writes_recon_and_residual(tmp_path):
         for part in ("recon", "residual"):
             audio, rate = read_audio(tmp_path / "results" / f"smoke_{setting}_{part}.wav")
             assert rate == 16000 and audio.shape == (1, 16000)
+
+
+def test_record_rates_writes_operating_points_and_quality(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "manifest.json").write_text(json.dumps({"default": "m", "models": [{"id": 7, "name": "m"}]}))
+
+    def system(setting, kbps, pesq, codec="nac"):
+        return {"codec": codec, "setting": setting, "kbps": kbps, "files": 3, "pesq_wb": pesq, "visqol": None,
+                "stoi": 0.9, "lsd_db": 6.0}
+
+    report = {"systems": [system("m default", 8.0, 2.2), system("m cb3", 5.0, 1.9), system("m cb5", 8.0, 2.2),
+                          system("m bits16", 25.0, 2.3), system("m store_phase", 260.0, 3.5),
+                          system("other cb3", 4.0, 1.0), system("12 kbps", 11.0, 3.7, codec="opus")]}
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    result = run_tool("record_rates.py", "m", tmp_path / "eval.json", "--models-dir", models)
+    assert result.returncode == 0, result.stderr
+    row = json.loads((models / "manifest.json").read_text())["models"][0]
+    assert [(p["bits"], p["code_bits"], p["kbps"]) for p in row["rates"]] == [(8, 3, 5.0), (8, 5, 8.0), (16, 16, 25.0)]
+    assert row["rates"][0]["scores"] == {"pesq_wb": 1.9, "stoi": 0.9}
+    assert row["quality"]["dev_kbps"] == 8.0 and row["quality"]["pesq_wb"] == 2.2

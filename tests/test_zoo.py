@@ -266,3 +266,45 @@ def test_files_that_are_not_safetensors_are_refused(tmp_path, data):
 def test_a_missing_model_file_is_refused(tmp_path):
     with pytest.raises(ModelError):
         zoo.load_model(str(tmp_path / "absent.safetensors"))
+
+
+# --------------------------------------------------------------------------
+# Measured operating points and --bitrate
+# --------------------------------------------------------------------------
+
+
+def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
+    entry = zoo.find_entry(None)
+    kbps = [point.kbps for point in entry.rates]
+    assert kbps == sorted(kbps) and kbps[0] < 6.0 and kbps[-1] > 20.0
+    assert all(2 <= point.code_bits <= point.bits for point in entry.rates)
+
+
+def points(*rates):
+    return zoo.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
+                          rates=tuple(zoo.RatePoint(8, bits, kbps) for bits, kbps in rates))
+
+
+@pytest.mark.parametrize("target, code_bits", [(6.0, 3), (7.0, 4), (7.5, 4), (100.0, 6), (1.0, 3)])
+def test_rate_point_is_the_highest_at_or_below_the_target_else_the_lowest(target, code_bits):
+    entry = points((3, 5.0), (4, 7.0), (6, 10.0))
+    assert zoo.rate_point(entry, target).code_bits == code_bits
+
+
+def test_a_model_without_rates_refuses_a_bitrate():
+    with pytest.raises(ModelError, match="no measured bitrates"):
+        zoo.rate_point(points(), 6.0)
+
+
+@pytest.mark.parametrize("text", ["6k", "6 kbps", "6", "6.0K", " 6kbit/s "])
+def test_bitrate_text_is_read_as_kbps(text):
+    expected = zoo.rate_point(zoo.find_entry(None), 6.0)
+    assert api.bitrate_settings(text) == (expected.bits, expected.code_bits)
+
+
+@pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "2000k"])
+def test_a_bitrate_that_is_not_kbps_is_a_usage_error(text):
+    from codec.errors import UsageError
+
+    with pytest.raises(UsageError, match="bitrate"):
+        api.bitrate_settings(text)

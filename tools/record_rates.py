@@ -1,0 +1,78 @@
+"""Write a model's measured bitrates into models/manifest.json from `nac eval` reports.
+
+    nac eval CORPUS --manifest-split dev --kind speech_wb --models NAME \
+        --presets cb2,cb3,cb4,cb5,cb6,cb8,bits16+cb10,bits16 -o results/eval-rates
+    python tools/record_rates.py NAME results/eval-rates/eval.json [more eval.json ...]
+
+Each nac preset of that model (store-phase presets aside) becomes one
+operating point: bits, code bits, the measured kbps and PESQ-WB / ViSQOL /
+STOI. `nac encode --bitrate K` picks among them and `nac models` lists them.
+The default preset's scores also become the model's "quality".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codec.api import DEFAULT_CODE_BITS  # noqa: E402
+from codec.evaluate import preset_settings  # noqa: E402
+from codec.zoo import MODELS_DIR  # noqa: E402
+
+SCORES = ("pesq_wb", "visqol", "stoi")
+
+
+def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None]:
+    """(operating points by rising kbps, the default preset's system) of model ``name``."""
+    points, default = {}, None
+    for report in reports:
+        for system in report["systems"]:
+            model, _, preset = system["setting"].partition(" ")
+            if system["codec"] != "nac" or model != name:
+                continue
+            settings = preset_settings(preset)
+            if settings["store_phase"]:
+                continue
+            bits = settings["bits"]
+            code_bits = settings["code_bits"] or DEFAULT_CODE_BITS[bits]
+            scores = {key: round(system[key], 3) for key in SCORES if system.get(key) is not None}
+            points[(bits, code_bits)] = {"bits": bits, "code_bits": code_bits, "kbps": round(system["kbps"], 2),
+                                         "scores": scores}
+            if preset == "default":
+                default = system
+    return sorted(points.values(), key=lambda point: point["kbps"]), default
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="model name in the manifest")
+    parser.add_argument("reports", nargs="+", type=Path, help="eval.json files written by nac eval")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    args = parser.parse_args()
+    reports = [json.loads(path.read_text()) for path in args.reports]
+    points, default = rate_points(args.model, reports)
+    if not points:
+        raise SystemExit(f"no nac rows of {args.model} in the reports")
+    manifest_path = args.models_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next((row for row in manifest["models"] if row["name"] == args.model), None)
+    if entry is None:
+        raise SystemExit(f"{args.model}: no such model in {manifest_path}")
+    entry["rates"] = points
+    if default is not None:
+        entry["quality"] = {
+            "dev_kbps": round(default["kbps"], 2),
+            **{key: round(default[key], 3) for key in (*SCORES, "lsd_db") if default.get(key) is not None},
+            "measured_on": f"{default['files']} dev files, nac eval",
+        }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    for point in points:
+        print(point)
+
+
+if __name__ == "__main__":
+    main()
