@@ -255,7 +255,7 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
         f"{steps_per_epoch} steps/epoch, target {total_steps} steps",
         flush=True,
     )
-    started, window_start, window = time.monotonic(), time.monotonic(), {}
+    started, window_start, window, window_steps = time.monotonic(), time.monotonic(), {}, 0
     while step < total_steps:
         progress = (step - first_step) / max(1, total_steps - first_step)
         if settings.minutes:
@@ -272,12 +272,14 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
         step += 1
         for name, value in {"loss": loss.item(), **parts}.items():
             window[name] = window.get(name, 0.0) + value
+        window_steps += 1
         if step % settings.log_every == 0:
             elapsed = time.monotonic() - window_start
-            means = " ".join(f"{k}={v / settings.log_every:.4f}" for k, v in window.items())
+            # a resumed run's first window is shorter than log_every
+            means = " ".join(f"{k}={v / window_steps:.4f}" for k, v in window.items())
             rate = optimizer.param_groups[0]["lr"]
-            say(f"step {step} {means} lr={rate:.2e} {settings.log_every / elapsed:.2f} steps/s", flush=True)
-            window_start, window = time.monotonic(), {}
+            say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
+            window_start, window, window_steps = time.monotonic(), {}, 0
         if step % settings.save_every == 0 and place.leader:
             save_checkpoint(checkpoint, model, optimizer, step)
     if place.leader:
