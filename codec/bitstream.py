@@ -50,6 +50,7 @@ from construct import (
     Prefixed,
     RawCopy,
     Rebuild,
+    SizeofError,
     StreamError,
     Struct,
     Terminated,
@@ -286,29 +287,28 @@ _PREAMBLE_FIELDS = (
 # The part every major version keeps; read first to decide whether to go on.
 _PREAMBLE = Struct(*_PREAMBLE_FIELDS)
 
-_HEADER = _signed(
-    Struct(
-        *_PREAMBLE_FIELDS,
-        "model_id" / Int16ul,
-        "weights_hash" / Bytes(8),
-        "original_sample_rate" / Int32ul,
-        "model_sample_rate" / Int32ul,
-        "channels" / Int8ul,
-        "bits" / Int8ul,
-        "sample_count" / Int64ul,
-        "model_sample_count" / Int64ul,
-        "n_fft" / Int16ul,
-        "hop_length" / Int16ul,
-        "time_stride" / Int16ul,
-        "latent_channels" / Int16ul,
-        "latent_height" / Int16ul,
-        "latent_frames" / Int32ul,
-        "chunk_frames" / Int32ul,
-        "chunk_count" / Int32ul,
-        Check(this.header_size >= HEADER_SIZE),
-        "extension" / Bytes(this.header_size - HEADER_SIZE),  # fields of a newer minor
-    )
+_HEADER_BODY = Struct(
+    *_PREAMBLE_FIELDS,
+    "model_id" / Int16ul,
+    "weights_hash" / Bytes(8),
+    "original_sample_rate" / Int32ul,
+    "model_sample_rate" / Int32ul,
+    "channels" / Int8ul,
+    "bits" / Int8ul,
+    "sample_count" / Int64ul,
+    "model_sample_count" / Int64ul,
+    "n_fft" / Int16ul,
+    "hop_length" / Int16ul,
+    "time_stride" / Int16ul,
+    "latent_channels" / Int16ul,
+    "latent_height" / Int16ul,
+    "latent_frames" / Int32ul,
+    "chunk_frames" / Int32ul,
+    "chunk_count" / Int32ul,
+    Check(this.header_size >= HEADER_SIZE),
+    "extension" / Bytes(this.header_size - HEADER_SIZE),  # fields of a newer minor
 )
+_HEADER = _signed(_HEADER_BODY)
 
 _CHUNK_FIELDS = Struct(
     "sync" / Const(CHUNK_SYNC),
@@ -327,6 +327,21 @@ _END_FIELDS = Struct(
 )
 _END = Struct("record" / _signed(_END_FIELDS), Terminated)
 _END_UNVERIFIED = _signed(_END_FIELDS, verify=False)
+
+def header_layout() -> dict[str, tuple[int, int]]:
+    """Byte (offset, size) of each fixed-size header field, read off the schema (format_spec.md section 4)."""
+    layout, offset = {}, 0
+    for field in _HEADER_BODY.subcons:
+        if not field.name:
+            continue
+        try:
+            size = field.sizeof()
+        except SizeofError:  # the extension: its size depends on header_size
+            break
+        layout[field.name] = (offset, size)
+        offset += size
+    return layout
+
 
 _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader) if f.name not in ("version_minor", "store_phase")

@@ -192,6 +192,13 @@ def test_header_bytes_field_by_field():
     assert read_header(data) == header
 
 
+def test_header_layout_read_off_the_schema_matches_the_spec():
+    layout = bitstream.header_layout()
+    expected = {name: (offset, struct.calcsize(fmt)) for name, (offset, fmt) in HEADER_LAYOUT.items()}
+    expected.update(magic=(0, 8), version=(8, 1), flags=(9, 1), header_size=(10, 2))
+    assert layout == expected
+
+
 def test_chunk_and_end_record_bytes():
     header, chunks, data = make_stream(store_phase=True)
     offsets = chunk_offsets(data)

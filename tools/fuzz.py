@@ -96,26 +96,12 @@ DEFAULT_SAVE_DIR = VECTORS / "bad"
 MEMORY_HEADROOM = 2**30  # bytes of address space allowed above the warmed-up baseline
 HANG_SECONDS = 30  # SIGALRM aborts an input after this long (a hang; >time_limit is already a crash)
 
-# format_spec.md section 4: field -> (offset, struct format)
+# Header fields the fuzzer forges -> (offset, struct format), offsets from the schema
+_UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 HEADER_FIELDS = {
-    "version": (8, "<B"),
-    "flags": (9, "<B"),
-    "header_size": (10, "<H"),
-    "model_id": (12, "<H"),
-    "original_sample_rate": (22, "<I"),
-    "model_sample_rate": (26, "<I"),
-    "channels": (30, "<B"),
-    "bits": (31, "<B"),
-    "sample_count": (32, "<Q"),
-    "model_sample_count": (40, "<Q"),
-    "n_fft": (48, "<H"),
-    "hop_length": (50, "<H"),
-    "time_stride": (52, "<H"),
-    "latent_channels": (54, "<H"),
-    "latent_height": (56, "<H"),
-    "latent_frames": (58, "<I"),
-    "chunk_frames": (62, "<I"),
-    "chunk_count": (66, "<I"),
+    name: (offset, _UNSIGNED[size])
+    for name, (offset, size) in bitstream.header_layout().items()
+    if name not in ("magic", "weights_hash")
 }
 SPECIAL_SCALES = np.array(
     [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, 1e-38, 3.4e38, 1e30, -1.0, 1.0, 65504.0], dtype=np.float32
