@@ -15,6 +15,7 @@ the difference) and chunk boundaries leave no step in the waveform.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import ctypes
 import ctypes.util
 from typing import Callable, Iterable, Iterator
@@ -144,27 +145,60 @@ def decode_chunks(
             cache[index] = (latent_at(index), phase_at(index) if phase_at else None)
         return cache[index]
 
-    for begin in range(first_chunk, last_chunk + 1, group):
-        end = min(begin + group, last_chunk + 1)
-        for stale in [i for i in cache if i < begin - context_chunks]:
-            del cache[stale]
-        neighbours = range(max(0, begin - context_chunks), min(chunk_count, end + context_chunks))
-        latent = np.concatenate([chunk(i)[0] for i in neighbours], axis=-1)
-        offset = (begin - neighbours.start) * chunk_frames
-        frames = sum(chunk(i)[0].shape[-1] for i in range(begin, end))
-        first = max(0, offset - DECODE_CONTEXT)
-        last = min(latent.shape[-1], offset + frames + DECODE_CONTEXT)
-        window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
-        phase = None
-        if phase_at is not None:
-            phases = np.concatenate([chunk(i)[1] for i in neighbours], axis=-1)
-            phase = torch.from_numpy(np.ascontiguousarray(phases[..., first * stride : last * stride]))
+    def windows() -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int, int, int]]:
+        """Per window: latents, phase, first sample kept, samples kept, chunks done after it."""
+        for begin in range(first_chunk, last_chunk + 1, group):
+            end = min(begin + group, last_chunk + 1)
+            for stale in [i for i in cache if i < begin - context_chunks]:
+                del cache[stale]
+            neighbours = range(max(0, begin - context_chunks), min(chunk_count, end + context_chunks))
+            latent = np.concatenate([chunk(i)[0] for i in neighbours], axis=-1)
+            offset = (begin - neighbours.start) * chunk_frames
+            frames = sum(chunk(i)[0].shape[-1] for i in range(begin, end))
+            first = max(0, offset - DECODE_CONTEXT)
+            last = min(latent.shape[-1], offset + frames + DECODE_CONTEXT)
+            window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
+            phase = None
+            if phase_at is not None:
+                phases = np.concatenate([chunk(i)[1] for i in neighbours], axis=-1)
+                phase = torch.from_numpy(np.ascontiguousarray(phases[..., first * stride : last * stride]))
+            yield window, phase, (offset - first) * span, frames * span, end - first_chunk
+
+    def decode_window(window, phase, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:
         with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
             wave = np.concatenate([
-                net.decode(window[c : c + 1], (last - first) * span, None if phase is None else phase[c : c + 1],
+                net.decode(window[c : c + 1], window.shape[-1] * span, None if phase is None else phase[c : c + 1],
                            phase_iters).numpy()
                 for c in range(window.shape[0])
             ])
+        return wave[:, keep_from : keep_from + keep], done
+
+    for wave, done in _ordered_map(decode_window, windows(), torch.get_num_threads()):
         if on_progress is not None:
-            on_progress(end - first_chunk, last_chunk - first_chunk + 1)
-        yield wave[:, (offset - first) * span : (offset - first + frames) * span]
+            on_progress(done, last_chunk - first_chunk + 1)
+        yield wave
+
+
+def _ordered_map(function: Callable, items: Iterator[tuple], workers: int) -> Iterator:
+    """``function(*item)`` for each item, in order; with several workers, that many run at once.
+
+    Each worker is a thread running torch with one intra-op thread (torch
+    releases the GIL), so windows decode side by side and each gives the same
+    result as it would alone. At most ``workers`` items are in flight.
+    """
+    if workers <= 1:
+        yield from (function(*item) for item in items)
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            pending: collections.deque = collections.deque()
+            for item in items:
+                pending.append(pool.submit(function, *item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    finally:
+        torch.set_num_threads(previous)

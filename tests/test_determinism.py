@@ -61,6 +61,17 @@ def test_decoding_is_identical_run_to_run(inputs, restore_threads):
             np.testing.assert_array_equal(first, second)
 
 
+def test_windows_decoded_side_by_side_match_one_thread(speech, restore_threads):
+    audio, rate = speech
+    data = api.encode(np.tile(audio, 3)[:, : 40 * rate], rate)  # 5 chunks: several windows in flight
+    torch.set_num_threads(1)
+    alone = api.decode(data)[0]
+    torch.set_num_threads(ALL_THREADS)
+    side_by_side = api.decode(data)[0]
+    assert torch.get_num_threads() == ALL_THREADS  # decode restores the caller's setting
+    np.testing.assert_array_equal(alone, side_by_side)
+
+
 # --------------------------------------------------------------------------
 # Outputs that cannot be written
 # --------------------------------------------------------------------------
