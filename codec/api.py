@@ -127,25 +127,8 @@ def encode(
     codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser latents.
     """
     audio = as_channels_first(audio)
-    return encode_blocks(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model, bits=bits,
-                         store_phase=store_phase, code_bits=code_bits)
-
-
-def encode_blocks(
-    blocks: Iterable[np.ndarray],
-    channels: int,
-    samples: int,
-    sample_rate: int,
-    *,
-    model: str | None = None,
-    bits: int = 8,
-    store_phase: bool = False,
-    code_bits: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> bytes:
-    """``.nac`` bytes for ``samples`` samples that arrive as (channels, n) blocks (see :func:`encode_parts`)."""
-    return b"".join(encode_parts(blocks, channels, samples, sample_rate, model=model, bits=bits,
-                                 store_phase=store_phase, code_bits=code_bits, on_progress=on_progress))
+    return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model,
+                                 bits=bits, store_phase=store_phase, code_bits=code_bits))
 
 
 def encode_parts(

@@ -125,16 +125,13 @@ def describe(item: Vector, data: bytes) -> dict:
 # Appendix A of format_spec.md
 # --------------------------------------------------------------------------
 
-# (offset, size, struct format or None for raw bytes, field) of format_spec.md sections 4, 6, 7
-HEADER_FIELDS = (
-    (0, 8, None, "magic"), (8, 1, "<B", "version"), (9, 1, "<B", "flags"), (10, 2, "<H", "header_size"),
-    (12, 2, "<H", "model_id"), (14, 8, None, "weights_hash"), (22, 4, "<I", "original_sample_rate"),
-    (26, 4, "<I", "model_sample_rate"), (30, 1, "<B", "channels"), (31, 1, "<B", "bits"),
-    (32, 8, "<Q", "sample_count"), (40, 8, "<Q", "model_sample_count"), (48, 2, "<H", "n_fft"),
-    (50, 2, "<H", "hop_length"), (52, 2, "<H", "time_stride"), (54, 2, "<H", "latent_channels"),
-    (56, 2, "<H", "latent_height"), (58, 4, "<I", "latent_frames"), (62, 4, "<I", "chunk_frames"),
-    (66, 4, "<I", "chunk_count"), (70, 4, "<I", "header_crc"),
-)
+# (offset, size, struct format or None for raw bytes, field) of format_spec.md sections 4, 6, 7;
+# the header's offsets are read off the schema
+_UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+HEADER_FIELDS = tuple(
+    (offset, size, None if name in ("magic", "weights_hash") else _UNSIGNED[size], name)
+    for name, (offset, size) in bitstream.header_layout().items()
+) + ((bitstream.HEADER_SIZE - 4, 4, "<I", "header_crc"),)
 CHUNK_FRAMING = ((0, 4, None, "sync"), (4, 4, "<I", "index"), (8, 4, "<I", "frames"),
                  (12, 4, "<I", "raw_size"), (16, 4, "<I", "payload_size"))
 END_FIELDS = ((0, 4, None, "sync"), (4, 4, "<I", "chunk_count"), (8, 4, "<I", "latent_frames"),
