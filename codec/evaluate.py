@@ -524,6 +524,18 @@ def format_markdown(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
+def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
+    """model -> its presets' (kbps, score) by rising kbps; stored-phase presets are a curve of their own."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for s in nac:
+        if s.get(key) is None or not s.get("kbps"):
+            continue
+        model, _, preset = s["setting"].partition(" ")
+        name = f"{model} store_phase" if "store_phase" in preset else model
+        curves.setdefault(name, []).append((s["kbps"], s[key]))
+    return {name: sorted(points) for name, points in curves.items()}
+
+
 def plot_rd(report: EvalReport, path: Path) -> None:
     """Rate-quality plot: PESQ-WB and ViSQOL (STOI without ViSQOL) vs kbps, nac points and the Opus curve."""
     import matplotlib
@@ -555,10 +567,9 @@ def plot_rd(report: EvalReport, path: Path) -> None:
                 if s.get(key) is not None and s.get("kbps"):
                     axis.annotate(f"{s['target_kbps']:g}", (s["kbps"], s[key]), textcoords="offset points",
                                   xytext=(5, -12), fontsize=8, color="dimgray")
-        for index, s in enumerate(nac):
-            if s.get(key) is not None and s.get("kbps"):
-                axis.plot(s["kbps"], s[key], markers[index % len(markers)], ms=10, color=f"C{index % 10}",
-                          label=f"nac {s['setting']} (whole-file kbps)")
+        for index, (model, points) in enumerate(_nac_curves(nac, key).items()):
+            axis.plot(*zip(*points), f"-{markers[index % len(markers)]}", lw=2, ms=8, color=f"C{index % 10}",
+                      label=f"nac {model} (whole-file kbps)")
         axis.set_xscale("log")
         if rates:
             low, high = min(rates), max(rates)

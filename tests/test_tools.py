@@ -173,3 +173,30 @@ def test_record_rates_writes_operating_points_and_quality(tmp_path):
     assert [(p["bits"], p["code_bits"], p["kbps"]) for p in row["rates"]] == [(8, 3, 5.0), (8, 5, 8.0), (16, 16, 25.0)]
     assert row["rates"][0]["scores"] == {"pesq_wb": 1.9, "stoi": 0.9}
     assert row["quality"]["dev_kbps"] == 8.0 and row["quality"]["pesq_wb"] == 2.2
+
+
+def _report(files, *systems):
+    return {"settings": {"files": len(files), "opus_version": None}, "notes": [],
+            "systems": [{"codec": codec, "setting": setting, "kbps": kbps, "target_kbps": 12.0, "pesq_wb": 2.0,
+                         "visqol": 3.0}
+                        for codec, setting, kbps in systems],
+            "files": [{"file": name} for name in files]}
+
+
+def test_rd_plot_merges_reports_of_the_same_files(tmp_path):
+    from conftest import load_tool
+
+    rd_plot = load_tool("rd_plot")
+    first = _report(["a.wav", "b.wav"], ("nac", "m default", 8.0), ("opus", "12 kbps", 11.0))
+    second = _report(["b.wav", "a.wav"], ("nac", "m cb3", 5.0), ("nac", "m default", 9.0))
+    merged = rd_plot.merged([first, second])
+    assert [(s["setting"], s["kbps"]) for s in merged.systems] == [("m default", 8.0), ("12 kbps", 11.0),
+                                                                   ("m cb3", 5.0)]
+    with pytest.raises(SystemExit, match="different files"):
+        rd_plot.merged([first, _report(["c.wav"], ("nac", "m cb4", 6.0))])
+    pytest.importorskip("matplotlib")
+    for index, report in enumerate((first, second)):
+        (tmp_path / f"{index}.json").write_text(json.dumps(report))
+    result = run_tool("rd_plot.py", tmp_path / "0.json", tmp_path / "1.json", "-o", tmp_path / "rd.png")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,16 +6,16 @@ codes audio through the public API. Nothing here judges quality.
 """
 
 import contextlib
-import importlib.util
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from conftest import load_tool
 
 from codec import api, bitstream, zoo
 from codec.audio_io import write_audio
@@ -29,15 +29,7 @@ TINY = ModelConfig(width=16, latent_channels=4)
 SEED = ModelConfig(arch="seed2d", width=8, latent_channels=2, downsample=1)
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-export_model = _load_tool("export_model")
+export_model = load_tool("export_model")
 
 
 def tone_and_noise(seconds: float, rate: int = RATE, channels: int = 1, seed: int = 0) -> np.ndarray:
