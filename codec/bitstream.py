@@ -328,8 +328,12 @@ _END_FIELDS = Struct(
 _END = Struct("record" / _signed(_END_FIELDS), Terminated)
 _END_UNVERIFIED = _signed(_END_FIELDS, verify=False)
 
-def header_layout() -> dict[str, tuple[int, int]]:
-    """Byte (offset, size) of each fixed-size header field, read off the schema (format_spec.md section 4)."""
+def header_layout() -> dict[str, tuple[int, str]]:
+    """Byte offset and ``struct`` format of each fixed-size header field, read off the schema.
+
+    Integers (version and flags as whole bytes) are little-endian unsigned;
+    ``magic`` and ``weights_hash`` are raw bytes (format_spec.md section 4).
+    """
     layout, offset = {}, 0
     for field in _HEADER_BODY.subcons:
         if not field.name:
@@ -338,7 +342,8 @@ def header_layout() -> dict[str, tuple[int, int]]:
             size = field.sizeof()
         except SizeofError:  # the extension: its size depends on header_size
             break
-        layout[field.name] = (offset, size)
+        raw = field.name in ("magic", "weights_hash")
+        layout[field.name] = (offset, f"{size}s" if raw else {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[size])
         offset += size
     return layout
 

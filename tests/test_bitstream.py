@@ -194,8 +194,8 @@ def test_header_bytes_field_by_field():
 
 def test_header_layout_read_off_the_schema_matches_the_spec():
     layout = bitstream.header_layout()
-    expected = {name: (offset, struct.calcsize(fmt)) for name, (offset, fmt) in HEADER_LAYOUT.items()}
-    expected.update(magic=(0, 8), version=(8, 1), flags=(9, 1), header_size=(10, 2))
+    expected = {"magic": (0, "8s"), "version": (8, "<B"), "flags": (9, "<B"), "header_size": (10, "<H"),
+                **HEADER_LAYOUT}
     assert layout == expected
 
 

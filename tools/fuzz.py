@@ -96,12 +96,9 @@ DEFAULT_SAVE_DIR = VECTORS / "bad"
 MEMORY_HEADROOM = 2**30  # bytes of address space allowed above the warmed-up baseline
 HANG_SECONDS = 30  # SIGALRM aborts an input after this long (a hang; >time_limit is already a crash)
 
-# Header fields the fuzzer forges -> (offset, struct format), offsets from the schema
-_UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+# Header fields the fuzzer forges -> (offset, struct format), read off the schema
 HEADER_FIELDS = {
-    name: (offset, _UNSIGNED[size])
-    for name, (offset, size) in bitstream.header_layout().items()
-    if name not in ("magic", "weights_hash")
+    name: place for name, place in bitstream.header_layout().items() if name not in ("magic", "weights_hash")
 }
 SPECIAL_SCALES = np.array(
     [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, 1e-38, 3.4e38, 1e30, -1.0, 1.0, 65504.0], dtype=np.float32

@@ -126,11 +126,9 @@ def describe(item: Vector, data: bytes) -> dict:
 # --------------------------------------------------------------------------
 
 # (offset, size, struct format or None for raw bytes, field) of format_spec.md sections 4, 6, 7;
-# the header's offsets are read off the schema
-_UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
+# the header's offsets and formats are read off the schema
 HEADER_FIELDS = tuple(
-    (offset, size, None if name in ("magic", "weights_hash") else _UNSIGNED[size], name)
-    for name, (offset, size) in bitstream.header_layout().items()
+    (offset, struct.calcsize(fmt), fmt, name) for name, (offset, fmt) in bitstream.header_layout().items()
 ) + ((bitstream.HEADER_SIZE - 4, 4, "<I", "header_crc"),)
 CHUNK_FRAMING = ((0, 4, None, "sync"), (4, 4, "<I", "index"), (8, 4, "<I", "frames"),
                  (12, 4, "<I", "raw_size"), (16, 4, "<I", "payload_size"))
