@@ -126,7 +126,8 @@ def griffin_lim(
     Each iteration projects onto consistent spectra (iSTFT then STFT) and keeps
     the target magnitude; the momentum term is the "fast" variant of the
     algorithm (Perraudin et al., 2013), which converges in far fewer steps.
-    Work runs in the frame-major layout :meth:`Stft.analyze` returns.
+    Work runs in the frame-major layout :meth:`Stft.analyze` returns; it is
+    differentiable, so training can judge the waveform the decoder will output.
     """
     frames = magnitude.shape[-1]
     length_padded = frames * stft.hop_length
@@ -137,6 +138,8 @@ def griffin_lim(
     previous = None
     for _ in range(iters):
         rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
-        spec = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep)).mul_(magnitude)
+        direction = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep))
+        # in place unless training through the iterations (sgn's backward needs its output)
+        spec = direction * magnitude if magnitude.requires_grad else direction.mul_(magnitude)
         previous = rebuilt
     return stft.synthesize(spec, length)

@@ -56,6 +56,13 @@ class TrainSettings:
     final_learning_rate: float | None = None  # cosine decay to this over the run; None = constant
     mel_weight: float = 1.0
     phase_weight: float = 1.0
+    low_band_weight: float = 1.0  # magnitude-loss weight of bins under low_band_hz
+    low_band_hz: float = 1000.0
+    # The waveform the mel/STFT/waveform losses judge: predicted magnitude under
+    # the "true" phase (the phase head has only its own loss), under the
+    # "predicted" phase as is, or "decoded" as the decoder will (the predicted
+    # phase refined by the model's phase_iters Griffin-Lim iterations).
+    synthesis_phase: str = "true"
     waveform_weight: float = 10.0
     stft_weight: float = 1.0
     code_bits: int = 8  # quantization noise of this code precision (nac encode --code-bits)
@@ -66,6 +73,12 @@ class TrainSettings:
     log_every: int = 25
     save_every: int = 200
     device: str = "auto"  # auto = cuda when available, else cpu
+
+    def bin_weight(self, bins: int, sample_rate: int) -> torch.Tensor | None:
+        """Per-bin magnitude-loss weights, or None when every bin counts alike."""
+        if self.low_band_weight == 1.0:
+            return None
+        return losses.low_band_weight(bins, sample_rate, self.low_band_hz, self.low_band_weight)
 
 
 def list_training_files(data: Path, split: str, kind: str, max_files: int) -> list[Path]:
@@ -121,12 +134,14 @@ def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[t
     spec = model.spectrum(wave)
     latent = quantization_noise(model.encode_spectrum(spec), settings.code_bits)
     log_mag, phase = model.decode_spectrum(latent)
-    # The decoder refines phase with Griffin-Lim, so waveform-domain terms judge
-    # the predicted magnitude under the true phase; the phase head has its own loss.
-    recon = model.stft.synthesize(from_log_magnitude(log_mag, torch.angle(spec)), wave.shape[-1])
+    if settings.synthesis_phase == "decoded":
+        recon = model.synthesize(log_mag, phase, wave.shape[-1])
+    else:
+        synthesis = torch.angle(spec) if settings.synthesis_phase == "true" else phase
+        recon = model.stft.synthesize(from_log_magnitude(log_mag, synthesis), wave.shape[-1])
     rate = model.config.sample_rate
     parts = {
-        "mag": losses.magnitude_loss(log_mag, spec),
+        "mag": losses.magnitude_loss(log_mag, spec, settings.bin_weight(model.stft.bins, model.config.sample_rate)),
         "phase": settings.phase_weight * losses.phase_loss(phase, spec),
         "wave": settings.waveform_weight * losses.waveform_l1(recon, wave),
         "mel": settings.mel_weight
@@ -303,6 +318,14 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
                         help="random crop length in seconds (env MAX_AUDIO_SECONDS)")
     parser.add_argument("--mel-weight", type=float, default=_env("MEL_LOSS_WEIGHT", 1.0),
                         help="weight of the two-resolution mel loss (env MEL_LOSS_WEIGHT)")
+    parser.add_argument("--phase-weight", type=float, default=1.0, help="weight of the phase-head loss")
+    parser.add_argument("--low-band-weight", type=float, default=1.0,
+                        help="magnitude-loss weight of bins under --low-band-hz (1 = all bins alike)")
+    parser.add_argument("--low-band-hz", type=float, default=1000.0)
+    parser.add_argument("--waveform-weight", type=float, default=10.0, help="weight of the waveform L1 loss")
+    parser.add_argument("--synthesis-phase", choices=("true", "predicted", "decoded"), default="true",
+                        help="waveform the mel/STFT/waveform losses judge: predicted magnitude under the true "
+                             "phase, under the phase head's phase, or as decoded (phase head + Griffin-Lim)")
     parser.add_argument("--epochs", type=int, default=_env("EPOCHS", 80, int), help="passes over the data (env EPOCHS)")
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (overrides --epochs)")
     parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes")
@@ -327,7 +350,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         data=args.data, run_dir=args.run_dir, config=config, max_files=args.max_files,
         crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
         minutes=args.minutes, learning_rate=args.lr, final_learning_rate=args.lr_final,
-        mel_weight=args.mel_weight, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
+        mel_weight=args.mel_weight, phase_weight=args.phase_weight, low_band_weight=args.low_band_weight,
+        low_band_hz=args.low_band_hz, waveform_weight=args.waveform_weight,
+        synthesis_phase=args.synthesis_phase, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
         log_every=args.log_every, device=args.device, code_bits=args.code_bits,
     )
 

@@ -6,6 +6,7 @@ codes audio through the public API. Nothing here judges quality.
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -17,11 +18,11 @@ import torch
 
 from conftest import load_tool
 
-from codec import api, bitstream, zoo
+from codec import api, bitstream, losses, zoo
 from codec.audio_io import write_audio
 from codec.errors import ModelError
-from codec.model import ModelConfig, parameter_count
-from codec.train import TrainSettings, list_training_files, load_checkpoint, parse_args, train
+from codec.model import ModelConfig, build_model, parameter_count
+from codec.train import TrainSettings, list_training_files, load_checkpoint, parse_args, train, training_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -174,3 +175,28 @@ def test_env_variables_give_the_cli_defaults(monkeypatch, tmp_path):
 
     monkeypatch.setenv("MODEL_CHANNELS", "")
     assert parse_args([str(tmp_path)]).config.latent_channels == 48  # empty means unset
+
+
+def test_low_band_weight_marks_the_bins_under_its_frequency():
+    weight = losses.low_band_weight(257, RATE, 1000.0, 4.0)
+    assert weight.shape == (257, 1)
+    assert weight[:32].eq(4.0).all() and weight[32:].eq(1.0).all()  # bin 32 is exactly 1 kHz
+    log_mag = torch.zeros(1, 257, 3)
+    target = torch.ones(1, 257, 3, dtype=torch.complex64)  # log-magnitude 0 + tiny epsilon
+    target[:, :32] *= np.e  # log-magnitude 1 below 1 kHz: error 1 there, ~0 above
+    assert losses.magnitude_loss(log_mag, target).item() == pytest.approx(32 / 257, rel=1e-4)
+    assert losses.magnitude_loss(log_mag, target, weight).item() == pytest.approx(4 * 32 / 257, rel=1e-4)
+
+
+@pytest.mark.parametrize("synthesis", ["true", "predicted", "decoded"])
+def test_waveform_losses_reach_the_phase_head_unless_judged_under_the_true_phase(synthesis, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    run_settings = dataclasses.replace(settings(tmp_path, tmp_path, TINY, 1), phase_weight=0.0,
+                                       synthesis_phase=synthesis)
+    wave = torch.from_numpy(tone_and_noise(0.25))
+    loss, _ = training_loss(model, wave, run_settings)
+    loss.backward()
+    bins = model.stft.bins
+    phase_rows = model.decoder[-1].weight.grad[bins:]  # the cos and sin outputs
+    assert (phase_rows.abs().sum().item() > 0) == (synthesis != "true")
