@@ -202,3 +202,25 @@ def test_rd_plot_merges_reports_of_the_same_files(tmp_path):
     result = run_tool("rd_plot.py", tmp_path / "0.json", tmp_path / "1.json", "-o", tmp_path / "rd.png")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
+    import torch
+    from conftest import load_tool
+
+    from codec import api, zoo
+
+    diagnose = load_tool("diagnose")
+    wav = tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)
+    audio, rate = read_audio(wav)
+    net = zoo.load_model().net.eval()
+    with torch.inference_mode():
+        ways = diagnose.rebuilds(net, torch.from_numpy(audio), code_bits=5)
+    assert "decoded" in ways and "true magnitude under 1000 Hz" in ways
+    assert all(w.shape == audio.shape and torch.isfinite(w).all() for w in ways.values())
+    decoded, _ = api.decode(api.encode(audio, rate, code_bits=5))
+    assert np.abs(ways["decoded"].numpy() - decoded).max() < 1e-3  # the same decode as nac's
+
+    result = run_tool("diagnose.py", tmp_path / "in", "--files", "1")
+    assert result.returncode == 0, result.stderr
+    assert "1 files" in result.stdout and "true phase" in result.stdout

@@ -1,0 +1,97 @@
+"""Where does a model lose quality? PESQ-WB of decodes with parts of the truth swapped in.
+
+    python tools/diagnose.py CORPUS [--model NAME|PATH] [--files 12] [--code-bits 5]
+
+For evenly spread dev files, codes each one with the model (``--code-bits``
+codes, as ``nac encode``), then rebuilds the waveform several ways and prints
+mean PESQ-WB (and STOI) per way:
+
+- ``decoded``: what ``nac decode`` does (predicted magnitude and phase, the
+  model's Griffin-Lim iterations);
+- ``predicted phase, no refinement``: the phase head's output as is;
+- ``true phase``: decoded magnitude under the original phase, as is, and with
+  the Griffin-Lim iterations run from it;
+- ``true magnitude``: the original magnitude with the predicted phase and
+  Griffin-Lim (how good phase recovery is when the magnitude is right);
+- ``true magnitude under F Hz``: decoded magnitude with the bins below F
+  replaced by the original's (which frequencies the metric hangs on).
+
+A research aid: the truth is only available here, never to a decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codec import evaluate, metrics, quantize, zoo  # noqa: E402
+from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
+
+SPLIT_HZ = (500, 1000, 1500)
+
+
+def rebuilds(net, wave: torch.Tensor, code_bits: int) -> dict[str, torch.Tensor]:
+    """Waveforms (1, T) rebuilt each way from ``wave`` (1, T)."""
+    length = wave.shape[-1]
+    spec = net.spectrum(wave)
+    latent = net.encode_spectrum(spec).numpy()
+    codes, scales = quantize.quantize(latent, 8, code_bits)
+    log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+    true_log_mag, true_phase = log_magnitude(spec), torch.angle(spec)
+    iters = net.config.phase_iters
+    stft = net.stft
+    ways = {
+        "decoded": net.synthesize(log_mag, phase, length),
+        "predicted phase, no refinement": stft.synthesize(from_log_magnitude(log_mag, phase), length),
+        "true phase": stft.synthesize(polar(magnitude_from_log(log_mag), true_phase), length),
+        f"true phase + {iters} Griffin-Lim": griffin_lim(stft, magnitude_from_log(log_mag), true_phase, length, iters),
+        "true magnitude": griffin_lim(stft, spec.abs(), phase, length, iters),
+    }
+    bin_hz = net.config.sample_rate / net.config.n_fft
+    for hz in SPLIT_HZ:
+        split = int(round(hz / bin_hz))
+        mixed = torch.cat([true_log_mag[:, :split], log_mag[:, split:]], dim=1)
+        ways[f"true magnitude under {hz} Hz"] = net.synthesize(mixed, phase, length)
+    return ways
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", type=Path, help="corpus folder with MANIFEST.tsv, or audio files' folder")
+    parser.add_argument("--model", default=None, help="shipped model name/id or a .safetensors path")
+    parser.add_argument("--files", type=int, default=12, help="files evenly spread over the split")
+    parser.add_argument("--code-bits", type=int, default=5)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--kind", default="speech_wb")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    net = zoo.load_model(args.model).net.eval()
+    rate = net.config.sample_rate
+    if rate != evaluate.SCORE_RATE:
+        raise SystemExit(f"{args.model}: diagnose handles {evaluate.SCORE_RATE} Hz models only")
+    files = evaluate.spread(evaluate.collect_inputs([args.corpus], args.split, args.kind), args.files)
+    scores: dict[str, list[tuple[float, float]]] = {}
+    for path in files:
+        reference = evaluate.load_reference(path)  # mono at the model's rate
+        with torch.inference_mode():
+            ways = rebuilds(net, torch.from_numpy(reference), args.code_bits)
+        for name, wave in ways.items():
+            estimate = wave.numpy()
+            pesq = metrics.pesq_wb(reference, estimate, rate)
+            stoi = metrics.stoi(reference, estimate, rate)
+            scores.setdefault(name, []).append((np.nan if pesq is None else pesq, np.nan if stoi is None else stoi))
+    print(f"{len(files)} files, model {args.model or 'default'}, --code-bits {args.code_bits}")
+    print(f"{'rebuilt with':40s} PESQ-WB  STOI")
+    for name, values in scores.items():
+        table = np.asarray(values)
+        print(f"{name:40s} {np.nanmean(table[:, 0]):7.3f} {np.nanmean(table[:, 1]):6.3f}")
+
+
+if __name__ == "__main__":
+    main()
