@@ -41,6 +41,9 @@ def _env(name: str, default, kind=float):
     return kind(value) if value not in (None, "") else default
 
 
+SYNTHESIS_PHASES = ("true", "predicted", "decoded")
+
+
 @dataclass
 class TrainSettings:
     data: Path
@@ -73,6 +76,10 @@ class TrainSettings:
     log_every: int = 25
     save_every: int = 200
     device: str = "auto"  # auto = cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        if self.synthesis_phase not in SYNTHESIS_PHASES:
+            raise ValueError(f"synthesis_phase must be one of {', '.join(SYNTHESIS_PHASES)}")
 
     def bin_weight(self, bins: int, sample_rate: int) -> torch.Tensor | None:
         """Per-bin magnitude-loss weights, or None when every bin counts alike."""
@@ -323,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
                         help="magnitude-loss weight of bins under --low-band-hz (1 = all bins alike)")
     parser.add_argument("--low-band-hz", type=float, default=1000.0)
     parser.add_argument("--waveform-weight", type=float, default=10.0, help="weight of the waveform L1 loss")
-    parser.add_argument("--synthesis-phase", choices=("true", "predicted", "decoded"), default="true",
+    parser.add_argument("--synthesis-phase", choices=SYNTHESIS_PHASES, default="true",
                         help="waveform the mel/STFT/waveform losses judge: predicted magnitude under the true "
                              "phase, under the phase head's phase, or as decoded (phase head + Griffin-Lim)")
     parser.add_argument("--epochs", type=int, default=_env("EPOCHS", 80, int), help="passes over the data (env EPOCHS)")

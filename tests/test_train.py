@@ -188,6 +188,11 @@ def test_low_band_weight_marks_the_bins_under_its_frequency():
     assert losses.magnitude_loss(log_mag, target, weight).item() == pytest.approx(4 * 32 / 257, rel=1e-4)
 
 
+def test_unknown_synthesis_phase_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="synthesis_phase"):
+        dataclasses.replace(settings(tmp_path, tmp_path, TINY, 1), synthesis_phase="measured")
+
+
 @pytest.mark.parametrize("synthesis", ["true", "predicted", "decoded"])
 def test_waveform_losses_reach_the_phase_head_unless_judged_under_the_true_phase(synthesis, tmp_path):
     torch.manual_seed(0)
