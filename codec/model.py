@@ -9,9 +9,11 @@ Two architectures share one interface and one frozen config:
 * ``spec1d``: frequency bins as channels, 1-D convolutions over time only.
   Far cheaper per step on a CPU, so it trains further in the same time.
 
-Both decoders predict log-magnitude and phase (as a unit vector). At decode
-time the predicted phase seeds a few fast Griffin-Lim iterations
-(``phase_iters``; 0 keeps the network's phase as it is).
+Both decoders predict log-magnitude and phase (as a unit vector). An optional
+refiner (``refine_channels`` > 0) then corrects the low band's log-magnitude
+with small 2-D convolutions over (frequency, time). At decode time the
+predicted phase seeds a few fast Griffin-Lim iterations (``phase_iters``; 0
+keeps the network's phase as it is).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ModelConfig:
     latent_channels: int = 48  # the seed's MODEL_CHANNELS: smaller compresses harder
     downsample: int = 2  # stride-2 stages over time; time_stride = 2 ** downsample
     phase_iters: int = 16
+    refine_channels: int = 0  # width of the low-band refiner; 0 = none
+    refine_bins: int = 0  # lowest STFT bins the refiner corrects
 
     def __post_init__(self) -> None:
         wrong_type = [
@@ -59,6 +63,9 @@ class ModelConfig:
             "latent_channels": 1 <= self.latent_channels <= 1024,
             "downsample": 0 <= self.downsample <= 5,
             "phase_iters": 0 <= self.phase_iters <= 256,
+            "refine_channels": 0 <= self.refine_channels <= 64,
+            "refine_bins": 0 <= self.refine_bins <= self.n_fft // 2 + 1
+            and (self.refine_bins > 0) == (self.refine_channels > 0),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -83,7 +90,11 @@ class ModelConfig:
         return height
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """Sorted JSON; a model without a refiner keeps the config it had before refiners existed."""
+        data = asdict(self)
+        if not self.refine_channels:
+            del data["refine_channels"], data["refine_bins"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
@@ -111,13 +122,49 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class LowBandRefiner(nn.Module):
+    """Residual correction of the lowest ``bins`` log-magnitude bins by 2-D convolutions.
+
+    A spec1d frame's spectrum is a linear mix of ``width`` learned shapes, which
+    cannot place narrow harmonics at every pitch: under ~1 kHz the decoded
+    harmonics come out blurred (valleys ~8 dB too high; tools/diagnose.py). A
+    convolution along frequency is the same at every bin, so one small kernel
+    can sharpen harmonics wherever they lie. It sees each frame's low band less
+    its mean (so it is level-invariant) and the bins' position; its last layer
+    starts at zero, so a trained model gains it as an identity.
+    """
+
+    def __init__(self, bins: int, channels: int):
+        super().__init__()
+        self.bins = bins
+        layers: list[nn.Module] = [nn.Conv2d(2, channels, (5, 3), padding=(2, 1))]
+        for dilation in (1, 2):
+            layers += [nn.GELU(), nn.Conv2d(channels, channels, (5, 3), padding=(2 * dilation, 1),
+                                            dilation=(dilation, 1))]
+        layers += [nn.GELU(), nn.Conv2d(channels, 1, 3, padding=1)]
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, log_mag: torch.Tensor) -> torch.Tensor:
+        low = log_mag[:, : self.bins]
+        centred = low - low.mean(dim=1, keepdim=True)
+        position = torch.linspace(-1.0, 1.0, self.bins, device=low.device, dtype=low.dtype)
+        position = position.view(1, self.bins, 1).expand_as(low)
+        correction = self.net(torch.stack([centred, position], dim=1)).squeeze(1)
+        return torch.cat([low + correction, log_mag[:, self.bins :]], dim=1)
+
+
 class _Codec(nn.Module):
-    """Shared STFT front end, latent interface and synthesis."""
+    """Shared STFT front end, latent interface, low-band refiner and synthesis."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.stft = config.stft
+        self.refiner = (
+            LowBandRefiner(config.refine_bins, config.refine_channels) if config.refine_channels else None
+        )
 
     def spectrum(self, wave: torch.Tensor) -> torch.Tensor:
         """Complex STFT (B, bins, frames) framed for this model's stride."""
@@ -131,6 +178,13 @@ class _Codec(nn.Module):
 
     def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted (log-magnitude, phase), each (B, bins, T' * time_stride)."""
+        log_mag, phase = self.decode_network(latent)
+        if self.refiner is not None:
+            log_mag = self.refiner(log_mag)
+        return log_mag, phase
+
+    def decode_network(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder network's (log-magnitude, phase), before the refiner."""
         raise NotImplementedError
 
     def encode_spectrum(self, spec: torch.Tensor) -> torch.Tensor:
@@ -182,7 +236,7 @@ class Spec1dCodec(_Codec):
         features = torch.cat([log_magnitude(spec), torch.cos(phase), torch.sin(phase)], dim=1)
         return self.encoder(features).unsqueeze(2)
 
-    def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_network(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _split_prediction(self.decoder(latent.squeeze(2)), self.stft.bins)
 
 
@@ -210,7 +264,7 @@ class Seed2dCodec(_Codec):
         image = torch.stack([log_magnitude(spec), torch.angle(spec) / math.pi], dim=1)
         return self.encoder(image)
 
-    def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_network(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.decoder(latent)[:, :, : self.stft.bins]
         return _split_prediction(out, self.stft.bins)
 

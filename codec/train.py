@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import math
 import os
@@ -30,10 +31,11 @@ import torch
 from torch import distributed as dist
 
 from . import losses
+from .adversarial import Adversary
 from .audio_io import read_audio
 from .model import ModelConfig, build_model, parameter_count
 from .quantize import quantization_noise
-from .stft import from_log_magnitude
+from .stft import from_log_magnitude, log_magnitude
 
 
 def _env(name: str, default, kind=float):
@@ -76,6 +78,14 @@ class TrainSettings:
     log_every: int = 25
     save_every: int = 200
     device: str = "auto"  # auto = cuda when available, else cpu
+    # A fresh run (no last.pt yet) may start from another run's weights; modules
+    # its config adds (the low-band refiner) start as identity.
+    init_from: Path | None = None
+    refiner_lr_scale: float = 1.0  # the refiner's learning rate over the rest's
+    # Adversarial loss on the decoded low band (codec/adversarial.py); 0 = off.
+    adversarial_weight: float = 0.0
+    feature_matching_weight: float = 0.0
+    adversarial_hz: float = 3000.0  # the discriminator sees the bins under this
 
     def __post_init__(self) -> None:
         if self.synthesis_phase not in SYNTHESIS_PHASES:
@@ -136,8 +146,10 @@ class CropSampler:
         return torch.from_numpy(waves.astype(np.float32))
 
 
-def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[torch.Tensor, dict[str, float]]:
-    """The seed's losses plus multi-resolution STFT; returns (total, parts)."""
+def training_loss(
+    model, wave: torch.Tensor, settings: TrainSettings, adversary: Adversary | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The seed's losses plus multi-resolution STFT (and adversarial ones); returns (total, parts)."""
     spec = model.spectrum(wave)
     latent = quantization_noise(model.encode_spectrum(spec), settings.code_bits)
     log_mag, phase = model.decode_spectrum(latent)
@@ -156,6 +168,11 @@ def training_loss(model, wave: torch.Tensor, settings: TrainSettings) -> tuple[t
         * (losses.mel_loss(recon, wave, rate, 256, 40) + losses.mel_loss(recon, wave, rate, 1024, 80)),
         "stft": settings.stft_weight * losses.multi_resolution_stft_loss(recon, wave),
     }
+    if adversary is not None:
+        decoded = log_magnitude(model.stft.analyze(recon, spec.shape[-1]))
+        adversarial, matching = adversary.generator_losses(log_magnitude(spec), decoded)
+        parts["adv"] = settings.adversarial_weight * adversarial
+        parts["fm"] = settings.feature_matching_weight * matching
     total = sum(parts.values())
     return total, {name: value.item() for name, value in parts.items()}
 
@@ -166,13 +183,15 @@ def learning_rate_at(settings: TrainSettings, progress: float) -> float:
     return final + (settings.learning_rate - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, adversary: Adversary | None = None) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
         "config": model.config.to_json(),
     }
+    if adversary is not None:
+        state["adversary"] = adversary.state_dict()
     temp = path.with_suffix(".tmp")
     torch.save(state, temp)
     os.replace(temp, path)
@@ -183,15 +202,46 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
+    """(model, checkpoint to resume the optimizers from or None, step): from last.pt, --init-from, or fresh.
+
+    With --init-from, the checkpoint's config gains this run's refiner fields;
+    the weights load into every module they have, and any other module must be
+    the refiner (which starts as identity), so nothing trained is dropped.
+    """
+    checkpoint = settings.run_dir / "last.pt"
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model = build_model(ModelConfig.from_json(state["config"]))
+        model.load_state_dict(state["model"])
+        return model, state, int(state["step"])
+    if settings.init_from is None:
+        return build_model(settings.config), None, 0
+    state = load_checkpoint(settings.init_from)
+    config = dataclasses.replace(
+        ModelConfig.from_json(state["config"]),
+        refine_channels=settings.config.refine_channels,
+        refine_bins=settings.config.refine_bins,
+    )
+    model = build_model(config)
+    try:
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as error:  # a tensor of another shape
+        raise ValueError(f"{settings.init_from} does not fit this model: {error}") from None
+    if unexpected or any(not name.startswith("refiner.") for name in missing):
+        raise ValueError(f"{settings.init_from} does not fit this model: missing {missing}, unexpected {unexpected}")
+    return model, None, int(state["step"])
+
+
 class TrainingObjective(torch.nn.Module):
     """The codec with its loss as ``forward``, so DistributedDataParallel can wrap it."""
 
-    def __init__(self, codec: torch.nn.Module, settings: TrainSettings):
+    def __init__(self, codec: torch.nn.Module, settings: TrainSettings, adversary: Adversary | None = None):
         super().__init__()
-        self.codec, self.settings = codec, settings
+        self.codec, self.settings, self.adversary = codec, settings, adversary
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        return training_loss(self.codec, wave, self.settings)
+        return training_loss(self.codec, wave, self.settings, self.adversary)
 
 
 @dataclass(frozen=True)
@@ -247,20 +297,29 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
     say = print if place.leader else (lambda *args, **kwargs: None)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = settings.run_dir / "last.pt"
-    config = settings.config
-    state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
-    if state is not None:
-        config = ModelConfig.from_json(state["config"])
-    model = build_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-5)
-    step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+    model, resumed, step = initial_model(settings)
+    model, config = model.to(device), model.config
+    refiner = [p for name, p in model.named_parameters() if name.startswith("refiner.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("refiner.")]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if refiner:
+        groups.append({"params": refiner, "lr_scale": settings.refiner_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=1e-5)
+    adversary = None
+    if settings.adversarial_weight or settings.feature_matching_weight:
+        if place.world > 1:
+            raise ValueError("adversarial training runs in one process only")
+        bins = min(model.stft.bins, round(settings.adversarial_hz / config.sample_rate * config.n_fft) + 1)
+        adversary = Adversary(bins).to(device)
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        if adversary is not None and "adversary" in resumed:
+            adversary.load_state_dict(resumed["adversary"])
         say(f"resumed {checkpoint} at step {step}", flush=True)
+    elif step:
+        say(f"started from {settings.init_from} at step {step}", flush=True)
     first_step = step
-    objective = TrainingObjective(model, settings)
+    objective = TrainingObjective(model, settings, adversary)
     if place.world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
 
@@ -285,12 +344,14 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
         if _agreed(progress, place) >= 1.0:
             break
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(settings, progress)
+            group["lr"] = learning_rate_at(settings, progress) * group.get("lr_scale", 1.0)
         loss, parts = objective(sampler.batch(settings.batch_size).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if adversary is not None:
+            parts["disc"] = adversary.step()
         step += 1
         for name, value in {"loss": loss.item(), **parts}.items():
             window[name] = window.get(name, 0.0) + value
@@ -303,9 +364,9 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
             window_start, window, window_steps = time.monotonic(), {}, 0
         if step % settings.save_every == 0 and place.leader:
-            save_checkpoint(checkpoint, model, optimizer, step)
+            save_checkpoint(checkpoint, model, optimizer, step, adversary)
     if place.leader:
-        save_checkpoint(checkpoint, model, optimizer, step)
+        save_checkpoint(checkpoint, model, optimizer, step, adversary)
         say(f"saved {checkpoint} at step {step}", flush=True)
     return checkpoint
 
@@ -319,6 +380,18 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
                         help="latent channels (env MODEL_CHANNELS); smaller compresses harder")
     parser.add_argument("--width", type=int, default=160, help="hidden width of the network")
     parser.add_argument("--downsample", type=int, default=2, help="stride-2 stages over time")
+    parser.add_argument("--refine-channels", type=int, default=0,
+                        help="width of the low-band refiner (2-D convs over frequency and time); 0 = none")
+    parser.add_argument("--refine-hz", type=float, default=2000.0, help="the refiner corrects bins under this")
+    parser.add_argument("--refiner-lr-scale", type=float, default=1.0,
+                        help="the refiner's learning rate as a multiple of --lr")
+    parser.add_argument("--adversarial-weight", type=float, default=0.0,
+                        help="weight of the least-squares GAN loss of a low-band spectrogram discriminator; 0 = off")
+    parser.add_argument("--feature-matching-weight", type=float, default=0.0,
+                        help="weight of the discriminator feature-matching L1")
+    parser.add_argument("--adversarial-hz", type=float, default=3000.0, help="the discriminator sees bins under this")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start a new run from this checkpoint's weights (a new refiner starts as identity)")
     parser.add_argument("--max-files", type=int, default=_env("MAX_TRAIN_FILES", 0, int),
                         help="use at most this many files, 0 = all (env MAX_TRAIN_FILES)")
     parser.add_argument("--crop-seconds", type=float, default=_env("MAX_AUDIO_SECONDS", 1.0),
@@ -353,6 +426,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     config = ModelConfig(
         arch=args.arch, width=args.width, latent_channels=args.model_channels, downsample=args.downsample
     )
+    if args.refine_channels:
+        bins = round(args.refine_hz / config.sample_rate * config.n_fft) + 1
+        config = dataclasses.replace(config, refine_channels=args.refine_channels, refine_bins=bins)
     return TrainSettings(
         data=args.data, run_dir=args.run_dir, config=config, max_files=args.max_files,
         crop_seconds=args.crop_seconds, batch_size=args.batch_size, epochs=args.epochs, steps=args.steps,
@@ -361,6 +437,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         low_band_hz=args.low_band_hz, waveform_weight=args.waveform_weight,
         synthesis_phase=args.synthesis_phase, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
         log_every=args.log_every, device=args.device, code_bits=args.code_bits,
+        init_from=args.init_from, refiner_lr_scale=args.refiner_lr_scale,
+        adversarial_weight=args.adversarial_weight, feature_matching_weight=args.feature_matching_weight,
+        adversarial_hz=args.adversarial_hz,
     )
 
 

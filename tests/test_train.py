@@ -19,10 +19,13 @@ import torch
 from conftest import load_tool
 
 from codec import api, bitstream, losses, zoo
+from codec.adversarial import Adversary
 from codec.audio_io import write_audio
 from codec.errors import ModelError
 from codec.model import ModelConfig, build_model, parameter_count
-from codec.train import TrainSettings, list_training_files, load_checkpoint, parse_args, train, training_loss
+from codec.train import (
+    TrainSettings, initial_model, list_training_files, load_checkpoint, parse_args, train, training_loss,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -205,3 +208,81 @@ def test_waveform_losses_reach_the_phase_head_unless_judged_under_the_true_phase
     bins = model.stft.bins
     phase_rows = model.decoder[-1].weight.grad[bins:]  # the cos and sin outputs
     assert (phase_rows.abs().sum().item() > 0) == (synthesis != "true")
+
+
+def test_refiner_config_needs_both_its_width_and_its_band():
+    with pytest.raises(ValueError, match="refine_bins"):
+        ModelConfig(refine_channels=8)
+    with pytest.raises(ValueError, match="refine_bins"):
+        ModelConfig(refine_bins=40)
+    with pytest.raises(ValueError, match="refine_bins"):
+        ModelConfig(refine_channels=8, refine_bins=258)  # more bins than a 512-point STFT has
+    assert parse_args(["data", "--refine-channels", "8", "--refine-hz", "2000"]).config.refine_bins == 65
+
+
+def test_refiner_corrects_only_its_band():
+    torch.manual_seed(0)
+    refined = build_model(dataclasses.replace(TINY, refine_channels=4, refine_bins=33))
+    for parameter in refined.refiner.parameters():  # its last layer starts at zero: move it off identity
+        torch.nn.init.normal_(parameter, std=0.1)
+    log_mag = torch.randn(2, refined.stft.bins, 12)
+    change = refined.refiner(log_mag) - log_mag
+    assert change[:, :33].abs().min() > 0 and change[:, 33:].eq(0).all()
+    # level-invariant: a louder input gets the same correction
+    assert torch.allclose(refined.refiner(log_mag + 3.0) - (log_mag + 3.0), change, atol=1e-5)
+
+
+def test_init_from_adds_an_identity_refiner_to_a_trained_model(spec1d_run, corpus, tmp_path):
+    config = dataclasses.replace(TINY, refine_channels=4, refine_bins=33)
+    start = dataclasses.replace(settings(corpus, tmp_path / "refined", config, steps=7),
+                                init_from=spec1d_run["checkpoint"], refiner_lr_scale=10.0)
+    model, resumed, step = initial_model(start)
+    assert resumed is None and step == 5 and model.config == config
+    plain = build_model(TINY)
+    plain.load_state_dict(load_checkpoint(spec1d_run["checkpoint"])["model"])
+    latent = torch.randn(1, TINY.latent_channels, 1, 6)
+    assert torch.equal(model.decode_spectrum(latent)[0], plain.decode_spectrum(latent)[0])
+    checkpoint, out = run(start)
+    assert f"started from {spec1d_run['checkpoint']} at step 5" in out
+    state = load_checkpoint(checkpoint)
+    assert state["step"] == 7 and ModelConfig.from_json(state["config"]) == config
+    assert state["model"]["refiner.net.6.weight"].abs().sum() > 0  # the refiner learned
+
+
+def test_init_from_refuses_to_drop_or_reshape_trained_weights(corpus, tmp_path):
+    refined = dataclasses.replace(TINY, refine_channels=4, refine_bins=33)
+    checkpoint, _ = run(settings(corpus, tmp_path / "refined", refined, steps=1))
+    for config in (TINY, dataclasses.replace(refined, refine_channels=8)):  # no refiner; another width
+        start = dataclasses.replace(settings(corpus, tmp_path / "next", config, steps=1), init_from=checkpoint)
+        with pytest.raises(ValueError, match="does not fit this model"):
+            initial_model(start)
+
+
+def test_adversary_trains_the_generator_and_the_discriminator_apart():
+    torch.manual_seed(0)
+    adversary = Adversary(bins=20)
+    real = torch.randn(2, 33, 10)
+    fake = torch.randn(2, 33, 10, requires_grad=True)
+    adversarial, matching = adversary.generator_losses(real, fake)
+    (adversarial + matching).backward()
+    assert fake.grad[:, :20].abs().sum() > 0 and fake.grad[:, 20:].eq(0).all()  # only its band is judged
+    assert all(p.grad is None for p in adversary.discriminator.parameters())
+    before = [p.detach().clone() for p in adversary.discriminator.parameters()]
+    assert adversary.step() > 0
+    assert all(not torch.equal(b, p) for b, p in zip(before, adversary.discriminator.parameters()))
+    with pytest.raises(RuntimeError, match="generator_losses first"):
+        adversary.step()  # each decoded batch is judged once
+
+
+def test_adversarial_run_keeps_its_discriminator_in_the_checkpoint(corpus, tmp_path):
+    adversarial = dataclasses.replace(settings(corpus, tmp_path / "gan", TINY, steps=2),
+                                      adversarial_weight=0.5, feature_matching_weight=1.0)
+    checkpoint, out = run(adversarial)
+    assert all(name in out for name in ("adv=", "fm=", "disc="))
+    first = load_checkpoint(checkpoint)["adversary"]
+    assert set(first) == {"discriminator", "optimizer"}
+    _, out = run(dataclasses.replace(adversarial, steps=3))
+    assert "resumed" in out
+    after = load_checkpoint(checkpoint)["adversary"]
+    assert {int(s["step"]) for s in after["optimizer"]["state"].values()} == {3}  # its Adam state came back
+    assert not set(build_model(TINY).state_dict()) & set(after["discriminator"])  # never part of the model
