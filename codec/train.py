@@ -82,6 +82,7 @@ class TrainSettings:
     # its config adds (the low-band refiner) start as identity.
     init_from: Path | None = None
     refiner_lr_scale: float = 1.0  # the refiner's learning rate over the rest's
+    widen_latent: int = 0  # with init_from: grow the latent to this many channels; 0 = keep
     # Adversarial loss on the decoded low band (codec/adversarial.py); 0 = off.
     adversarial_weight: float = 0.0
     feature_matching_weight: float = 0.0
@@ -205,9 +206,10 @@ def load_checkpoint(path: Path) -> dict:
 def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
     """(model, checkpoint to resume the optimizers from or None, step): from last.pt, --init-from, or fresh.
 
-    With --init-from, the checkpoint's config gains this run's refiner fields;
-    the weights load into every module they have, and any other module must be
-    the refiner (which starts as identity), so nothing trained is dropped.
+    With --init-from, the checkpoint's config gains this run's refiner fields
+    (and a wider latent with --widen-latent); the weights load into every module
+    they have, and any other module must be the refiner (which starts as
+    identity), so nothing trained is dropped.
     """
     checkpoint = settings.run_dir / "last.pt"
     if checkpoint.is_file():
@@ -223,14 +225,45 @@ def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None
         refine_channels=settings.config.refine_channels,
         refine_bins=settings.config.refine_bins,
     )
+    weights = state["model"]
+    if settings.widen_latent:
+        if settings.widen_latent < config.latent_channels:
+            raise ValueError(f"--widen-latent {settings.widen_latent} is narrower than the trained latent")
+        config = dataclasses.replace(config, latent_channels=settings.widen_latent)
     model = build_model(config)
+    if settings.widen_latent:
+        weights = widened_latent(weights, model.state_dict())
     try:
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # a tensor of another shape
         raise ValueError(f"{settings.init_from} does not fit this model: {error}") from None
     if unexpected or any(not name.startswith("refiner.") for name in missing):
         raise ValueError(f"{settings.init_from} does not fit this model: missing {missing}, unexpected {unexpected}")
     return model, None, int(state["step"])
+
+
+def widened_latent(trained: dict, fresh: dict) -> dict:
+    """``trained`` weights grown into the shapes of ``fresh`` (a model with more latent channels).
+
+    The encoder's last layer keeps its trained rows and gains freshly
+    initialised ones; the decoder's first layer keeps its trained columns and
+    gains zero ones, so the wider model decodes exactly as the trained one did
+    until training teaches it to use the new channels.
+    """
+    grown = {}
+    for name, tensor in trained.items():
+        target = fresh.get(name)
+        if target is None or target.shape == tensor.shape:
+            grown[name] = tensor
+        elif name.startswith("decoder.0.") and tensor.dim() > 1:
+            grown[name] = torch.zeros_like(target)
+            grown[name][:, : tensor.shape[1]] = tensor
+        elif name.startswith("encoder."):
+            grown[name] = target.clone()
+            grown[name][: tensor.shape[0]] = tensor
+        else:
+            raise ValueError(f"cannot widen {name}: {tuple(tensor.shape)} -> {tuple(target.shape)}")
+    return grown
 
 
 class TrainingObjective(torch.nn.Module):
@@ -390,6 +423,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--feature-matching-weight", type=float, default=0.0,
                         help="weight of the discriminator feature-matching L1")
     parser.add_argument("--adversarial-hz", type=float, default=3000.0, help="the discriminator sees bins under this")
+    parser.add_argument("--widen-latent", type=int, default=0,
+                        help="with --init-from: grow the latent to this many channels (the new ones start unused)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start a new run from this checkpoint's weights (a new refiner starts as identity)")
     parser.add_argument("--max-files", type=int, default=_env("MAX_TRAIN_FILES", 0, int),
@@ -437,7 +472,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         low_band_hz=args.low_band_hz, waveform_weight=args.waveform_weight,
         synthesis_phase=args.synthesis_phase, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
         log_every=args.log_every, device=args.device, code_bits=args.code_bits,
-        init_from=args.init_from, refiner_lr_scale=args.refiner_lr_scale,
+        init_from=args.init_from, refiner_lr_scale=args.refiner_lr_scale, widen_latent=args.widen_latent,
         adversarial_weight=args.adversarial_weight, feature_matching_weight=args.feature_matching_weight,
         adversarial_hz=args.adversarial_hz,
     )

@@ -286,3 +286,20 @@ def test_adversarial_run_keeps_its_discriminator_in_the_checkpoint(corpus, tmp_p
     after = load_checkpoint(checkpoint)["adversary"]
     assert {int(s["step"]) for s in after["optimizer"]["state"].values()} == {3}  # its Adam state came back
     assert not set(build_model(TINY).state_dict()) & set(after["discriminator"])  # never part of the model
+
+
+def test_widen_latent_grows_a_trained_model_that_still_decodes_the_same(spec1d_run, corpus, tmp_path):
+    start = dataclasses.replace(settings(corpus, tmp_path / "wide", TINY, steps=6),
+                                init_from=spec1d_run["checkpoint"], widen_latent=7)
+    wide, _, _ = initial_model(start)
+    narrow = build_model(TINY)
+    narrow.load_state_dict(load_checkpoint(spec1d_run["checkpoint"])["model"])
+    wave = torch.from_numpy(tone_and_noise(0.25))
+    with torch.no_grad():
+        latent = wide.encode(wave)
+        assert latent.shape[1] == 7 and torch.equal(latent[:, :4], narrow.encode(wave))
+        assert torch.equal(wide.decode_spectrum(latent)[0], narrow.decode_spectrum(latent[:, :4])[0])
+    checkpoint, _ = run(start)
+    assert ModelConfig.from_json(load_checkpoint(checkpoint)["config"]).latent_channels == 7
+    with pytest.raises(ValueError, match="narrower"):
+        initial_model(dataclasses.replace(start, run_dir=tmp_path / "narrow", widen_latent=3))
