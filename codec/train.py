@@ -83,6 +83,7 @@ class TrainSettings:
     init_from: Path | None = None
     refiner_lr_scale: float = 1.0  # the refiner's learning rate over the rest's
     widen_latent: int = 0  # with init_from: grow the latent to this many channels; 0 = keep
+    phase_iters: int | None = None  # Griffin-Lim iterations of the model from here on; None = keep its own
     # Adversarial loss on the decoded low band (codec/adversarial.py); 0 = off.
     adversarial_weight: float = 0.0
     feature_matching_weight: float = 0.0
@@ -204,6 +205,16 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
+    """(model, checkpoint to resume the optimizers from or None, step); --phase-iters applied."""
+    model, resumed, step = _initial_model(settings)
+    if settings.phase_iters is not None:
+        trained = model.state_dict()
+        model = build_model(dataclasses.replace(model.config, phase_iters=settings.phase_iters))
+        model.load_state_dict(trained)
+    return model, resumed, step
+
+
+def _initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
     """(model, checkpoint to resume the optimizers from or None, step): from last.pt, --init-from, or fresh.
 
     With --init-from, the checkpoint's config gains this run's refiner fields
@@ -425,6 +436,9 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--adversarial-hz", type=float, default=3000.0, help="the discriminator sees bins under this")
     parser.add_argument("--widen-latent", type=int, default=0,
                         help="with --init-from: grow the latent to this many channels (the new ones start unused)")
+    parser.add_argument("--phase-iters", type=int, default=None,
+                        help="Griffin-Lim iterations of the model (what --synthesis-phase decoded trains through); "
+                             "default: the checkpoint's, or 16 for a new model")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start a new run from this checkpoint's weights (a new refiner starts as identity)")
     parser.add_argument("--max-files", type=int, default=_env("MAX_TRAIN_FILES", 0, int),
@@ -473,6 +487,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         synthesis_phase=args.synthesis_phase, split=args.split, kind=args.kind, seed=args.seed, threads=args.threads, save_every=args.save_every,
         log_every=args.log_every, device=args.device, code_bits=args.code_bits,
         init_from=args.init_from, refiner_lr_scale=args.refiner_lr_scale, widen_latent=args.widen_latent,
+        phase_iters=args.phase_iters,
         adversarial_weight=args.adversarial_weight, feature_matching_weight=args.feature_matching_weight,
         adversarial_hz=args.adversarial_hz,
     )

@@ -224,3 +224,24 @@ def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
     result = run_tool("diagnose.py", tmp_path / "in", "--files", "1")
     assert result.returncode == 0, result.stderr
     assert "1 files" in result.stdout and "true phase" in result.stdout
+
+    with torch.inference_mode():
+        quick = diagnose.rebuilds(net, torch.from_numpy(audio), code_bits=5, phase_iters=2, decoded_only=True)
+    two, _ = api.decode(api.encode(audio, rate, code_bits=5), phase_iters=2)
+    assert list(quick) == ["decoded"] and np.abs(quick["decoded"].numpy() - two).max() < 1e-3
+
+
+def test_diagnose_judges_a_training_checkpoint(tmp_path):
+    import torch
+
+    from codec.model import ModelConfig, build_model
+    from codec.train import save_checkpoint
+
+    tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)
+    model = build_model(ModelConfig(width=16, latent_channels=4))
+    save_checkpoint(tmp_path / "last.pt", model, torch.optim.AdamW(model.parameters()), 7)
+    result = run_tool("diagnose.py", tmp_path / "in", "--checkpoint", tmp_path / "last.pt", "--files", "1",
+                      "--decoded-only", "--phase-iters", "3")
+    assert result.returncode == 0, result.stderr
+    assert "(step 7)" in result.stdout and "3 Griffin-Lim iterations" in result.stdout
+    assert "decoded" in result.stdout and "true phase" not in result.stdout

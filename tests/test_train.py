@@ -303,3 +303,11 @@ def test_widen_latent_grows_a_trained_model_that_still_decodes_the_same(spec1d_r
     assert ModelConfig.from_json(load_checkpoint(checkpoint)["config"]).latent_channels == 7
     with pytest.raises(ValueError, match="narrower"):
         initial_model(dataclasses.replace(start, run_dir=tmp_path / "narrow", widen_latent=3))
+
+
+def test_phase_iters_setting_replaces_the_models_own(spec1d_run, corpus, tmp_path):
+    resumed = dataclasses.replace(settings(corpus, spec1d_run["checkpoint"].parent, TINY, steps=5), phase_iters=3)
+    model, state, step = initial_model(resumed)
+    assert model.config.phase_iters == 3 and ModelConfig.from_json(state["config"]).phase_iters == TINY.phase_iters
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state["model"].values()))
+    assert parse_args(["data", "--phase-iters", "32"]).phase_iters == 32

@@ -1,6 +1,7 @@
 """Where does a model lose quality? PESQ-WB of decodes with parts of the truth swapped in.
 
-    python tools/diagnose.py CORPUS [--model NAME|PATH] [--files 12] [--code-bits 5]
+    python tools/diagnose.py CORPUS [--model NAME|PATH | --checkpoint RUN/last.pt] [--files 12] [--code-bits 5]
+        [--phase-iters N] [--decoded-only]
 
 For evenly spread dev files, codes each one with the model (``--code-bits``
 codes, as ``nac encode``), then rebuilds the waveform several ways and prints
@@ -16,7 +17,9 @@ mean PESQ-WB (and STOI) per way:
 - ``true magnitude under F Hz``: decoded magnitude with the bins below F
   replaced by the original's (which frequencies the metric hangs on).
 
-A research aid: the truth is only available here, never to a decoder.
+A research aid: the truth is only available here, never to a decoder. With
+``--checkpoint`` it judges a training checkpoint without exporting it, and
+``--decoded-only`` scores just the first way: a quick gate between runs.
 """
 
 from __future__ import annotations
@@ -30,24 +33,29 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec import evaluate, metrics, quantize, zoo  # noqa: E402
+from codec import evaluate, metrics, quantize, train, zoo  # noqa: E402
+from codec.model import ModelConfig, build_model  # noqa: E402
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 SPLIT_HZ = (500, 1000, 1500)
 
 
-def rebuilds(net, wave: torch.Tensor, code_bits: int) -> dict[str, torch.Tensor]:
-    """Waveforms (1, T) rebuilt each way from ``wave`` (1, T)."""
+def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,
+             decoded_only: bool = False) -> dict[str, torch.Tensor]:
+    """Waveforms (1, T) rebuilt each way from ``wave`` (1, T); ``phase_iters`` overrides the model's."""
     length = wave.shape[-1]
     spec = net.spectrum(wave)
     latent = net.encode_spectrum(spec).numpy()
     codes, scales = quantize.quantize(latent, 8, code_bits)
     log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+    decoded = net.synthesize(log_mag, phase, length, phase_iters)
+    if decoded_only:
+        return {"decoded": decoded}
     true_log_mag, true_phase = log_magnitude(spec), torch.angle(spec)
-    iters = net.config.phase_iters
+    iters = net.config.phase_iters if phase_iters is None else phase_iters
     stft = net.stft
     ways = {
-        "decoded": net.synthesize(log_mag, phase, length),
+        "decoded": decoded,
         "predicted phase, no refinement": stft.synthesize(from_log_magnitude(log_mag, phase), length),
         "true phase": stft.synthesize(polar(magnitude_from_log(log_mag), true_phase), length),
         f"true phase + {iters} Griffin-Lim": griffin_lim(stft, magnitude_from_log(log_mag), true_phase, length, iters),
@@ -57,36 +65,49 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int) -> dict[str, torch.Tensor]
     for hz in SPLIT_HZ:
         split = int(round(hz / bin_hz))
         mixed = torch.cat([true_log_mag[:, :split], log_mag[:, split:]], dim=1)
-        ways[f"true magnitude under {hz} Hz"] = net.synthesize(mixed, phase, length)
+        ways[f"true magnitude under {hz} Hz"] = net.synthesize(mixed, phase, length, phase_iters)
     return ways
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path, help="corpus folder with MANIFEST.tsv, or audio files' folder")
-    parser.add_argument("--model", default=None, help="shipped model name/id or a .safetensors path")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None, help="shipped model name/id or a .safetensors path")
+    source.add_argument("--checkpoint", type=Path, default=None, help="a training checkpoint (RUN/last.pt)")
     parser.add_argument("--files", type=int, default=12, help="files evenly spread over the split")
     parser.add_argument("--code-bits", type=int, default=5)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--kind", default="speech_wb")
+    parser.add_argument("--phase-iters", type=int, default=None, help="Griffin-Lim iterations [default: the model's]")
+    parser.add_argument("--decoded-only", action="store_true", help="score only the decode nac makes")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    net = zoo.load_model(args.model).net.eval()
+    if args.checkpoint is not None:
+        state = train.load_checkpoint(args.checkpoint)
+        net = build_model(ModelConfig.from_json(state["config"]))
+        net.load_state_dict(state["model"])
+        model_name = f"{args.checkpoint} (step {state['step']})"
+    else:
+        net = zoo.load_model(args.model).net
+        model_name = args.model or "default"
+    net.eval()
     rate = net.config.sample_rate
     if rate != evaluate.SCORE_RATE:
-        raise SystemExit(f"{args.model}: diagnose handles {evaluate.SCORE_RATE} Hz models only")
+        raise SystemExit(f"{model_name}: diagnose handles {evaluate.SCORE_RATE} Hz models only")
     files = evaluate.spread(evaluate.collect_inputs([args.corpus], args.split, args.kind), args.files)
     scores: dict[str, list[tuple[float, float]]] = {}
     for path in files:
         reference = evaluate.load_reference(path)  # mono at the model's rate
         with torch.inference_mode():
-            ways = rebuilds(net, torch.from_numpy(reference), args.code_bits)
+            ways = rebuilds(net, torch.from_numpy(reference), args.code_bits, args.phase_iters, args.decoded_only)
         for name, wave in ways.items():
             estimate = wave.numpy()
             pesq = metrics.pesq_wb(reference, estimate, rate)
             stoi = metrics.stoi(reference, estimate, rate)
             scores.setdefault(name, []).append((np.nan if pesq is None else pesq, np.nan if stoi is None else stoi))
-    print(f"{len(files)} files, model {args.model or 'default'}, --code-bits {args.code_bits}")
+    iters = net.config.phase_iters if args.phase_iters is None else args.phase_iters
+    print(f"{len(files)} files, model {model_name}, --code-bits {args.code_bits}, {iters} Griffin-Lim iterations")
     print(f"{'rebuilt with':40s} PESQ-WB  STOI")
     for name, values in scores.items():
         table = np.asarray(values)
