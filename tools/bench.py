@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="10,600,3600", help="input lengths in seconds")
     parser.add_argument("--threads", default="1,0", help="thread counts to try; 0 = all cores")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--phase-iters", type=int, default=None, help="nac decode --phase-iters [the model's]")
     parser.add_argument("--no-opus", action="store_true")
     args = parser.parse_args()
     nac = [sys.executable, "-m", "codec.cli"]
@@ -70,9 +71,11 @@ def main() -> None:
             for threads in [int(x) for x in args.threads.split(",")]:
                 label = str(threads) if threads else f"all ({os.cpu_count()})"
                 model = ["--model", args.model] if args.model else []
+                iters = ["--phase-iters", str(args.phase_iters)] if args.phase_iters is not None else []
                 jobs = [
                     ("nac encode", nac + ["encode", str(source), str(folder / "x.nac"), "-f", *model]),
-                    ("nac decode", nac + ["decode", str(folder / "x.nac"), "-o", str(folder / "x.wav"), "-f"]),
+                    ("nac decode", nac + ["decode", str(folder / "x.nac"), "-o", str(folder / "x.wav"), "-f",
+                                          *model, *iters]),
                 ]
                 if opus:
                     jobs += [
