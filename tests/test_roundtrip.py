@@ -94,13 +94,15 @@ def test_encoding_is_deterministic(short_speech):
     assert api.encode(audio, rate) == api.encode(audio, rate)
 
 
-# Measured bands (bundled clip, nac-speech-16k-v4): default 7.25 kbps with
-# LSD 5.99 dB, SNR 4.69 dB, SI-SDR 3.41 dB, PESQ-WB 3.07 (v3: 2.83), STOI 0.949;
-# --store-phase SNR 16.87 dB, SI-SDR 16.78 dB, LSD 4.36 dB; on the first 4 s,
-# 5- vs 8-bit codes differ by 0.025 dB LSD. Bounds keep a margin of about
-# 2 dB / 1 dB LSD / 0.3 PESQ.
+# Measured bands (bundled clip, nac-speech-16k-v5): default 7.24 kbps with
+# LSD 5.88 dB, SNR 4.01 dB, SI-SDR 2.42 dB, PESQ-WB 3.17 (v4: 3.07). Its 16
+# Griffin-Lim iterations trade a little waveform match for perceived quality
+# (with 8: SNR 4.65, SI-SDR 3.30, PESQ-WB 3.11). --store-phase (v4) SNR
+# 16.87 dB, SI-SDR 16.78 dB, LSD 4.36 dB; on the first 4 s, 5- vs 8-bit codes
+# differ by 0.025 dB LSD. Bounds keep a margin of about 1-2 dB / 1 dB LSD /
+# 0.3 PESQ.
 LSD_DEFAULT_MAX = 7.0
-PESQ_DEFAULT_MIN = 2.75
+PESQ_DEFAULT_MIN = 2.85
 SNR_DEFAULT_MIN = 2.5
 SI_SDR_DEFAULT_MIN = 1.5
 SNR_STORE_PHASE_MIN = 14.0
