@@ -204,35 +204,32 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def model_from_checkpoint(path: Path, phase_iters: int | None = None) -> tuple[torch.nn.Module, dict]:
+    """(model, checkpoint) of a checkpoint's config and weights; ``phase_iters`` replaces its own."""
+    state = load_checkpoint(path)
+    config = ModelConfig.from_json(state["config"])
+    model = build_model(config if phase_iters is None else dataclasses.replace(config, phase_iters=phase_iters))
+    model.load_state_dict(state["model"])
+    return model, state
+
+
 def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
-    """(model, checkpoint to resume the optimizers from or None, step); --phase-iters applied."""
-    model, resumed, step = _initial_model(settings)
-    if settings.phase_iters is not None:
-        trained = model.state_dict()
-        model = build_model(dataclasses.replace(model.config, phase_iters=settings.phase_iters))
-        model.load_state_dict(trained)
-    return model, resumed, step
-
-
-def _initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None, int]:
     """(model, checkpoint to resume the optimizers from or None, step): from last.pt, --init-from, or fresh.
 
     With --init-from, the checkpoint's config gains this run's refiner fields
     (and a wider latent with --widen-latent); the weights load into every module
     they have, and any other module must be the refiner (which starts as
-    identity), so nothing trained is dropped.
+    identity), so nothing trained is dropped. --phase-iters applies to all three.
     """
     checkpoint = settings.run_dir / "last.pt"
     if checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        model = build_model(ModelConfig.from_json(state["config"]))
-        model.load_state_dict(state["model"])
+        model, state = model_from_checkpoint(checkpoint, settings.phase_iters)
         return model, state, int(state["step"])
     if settings.init_from is None:
-        return build_model(settings.config), None, 0
+        return build_model(_with_phase_iters(settings.config, settings)), None, 0
     state = load_checkpoint(settings.init_from)
     config = dataclasses.replace(
-        ModelConfig.from_json(state["config"]),
+        _with_phase_iters(ModelConfig.from_json(state["config"]), settings),
         refine_channels=settings.config.refine_channels,
         refine_bins=settings.config.refine_bins,
     )
@@ -251,6 +248,10 @@ def _initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | Non
     if unexpected or any(not name.startswith("refiner.") for name in missing):
         raise ValueError(f"{settings.init_from} does not fit this model: missing {missing}, unexpected {unexpected}")
     return model, None, int(state["step"])
+
+
+def _with_phase_iters(config: ModelConfig, settings: TrainSettings) -> ModelConfig:
+    return config if settings.phase_iters is None else dataclasses.replace(config, phase_iters=settings.phase_iters)
 
 
 def widened_latent(trained: dict, fresh: dict) -> dict:

@@ -7,7 +7,7 @@ with a margin: a regression in the model, quantizer or phase path fails them.
 import numpy as np
 import pytest
 
-from codec import api, bitstream
+from codec import api
 from codec.metrics import lsd_db, pesq_wb, si_sdr_db, snr_db
 
 

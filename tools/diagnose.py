@@ -34,7 +34,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codec import evaluate, metrics, quantize, train, zoo  # noqa: E402
-from codec.model import ModelConfig, build_model  # noqa: E402
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 SPLIT_HZ = (500, 1000, 1500)
@@ -84,9 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.checkpoint is not None:
-        state = train.load_checkpoint(args.checkpoint)
-        net = build_model(ModelConfig.from_json(state["config"]))
-        net.load_state_dict(state["model"])
+        net, state = train.model_from_checkpoint(args.checkpoint)
         model_name = f"{args.checkpoint} (step {state['step']})"
     else:
         net = zoo.load_model(args.model).net

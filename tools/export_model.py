@@ -11,7 +11,6 @@ an id already taken by another name is refused.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import sys
@@ -21,20 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safetensors.torch import save  # noqa: E402
 
-from codec.model import ModelConfig, build_model, parameter_count  # noqa: E402
-from codec.train import load_checkpoint  # noqa: E402
+from codec.model import parameter_count  # noqa: E402
+from codec.train import model_from_checkpoint  # noqa: E402
 from codec.zoo import MODELS_DIR  # noqa: E402
 
 
 def export(checkpoint: Path, name: str, model_id: int, description: str, half: bool, models_dir: Path,
            make_default: bool, training_data: str = "", quality: dict | None = None,
            retire: str | None = None, phase_iters: int | None = None) -> dict:
-    state = load_checkpoint(checkpoint)
-    config = ModelConfig.from_json(state["config"])
-    if phase_iters is not None:
-        config = dataclasses.replace(config, phase_iters=phase_iters)
-    model = build_model(config)
-    model.load_state_dict(state["model"])
+    model, state = model_from_checkpoint(checkpoint, phase_iters)
+    config = model.config
     tensors = {k: (v.half() if half else v.float()).contiguous() for k, v in model.state_dict().items()}
     data = save(tensors, metadata={"nac_config": config.to_json(), "nac_model_id": str(model_id)})
     manifest_path = models_dir / "manifest.json"
