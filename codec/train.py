@@ -208,7 +208,7 @@ def model_from_checkpoint(path: Path, phase_iters: int | None = None) -> tuple[t
     """(model, checkpoint) of a checkpoint's config and weights; ``phase_iters`` replaces its own."""
     state = load_checkpoint(path)
     config = ModelConfig.from_json(state["config"])
-    model = build_model(config if phase_iters is None else dataclasses.replace(config, phase_iters=phase_iters))
+    model = build_model(_with_phase_iters(config, phase_iters))
     model.load_state_dict(state["model"])
     return model, state
 
@@ -226,10 +226,10 @@ def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None
         model, state = model_from_checkpoint(checkpoint, settings.phase_iters)
         return model, state, int(state["step"])
     if settings.init_from is None:
-        return build_model(_with_phase_iters(settings.config, settings)), None, 0
+        return build_model(_with_phase_iters(settings.config, settings.phase_iters)), None, 0
     state = load_checkpoint(settings.init_from)
     config = dataclasses.replace(
-        _with_phase_iters(ModelConfig.from_json(state["config"]), settings),
+        _with_phase_iters(ModelConfig.from_json(state["config"]), settings.phase_iters),
         refine_channels=settings.config.refine_channels,
         refine_bins=settings.config.refine_bins,
     )
@@ -250,8 +250,8 @@ def initial_model(settings: TrainSettings) -> tuple[torch.nn.Module, dict | None
     return model, None, int(state["step"])
 
 
-def _with_phase_iters(config: ModelConfig, settings: TrainSettings) -> ModelConfig:
-    return config if settings.phase_iters is None else dataclasses.replace(config, phase_iters=settings.phase_iters)
+def _with_phase_iters(config: ModelConfig, phase_iters: int | None) -> ModelConfig:
+    return config if phase_iters is None else dataclasses.replace(config, phase_iters=phase_iters)
 
 
 def widened_latent(trained: dict, fresh: dict) -> dict:
