@@ -1,4 +1,4 @@
-"""The ``.nac`` v1.0 container: header, checksummed zstd chunks, end record.
+"""The ``.nac`` container (versions 1.0 and 2.0): header, checksummed zstd chunks, end record.
 
 ``format_spec.md`` is the normative description; this module implements it
 and nothing else (no torch, no model).  Layers:
@@ -41,7 +41,9 @@ from construct import (
     ConstError,
     ConstructError,
     Flag,
+    Float32l,
     GreedyBytes,
+    If,
     Int8ul,
     Int16ul,
     Int32ul,
@@ -50,7 +52,6 @@ from construct import (
     Prefixed,
     RawCopy,
     Rebuild,
-    SizeofError,
     StreamError,
     Struct,
     Terminated,
@@ -85,9 +86,10 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJOR = 1
-VERSION_MINOR = 0  # what this encoder writes
-HEADER_SIZE = 74  # v1.0 header, magic through header_crc
+VERSION_MAJORS = (1, 2)  # 2.0 adds the log-magnitude residual layer (format_spec.md section 5)
+VERSION_MINOR = 0  # what this encoder writes, for either major
+HEADER_SIZES = {1: 74, 2: 80}  # x.0 header, magic through header_crc, per major
+HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
 ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"  # 0xFD2FB528 little-endian (RFC 8878)
@@ -120,6 +122,8 @@ _RANGES = {
     "chunk_count": (0, _U32, 0, _U32),
 }
 MAX_CHANNELS = _RANGES["channels"][3]
+MAX_RESIDUAL_STEP = 16.0  # residual_step range (0, 16]: a step of e^16 is already absurd
+RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
 ZSTD_MAX_WINDOW = 2**26  # >= MAX_CHUNK_RAW_SIZE; bounds the decoder's window buffer
 # scan() parses at most this many times the file's size in records (a sound file
@@ -141,7 +145,7 @@ def crc32(data: bytes) -> int:
 class StreamHeader:
     """Everything needed to size and decode a stream; one per file."""
 
-    version_minor: int  # written as 0 by this encoder; major is always 1
+    version_minor: int  # written as 0 by this encoder; the major follows from residual_bins
     store_phase: bool  # flags bit 0
     model_id: int  # u16
     weights_hash: bytes  # first 8 bytes of sha256 of the model weights file
@@ -159,6 +163,13 @@ class StreamHeader:
     latent_frames: int  # u32, latent frames in the stream
     chunk_frames: int  # u32, latent frames per chunk (the last has 1..chunk_frames)
     chunk_count: int  # u32
+    residual_bins: int = 0  # u16, v2 only: lowest STFT bins with a residual layer (0: none, a v1 file)
+    residual_step: float = 0.0  # f32, v2 only: log-magnitude step of one residual code
+
+    @property
+    def version_major(self) -> int:
+        """1 without a residual layer, 2 with one: writers use the oldest version that holds the stream."""
+        return 2 if self.residual_bins else 1
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -194,6 +205,7 @@ class Chunk:
     scales: np.ndarray  # float32 (channels, latent_channels), finite, >= 0
     codes: np.ndarray  # int8/int16 (channels, latent_channels, latent_height, frames)
     phase: np.ndarray | None  # uint8/uint16 (channels, n_fft//2+1, frames*time_stride)
+    residual: np.ndarray | None = None  # int8 (channels, residual_bins, frames*time_stride), v2 only
 
 
 @dataclass(frozen=True)
@@ -282,7 +294,7 @@ _PREAMBLE_FIELDS = (
     "magic" / Const(MAGIC),
     "version" / _VERSION,
     "flags" / _FLAGS,
-    "header_size" / Rebuild(Int16ul, lambda ctx: HEADER_SIZE + len(ctx.extension)),
+    "header_size" / Rebuild(Int16ul, lambda ctx: HEADER_SIZES[ctx.version.major] + len(ctx.extension)),
 )
 # The part every major version keeps; read first to decide whether to go on.
 _PREAMBLE = Struct(*_PREAMBLE_FIELDS)
@@ -305,8 +317,9 @@ _HEADER_BODY = Struct(
     "latent_frames" / Int32ul,
     "chunk_frames" / Int32ul,
     "chunk_count" / Int32ul,
-    Check(this.header_size >= HEADER_SIZE),
-    "extension" / Bytes(this.header_size - HEADER_SIZE),  # fields of a newer minor
+    "residual" / If(this.version.major == 2, Struct("bins" / Int16ul, "step" / Float32l)),
+    Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
+    "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
 _HEADER = _signed(_HEADER_BODY)
 
@@ -328,28 +341,30 @@ _END_FIELDS = Struct(
 _END = Struct("record" / _signed(_END_FIELDS), Terminated)
 _END_UNVERIFIED = _signed(_END_FIELDS, verify=False)
 
-def header_layout() -> dict[str, tuple[int, str]]:
-    """Byte offset and ``struct`` format of each fixed-size header field, read off the schema.
+def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
+    """Byte offset and ``struct`` format of each fixed-size header field of an ``major``.0 header.
 
-    Integers (version and flags as whole bytes) are little-endian unsigned;
-    ``magic`` and ``weights_hash`` are raw bytes (format_spec.md section 4).
+    Read off the schema. Integers (version and flags as whole bytes) are
+    little-endian unsigned, ``residual_step`` a float; ``magic`` and
+    ``weights_hash`` are raw bytes (format_spec.md section 4).
     """
     layout, offset = {}, 0
     for field in _HEADER_BODY.subcons:
-        if not field.name:
-            continue
-        try:
-            size = field.sizeof()
-        except SizeofError:  # the extension: its size depends on header_size
+        if field.name == "residual":  # the first field whose presence depends on the version
             break
-        raw = field.name in ("magic", "weights_hash")
-        layout[field.name] = (offset, f"{size}s" if raw else {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[size])
-        offset += size
+        if field.name:
+            size = field.sizeof()
+            raw = field.name in ("magic", "weights_hash")
+            layout[field.name] = (offset, f"{size}s" if raw else {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[size])
+            offset += size
+    if major == 2:
+        layout.update(residual_bins=(offset, "<H"), residual_step=(offset + 2, "<f"))
     return layout
 
 
 _HEADER_FIELD_NAMES = tuple(
-    f.name for f in dataclasses.fields(StreamHeader) if f.name not in ("version_minor", "store_phase")
+    f.name for f in dataclasses.fields(StreamHeader)
+    if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_step")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -391,6 +406,7 @@ def chunk_body_size(header: StreamHeader, frames: int) -> int:
     per_channel += width * header.latent_channels * header.latent_height * frames
     if header.store_phase:
         per_channel += width * header.phase_bins * frames * header.time_stride
+    per_channel += header.residual_bins * frames * header.time_stride
     return header.channels * per_channel
 
 
@@ -410,6 +426,12 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"bits {h.bits} must be 8 or 16"
     if h.n_fft & (h.n_fft - 1):
         return f"n_fft {h.n_fft} is not a power of two"
+    if not 0 <= h.residual_bins <= h.phase_bins:
+        return f"residual_bins {h.residual_bins} out of range 0..n_fft/2+1 ({h.phase_bins})"
+    if h.residual_bins and not 0.0 < h.residual_step <= MAX_RESIDUAL_STEP:  # NaN fails too
+        return f"residual_step {h.residual_step} out of range (0, {MAX_RESIDUAL_STEP:g}]"
+    if not h.residual_bins and h.residual_step != 0.0:
+        return f"residual_step {h.residual_step} without a residual layer (must be 0)"
     if not 1 <= h.hop_length <= h.n_fft:
         return f"hop_length {h.hop_length} out of range 1..n_fft ({h.n_fft})"
     body = chunk_body_size(h, h.chunk_frames)
@@ -464,6 +486,8 @@ def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
     ]
     if h.store_phase:
         fields.append(("phase", f"<u{width}", (h.phase_bins, frames * h.time_stride)))
+    if h.residual_bins:
+        fields.append(("residual", "i1", (h.residual_bins, frames * h.time_stride)))
     return np.dtype(fields)
 
 
@@ -505,27 +529,37 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> bytes:
         _check_array(f"{where}: phase", chunk.phase, h.phase_dtype, shape)
     elif chunk.phase is not None:
         raise ValueError(f"{where}: phase given but header.store_phase is False")
+    if h.residual_bins:
+        shape = (h.channels, h.residual_bins, frames * h.time_stride)
+        _check_array(f"{where}: residual", chunk.residual, np.dtype(np.int8), shape)
+        if chunk.residual.min(initial=0) < -RESIDUAL_LIMIT:
+            raise ValueError(f"{where}: residual codes below -{RESIDUAL_LIMIT}")
+    elif chunk.residual is not None:
+        raise ValueError(f"{where}: residual given but header.residual_bins is 0")
     records = np.zeros(h.channels, dtype=_body_dtype(h, frames))
     records["scales"] = chunk.scales
     records["codes"] = chunk.codes
     if h.store_phase:
         records["phase"] = chunk.phase
+    if h.residual_bins:
+        records["residual"] = chunk.residual
     return records.tobytes()
 
 
 def pack(header: StreamHeader, chunks: Iterable[Chunk]) -> bytes:
-    """Serialize a stream to ``.nac`` v1.0 bytes (see :func:`pack_parts`)."""
+    """Serialize a stream to ``.nac`` bytes (see :func:`pack_parts`)."""
     return b"".join(pack_parts(header, chunks))
 
 
 def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]:
-    """Serialize a stream to ``.nac`` v1.0 as it is made: the header, each chunk record, the end record.
+    """Serialize a stream to ``.nac`` as it is made: the header, each chunk record, the end record.
 
     Parameters
     ----------
     header : StreamHeader
-        ``version_minor`` must be 0 (this encoder writes v1.0); every field
-        must satisfy format_spec.md sections 10-11.
+        ``version_minor`` must be 0 (this encoder writes 1.0, or 2.0 when
+        ``residual_bins`` > 0); every field must satisfy format_spec.md
+        sections 10-11.
     chunks : iterable of Chunk
         Exactly ``header.chunk_count`` chunks in index order, shaped and typed
         as the header implies. Each is compressed as it arrives and not kept.
@@ -542,14 +576,15 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
         If the header or a chunk is inconsistent (a bug in the caller).
     """
     if header.version_minor != VERSION_MINOR:
-        raise ValueError(f"this encoder writes version 1.{VERSION_MINOR}, got minor {header.version_minor}")
+        raise ValueError(f"this encoder writes minor version {VERSION_MINOR}, got {header.version_minor}")
     problem = _header_problem(header)
     if problem:
         raise ValueError(f"invalid header: {problem}")
     fields = {name: getattr(header, name) for name in _HEADER_FIELD_NAMES}
     fields.update(
-        version={"major": VERSION_MAJOR, "minor": VERSION_MINOR},
+        version={"major": header.version_major, "minor": VERSION_MINOR},
         flags={"reserved": 0, "store_phase": header.store_phase},
+        residual={"bins": header.residual_bins, "step": header.residual_step} if header.residual_bins else None,
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -586,20 +621,26 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         raise FormatError("bad magic: not a nac file")
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
-    if major != VERSION_MAJOR:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads {VERSION_MAJOR}.x)")
-    if pre.header_size < HEADER_SIZE:
-        raise FormatError(f"header_size {pre.header_size} smaller than {HEADER_SIZE}")
-    if minor == 0 and pre.header_size != HEADER_SIZE:
-        raise FormatError(f"header_size {pre.header_size} invalid for version 1.0 (must be {HEADER_SIZE})")
+    if major not in VERSION_MAJORS:
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x and 2.x)")
+    size = HEADER_SIZES[major]
+    if pre.header_size < size:
+        raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
+    if minor == 0 and pre.header_size != size:
+        raise FormatError(f"header_size {pre.header_size} invalid for version {major}.0 (must be {size})")
     stream.seek(0)
     value = _parse(_HEADER, stream, "header").signed.value
     if minor == 0 and value.flags.reserved:
-        raise FormatError("reserved flag bits set in a version 1.0 header")
+        raise FormatError(f"reserved flag bits set in a version {major}.0 header")
+    residual = value.residual or {"bins": 0, "step": 0.0}
+    if major == 2 and not residual["bins"]:
+        raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     header = StreamHeader(
         version_minor=minor,
         store_phase=value.flags.store_phase,
         **{name: value[name] for name in _HEADER_FIELD_NAMES},
+        residual_bins=residual["bins"],
+        residual_step=residual["step"],
     )
     problem = _header_problem(header)
     if problem:
@@ -613,7 +654,7 @@ def read_header(data: bytes) -> StreamHeader:
     Raises
     ------
     VersionError
-        For a major version other than 1.
+        For a major version other than 1 and 2.
     FormatError
         For anything else wrong with the header.
     """
@@ -646,12 +687,15 @@ def _decode_body(h: StreamHeader, position: int, frames: int, body: bytes) -> Ch
         raise FormatError(f"chunk {position}: scale not finite or negative")
     if records["codes"].min() < -_code_limit(h):
         raise FormatError(f"chunk {position}: latent code below -{_code_limit(h)}")
+    if h.residual_bins and records["residual"].min() < -RESIDUAL_LIMIT:
+        raise FormatError(f"chunk {position}: residual code below -{RESIDUAL_LIMIT}")
     return Chunk(
         index=position,
         frames=frames,
         scales=np.array(scales, dtype=np.float32),
         codes=np.array(records["codes"], dtype=h.code_dtype),
         phase=np.array(records["phase"], dtype=h.phase_dtype) if h.store_phase else None,
+        residual=np.array(records["residual"], dtype=np.int8) if h.residual_bins else None,
     )
 
 
@@ -666,7 +710,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
     Raises
     ------
     VersionError
-        For a major version other than 1.
+        For a major version other than 1 and 2.
     FormatError
         For any other defect: magic, CRCs, limits, sizes, truncation,
         trailing bytes.  The message is one line without the file name.

@@ -43,6 +43,19 @@ BitrateOption = Annotated[
         help="Target kbps, e.g. 6k: the model's measured setting at or below it (listed by `nac models`).",
     ),
 ]
+ResidualHzOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--residual-hz",
+        help="Also code the log-magnitude under this many Hz as a correction to the model's (a 2.0 file) "
+        "[default: 0, none].",
+    ),
+]
+ResidualStepOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-step", help="Log-magnitude step of that correction: smaller is finer and larger "
+                 f"[default: {api.DEFAULT_RESIDUAL_STEP:g}]."),
+]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
 ]
@@ -81,27 +94,33 @@ def encode(
     bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    residual_hz: ResidualHzOption = None,
+    residual_step: ResidualStepOption = None,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    bits, code_bits = _code_settings(bitrate, bits, code_bits, model)
+    settings = _code_settings(bitrate, bits, code_bits, residual_hz, residual_step, model)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
-        report = api.encode_file(input, output, overwrite=force, model=model, bits=bits, store_phase=store_phase,
-                                 code_bits=code_bits, on_progress=on_progress)
+        report = api.encode_file(input, output, overwrite=force, model=model, store_phase=store_phase,
+                                 on_progress=on_progress, **settings)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
 
 
-def _code_settings(bitrate: str | None, bits: int | None, code_bits: int | None, model: str | None):
-    """(bits, code_bits) from either --bitrate or --bits/--code-bits."""
+def _code_settings(
+    bitrate: str | None, bits: int | None, code_bits: int | None, residual_hz: float | None,
+    residual_step: float | None, model: str | None,
+) -> dict:
+    """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for."""
     if bitrate is None:
-        return (8 if bits is None else bits), code_bits
-    if bits is not None or code_bits is not None:
-        raise UsageError("--bitrate chooses --bits and --code-bits: give one or the other")
+        return {"bits": 8 if bits is None else bits, "code_bits": code_bits, "residual_hz": residual_hz or 0.0,
+                "residual_step": api.DEFAULT_RESIDUAL_STEP if residual_step is None else residual_step}
+    if (bits, code_bits, residual_hz, residual_step) != (None, None, None, None):
+        raise UsageError("--bitrate chooses --bits, --code-bits and the residual layer: give one or the other")
     return api.bitrate_settings(bitrate, model)
 
 
@@ -259,6 +278,8 @@ def batch_command(
     bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    residual_hz: ResidualHzOption = None,
+    residual_step: ResidualStepOption = None,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
@@ -269,16 +290,15 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    bits, code_bits = _code_settings(bitrate, bits, code_bits, model)
-    if bits not in api.BITS_CHOICES:
-        raise UsageError(f"bits must be 8 or 16, not {bits}")
+    settings = _code_settings(bitrate, bits, code_bits, residual_hz, residual_step, model)
+    if settings["bits"] not in api.BITS_CHOICES:
+        raise UsageError(f"bits must be 8 or 16, not {settings['bits']}")
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     tasks = batch.plan(input_dir, output_dir, decode)
-    options = batch.Options(decode=decode, resume=resume, model=model, bits=bits, store_phase=store_phase,
-                            code_bits=code_bits)
+    options = batch.Options(decode=decode, resume=resume, model=model, store_phase=store_phase, **settings)
     workers = jobs or os.cpu_count() or 1
     started = time.monotonic()
     with Progress(
@@ -350,7 +370,9 @@ def eval_command(
     against: Annotated[Optional[str], typer.Option("--against", help="Also run a reference codec: opus.")] = None,
     bitrates: Annotated[str, typer.Option("--bitrates", help="Opus target kbps, comma-separated.")] = "6,8,12,16,24,32",
     presets: Annotated[
-        str, typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase (+ combines).")
+        str,
+        typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase, cbN (code bits), "
+                     "resHZ (residual band), stepS (residual step); + combines, e.g. res1000+step0.7."),
     ] = "default",
     model: Annotated[
         Optional[list[str]],

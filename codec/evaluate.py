@@ -63,6 +63,9 @@ PRESETS = {
     "bits16": {"bits": 16},
     "store_phase": {"store_phase": True},
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
+    # the residual layer's band and step (nac encode --residual-hz N --residual-step S)
+    **{f"res{hz}": {"residual_hz": float(hz)} for hz in (250, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000, 8000)},
+    **{f"step{step:g}": {"residual_step": step} for step in (0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5)},
 }
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -93,6 +96,8 @@ class System:
     bits: int | None = None  # nac only
     store_phase: bool | None = None  # nac only
     code_bits: int | None = None  # nac only
+    residual_hz: float = 0.0  # nac only
+    residual_step: float = api.DEFAULT_RESIDUAL_STEP  # nac only
     bitrate_kbps: float | None = None
 
     @property
@@ -161,8 +166,9 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
 
 
 def preset_settings(name: str) -> dict:
-    """``bits`` and ``store_phase`` of a preset name; parts joined with ``+`` combine."""
-    settings = {"bits": 8, "store_phase": False, "code_bits": None}
+    """Encoder settings of a preset name; parts joined with ``+`` combine."""
+    settings = {"bits": 8, "store_phase": False, "code_bits": None, "residual_hz": 0.0,
+                "residual_step": api.DEFAULT_RESIDUAL_STEP}
     for part in name.split("+"):
         if part not in PRESETS:
             raise UsageError(f"unknown preset {part!r}: use {', '.join(PRESETS)} (join with + to combine)")
@@ -285,7 +291,8 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
     if system.codec == "nac":
         start = time.perf_counter()
         data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase,
-                          code_bits=system.code_bits)
+                          code_bits=system.code_bits, residual_hz=system.residual_hz,
+                          residual_step=system.residual_step)
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model)
         finished = time.perf_counter()

@@ -202,10 +202,21 @@ class _Codec(nn.Module):
         return griffin_lim(self.stft, magnitude_from_log(log_mag), phase, length, iters)
 
     def decode(
-        self, latent: torch.Tensor, length: int, phase: torch.Tensor | None = None, phase_iters: int | None = None
+        self,
+        latent: torch.Tensor,
+        length: int,
+        phase: torch.Tensor | None = None,
+        phase_iters: int | None = None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Waveform (B, length). A stored ``phase`` replaces the predicted one as is."""
+        """Waveform (B, length). A stored ``phase`` replaces the predicted one as is.
+
+        ``residual`` (B, K, frames), a coded correction, is added to the lowest
+        K bins of the decoded log-magnitude.
+        """
         log_mag, predicted = self.decode_spectrum(latent)
+        if residual is not None:
+            log_mag = torch.cat([log_mag[:, : residual.shape[1]] + residual, log_mag[:, residual.shape[1] :]], dim=1)
         if phase is not None:
             return self.synthesize(log_mag, phase, length, phase_iters=0)
         return self.synthesize(log_mag, predicted, length, phase_iters)

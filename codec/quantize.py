@@ -4,6 +4,8 @@ Latents: per (audio channel, latent channel) max-norm scale ``s`` (float32)
 and integer codes ``q = clamp(round_half_even(x * L / s), -L, L)`` with
 ``L = 2**(bits-1) - 1``; dequantized as ``q * (s / L)``.
 Phase: uniform over a full turn with ``2**bits`` levels.
+Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``; the
+decoder adds ``r * d`` to the decoded log-magnitude.
 """
 
 from __future__ import annotations
@@ -70,6 +72,33 @@ def dequantize_phase(codes: np.ndarray, bits: int) -> np.ndarray:
     turns = codes.astype(np.float64) / steps
     turns = np.where(turns > 0.5, turns - 1.0, turns)
     return (turns * 2 * np.pi).astype(np.float32)
+
+
+RESIDUAL_LIMIT = 127
+# Encoder choice: log-magnitudes below this (about -60 dB of a full-scale
+# sine's peak bin) are not worth bits; where both the decoded and the original
+# value lie below it, the residual is 0.
+RESIDUAL_FLOOR = -4.0
+
+
+def quantize_residual(original: np.ndarray, decoded: np.ndarray, step: float) -> np.ndarray:
+    """int8 codes ``clamp(round_half_even((max(o, F) - max(d, F)) / step), -127, 127)``, ``F`` the floor.
+
+    ``original`` and ``decoded`` are log-magnitudes of the same shape; adding
+    :func:`dequantize_residual` of the codes to ``decoded`` brings it within
+    ``step / 2`` of ``original`` wherever both lie above the floor (and never
+    moves a value that both leave below it).
+    """
+    floor = np.float32(RESIDUAL_FLOOR)
+    target = np.maximum(np.asarray(original, np.float32), floor)
+    start = np.maximum(np.asarray(decoded, np.float32), floor)
+    codes = np.rint(np.nan_to_num((target - start) / np.float32(step)))
+    return np.clip(codes, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int8)
+
+
+def dequantize_residual(codes: np.ndarray, step: float) -> np.ndarray:
+    """float32 log-magnitude correction ``r * step``."""
+    return codes.astype(np.float32) * np.float32(step)
 
 
 def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:

@@ -20,10 +20,12 @@ import collections
 import concurrent.futures
 import ctypes
 import ctypes.util
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
+
+from .stft import log_magnitude
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
 DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
@@ -94,10 +96,31 @@ class SampleWindow:
             self.held.popleft()
 
 
+class ChunkAnalysis(NamedTuple):
+    """What the encoder learns about one chunk's audio (C audio channels, S = time_stride)."""
+
+    latent: np.ndarray  # (C, K, H, frames)
+    phase: np.ndarray | None  # (C, bins, frames * S): the STFT phase, if asked for
+    original: np.ndarray | None  # (C, low_bins, frames * S): log-magnitude of the lowest bins, if asked for
+    decoded: np.ndarray | None  # the same bins as the decoder will predict them from the coded latents
+
+
 def encode_chunks(
-    net: torch.nn.Module, source: SampleWindow, chunk_frames: int, with_phase: bool = False
-) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Per chunk: latents (C, K, H, frames) and, if asked, STFT phase (C, bins, frames * stride)."""
+    net: torch.nn.Module,
+    source: SampleWindow,
+    chunk_frames: int,
+    with_phase: bool = False,
+    low_bins: int = 0,
+    code_roundtrip: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[ChunkAnalysis]:
+    """Per chunk: latents, and as asked the phase and the lowest ``low_bins`` bins' log-magnitudes.
+
+    For the decoded log-magnitude, the window's latents (context included) go
+    through ``code_roundtrip`` (quantize then dequantize, as the file will
+    hold them) and the decoder network; context frames share the chunk's
+    scales here, so within a few frames of a chunk boundary the decoder may
+    predict slightly differently.
+    """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
     total = latent_frame_count(net, source.length)
@@ -108,11 +131,16 @@ def encode_chunks(
         segment = torch.from_numpy(source.get(first * span, last * span))
         with torch.inference_mode():
             spec = net.stft.analyze(segment, (last - first) * stride)
-            latent = net.encode_spectrum(spec)[..., start - first : stop - first].numpy()
-            phase = None
-            if with_phase:
-                phase = torch.angle(spec[..., (start - first) * stride : (stop - first) * stride]).numpy()
-        yield latent, phase
+            window_latent = net.encode_spectrum(spec)
+            latent = window_latent[..., start - first : stop - first].numpy()
+            frames = slice((start - first) * stride, (stop - first) * stride)
+            phase = torch.angle(spec[..., frames]).numpy() if with_phase else None
+            original = decoded = None
+            if low_bins:
+                coded = torch.from_numpy(code_roundtrip(window_latent.numpy()))
+                decoded = net.decode_spectrum(coded)[0][:, :low_bins, frames].numpy()
+                original = log_magnitude(spec[:, :low_bins, frames]).numpy()
+        yield ChunkAnalysis(latent, phase, original, decoded)
 
 
 def decode_chunks(
@@ -125,13 +153,15 @@ def decode_chunks(
     last_chunk: int | None = None,
     phase_iters: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    residual_at: Callable[[int], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Waveform (C, samples) of chunks ``first_chunk .. last_chunk``, in order, a few chunks per block.
 
     Consecutive chunks are decoded together in windows of about
     ``DECODE_WINDOW`` latent frames, so the context on each side costs less.
-    ``latent_at(i)`` / ``phase_at(i)`` give chunk ``i``'s dequantized latents /
-    phase; neighbours are asked for as context, each at most once.
+    ``latent_at(i)`` / ``phase_at(i)`` / ``residual_at(i)`` give chunk ``i``'s
+    dequantized latents / phase / log-magnitude residual; neighbours are asked
+    for as context, each at most once.
     ``phase_iters`` overrides the model's Griffin-Lim iterations;
     ``on_progress(done, total)`` counts chunks.
     """
@@ -140,15 +170,21 @@ def decode_chunks(
     last_chunk = chunk_count - 1 if last_chunk is None else last_chunk
     context_chunks = -(-DECODE_CONTEXT // chunk_frames)
     group = max(1, DECODE_WINDOW // chunk_frames)
-    cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    cache: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
 
-    def chunk(index: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def chunk(index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         if index not in cache:
-            cache[index] = (latent_at(index), phase_at(index) if phase_at else None)
+            cache[index] = (latent_at(index), phase_at(index) if phase_at else None,
+                            residual_at(index) if residual_at else None)
         return cache[index]
 
-    def windows() -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int, int, int]]:
-        """Per window: latents, phase, first sample kept, samples kept, chunks done after it."""
+    def frame_part(neighbours: range, part: int, first: int, last: int) -> torch.Tensor:
+        """STFT frames ``[first, last)`` (in latent frames) of one per-frame part of the chunks."""
+        joined = np.concatenate([chunk(i)[part] for i in neighbours], axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(joined[..., first * stride : last * stride]))
+
+    def windows() -> Iterator[tuple]:
+        """Per window: latents, phase, residual, first sample kept, samples kept, chunks done after it."""
         for begin in range(first_chunk, last_chunk + 1, group):
             end = min(begin + group, last_chunk + 1)
             for stale in [i for i in cache if i < begin - context_chunks]:
@@ -160,17 +196,18 @@ def decode_chunks(
             first = max(0, offset - DECODE_CONTEXT)
             last = min(latent.shape[-1], offset + frames + DECODE_CONTEXT)
             window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
-            phase = None
-            if phase_at is not None:
-                phases = np.concatenate([chunk(i)[1] for i in neighbours], axis=-1)
-                phase = torch.from_numpy(np.ascontiguousarray(phases[..., first * stride : last * stride]))
-            yield window, phase, (offset - first) * span, frames * span, end - first_chunk
+            phase = frame_part(neighbours, 1, first, last) if phase_at is not None else None
+            residual = frame_part(neighbours, 2, first, last) if residual_at is not None else None
+            yield window, phase, residual, (offset - first) * span, frames * span, end - first_chunk
 
-    def decode_window(window, phase, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:
+    def decode_window(window, phase, residual, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:
+        def channel(part: torch.Tensor | None, c: int) -> torch.Tensor | None:
+            return None if part is None else part[c : c + 1]
+
         with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
             wave = np.concatenate([
-                net.decode(window[c : c + 1], window.shape[-1] * span, None if phase is None else phase[c : c + 1],
-                           phase_iters).numpy()
+                net.decode(window[c : c + 1], window.shape[-1] * span, channel(phase, c), phase_iters,
+                           channel(residual, c)).numpy()
                 for c in range(window.shape[0])
             ])
         return wave[:, keep_from : keep_from + keep], done

@@ -39,10 +39,20 @@ class RatePoint:
     code_bits: int
     kbps: float
     scores: tuple[tuple[str, float], ...] = ()
+    residual_hz: float = 0.0  # 0: no residual layer
+    residual_step: float = 1.0
+
+    def encoder_settings(self) -> dict:
+        """The keyword arguments of :func:`codec.api.encode` this point stands for."""
+        return {"bits": self.bits, "code_bits": self.code_bits, "residual_hz": self.residual_hz,
+                "residual_step": self.residual_step}
 
     def describe(self) -> str:
         scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
-        return f"{self.kbps:6.2f} kbps  --bits {self.bits} --code-bits {self.code_bits:<2}  {scores}".rstrip()
+        options = f"--bits {self.bits} --code-bits {self.code_bits:<2}"
+        if self.residual_hz:
+            options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
+        return f"{self.kbps:6.2f} kbps  {options}  {scores}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,8 @@ def _entry(row: dict) -> ModelEntry:
     rates = sorted(
         (
             RatePoint(int(point["bits"]), int(point["code_bits"]), float(point["kbps"]),
-                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
+                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()),
+                      float(point.get("residual_hz", 0.0)), float(point.get("residual_step", 1.0)))
             for point in row.get("rates", [])
         ),
         key=lambda point: point.kbps,

@@ -1,4 +1,4 @@
-"""Tests for codec/bitstream.py: the .nac v1.0 container (format_spec.md).
+"""Tests for codec/bitstream.py: the .nac container, versions 1.0 and 2.0 (format_spec.md).
 
 Streams are synthetic (seeded random codes); forged files are built here with
 ``struct`` and the offsets of format_spec.md, independently of the schemas.
@@ -79,7 +79,11 @@ def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
             phase = rng.integers(0, 2**header.bits, shape).astype(header.phase_dtype)
         scales = rng.uniform(0, 4, (header.channels, header.latent_channels)).astype(np.float32)
         scales[0, 0] = 0.0
-        chunks.append(Chunk(index, frames, scales, codes.astype(header.code_dtype), phase))
+        residual = None
+        if header.residual_bins:
+            shape = (header.channels, header.residual_bins, frames * header.time_stride)
+            residual = rng.integers(-127, 128, shape).astype(np.int8)
+        chunks.append(Chunk(index, frames, scales, codes.astype(header.code_dtype), phase, residual))
     return chunks
 
 
@@ -134,6 +138,8 @@ def raw_body(header: StreamHeader, chunk: Chunk) -> bytes:
         parts.append(chunk.codes[c].astype(header.code_dtype.newbyteorder("<")).tobytes())
         if header.store_phase:
             parts.append(chunk.phase[c].astype(header.phase_dtype.newbyteorder("<")).tobytes())
+        if header.residual_bins:
+            parts.append(chunk.residual[c].astype(np.int8).tobytes())
     return b"".join(parts)
 
 
@@ -151,16 +157,18 @@ def rejects(data: bytes, error: type, text: str) -> None:
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("store_phase", [False, True])
 @pytest.mark.parametrize("latent_frames,chunk_frames", [(7, 3), (6, 3), (1, 4), (5, 5)])
-def test_round_trip(bits, store_phase, latent_frames, chunk_frames):
+@pytest.mark.parametrize("residual", [{}, {"residual_bins": 5, "residual_step": 0.75}])
+def test_round_trip(bits, store_phase, latent_frames, chunk_frames, residual):
     header, chunks, data = make_stream(
-        bits=bits, store_phase=store_phase, latent_frames=latent_frames, chunk_frames=chunk_frames
+        bits=bits, store_phase=store_phase, latent_frames=latent_frames, chunk_frames=chunk_frames, **residual
     )
+    assert data[8] == (0x20 if residual else 0x10)
     parsed, decoded = unpack(data)
     assert parsed == header
     assert len(decoded) == len(chunks)
     for want, got in zip(chunks, decoded):
         assert (got.index, got.frames) == (want.index, want.frames)
-        for name in ("scales", "codes", "phase"):
+        for name in ("scales", "codes", "phase", "residual"):
             w, g = getattr(want, name), getattr(got, name)
             if w is None:
                 assert g is None
@@ -199,10 +207,25 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
     assert layout == expected
 
 
-def test_chunk_and_end_record_bytes():
-    header, chunks, data = make_stream(store_phase=True)
+def test_version_2_header_bytes():
+    header, chunks, data = make_stream(residual_bins=6, residual_step=0.5)
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 80}
+    assert data[8] == 0x20  # major 2, minor 0
+    assert struct.unpack_from("<H", data, 10)[0] == 80
+    for name, (offset, fmt) in HEADER_LAYOUT.items():
+        assert struct.unpack_from(fmt, data, offset)[0] == getattr(header, name), name
+    assert struct.unpack_from("<Hf", data, 70) == (6, 0.5)
+    assert struct.unpack_from("<I", data, 76)[0] == zlib.crc32(data[:76])
+    assert bitstream.header_layout(2) == {**bitstream.header_layout(1), "residual_bins": (70, "<H"),
+                                          "residual_step": (72, "<f")}
+    assert read_header(data) == header and header.version_major == 2
+
+
+@pytest.mark.parametrize("changes", [{}, {"store_phase": True, "residual_bins": 33, "residual_step": 2.0}])
+def test_chunk_and_end_record_bytes(changes):
+    header, chunks, data = make_stream(**({"store_phase": True} | changes))
     offsets = chunk_offsets(data)
-    assert offsets[0] == 74 and len(offsets) == header.chunk_count
+    assert offsets[0] == bitstream.HEADER_SIZES[header.version_major] and len(offsets) == header.chunk_count
     for position, (offset, chunk) in enumerate(zip(offsets, chunks)):
         index, frames, raw_size, payload_size = struct.unpack_from("<IIII", data, offset + 4)
         assert (index, frames) == (position, chunk.frames)
@@ -243,7 +266,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x20, 0x21, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x30, 0x31, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.
@@ -275,6 +298,40 @@ def test_version_1_0_rules():
     forged = with_header_crc(head[:10] + struct.pack("<H", 78) + head[12:]) + data[74:]
     rejects(forged, FormatError, "header_size 78 invalid for version 1.0")
     rejects(forge_header(data, version=0x11, header_size=70), FormatError, "header_size 70 smaller than 74")
+
+
+def forge_version_2(data: bytes, bins: int, step: float, extension: bytes = b"", version: int = 0x20) -> bytes:
+    """``data``'s v2 header with other residual fields (and appended bytes), CRC recomputed."""
+    head = bytearray(data[:76] + extension + b"\0\0\0\0")
+    head[8] = version
+    struct.pack_into("<H", head, 10, 80 + len(extension))
+    struct.pack_into("<Hf", head, 70, bins, step)
+    return with_header_crc(bytes(head)) + data[80:]
+
+
+def test_version_2_rules():
+    header, chunks, data = make_stream(residual_bins=4, residual_step=1.0)
+    assert forge_version_2(data, 4, 1.0) == data
+    rejects(forge_version_2(data, 0, 1.0), FormatError, "residual_bins 0 in a version 2 header")
+    rejects(forge_version_2(data, 34, 1.0), FormatError, "residual_bins 34 out of range 0..n_fft/2+1 (33)")
+    for step in (0.0, -1.0, 16.5, float("nan"), float("inf")):
+        rejects(forge_version_2(data, 4, step), FormatError, "residual_step")
+    rejects(forge_version_2(data, 4, 1.0, b"xx"), FormatError, "header_size 82 invalid for version 2.0")
+    rejects(forge_header(data[:74] + data[80:], version=0x21, header_size=74), FormatError, "smaller than 80")
+    newer = forge_version_2(data, 4, 1.0, b"future", version=0x23)
+    parsed, decoded = unpack(newer)
+    assert parsed == dataclasses.replace(header, version_minor=3)
+    np.testing.assert_array_equal(decoded[2].residual, chunks[2].residual)
+    # the residual bins size the body: a file claiming other bins fails on raw_size
+    rejects(forge_version_2(data, 5, 1.0), FormatError, "chunk 0: raw_size")
+
+
+def test_residual_code_outside_its_range():
+    header, chunks, data = make_stream(residual_bins=4, residual_step=1.0)
+    chunks[1].residual[0, 3, 2] = -128
+    payload = zstandard.ZstdCompressor().compress(raw_body(header, chunks[1]))
+    forged = replace_chunk(data, 1, chunk_record(1, 3, bitstream.chunk_body_size(header, 3), payload))
+    rejects(forged, FormatError, "chunk 1: residual code below -127")
 
 
 def test_header_crc_mismatch():
@@ -499,7 +556,7 @@ def test_pack_rejects_inconsistent_input():
         pack(header, chunks[:2])
     with pytest.raises(ValueError, match="invalid header: channels 9"):
         pack(dataclasses.replace(header, channels=9), chunks)
-    with pytest.raises(ValueError, match="writes version 1.0"):
+    with pytest.raises(ValueError, match="writes minor version 0"):
         pack(dataclasses.replace(header, version_minor=1), chunks)
     bad = [dataclasses.replace(c) for c in chunks]
     bad[1] = dataclasses.replace(bad[1], codes=bad[1].codes.astype(np.int16))
@@ -514,6 +571,23 @@ def test_pack_rejects_inconsistent_input():
     bad[1] = dataclasses.replace(chunks[1], frames=2, codes=chunks[1].codes[..., :2])
     with pytest.raises(ValueError, match="frames"):
         pack(header, bad)
+
+
+def test_pack_rejects_inconsistent_residual():
+    header, chunks, _ = make_stream(residual_bins=4, residual_step=1.0)
+    with pytest.raises(ValueError, match="chunk 0: residual"):
+        pack(header, [dataclasses.replace(chunks[0], residual=None), *chunks[1:]])
+    wide = dataclasses.replace(chunks[0], residual=chunks[0].residual.astype(np.int16))
+    with pytest.raises(ValueError, match="chunk 0: residual dtype int16, expected int8"):
+        pack(header, [wide, *chunks[1:]])
+    low = dataclasses.replace(chunks[0], residual=np.full_like(chunks[0].residual, -128))
+    with pytest.raises(ValueError, match="residual codes below -127"):
+        pack(header, [low, *chunks[1:]])
+    plain = make_header()
+    with pytest.raises(ValueError, match="residual given but header.residual_bins is 0"):
+        pack(plain, [dataclasses.replace(c, residual=r.residual) for c, r in zip(make_chunks(plain), chunks)])
+    with pytest.raises(ValueError, match="residual_step 0.5 without a residual layer"):
+        pack(dataclasses.replace(plain, residual_step=0.5), make_chunks(plain))
 
 
 # ---------------------------------------------------------------- fuzz

@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x20
+    data[8] = 0x30
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -169,7 +169,22 @@ def test_bitrate_picks_a_smaller_setting_for_a_lower_target(clip: Path, tmp_path
     assert "bitrates" in run("models").output
 
 
+def test_residual_layer_options(clip: Path, tmp_path: Path):
+    coded = tmp_path / "residual.nac"
+    result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.5")
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("inspect", coded, "--json").stdout)
+    assert info["header"]["version"] == "2.0" and info["header"]["residual_bins"] == 32
+    assert info["header"]["residual_step"] == 0.5
+    assert run("decode", coded).exit_code == 0
+    for extra, message in ((["--residual-step", "0"], "residual step 0 is outside"),
+                           (["--residual-hz", "-5"], "residual band -5 Hz is outside")):
+        result = run("encode", clip, tmp_path / "bad.nac", "--residual-hz", "1000", *extra)
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "bad.nac").exists()
+
+
 def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
-    for extra in (["--bits", "8"], ["--code-bits", "4"]):
+    for extra in (["--bits", "8"], ["--code-bits", "4"], ["--residual-hz", "500"], ["--residual-step", "0.5"]):
         result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
         assert result.exit_code == 2 and "give one or the other" in result.output

@@ -52,7 +52,7 @@ def payload_ranges(data: bytes) -> list[range]:
     return [range(c.offset + 20, c.offset + 20 + c.payload_size) for c in bitstream.scan(data).chunks]
 
 
-@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s"])
+@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s", "speech-residual-0.25s"])
 def test_bit_flips_are_detected(name):
     """Every bit outside the payloads; inside them, every bit of the small stereo vector
     and one bit per byte of the 8 KB phase vector (a CRC-32 catches every single-bit
@@ -71,7 +71,7 @@ def test_bit_flips_are_detected(name):
     assert tried >= len(data) and missed == []
 
 
-@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s"])
+@pytest.mark.parametrize("name", ["stereo-44k-0.2s", "speech-phase16-0.1s", "speech-residual-0.25s"])
 def test_truncations_are_detected(name):
     data = vector_bytes(name)
     assert [size for size in range(len(data)) if not detected(data[:size])] == []
@@ -82,13 +82,13 @@ def test_truncations_are_detected(name):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def four_chunks(speech) -> bytes:
+@pytest.fixture(scope="module", params=[0.0, 1000.0], ids=["v1", "v2-residual"])
+def four_chunks(speech, request) -> bytes:
     audio, rate = speech
     source = api.resample(audio[:, :rate], rate, RATE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(api, "CHUNK_SECONDS", CHUNK_SECONDS)
-        data = api.encode(source, RATE)
+        data = api.encode(source, RATE, residual_hz=request.param)
     assert bitstream.read_header(data).chunk_count == 4
     return data
 

@@ -168,9 +168,12 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 
 def test_presets_and_bitrates_parse():
-    assert evaluate.preset_settings("default") == {"bits": 8, "store_phase": False, "code_bits": None}
-    assert evaluate.preset_settings("bits16+store_phase") == {"bits": 16, "store_phase": True, "code_bits": None}
-    assert evaluate.preset_settings("cb4") == {"bits": 8, "store_phase": False, "code_bits": 4}
+    plain = {"bits": 8, "store_phase": False, "code_bits": None, "residual_hz": 0.0, "residual_step": 1.0}
+    assert evaluate.preset_settings("default") == plain
+    assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
+    assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
+    assert evaluate.preset_settings("cb4+res1000+step0.7") == plain | {"code_bits": 4, "residual_hz": 1000.0,
+                                                                        "residual_step": 0.7}
     assert evaluate.parse_bitrates("6, 12k,32") == (6.0, 12.0, 32.0)
     for bad in ("5", "x", ""):
         with pytest.raises(UsageError):

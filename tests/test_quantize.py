@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from codec.quantize import dequantize, dequantize_phase, levels, quantize, quantize_phase
+from codec.quantize import (
+    RESIDUAL_FLOOR,
+    dequantize,
+    dequantize_phase,
+    dequantize_residual,
+    levels,
+    quantize,
+    quantize_phase,
+    quantize_residual,
+)
 
 
 @pytest.mark.parametrize("bits, code_bits", [(8, None), (16, None), (8, 4), (8, 2), (16, 9)])
@@ -39,3 +48,25 @@ def test_phase_round_trip(bits):
     error = np.angle(np.exp(1j * (restored - phase)))
     assert np.abs(error).max() <= np.pi / 2**bits * 1.0001
     assert restored.min() > -np.pi and restored.max() <= np.pi
+
+
+@pytest.mark.parametrize("step", [0.5, 1.0, 1.5])
+def test_residual_brings_the_decoded_log_magnitude_within_half_a_step(step):
+    rng = np.random.default_rng(3)
+    original = rng.uniform(RESIDUAL_FLOOR, 6, (2, 8, 40)).astype(np.float32)
+    decoded = original + rng.normal(0, 2, original.shape).astype(np.float32)
+    decoded = np.maximum(decoded, RESIDUAL_FLOOR)  # the stated bound holds above the floor
+    codes = quantize_residual(original, decoded, step)
+    assert codes.dtype == np.int8 and codes.shape == original.shape
+    corrected = decoded + dequantize_residual(codes, step)
+    assert np.abs(corrected - original).max() <= step / 2 * (1 + 1e-5)
+
+
+def test_residual_floor_rounding_clamp_and_non_finite_values():
+    floor = RESIDUAL_FLOOR
+    original = np.array([floor - 5, floor - 1, floor + 2.5, floor + 3.5, 400.0, np.nan], np.float32)
+    decoded = np.array([floor - 9, floor + 1, floor, floor, -400.0, 0.0], np.float32)
+    codes = quantize_residual(original, decoded, 1.0)
+    # below the floor on both sides: 0; towards the floor; half to even; clamped to +-127; NaN: 0
+    assert codes.tolist() == [0, -1, 2, 4, 127, 0]
+    assert dequantize_residual(codes, 0.5).tolist() == [0.0, -0.5, 1.0, 2.0, 63.5, 0.0]

@@ -30,7 +30,7 @@ def test_windowed_encoder_matches_whole_file(net, long_speech):
         whole = net.encode(torch.from_numpy(audio)).numpy()
     blocks = np.array_split(audio, 37, axis=1)  # odd block sizes exercise the sliding buffer
     source = streaming.SampleWindow(blocks, audio.shape[0], audio.shape[1])
-    windowed = np.concatenate([latent for latent, _ in streaming.encode_chunks(net, source, CHUNK)], axis=-1)
+    windowed = np.concatenate([part.latent for part in streaming.encode_chunks(net, source, CHUNK)], axis=-1)
     assert windowed.shape == whole.shape
     assert np.abs(windowed - whole).max() < LATENT_BOUND
 
@@ -55,11 +55,11 @@ def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, wi
     assert added.max() < 2 * WAVE_BOUND
 
 
-@pytest.mark.parametrize("rate", [16000, 44100])
-def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate):
+@pytest.mark.parametrize("rate,residual_hz", [(16000, 0.0), (44100, 0.0), (16000, 1000.0)])
+def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate, residual_hz):
     audio, source_rate = long_speech
     audio = api.resample(audio, source_rate, rate)
-    data = api.encode(audio, rate)
+    data = api.encode(audio, rate, residual_hz=residual_hz)
     full, _ = api.decode(data)
     part, out_rate = api.decode(data, start=17.25, duration=3.0)
     first = round(17.25 * rate)

@@ -299,7 +299,8 @@ def test_a_model_without_rates_refuses_a_bitrate():
 @pytest.mark.parametrize("text", ["6k", "6 kbps", "6", "6.0K", " 6kbit/s "])
 def test_bitrate_text_is_read_as_kbps(text):
     expected = zoo.rate_point(zoo.find_entry(None), 6.0)
-    assert api.bitrate_settings(text) == (expected.bits, expected.code_bits)
+    assert api.bitrate_settings(text) == expected.encoder_settings()
+    assert expected.encoder_settings()["code_bits"] == expected.code_bits
 
 
 @pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "2000k"])

@@ -44,6 +44,7 @@ class Vector:
     gains: tuple[float, ...] = (1.0,)  # one gain per output channel, applied to the mono clip
     bits: int = 8
     store_phase: bool = False
+    residual_hz: float = 0.0  # > 0: a version 2.0 file with the residual layer
 
     @property
     def samples(self) -> int:
@@ -62,6 +63,11 @@ VECTORS = (
         "the clip resampled to 44100 Hz (soxr HQ, whole clip), first 0.2 s, as 2 channels: "
         "left unchanged, right at half gain; 8 bits",
         0.2, rate=44100, gains=(1.0, 0.5),
+    ),
+    Vector(
+        "speech-residual-0.25s",
+        "first 0.25 s of the clip, 16 kHz mono, residual layer under 1000 Hz (format 2.0), 8 bits",
+        0.25, residual_hz=1000.0,
     ),
 )
 
@@ -85,7 +91,8 @@ def source(item: Vector) -> np.ndarray:
 
 def encode(item: Vector) -> bytes:
     """The ``.nac`` bytes of ``item`` with the shipped default model."""
-    return api.encode(source(item), item.rate, bits=item.bits, store_phase=item.store_phase)
+    return api.encode(source(item), item.rate, bits=item.bits, store_phase=item.store_phase,
+                      residual_hz=item.residual_hz)
 
 
 def describe(item: Vector, data: bytes) -> dict:
@@ -107,6 +114,7 @@ def describe(item: Vector, data: bytes) -> dict:
             "channel_gains": list(item.gains),
             "bits": item.bits,
             "store_phase": item.store_phase,
+            "residual_hz": item.residual_hz,
         },
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
         "header": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asdict(header).items()},
@@ -187,7 +195,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
             f"latent frames per chunk: {v['chunk_frames'] * spf / v['model_sample_rate']:g} s at the model rate",
         ),
         "chunk_count": (str(v["chunk_count"]), "`ceil(latent_frames / chunk_frames)`"),
-        "header_crc": (f"0x{v['header_crc']:08X}", "CRC-32 of bytes [0, 70)"),
+        "header_crc": (f"0x{v['header_crc']:08X}", f"CRC-32 of bytes [0, {v['header_size'] - 4})"),
+        **({
+            "residual_bins": (str(v["residual_bins"]), "STFT bins 0 .. residual_bins - 1 carry residual codes"),
+            "residual_step": (f"{v['residual_step']:g}", "log-magnitude step of one residual code (f32)"),
+        } if "residual_bins" in v else {}),
     }
 
 
@@ -234,9 +246,19 @@ def _table(rows) -> list[str]:
     return lines
 
 
+def _residual_header_rows(data: bytes, model: zoo.ModelEntry) -> list:
+    """Table rows of the bytes where a 2.0 header differs from a 1.0 one."""
+    size = bitstream.HEADER_SIZES[2]
+    layout = [(offset, struct.calcsize(fmt), fmt, name) for name, (offset, fmt) in bitstream.header_layout(2).items()]
+    fields = _fields(data, (*layout, (size - 4, 4, "<I", "header_crc")), 0)
+    meanings = _header_meanings(fields, model)
+    changed = ("version", "header_size", "residual_bins", "residual_step", "header_crc")
+    return [(fields[name][0], fields[name][1], name, *meanings[name]) for name in changed]
+
+
 def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
-    empty, speech = vectors["empty"], vectors["speech-0.25s"]
+    empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -254,7 +276,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
          f"CRC-32 of bytes [{bitstream.HEADER_SIZE}, {bitstream.HEADER_SIZE + 20}) of the file"),
     ]
 
-    sh = bitstream.read_header(speech)
+    sh, rh = bitstream.read_header(speech), bitstream.read_header(residual)
     base = bitstream.HEADER_SIZE  # a v1.0 header; the first chunk record follows it
     chunk = _fields(speech, CHUNK_FRAMING, base)
     size = chunk["payload_size"][2]
@@ -335,6 +357,22 @@ def appendix(vectors: dict[str, bytes]) -> str:
         "",
         f"The end record follows at offset {crc_at + 4}, laid out as in A.1 with counts "
         f"{sh.chunk_count}, {sh.latent_frames} and {sh.sample_count}.",
+        "",
+        f"### A.3 `speech-residual-0.25s.nac`: a version 2.0 header ({len(residual)} bytes in all)",
+        "",
+        f"The same audio as A.2 with the residual layer under 1000 Hz. The header grows to "
+        f"{bitstream.HEADER_SIZES[2]} bytes; bytes 0 to 69 keep A.1's layout (with this file's counts) except "
+        "these:",
+        "",
+        "```",
+        hexdump(residual[: bitstream.HEADER_SIZES[2]]),
+        "```",
+        "",
+        *_table(_residual_header_rows(residual, model)),
+        "",
+        f"The chunk record starts at offset {bitstream.HEADER_SIZES[2]}; its body adds, after the codes, "
+        f"{rh.residual_bins} x {rh.latent_frames * rh.time_stride} `i8` residual codes: `raw_size` "
+        f"{bitstream.chunk_body_size(rh, rh.latent_frames)}.",
         "",
     ]
     return "\n".join(lines)
