@@ -100,6 +100,9 @@ HANG_SECONDS = 30  # SIGALRM aborts an input after this long (a hang; >time_limi
 HEADER_FIELDS = {
     name: place for name, place in bitstream.header_layout().items() if name not in ("magic", "weights_hash")
 }
+RESIDUAL_HEADER_FIELDS = {
+    name: place for name, place in bitstream.header_layout(2).items() if name not in ("magic", "weights_hash")
+}
 SPECIAL_SCALES = np.array(
     [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, 1e-38, 3.4e38, 1e30, -1.0, 1.0, 65504.0], dtype=np.float32
 )
@@ -153,6 +156,7 @@ def load_seeds() -> list[Seed]:
         eight = api.resample(clip[:, : rate // 5], rate, 8000)
         gains = np.linspace(1.0, -1.0, 8, dtype=np.float32)[:, None]
         seeds.append(make_seed("fresh-8ch-8k", api.encode(gains * eight, 8000)))
+        seeds.append(make_seed("fresh-stereo-residual", api.encode(stereo, 22050, residual_hz=2000)))
     return seeds
 
 
@@ -272,13 +276,17 @@ def splice_records(rng, seed, data, seeds):
 
 def forge_header(rng, seed, data, seeds):
     head = bytearray(seed.data[: seed.header_size])
+    fields = RESIDUAL_HEADER_FIELDS if head[8] >> 4 == 2 else HEADER_FIELDS
     for _ in range(rng.randint(1, 3)):
-        name = rng.choice(list(HEADER_FIELDS))
-        offset, fmt = HEADER_FIELDS[name]
+        name = rng.choice(list(fields))
+        offset, fmt = fields[name]
         current = struct.unpack_from(fmt, head, offset)[0]
-        value = interesting_int(rng, fmt, current)
+        if name == "residual_step":
+            value = rng.choice([0.0, -0.0, -1.0, float("nan"), float("inf"), 16.0, 16.000002, 1e-45, 3.4e38])
+        else:
+            value = interesting_int(rng, fmt, current)
         if name == "version":
-            value = rng.choice([0x10, 0x11, 0x1F, 0x20, 0x00, 0xF0, value])
+            value = rng.choice([0x10, 0x11, 0x1F, 0x20, 0x21, 0x30, 0x00, 0xF0, value])
         struct.pack_into(fmt, head, offset, value)
     return resign_header(head) + seed.data[seed.header_size :]
 
@@ -287,7 +295,7 @@ def forge_minor_version(rng, seed, data, seeds):
     """A newer minor version with appended header fields (must still decode)."""
     head = bytearray(seed.data[: seed.header_size - 4])
     head += rng.randbytes(rng.choice([0, 1, 6, 200]))
-    head[8] = 0x10 | rng.randint(1, 15)
+    head[8] = (head[8] & 0xF0) | rng.randint(1, 15)  # same major
     head[9] |= rng.choice([0, 0x80, 0xFE])
     struct.pack_into("<H", head, 10, min(len(head) + 4, 65535))
     return resign_header(head + bytes(4)) + seed.data[seed.header_size :]
@@ -368,8 +376,9 @@ def forge_consistent(rng, seed, data, seeds):
         return forge_header(rng, seed, data, seeds)
     latent = np.concatenate([dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
     phase = np.concatenate([c.phase for c in chunks], axis=-1) if header.store_phase else None
+    residual = np.concatenate([c.residual for c in chunks], axis=-1) if header.residual_bins else None
     changes = {}
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     if kind == 0:  # another chunk size
         changes["chunk_frames"] = rng.randint(1, header.latent_frames + 2)
     elif kind == 1:  # the other bit width
@@ -389,6 +398,9 @@ def forge_consistent(rng, seed, data, seeds):
     elif kind == 4:  # extreme but finite latents: huge scales, full-range codes
         big = rng.choice([3.4e38, 1e30, 1e10, 1e-38, 0.0])
         latent = np.where(rng.random() < 0.5, np.sign(latent) * big, np.full_like(latent, big)).astype(np.float32)
+    elif kind == 5 and residual is not None:  # extreme residual: the largest step, codes at the limits
+        changes["residual_step"] = rng.choice([16.0, 1e-30])
+        residual = np.where(rng.random() < 0.5, residual, rng.choice([127, -127])).astype(np.int8)
     else:  # fewer frames of audio than the header's model (sample_count shrinks)
         changes["sample_count"] = rng.randint(0, header.sample_count)
     header = dataclasses.replace(header, **changes)
@@ -399,10 +411,10 @@ def forge_consistent(rng, seed, data, seeds):
     for index in range(count):
         span = slice(index * step, min((index + 1) * step, header.latent_frames))
         codes, scales = quantize(latent[..., span], header.bits)
-        part = None
-        if phase is not None:
-            part = phase[..., span.start * header.time_stride : span.stop * header.time_stride]
-        rebuilt.append(bitstream.Chunk(index, span.stop - span.start, scales, codes, part))
+        frames = slice(span.start * header.time_stride, span.stop * header.time_stride)
+        rebuilt.append(bitstream.Chunk(index, span.stop - span.start, scales, codes,
+                                       None if phase is None else phase[..., frames],
+                                       None if residual is None else residual[..., frames]))
     return bitstream.pack(header, rebuilt)
 
 
