@@ -280,6 +280,19 @@ def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
     assert all(2 <= point.code_bits <= point.bits for point in entry.rates)
 
 
+def test_a_rate_point_with_the_residual_layer_reads_and_describes_it():
+    row = {"id": 9, "name": "m", "file": "m.safetensors", "sha256": "00" * 32, "sample_rate": 16000,
+           "parameters": 1, "rates": [{"bits": 8, "code_bits": 4, "residual_hz": 1000, "residual_step": 0.7,
+                                       "kbps": 14.8, "scores": {"pesq_wb": 3.3}},
+                                      {"bits": 8, "code_bits": 3, "kbps": 5.2}]}
+    entry = zoo._entry(row)
+    plain, residual = entry.rates
+    assert plain.encoder_settings() == {"bits": 8, "code_bits": 3, "residual_hz": 0.0, "residual_step": 1.0}
+    assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "residual_hz": 1000.0, "residual_step": 0.7}
+    assert "--residual-hz 1000 --residual-step 0.7" in residual.describe()
+    assert "residual" not in plain.describe()
+
+
 def points(*rates):
     return zoo.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
                           rates=tuple(zoo.RatePoint(8, bits, kbps) for bits, kbps in rates))

@@ -1,6 +1,7 @@
 """Speed and memory of nac against opusenc/opusdec, as x real time and peak RSS.
 
     python tools/bench.py [--lengths 10,600,3600] [--threads 1,0] [--model NAME] [--no-opus]
+        [--phase-iters N] [--encode-options "--residual-hz 1000 --residual-step 0.7"]
 
 Inputs are WAV files of the bundled speech clip repeated to each length (in a
 temporary folder). Every measurement is a separate process, so its peak RSS
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1,0", help="thread counts to try; 0 = all cores")
     parser.add_argument("--model", default=None)
     parser.add_argument("--phase-iters", type=int, default=None, help="nac decode --phase-iters [the model's]")
+    parser.add_argument("--encode-options", default="",
+                        help="extra nac encode options, e.g. '--residual-hz 1000 --residual-step 0.7'")
     parser.add_argument("--no-opus", action="store_true")
     args = parser.parse_args()
     nac = [sys.executable, "-m", "codec.cli"]
@@ -73,7 +76,8 @@ def main() -> None:
                 model = ["--model", args.model] if args.model else []
                 iters = ["--phase-iters", str(args.phase_iters)] if args.phase_iters is not None else []
                 jobs = [
-                    ("nac encode", nac + ["encode", str(source), str(folder / "x.nac"), "-f", *model]),
+                    ("nac encode", nac + ["encode", str(source), str(folder / "x.nac"), "-f", *model,
+                                          *args.encode_options.split()]),
                     ("nac decode", nac + ["decode", str(folder / "x.nac"), "-o", str(folder / "x.wav"), "-f",
                                           *model, *iters]),
                 ]

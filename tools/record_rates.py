@@ -5,9 +5,12 @@
     python tools/record_rates.py NAME results/eval-rates/eval.json [more eval.json ...]
 
 Each nac preset of that model (store-phase presets aside) becomes one
-operating point: bits, code bits, the measured kbps and PESQ-WB / ViSQOL /
-STOI. `nac encode --bitrate K` picks among them and `nac models` lists them.
-The default preset's scores also become the model's "quality".
+operating point: bits, code bits, residual layer, the measured kbps and
+PESQ-WB / ViSQOL / STOI. A point that a cheaper one matches or beats on
+PESQ-WB is left out, so `nac encode --bitrate K` (which takes the point with
+the most kbps at or below K) never picks a worse setting for a higher
+target; `nac models` lists the points. The default preset's scores also
+become the model's "quality".
 """
 
 from __future__ import annotations
@@ -39,12 +42,26 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
                 continue
             bits = settings["bits"]
             code_bits = settings["code_bits"] or DEFAULT_CODE_BITS[bits]
-            scores = {key: round(system[key], 3) for key in SCORES if system.get(key) is not None}
-            points[(bits, code_bits)] = {"bits": bits, "code_bits": code_bits, "kbps": round(system["kbps"], 2),
-                                         "scores": scores}
+            point = {"bits": bits, "code_bits": code_bits}
+            if settings["residual_hz"]:
+                point.update(residual_hz=settings["residual_hz"], residual_step=settings["residual_step"])
+            point.update(kbps=round(system["kbps"], 2),
+                         scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
+            points[(bits, code_bits, settings["residual_hz"], settings["residual_step"])] = point
             if preset == "default":
                 default = system
-    return sorted(points.values(), key=lambda point: point["kbps"]), default
+    return undominated(sorted(points.values(), key=lambda point: point["kbps"])), default
+
+
+def undominated(points: list[dict]) -> list[dict]:
+    """The points (by rising kbps) whose PESQ-WB beats every cheaper point's (all kept without PESQ)."""
+    kept, best = [], float("-inf")
+    for point in points:
+        pesq = point["scores"].get("pesq_wb")
+        if pesq is None or pesq > best:
+            kept.append(point)
+            best = best if pesq is None else pesq
+    return kept
 
 
 def main() -> None:
