@@ -88,7 +88,7 @@ CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
 VERSION_MAJORS = (1, 2)  # 2.0 adds the log-magnitude residual layer (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 80}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -164,6 +164,7 @@ class StreamHeader:
     chunk_frames: int  # u32, latent frames per chunk (the last has 1..chunk_frames)
     chunk_count: int  # u32
     residual_bins: int = 0  # u16, v2 only: lowest STFT bins with a residual layer (0: none, a v1 file)
+    residual_stride: int = 0  # u16, v2 only: STFT frames per residual column (divides time_stride)
     residual_step: float = 0.0  # f32, v2 only: log-magnitude step of one residual code
 
     @property
@@ -186,6 +187,10 @@ class StreamHeader:
         """STFT bins stored per phase column: ``n_fft // 2 + 1``."""
         return self.n_fft // 2 + 1
 
+    def residual_columns(self, frames: int) -> int:
+        """Residual columns of a chunk of ``frames`` latent frames: one every ``residual_stride`` STFT frames."""
+        return frames * self.time_stride // self.residual_stride if self.residual_bins else 0
+
     @property
     def samples_per_frame(self) -> int:
         """Model-rate samples one latent frame advances: ``hop_length * time_stride``."""
@@ -205,7 +210,7 @@ class Chunk:
     scales: np.ndarray  # float32 (channels, latent_channels), finite, >= 0
     codes: np.ndarray  # int8/int16 (channels, latent_channels, latent_height, frames)
     phase: np.ndarray | None  # uint8/uint16 (channels, n_fft//2+1, frames*time_stride)
-    residual: np.ndarray | None = None  # int8 (channels, residual_bins, frames*time_stride), v2 only
+    residual: np.ndarray | None = None  # int8 (channels, residual_bins, residual_columns(frames)), v2 only
 
 
 @dataclass(frozen=True)
@@ -317,7 +322,7 @@ _HEADER_BODY = Struct(
     "latent_frames" / Int32ul,
     "chunk_frames" / Int32ul,
     "chunk_count" / Int32ul,
-    "residual" / If(this.version.major == 2, Struct("bins" / Int16ul, "step" / Float32l)),
+    "residual" / If(this.version.major == 2, Struct("bins" / Int16ul, "stride" / Int16ul, "step" / Float32l)),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -358,13 +363,14 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
             layout[field.name] = (offset, f"{size}s" if raw else {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[size])
             offset += size
     if major == 2:
-        layout.update(residual_bins=(offset, "<H"), residual_step=(offset + 2, "<f"))
+        layout.update(residual_bins=(offset, "<H"), residual_stride=(offset + 2, "<H"),
+                      residual_step=(offset + 4, "<f"))
     return layout
 
 
 _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
-    if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_step")
+    if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -406,7 +412,7 @@ def chunk_body_size(header: StreamHeader, frames: int) -> int:
     per_channel += width * header.latent_channels * header.latent_height * frames
     if header.store_phase:
         per_channel += width * header.phase_bins * frames * header.time_stride
-    per_channel += header.residual_bins * frames * header.time_stride
+    per_channel += header.residual_bins * header.residual_columns(frames)
     return header.channels * per_channel
 
 
@@ -430,8 +436,10 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"residual_bins {h.residual_bins} out of range 0..n_fft/2+1 ({h.phase_bins})"
     if h.residual_bins and not 0.0 < h.residual_step <= MAX_RESIDUAL_STEP:  # NaN fails too
         return f"residual_step {h.residual_step} out of range (0, {MAX_RESIDUAL_STEP:g}]"
-    if not h.residual_bins and h.residual_step != 0.0:
-        return f"residual_step {h.residual_step} without a residual layer (must be 0)"
+    if h.residual_bins and not (h.residual_stride >= 1 and h.time_stride % h.residual_stride == 0):
+        return f"residual_stride {h.residual_stride} does not divide time_stride {h.time_stride}"
+    if not h.residual_bins and (h.residual_step != 0.0 or h.residual_stride != 0):
+        return "residual_step and residual_stride without a residual layer (must be 0)"
     if not 1 <= h.hop_length <= h.n_fft:
         return f"hop_length {h.hop_length} out of range 1..n_fft ({h.n_fft})"
     body = chunk_body_size(h, h.chunk_frames)
@@ -487,7 +495,7 @@ def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
     if h.store_phase:
         fields.append(("phase", f"<u{width}", (h.phase_bins, frames * h.time_stride)))
     if h.residual_bins:
-        fields.append(("residual", "i1", (h.residual_bins, frames * h.time_stride)))
+        fields.append(("residual", "i1", (h.residual_bins, h.residual_columns(frames))))
     return np.dtype(fields)
 
 
@@ -530,7 +538,7 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> bytes:
     elif chunk.phase is not None:
         raise ValueError(f"{where}: phase given but header.store_phase is False")
     if h.residual_bins:
-        shape = (h.channels, h.residual_bins, frames * h.time_stride)
+        shape = (h.channels, h.residual_bins, h.residual_columns(frames))
         _check_array(f"{where}: residual", chunk.residual, np.dtype(np.int8), shape)
         if chunk.residual.min(initial=0) < -RESIDUAL_LIMIT:
             raise ValueError(f"{where}: residual codes below -{RESIDUAL_LIMIT}")
@@ -584,7 +592,10 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
     fields.update(
         version={"major": header.version_major, "minor": VERSION_MINOR},
         flags={"reserved": 0, "store_phase": header.store_phase},
-        residual={"bins": header.residual_bins, "step": header.residual_step} if header.residual_bins else None,
+        residual=(
+            {"bins": header.residual_bins, "stride": header.residual_stride, "step": header.residual_step}
+            if header.residual_bins else None
+        ),
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -632,7 +643,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     value = _parse(_HEADER, stream, "header").signed.value
     if minor == 0 and value.flags.reserved:
         raise FormatError(f"reserved flag bits set in a version {major}.0 header")
-    residual = value.residual or {"bins": 0, "step": 0.0}
+    residual = value.residual or {"bins": 0, "stride": 0, "step": 0.0}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     header = StreamHeader(
@@ -640,6 +651,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         store_phase=value.flags.store_phase,
         **{name: value[name] for name in _HEADER_FIELD_NAMES},
         residual_bins=residual["bins"],
+        residual_stride=residual["stride"],
         residual_step=residual["step"],
     )
     problem = _header_problem(header)

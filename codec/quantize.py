@@ -4,8 +4,9 @@ Latents: per (audio channel, latent channel) max-norm scale ``s`` (float32)
 and integer codes ``q = clamp(round_half_even(x * L / s), -L, L)`` with
 ``L = 2**(bits-1) - 1``; dequantized as ``q * (s / L)``.
 Phase: uniform over a full turn with ``2**bits`` levels.
-Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``; the
-decoder adds ``r * d`` to the decoded log-magnitude.
+Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``, one
+column every few STFT frames; the decoder interpolates ``r * d`` to every
+frame and adds it to the decoded log-magnitude.
 """
 
 from __future__ import annotations
@@ -99,6 +100,21 @@ def quantize_residual(original: np.ndarray, decoded: np.ndarray, step: float) ->
 def dequantize_residual(codes: np.ndarray, step: float) -> np.ndarray:
     """float32 log-magnitude correction ``r * step``."""
     return codes.astype(np.float32) * np.float32(step)
+
+
+def upsample_residual(columns: np.ndarray, stride: int) -> np.ndarray:
+    """Corrections for every STFT frame from columns ``stride`` frames apart (last axis).
+
+    Column ``j`` sits at frame ``j * stride``; the frames between two columns
+    interpolate linearly, ``c[j] + (c[j+1] - c[j]) * (t mod stride) / stride``
+    in float32, and the frames after the last column keep its value.
+    """
+    if stride == 1 or columns.shape[-1] == 0:
+        return columns
+    following = np.concatenate([columns[..., 1:], columns[..., -1:]], axis=-1)
+    weights = (np.arange(stride, dtype=np.float32) / np.float32(stride)).reshape(1, stride)
+    frames = columns[..., None] + (following - columns)[..., None] * weights
+    return frames.reshape(*columns.shape[:-1], columns.shape[-1] * stride)
 
 
 def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
+from .quantize import upsample_residual
 from .stft import log_magnitude
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
@@ -154,14 +155,16 @@ def decode_chunks(
     phase_iters: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     residual_at: Callable[[int], np.ndarray] | None = None,
+    residual_stride: int = 1,
 ) -> Iterator[np.ndarray]:
     """Waveform (C, samples) of chunks ``first_chunk .. last_chunk``, in order, a few chunks per block.
 
     Consecutive chunks are decoded together in windows of about
     ``DECODE_WINDOW`` latent frames, so the context on each side costs less.
     ``latent_at(i)`` / ``phase_at(i)`` / ``residual_at(i)`` give chunk ``i``'s
-    dequantized latents / phase / log-magnitude residual; neighbours are asked
-    for as context, each at most once.
+    dequantized latents / phase / log-magnitude residual (one column every
+    ``residual_stride`` STFT frames); neighbours are asked for as context,
+    each at most once.
     ``phase_iters`` overrides the model's Griffin-Lim iterations;
     ``on_progress(done, total)`` counts chunks.
     """
@@ -178,10 +181,10 @@ def decode_chunks(
                             residual_at(index) if residual_at else None)
         return cache[index]
 
-    def frame_part(neighbours: range, part: int, first: int, last: int) -> torch.Tensor:
-        """STFT frames ``[first, last)`` (in latent frames) of one per-frame part of the chunks."""
+    def frame_part(neighbours: range, part: int, first: int, last: int, per_frame: int) -> np.ndarray:
+        """Latent frames ``[first, last)`` of a part of the chunks with ``per_frame`` columns a latent frame."""
         joined = np.concatenate([chunk(i)[part] for i in neighbours], axis=-1)
-        return torch.from_numpy(np.ascontiguousarray(joined[..., first * stride : last * stride]))
+        return np.ascontiguousarray(joined[..., first * per_frame : last * per_frame])
 
     def windows() -> Iterator[tuple]:
         """Per window: latents, phase, residual, first sample kept, samples kept, chunks done after it."""
@@ -196,8 +199,12 @@ def decode_chunks(
             first = max(0, offset - DECODE_CONTEXT)
             last = min(latent.shape[-1], offset + frames + DECODE_CONTEXT)
             window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
-            phase = frame_part(neighbours, 1, first, last) if phase_at is not None else None
-            residual = frame_part(neighbours, 2, first, last) if residual_at is not None else None
+            phase = residual = None
+            if phase_at is not None:
+                phase = torch.from_numpy(frame_part(neighbours, 1, first, last, stride))
+            if residual_at is not None:
+                columns = frame_part(neighbours, 2, first, last, stride // residual_stride)
+                residual = torch.from_numpy(upsample_residual(columns, residual_stride))
             yield window, phase, residual, (offset - first) * span, frames * span, end - first_chunk
 
     def decode_window(window, phase, residual, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:

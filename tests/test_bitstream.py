@@ -81,7 +81,7 @@ def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
         scales[0, 0] = 0.0
         residual = None
         if header.residual_bins:
-            shape = (header.channels, header.residual_bins, frames * header.time_stride)
+            shape = (header.channels, header.residual_bins, frames * header.time_stride // header.residual_stride)
             residual = rng.integers(-127, 128, shape).astype(np.int8)
         chunks.append(Chunk(index, frames, scales, codes.astype(header.code_dtype), phase, residual))
     return chunks
@@ -157,7 +157,8 @@ def rejects(data: bytes, error: type, text: str) -> None:
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("store_phase", [False, True])
 @pytest.mark.parametrize("latent_frames,chunk_frames", [(7, 3), (6, 3), (1, 4), (5, 5)])
-@pytest.mark.parametrize("residual", [{}, {"residual_bins": 5, "residual_step": 0.75}])
+@pytest.mark.parametrize("residual", [{}, {"residual_bins": 5, "residual_stride": 2, "residual_step": 0.75},
+                                      {"residual_bins": 1, "residual_stride": 1, "residual_step": 16.0}])
 def test_round_trip(bits, store_phase, latent_frames, chunk_frames, residual):
     header, chunks, data = make_stream(
         bits=bits, store_phase=store_phase, latent_frames=latent_frames, chunk_frames=chunk_frames, **residual
@@ -208,20 +209,20 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 
 def test_version_2_header_bytes():
-    header, chunks, data = make_stream(residual_bins=6, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 80}
+    header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82}
     assert data[8] == 0x20  # major 2, minor 0
-    assert struct.unpack_from("<H", data, 10)[0] == 80
+    assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
         assert struct.unpack_from(fmt, data, offset)[0] == getattr(header, name), name
-    assert struct.unpack_from("<Hf", data, 70) == (6, 0.5)
-    assert struct.unpack_from("<I", data, 76)[0] == zlib.crc32(data[:76])
+    assert struct.unpack_from("<HHf", data, 70) == (6, 2, 0.5)
+    assert struct.unpack_from("<I", data, 78)[0] == zlib.crc32(data[:78])
     assert bitstream.header_layout(2) == {**bitstream.header_layout(1), "residual_bins": (70, "<H"),
-                                          "residual_step": (72, "<f")}
+                                          "residual_stride": (72, "<H"), "residual_step": (74, "<f")}
     assert read_header(data) == header and header.version_major == 2
 
 
-@pytest.mark.parametrize("changes", [{}, {"store_phase": True, "residual_bins": 33, "residual_step": 2.0}])
+@pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
 def test_chunk_and_end_record_bytes(changes):
     header, chunks, data = make_stream(**({"store_phase": True} | changes))
     offsets = chunk_offsets(data)
@@ -300,34 +301,38 @@ def test_version_1_0_rules():
     rejects(forge_header(data, version=0x11, header_size=70), FormatError, "header_size 70 smaller than 74")
 
 
-def forge_version_2(data: bytes, bins: int, step: float, extension: bytes = b"", version: int = 0x20) -> bytes:
+def forge_version_2(data: bytes, bins: int, stride: int, step: float, extension: bytes = b"",
+                    version: int = 0x20) -> bytes:
     """``data``'s v2 header with other residual fields (and appended bytes), CRC recomputed."""
-    head = bytearray(data[:76] + extension + b"\0\0\0\0")
+    head = bytearray(data[:78] + extension + b"\0\0\0\0")
     head[8] = version
-    struct.pack_into("<H", head, 10, 80 + len(extension))
-    struct.pack_into("<Hf", head, 70, bins, step)
-    return with_header_crc(bytes(head)) + data[80:]
+    struct.pack_into("<H", head, 10, 82 + len(extension))
+    struct.pack_into("<HHf", head, 70, bins, stride, step)
+    return with_header_crc(bytes(head)) + data[82:]
 
 
 def test_version_2_rules():
-    header, chunks, data = make_stream(residual_bins=4, residual_step=1.0)
-    assert forge_version_2(data, 4, 1.0) == data
-    rejects(forge_version_2(data, 0, 1.0), FormatError, "residual_bins 0 in a version 2 header")
-    rejects(forge_version_2(data, 34, 1.0), FormatError, "residual_bins 34 out of range 0..n_fft/2+1 (33)")
+    header, chunks, data = make_stream(residual_bins=4, residual_stride=2, residual_step=1.0)
+    assert forge_version_2(data, 4, 2, 1.0) == data
+    rejects(forge_version_2(data, 0, 2, 1.0), FormatError, "residual_bins 0 in a version 2 header")
+    rejects(forge_version_2(data, 34, 2, 1.0), FormatError, "residual_bins 34 out of range 0..n_fft/2+1 (33)")
     for step in (0.0, -1.0, 16.5, float("nan"), float("inf")):
-        rejects(forge_version_2(data, 4, step), FormatError, "residual_step")
-    rejects(forge_version_2(data, 4, 1.0, b"xx"), FormatError, "header_size 82 invalid for version 2.0")
-    rejects(forge_header(data[:74] + data[80:], version=0x21, header_size=74), FormatError, "smaller than 80")
-    newer = forge_version_2(data, 4, 1.0, b"future", version=0x23)
+        rejects(forge_version_2(data, 4, 2, step), FormatError, "residual_step")
+    for stride in (0, 3, 4):  # time_stride is 2
+        rejects(forge_version_2(data, 4, stride, 1.0), FormatError, f"residual_stride {stride} does not divide")
+    rejects(forge_version_2(data, 4, 2, 1.0, b"xx"), FormatError, "header_size 84 invalid for version 2.0")
+    rejects(forge_header(data[:74] + data[82:], version=0x21, header_size=74), FormatError, "smaller than 82")
+    newer = forge_version_2(data, 4, 2, 1.0, b"future", version=0x23)
     parsed, decoded = unpack(newer)
     assert parsed == dataclasses.replace(header, version_minor=3)
     np.testing.assert_array_equal(decoded[2].residual, chunks[2].residual)
-    # the residual bins size the body: a file claiming other bins fails on raw_size
-    rejects(forge_version_2(data, 5, 1.0), FormatError, "chunk 0: raw_size")
+    # bins and stride size the body: a file claiming others fails on raw_size
+    rejects(forge_version_2(data, 5, 2, 1.0), FormatError, "chunk 0: raw_size")
+    rejects(forge_version_2(data, 4, 1, 1.0), FormatError, "chunk 0: raw_size")
 
 
 def test_residual_code_outside_its_range():
-    header, chunks, data = make_stream(residual_bins=4, residual_step=1.0)
+    header, chunks, data = make_stream(residual_bins=4, residual_stride=1, residual_step=1.0)
     chunks[1].residual[0, 3, 2] = -128
     payload = zstandard.ZstdCompressor().compress(raw_body(header, chunks[1]))
     forged = replace_chunk(data, 1, chunk_record(1, 3, bitstream.chunk_body_size(header, 3), payload))
@@ -574,7 +579,7 @@ def test_pack_rejects_inconsistent_input():
 
 
 def test_pack_rejects_inconsistent_residual():
-    header, chunks, _ = make_stream(residual_bins=4, residual_step=1.0)
+    header, chunks, _ = make_stream(residual_bins=4, residual_stride=2, residual_step=1.0)
     with pytest.raises(ValueError, match="chunk 0: residual"):
         pack(header, [dataclasses.replace(chunks[0], residual=None), *chunks[1:]])
     wide = dataclasses.replace(chunks[0], residual=chunks[0].residual.astype(np.int16))
@@ -586,8 +591,9 @@ def test_pack_rejects_inconsistent_residual():
     plain = make_header()
     with pytest.raises(ValueError, match="residual given but header.residual_bins is 0"):
         pack(plain, [dataclasses.replace(c, residual=r.residual) for c, r in zip(make_chunks(plain), chunks)])
-    with pytest.raises(ValueError, match="residual_step 0.5 without a residual layer"):
-        pack(dataclasses.replace(plain, residual_step=0.5), make_chunks(plain))
+    for field in ("residual_step", "residual_stride"):
+        with pytest.raises(ValueError, match="residual_step and residual_stride without a residual layer"):
+            pack(dataclasses.replace(plain, **{field: 2}), make_chunks(plain))
 
 
 # ---------------------------------------------------------------- fuzz

@@ -12,6 +12,7 @@ from codec.quantize import (
     quantize,
     quantize_phase,
     quantize_residual,
+    upsample_residual,
 )
 
 
@@ -70,3 +71,13 @@ def test_residual_floor_rounding_clamp_and_non_finite_values():
     # below the floor on both sides: 0; towards the floor; half to even; clamped to +-127; NaN: 0
     assert codes.tolist() == [0, -1, 2, 4, 127, 0]
     assert dequantize_residual(codes, 0.5).tolist() == [0.0, -0.5, 1.0, 2.0, 63.5, 0.0]
+
+
+def test_residual_columns_are_interpolated_between_and_held_after_the_last():
+    columns = np.array([[[0.0, 4.0, 8.0], [1.0, 1.0, -1.0]]], np.float32)
+    assert upsample_residual(columns, 1) is columns
+    frames = upsample_residual(columns, 2)
+    assert frames.dtype == np.float32 and frames.shape == (1, 2, 6)
+    assert frames[0].tolist() == [[0, 2, 4, 6, 8, 8], [1, 1, 1, 0, -1, -1]]
+    assert upsample_residual(columns, 4)[0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 8]
+    assert upsample_residual(columns[..., :0], 2).shape == (1, 2, 0)

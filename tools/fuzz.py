@@ -412,9 +412,10 @@ def forge_consistent(rng, seed, data, seeds):
         span = slice(index * step, min((index + 1) * step, header.latent_frames))
         codes, scales = quantize(latent[..., span], header.bits)
         frames = slice(span.start * header.time_stride, span.stop * header.time_stride)
+        columns = slice(header.residual_columns(span.start), header.residual_columns(span.stop))
         rebuilt.append(bitstream.Chunk(index, span.stop - span.start, scales, codes,
                                        None if phase is None else phase[..., frames],
-                                       None if residual is None else residual[..., frames]))
+                                       None if residual is None else residual[..., columns]))
     return bitstream.pack(header, rebuilt)
 
 

@@ -198,6 +198,7 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
         "header_crc": (f"0x{v['header_crc']:08X}", f"CRC-32 of bytes [0, {v['header_size'] - 4})"),
         **({
             "residual_bins": (str(v["residual_bins"]), "STFT bins 0 .. residual_bins - 1 carry residual codes"),
+            "residual_stride": (str(v["residual_stride"]), "STFT frames per residual column"),
             "residual_step": (f"{v['residual_step']:g}", "log-magnitude step of one residual code (f32)"),
         } if "residual_bins" in v else {}),
     }
@@ -252,7 +253,7 @@ def _residual_header_rows(data: bytes, model: zoo.ModelEntry) -> list:
     layout = [(offset, struct.calcsize(fmt), fmt, name) for name, (offset, fmt) in bitstream.header_layout(2).items()]
     fields = _fields(data, (*layout, (size - 4, 4, "<I", "header_crc")), 0)
     meanings = _header_meanings(fields, model)
-    changed = ("version", "header_size", "residual_bins", "residual_step", "header_crc")
+    changed = ("version", "header_size", "residual_bins", "residual_stride", "residual_step", "header_crc")
     return [(fields[name][0], fields[name][1], name, *meanings[name]) for name in changed]
 
 
@@ -371,7 +372,8 @@ def appendix(vectors: dict[str, bytes]) -> str:
         *_table(_residual_header_rows(residual, model)),
         "",
         f"The chunk record starts at offset {bitstream.HEADER_SIZES[2]}; its body adds, after the codes, "
-        f"{rh.residual_bins} x {rh.latent_frames * rh.time_stride} `i8` residual codes: `raw_size` "
+        f"{rh.residual_bins} x {rh.residual_columns(rh.latent_frames)} `i8` residual codes (one column every "
+        f"{rh.residual_stride} STFT frames): `raw_size` "
         f"{bitstream.chunk_body_size(rh, rh.latent_frames)}.",
         "",
     ]
