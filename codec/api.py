@@ -45,10 +45,12 @@ BITS_CHOICES = (8, 16)
 # measured on dev speech, 5-bit codes in 8-bit integers cost 0.01-0.02 PESQ
 # against full 8-bit codes and save about 40 % of the bytes.
 DEFAULT_CODE_BITS = {8: 5, 16: 16}
-# Log-magnitude step of the residual layer when the caller names none: on dev
-# speech with 1 kHz of residual, 1.0 (about 8.7 dB) doubled the PESQ gain per
-# extra kbit that 0.5 gave.
-DEFAULT_RESIDUAL_STEP = 1.0
+# Log-magnitude step of the residual layer when the caller names none (0.5 is
+# about 4.3 dB): on 40 dev files (cb4 latents, a column every 2 frames) steps
+# 0.7 / 0.5 / 0.35 gave PESQ-WB 3.33 / 3.38 / 3.38 under 1 kHz and 3.61 /
+# 3.67 / 3.70 under 2 kHz for 3.7 / 4.5 / 5.3 and 7.4 / 8.9 / 10.6 kbit/s of
+# residual: 0.5 is the knee.
+DEFAULT_RESIDUAL_STEP = 0.5
 # STFT frames per residual column (when it divides the model's time stride):
 # on 40 dev files, one column every 2 frames, interpolated, scored as one per
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;

@@ -40,12 +40,14 @@ class RatePoint:
     kbps: float
     scores: tuple[tuple[str, float], ...] = ()
     residual_hz: float = 0.0  # 0: no residual layer
-    residual_step: float = 1.0
+    residual_step: float | None = None  # the layer's step (only with residual_hz)
 
     def encoder_settings(self) -> dict:
         """The keyword arguments of :func:`codec.api.encode` this point stands for."""
-        return {"bits": self.bits, "code_bits": self.code_bits, "residual_hz": self.residual_hz,
-                "residual_step": self.residual_step}
+        settings = {"bits": self.bits, "code_bits": self.code_bits}
+        if self.residual_hz:
+            settings.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
+        return settings
 
     def describe(self) -> str:
         scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
@@ -94,7 +96,8 @@ def _entry(row: dict) -> ModelEntry:
         (
             RatePoint(int(point["bits"]), int(point["code_bits"]), float(point["kbps"]),
                       tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()),
-                      float(point.get("residual_hz", 0.0)), float(point.get("residual_step", 1.0)))
+                      float(point.get("residual_hz", 0.0)),
+                      float(point["residual_step"]) if point.get("residual_hz") else None)
             for point in row.get("rates", [])
         ),
         key=lambda point: point.kbps,

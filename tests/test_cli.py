@@ -171,11 +171,11 @@ def test_bitrate_picks_a_smaller_setting_for_a_lower_target(clip: Path, tmp_path
 
 def test_residual_layer_options(clip: Path, tmp_path: Path):
     coded = tmp_path / "residual.nac"
-    result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.5")
+    result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.75")
     assert result.exit_code == 0, result.output
     info = json.loads(run("inspect", coded, "--json").stdout)
     assert info["header"]["version"] == "2.0" and info["header"]["residual_bins"] == 32
-    assert info["header"]["residual_step"] == 0.5
+    assert info["header"]["residual_step"] == 0.75
     assert run("decode", coded).exit_code == 0
     for extra, message in ((["--residual-step", "0"], "residual step 0 is outside"),
                            (["--residual-hz", "-5"], "residual band -5 Hz is outside")):

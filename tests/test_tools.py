@@ -177,7 +177,7 @@ def test_record_rates_writes_operating_points_and_quality(tmp_path):
     # cb8 (no better than the cheaper default) and bits16 (worse than res2000 below it) are left out
     assert [(p["bits"], p["code_bits"], p.get("residual_hz"), p["kbps"]) for p in row["rates"]] == [
         (8, 3, None, 5.0), (8, 5, None, 8.0), (8, 4, 1000.0, 14.0), (8, 5, 2000.0, 24.0)]
-    assert row["rates"][2]["residual_step"] == 0.7 and row["rates"][3]["residual_step"] == 1.0
+    assert row["rates"][2]["residual_step"] == 0.7 and row["rates"][3]["residual_step"] == 0.5
     assert row["rates"][0]["scores"] == {"pesq_wb": 1.9, "stoi": 0.9}
     assert row["quality"]["dev_kbps"] == 8.0 and row["quality"]["pesq_wb"] == 2.2
 

@@ -287,7 +287,7 @@ def test_a_rate_point_with_the_residual_layer_reads_and_describes_it():
                                       {"bits": 8, "code_bits": 3, "kbps": 5.2}]}
     entry = zoo._entry(row)
     plain, residual = entry.rates
-    assert plain.encoder_settings() == {"bits": 8, "code_bits": 3, "residual_hz": 0.0, "residual_step": 1.0}
+    assert plain.encoder_settings() == {"bits": 8, "code_bits": 3}
     assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "residual_hz": 1000.0, "residual_step": 0.7}
     assert "--residual-hz 1000 --residual-step 0.7" in residual.describe()
     assert "residual" not in plain.describe()
