@@ -532,13 +532,18 @@ def format_markdown(report: EvalReport) -> str:
 
 
 def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
-    """model -> its presets' (kbps, score) by rising kbps; stored-phase presets are a curve of their own."""
+    """model -> its presets' (kbps, score) by rising kbps; stored-phase and residual presets: curves of their own."""
     curves: dict[str, list[tuple[float, float]]] = {}
     for s in nac:
         if s.get(key) is None or not s.get("kbps"):
             continue
         model, _, preset = s["setting"].partition(" ")
-        name = f"{model} store_phase" if "store_phase" in preset else model
+        settings = preset_settings(preset)
+        name = model
+        if settings["store_phase"]:
+            name = f"{model} store_phase"
+        elif settings["residual_hz"]:
+            name = f"{model} + residual"
         curves.setdefault(name, []).append((s["kbps"], s[key]))
     return {name: sorted(points) for name, points in curves.items()}
 
