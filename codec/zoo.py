@@ -51,10 +51,10 @@ class RatePoint:
 
     def describe(self) -> str:
         scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
-        options = f"--bits {self.bits} --code-bits {self.code_bits:<2}"
+        options = f"--bits {self.bits} --code-bits {self.code_bits}"
         if self.residual_hz:
             options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
-        return f"{self.kbps:6.2f} kbps  {options}  {scores}".rstrip()
+        return f"{self.kbps:6.2f} kbps  {options:<27}  {scores}".rstrip()
 
 
 @dataclass(frozen=True)
