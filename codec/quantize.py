@@ -75,7 +75,7 @@ def dequantize_phase(codes: np.ndarray, bits: int) -> np.ndarray:
     return (turns * 2 * np.pi).astype(np.float32)
 
 
-RESIDUAL_LIMIT = 127
+RESIDUAL_LIMIT = 127  # int8 residual codes use the symmetric range of 8-bit latent codes
 # Encoder choice: log-magnitudes below this (about -60 dB of a full-scale
 # sine's peak bin) are not worth bits; where both the decoded and the original
 # value lie below it, the residual is 0.

@@ -117,10 +117,10 @@ def encode_chunks(
     """Per chunk: latents, and as asked the phase and the lowest ``low_bins`` bins' log-magnitudes.
 
     For the decoded log-magnitude, the window's latents (context included) go
-    through ``code_roundtrip`` (quantize then dequantize, as the file will
-    hold them) and the decoder network; context frames share the chunk's
-    scales here, so within a few frames of a chunk boundary the decoder may
-    predict slightly differently.
+    through ``code_roundtrip`` (quantize then dequantize) and the decoder
+    network. They are quantized together, with scales over the window where
+    the file has one set per chunk, so where a neighbour's peaks exceed the
+    chunk's the decoder's prediction differs slightly from this one.
     """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
