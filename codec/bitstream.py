@@ -486,7 +486,7 @@ def _end_problem(h: StreamHeader, end) -> str | None:
 
 
 def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
-    """Structured little-endian dtype of one audio channel's part of a chunk body."""
+    """Structured little-endian dtype of one audio channel's latent part of a chunk body."""
     width = h.bits // 8
     fields = [
         ("scales", "<f4", (h.latent_channels,)),
@@ -494,9 +494,14 @@ def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
     ]
     if h.store_phase:
         fields.append(("phase", f"<u{width}", (h.phase_bins, frames * h.time_stride)))
-    if h.residual_bins:
-        fields.append(("residual", "i1", (h.residual_bins, h.residual_columns(frames))))
     return np.dtype(fields)
+
+
+def _part_sizes(h: StreamHeader, frames: int) -> list[int]:
+    """Bytes of each part of a chunk body: the latent part, then (v2) the residual part."""
+    residual = h.channels * h.residual_bins * h.residual_columns(frames)
+    latent = chunk_body_size(h, frames) - residual
+    return [latent, residual] if h.residual_bins else [latent]
 
 
 def _code_limit(h: StreamHeader) -> int:
@@ -518,7 +523,8 @@ def _check_array(name: str, array, dtype: np.dtype, shape: tuple[int, ...]) -> N
         raise ValueError(f"{name} shape {array.shape}, expected {shape}")
 
 
-def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> bytes:
+def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> list[bytes]:
+    """The parts of a chunk's body: the latent part, then (v2) the residual part (format_spec.md section 6)."""
     where = f"chunk {position}"
     if chunk.index != position:
         raise ValueError(f"{where}: index {chunk.index}, expected {position}")
@@ -549,9 +555,7 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> bytes:
     records["codes"] = chunk.codes
     if h.store_phase:
         records["phase"] = chunk.phase
-    if h.residual_bins:
-        records["residual"] = chunk.residual
-    return records.tobytes()
+    return [records.tobytes(), chunk.residual.tobytes()] if h.residual_bins else [records.tobytes()]
 
 
 def pack(header: StreamHeader, chunks: Iterable[Chunk]) -> bytes:
@@ -606,9 +610,10 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
     for position, chunk in enumerate(chunks):
         if position >= header.chunk_count:
             raise ValueError(f"more chunks than header.chunk_count ({header.chunk_count})")
-        body = _encode_body(header, position, chunk)
-        payload = compressor.compress(body)
-        record = {"index": position, "frames": chunk.frames, "raw_size": len(body), "payload": payload}
+        parts = _encode_body(header, position, chunk)
+        zstd_frames = [compressor.compress(part) for part in parts]
+        payload = zstd_frames[0] if len(parts) == 1 else struct.pack("<I", len(zstd_frames[0])) + b"".join(zstd_frames)
+        record = {"index": position, "frames": chunk.frames, "raw_size": sum(map(len, parts)), "payload": payload}
         yield _CHUNK.build({"signed": {"value": record}})
         count = position + 1
     if count != header.chunk_count:
@@ -673,41 +678,58 @@ def read_header(data: bytes) -> StreamHeader:
     return _read_header(io.BytesIO(data))[0]
 
 
-def _decompress(payload: bytes, raw_size: int, where: str) -> bytes:
-    """Decompress one chunk payload into exactly ``raw_size`` bytes, never more."""
+def _decompress(payload: bytes, size: int, where: str, what: str = "payload") -> bytes:
+    """Decompress one zstd frame (``what`` names it in messages) into exactly ``size`` bytes, never more."""
     if payload[:4] != ZSTD_FRAME_MAGIC:
-        raise FormatError(f"{where}: payload is not a zstd frame")
+        raise FormatError(f"{where}: {what} is not a zstd frame")
     try:
         declared = zstandard.get_frame_parameters(payload).content_size
-        if declared not in (zstandard.CONTENTSIZE_UNKNOWN, raw_size):
-            raise FormatError(f"{where}: zstd frame declares {declared} bytes, raw_size is {raw_size}")
+        if declared not in (zstandard.CONTENTSIZE_UNKNOWN, size):
+            raise FormatError(f"{where}: {what}: zstd frame declares {declared} bytes, expected {size}")
         decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         body = decompressor.decompress(
-            payload, max_output_size=raw_size, read_across_frames=False, allow_extra_data=False
+            payload, max_output_size=size, read_across_frames=False, allow_extra_data=False
         )
     except zstandard.ZstdError as err:
-        raise FormatError(f"{where}: bad zstd payload ({err})") from None
-    if len(body) != raw_size:
-        raise FormatError(f"{where}: payload decompressed to {len(body)} bytes, expected {raw_size}")
+        raise FormatError(f"{where}: bad zstd {what} ({err})") from None
+    if len(body) != size:
+        raise FormatError(f"{where}: {what} decompressed to {len(body)} bytes, expected {size}")
     return body
 
 
-def _decode_body(h: StreamHeader, position: int, frames: int, body: bytes) -> Chunk:
-    records = np.frombuffer(body, dtype=_body_dtype(h, frames), count=h.channels)
+def _decompress_parts(h: StreamHeader, payload: bytes, frames: int, where: str) -> list[bytes]:
+    """A chunk payload's body parts: one zstd frame, or (v2) a u32 size, the latent frame and the residual frame."""
+    sizes = _part_sizes(h, frames)
+    if len(sizes) == 1:
+        return [_decompress(payload, sizes[0], where)]
+    if len(payload) < 4:
+        raise FormatError(f"{where}: payload too short for its latent frame size")
+    (first,) = struct.unpack_from("<I", payload)
+    if first > len(payload) - 4:
+        raise FormatError(f"{where}: latent frame size {first} runs past the payload")
+    return [_decompress(payload[4 : 4 + first], sizes[0], where, "latent frame"),
+            _decompress(payload[4 + first :], sizes[1], where, "residual frame")]
+
+
+def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]) -> Chunk:
+    records = np.frombuffer(parts[0], dtype=_body_dtype(h, frames), count=h.channels)
     scales = records["scales"]
     if not (np.isfinite(scales).all() and (scales >= 0).all()):
         raise FormatError(f"chunk {position}: scale not finite or negative")
     if records["codes"].min() < -_code_limit(h):
         raise FormatError(f"chunk {position}: latent code below -{_code_limit(h)}")
-    if h.residual_bins and records["residual"].min() < -RESIDUAL_LIMIT:
-        raise FormatError(f"chunk {position}: residual code below -{RESIDUAL_LIMIT}")
+    residual = None
+    if h.residual_bins:
+        residual = np.frombuffer(parts[1], np.int8).reshape(h.channels, h.residual_bins, h.residual_columns(frames))
+        if residual.min() < -RESIDUAL_LIMIT:
+            raise FormatError(f"chunk {position}: residual code below -{RESIDUAL_LIMIT}")
     return Chunk(
         index=position,
         frames=frames,
         scales=np.array(scales, dtype=np.float32),
         codes=np.array(records["codes"], dtype=h.code_dtype),
         phase=np.array(records["phase"], dtype=h.phase_dtype) if h.store_phase else None,
-        residual=np.array(records["residual"], dtype=np.int8) if h.residual_bins else None,
+        residual=None if residual is None else residual.copy(),
     )
 
 
@@ -739,8 +761,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
         problem = _chunk_problem(header, position, fields.index, fields.frames, fields.raw_size)
         if problem:
             raise FormatError(f"{where}: {problem}")
-        body = _decompress(fields.payload, fields.raw_size, where)
-        chunks.append(_decode_body(header, position, fields.frames, body))
+        parts = _decompress_parts(header, fields.payload, fields.frames, where)
+        chunks.append(_decode_body(header, position, fields.frames, parts))
     if data[stream.tell() : stream.tell() + 4] == CHUNK_SYNC:
         raise FormatError(f"more chunks than the header's chunk_count {header.chunk_count}")
     end = _parse(_END, stream, "end record").record.signed.value
@@ -922,8 +944,8 @@ def unpack_salvage(data: bytes) -> Salvage:
             problem = _chunk_problem(header, index, fields.index, fields.frames, fields.raw_size)
             if problem:  # a sound record of this index comes later
                 continue
-            body = _decompress(fields.payload, fields.raw_size, where)
-            chunks[index] = _decode_body(header, index, fields.frames, body)
+            parts = _decompress_parts(header, fields.payload, fields.frames, where)
+            chunks[index] = _decode_body(header, index, fields.frames, parts)
         except FormatError as err:
             lost[index] = str(err).removeprefix(f"{where}: ")
             problems.append(str(err))

@@ -64,7 +64,7 @@ PRESETS = {
     "store_phase": {"store_phase": True},
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
     # the residual layer's band and step (nac encode --residual-hz N --residual-step S)
-    **{f"res{hz}": {"residual_hz": float(hz)} for hz in (250, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000, 8000)},
+    **{f"res{hz}": {"residual_hz": float(hz)} for hz in (250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 6000, 8000)},
     **{f"step{step:g}": {"residual_step": step} for step in (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5)},
 }
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms

@@ -131,16 +131,23 @@ def replace_chunk(data: bytes, position: int, record: bytes) -> bytes:
 
 
 def raw_body(header: StreamHeader, chunk: Chunk) -> bytes:
-    """The decompressed body, laid out by hand as format_spec.md section 6 says."""
+    """The decompressed latent part of the body, laid out by hand as format_spec.md section 6 says."""
     parts = []
     for c in range(header.channels):
         parts.append(chunk.scales[c].astype("<f4").tobytes())
         parts.append(chunk.codes[c].astype(header.code_dtype.newbyteorder("<")).tobytes())
         if header.store_phase:
             parts.append(chunk.phase[c].astype(header.phase_dtype.newbyteorder("<")).tobytes())
-        if header.residual_bins:
-            parts.append(chunk.residual[c].astype(np.int8).tobytes())
     return b"".join(parts)
+
+
+def payload_of(header: StreamHeader, chunk: Chunk) -> bytes:
+    """A chunk's payload by hand: one zstd frame, or (v2) u32 size, latent frame, residual frame."""
+    latent = zstandard.ZstdCompressor().compress(raw_body(header, chunk))
+    if not header.residual_bins:
+        return latent
+    residual = zstandard.ZstdCompressor().compress(chunk.residual.astype(np.int8).tobytes())
+    return struct.pack("<I", len(latent)) + latent + residual
 
 
 def rejects(data: bytes, error: type, text: str) -> None:
@@ -232,6 +239,11 @@ def test_chunk_and_end_record_bytes(changes):
         assert (index, frames) == (position, chunk.frames)
         assert raw_size == bitstream.chunk_body_size(header, frames)
         payload = data[offset + 20 : offset + 20 + payload_size]
+        if header.residual_bins:  # u32 size of the latent frame, the latent frame, the residual frame
+            (first,) = struct.unpack_from("<I", payload)
+            payload, residual = payload[4 : 4 + first], payload[4 + first :]
+            assert zstandard.ZstdDecompressor().decompress(residual) == chunk.residual.tobytes()
+            raw_size -= len(chunk.residual.tobytes())
         assert zstandard.get_frame_parameters(payload).content_size == raw_size
         assert zstandard.ZstdDecompressor().decompress(payload) == raw_body(header, chunk)
         crc = struct.unpack_from("<I", data, offset + 20 + payload_size)[0]
@@ -334,7 +346,7 @@ def test_version_2_rules():
 def test_residual_code_outside_its_range():
     header, chunks, data = make_stream(residual_bins=4, residual_stride=1, residual_step=1.0)
     chunks[1].residual[0, 3, 2] = -128
-    payload = zstandard.ZstdCompressor().compress(raw_body(header, chunks[1]))
+    payload = payload_of(header, chunks[1])
     forged = replace_chunk(data, 1, chunk_record(1, 3, bitstream.chunk_body_size(header, 3), payload))
     rejects(forged, FormatError, "chunk 1: residual code below -127")
 
@@ -486,8 +498,32 @@ def test_payload_expanding_past_raw_size():
     shorter = zstandard.ZstdCompressor(write_content_size=False).compress(body[:-1])
     rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), shorter)), FormatError, "decompressed to")
     two_frames = zstandard.ZstdCompressor().compress(body[:10]) + zstandard.ZstdCompressor().compress(body[10:])
-    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), two_frames)), FormatError, "chunk 1: zstd frame")
+    rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), two_frames)), FormatError,
+            "chunk 1: payload: zstd frame declares 10 bytes")
     rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), body)), FormatError, "not a zstd frame")
+
+
+def test_version_2_payload_rules():
+    header, chunks, data = make_stream(residual_bins=4, residual_stride=2, residual_step=1.0)
+    chunk = chunks[1]
+    size = bitstream.chunk_body_size(header, 3)
+    assert replace_chunk(data, 1, chunk_record(1, 3, size, payload_of(header, chunk))) == data
+    latent = zstandard.ZstdCompressor().compress(raw_body(header, chunk))
+    residual = zstandard.ZstdCompressor().compress(chunk.residual.tobytes())
+
+    def forged(payload: bytes) -> bytes:
+        return replace_chunk(data, 1, chunk_record(1, 3, size, payload))
+
+    rejects(forged(b"\x01\x00"), FormatError, "chunk 1: payload too short")
+    rejects(forged(struct.pack("<I", len(latent) + len(residual) + 1) + latent + residual), FormatError,
+            "runs past the payload")
+    rejects(forged(struct.pack("<I", len(latent)) + latent), FormatError, "chunk 1: residual frame is not a zstd frame")
+    rejects(forged(struct.pack("<I", len(latent)) + latent + residual + b"x"), FormatError,
+            "chunk 1: bad zstd residual frame")
+    rejects(forged(struct.pack("<I", len(residual)) + residual + latent), FormatError,
+            "chunk 1: latent frame: zstd frame declares")
+    one_frame = zstandard.ZstdCompressor().compress(raw_body(header, chunk) + chunk.residual.tobytes())
+    rejects(forged(one_frame), FormatError, "chunk 1:")
 
 
 @pytest.mark.parametrize("scale", [np.nan, np.inf, -1.0])

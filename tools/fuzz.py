@@ -195,11 +195,16 @@ def split_seed(seed: Seed) -> tuple[bitstream.StreamHeader, list[bitstream.Chunk
     return bitstream.unpack(seed.data)
 
 
-def body_of(seed: Seed, position: int) -> bytes:
+def body_of(seed: Seed, position: int) -> tuple[bytes, bytes]:
+    """A chunk's decompressed latent part and (v2; else empty) residual part."""
     offset, _ = seed.records[position]
     payload_size = struct.unpack_from("<I", seed.data, offset + 16)[0]
     payload = seed.data[offset + 20 : offset + 20 + payload_size]
-    return zstandard.ZstdDecompressor().decompress(payload)
+    if seed.data[8] >> 4 == 1:
+        return zstandard.ZstdDecompressor().decompress(payload), b""
+    (first,) = struct.unpack_from("<I", payload)
+    decompress = zstandard.ZstdDecompressor().decompress
+    return decompress(payload[4 : 4 + first]), decompress(payload[4 + first :])
 
 
 # --------------------------------------------------------------------------
@@ -327,7 +332,8 @@ def forge_chunk_body(rng, seed, data, seeds):
     position = rng.randrange(len(seed.records))
     offset, length = seed.records[position]
     frames = header.chunk_frames_at(position)
-    body = bytearray(body_of(seed, position))
+    latent, residual = body_of(seed, position)
+    body = bytearray(latent)
     scale_bytes = 4 * header.latent_channels
     per_channel = len(body) // header.channels
     for _ in range(rng.randint(1, 4)):
@@ -350,11 +356,16 @@ def forge_chunk_body(rng, seed, data, seeds):
             body[base : base + scale_bytes] = SPECIAL_SCALES[rng.randrange(len(SPECIAL_SCALES))].tobytes() * (
                 header.latent_channels
             )
-    raw_size = len(body)
+    if residual and rng.random() < 0.5:  # residual codes: -128 is invalid, the rest valid
+        residual = bytearray(residual)
+        residual[rng.randrange(len(residual))] = rng.choice([0x80, 0x7F, 0x81, 0x00])
+    raw_size = len(body) + len(residual)
     if rng.random() < 0.15:  # body longer or shorter than raw_size
         body = body + bytes(rng.randint(1, 64)) if rng.random() < 0.5 else body[: -rng.randint(1, 16)]
     options = rng.choice([dict(), dict(write_content_size=False), dict(write_checksum=True), dict(level=-5)])
     payload = zstandard.ZstdCompressor(**options).compress(bytes(body))
+    if residual:
+        payload = struct.pack("<I", len(payload)) + payload + zstandard.ZstdCompressor(**options).compress(residual)
     if rng.random() < 0.1:
         payload = rng.choice([bytes(body), payload + payload, payload[:-1], payload + b"\0"])
     record = chunk_record(position, frames, raw_size, payload)

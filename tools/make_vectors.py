@@ -278,6 +278,9 @@ def appendix(vectors: dict[str, bytes]) -> str:
     ]
 
     sh, rh = bitstream.read_header(speech), bitstream.read_header(residual)
+    rbase = bitstream.HEADER_SIZES[2]
+    (rsize,) = struct.unpack_from("<I", residual, rbase + 16)
+    (first,) = struct.unpack_from("<I", residual, rbase + 20)
     base = bitstream.HEADER_SIZE  # a v1.0 header; the first chunk record follows it
     chunk = _fields(speech, CHUNK_FRAMING, base)
     size = chunk["payload_size"][2]
@@ -371,10 +374,13 @@ def appendix(vectors: dict[str, bytes]) -> str:
         "",
         *_table(_residual_header_rows(residual, model)),
         "",
-        f"The chunk record starts at offset {bitstream.HEADER_SIZES[2]}; its body adds, after the codes, "
+        f"The chunk record starts at offset {rbase}; its body adds, as a second part, "
         f"{rh.residual_bins} x {rh.residual_columns(rh.latent_frames)} `i8` residual codes (one column every "
-        f"{rh.residual_stride} STFT frames): `raw_size` "
-        f"{bitstream.chunk_body_size(rh, rh.latent_frames)}.",
+        f"{rh.residual_stride} STFT frames): `raw_size` {bitstream.chunk_body_size(rh, rh.latent_frames)}. "
+        f"Its payload ({rsize} bytes) starts with `latent_frame_size` {first} "
+        f"(`{_hex(residual[rbase + 20 : rbase + 24])}`): "
+        f"the latent part's zstd frame at offset {rbase + 24}, then the residual part's at {rbase + 24 + first}, "
+        f"{rsize - 4 - first} bytes.",
         "",
     ]
     return "\n".join(lines)
