@@ -35,10 +35,11 @@ def restore_threads():
 
 @pytest.fixture(scope="module")
 def inputs(speech) -> list[tuple[np.ndarray, int, dict]]:
-    """1 s mono 16 kHz (8 bits) and 0.5 s stereo 44.1 kHz with stored phase (16 bits)."""
+    """1 s mono 16 kHz (8 bits), 0.5 s stereo 44.1 kHz with stored phase (16 bits), and with the residual layer."""
     audio, rate = speech
     stereo = api.resample(np.concatenate([audio, 0.5 * audio])[:, rate : rate + rate // 2], rate, 44100)
-    return [(audio[:, :rate], rate, {}), (stereo, 44100, dict(bits=16, store_phase=True))]
+    return [(audio[:, :rate], rate, {}), (stereo, 44100, dict(bits=16, store_phase=True)),
+            (stereo, 44100, dict(residual_hz=2000))]
 
 
 def test_encoding_is_identical_run_to_run_and_across_thread_counts(inputs, restore_threads):
