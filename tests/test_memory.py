@@ -14,12 +14,14 @@ from codec.audio_io import write_audio
 # 292 -> 295 MB, decode 300 -> 307 -> 301 MB (streaming.tune_heap() keeps the
 # window arrays on a heap that is reused; chunk records go straight to the
 # output). Before that, encoding grew ~0.1 MB per second of audio and
-# whole-file decoding added ~150 MB at 300 s. Peaks vary by some MB from run
-# to run, so the bounds leave room (the issue's own bound is 1.5x of the 10 s
-# run and under 500 MB). With the residual layer (--residual-hz 2000), 10 s ->
-# 300 s -> 900 s: encode 308 -> 334 -> 329 MB (the encoder also runs the
-# decoder network), decode 302 -> 307 -> 329 MB (default files in the same
-# run: decode 298 -> 329 -> 317 MB):
+# whole-file decoding added ~150 MB at 300 s. With the residual layer
+# (--residual-hz 2000) the encoder also runs the decoder network: 10 s -> 60 s
+# -> 300 s, twice, encode 304 / 302 -> 313 / 325 -> 331 / 333 MB, decode 307 /
+# 300 -> 308 / 326 -> 311 / 330 MB (default files in the same runs: decode 298
+# / 295 -> 313 / 309 -> 311 / 323 MB). A 10 s file decodes in part-filled
+# windows, so its peak sits up to ~35 MB below the steady state that 60 s
+# already reaches; growth is judged from 60 s, and the issue's own bound (1.5x
+# the 10 s peak, under 500 MB) from 10 s. Peaks vary by some MB from run to run.
 ALLOWED_GROWTH_MB = {"encode": 40, "decode": 40}
 CEILING_MB = 500
 
@@ -47,11 +49,12 @@ def peak_rss_mb(*args: str) -> float:
 def test_long_input_peak_memory_is_flat(tmp_path: Path, speech, options):
     clip, rate = speech
     peaks = {}
-    for seconds in (10, 300):
+    for seconds in (10, 60, 300):
         source = tmp_path / f"{seconds}.wav"
         write_audio(source, np.tile(clip, seconds // 15 + 1)[:, : seconds * rate], rate)
         encode = peak_rss_mb("encode", str(source), str(tmp_path / f"{seconds}.nac"), *options)
         decode = peak_rss_mb("decode", str(tmp_path / f"{seconds}.nac"), "-o", str(tmp_path / f"{seconds}.out.wav"))
         peaks[seconds] = (encode, decode)
-    for command, short, long in zip(("encode", "decode"), peaks[10], peaks[300]):
-        assert long <= short + ALLOWED_GROWTH_MB[command] and long < CEILING_MB, (command, peaks)
+    for command, first, steady, long in zip(("encode", "decode"), peaks[10], peaks[60], peaks[300]):
+        assert long <= steady + ALLOWED_GROWTH_MB[command], (command, peaks)
+        assert long <= 1.5 * first and long < CEILING_MB, (command, peaks)
