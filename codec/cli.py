@@ -117,8 +117,9 @@ def _code_settings(
 ) -> dict:
     """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for."""
     if bitrate is None:
-        return {"bits": 8 if bits is None else bits, "code_bits": code_bits, "residual_hz": residual_hz or 0.0,
-                "residual_step": api.DEFAULT_RESIDUAL_STEP if residual_step is None else residual_step}
+        given = {"residual_hz": residual_hz, "residual_step": residual_step}  # unset ones keep api's defaults
+        return {"bits": 8 if bits is None else bits, "code_bits": code_bits,
+                **{name: value for name, value in given.items() if value is not None}}
     if (bits, code_bits, residual_hz, residual_step) != (None, None, None, None):
         raise UsageError("--bitrate chooses --bits, --code-bits and the residual layer: give one or the other")
     return api.bitrate_settings(bitrate, model)
