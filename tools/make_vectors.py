@@ -241,6 +241,20 @@ def _zstd_frame_start(payload: bytes, raw_size: int, count: int) -> list[tuple[i
     return [row for row in rows if row[0] < count]
 
 
+def _zstd_blocks(payload: bytes) -> list[tuple[str, int]]:
+    """(kind, stored size) of each block of the zstd frame ``payload`` (RFC 8878 section 3.1.1.2)."""
+    fhd = payload[4]
+    single = (fhd >> 5) & 1
+    pos = 5 + (not single) + (0, 1, 2, 4)[fhd & 3] + (single, 2, 4, 8)[fhd >> 6]
+    blocks, last = [], 0
+    while not last:
+        block = int.from_bytes(payload[pos : pos + 3], "little")
+        last, kind, size = block & 1, ("raw", "RLE", "compressed", "reserved")[(block >> 1) & 3], block >> 3
+        blocks.append((kind, size))
+        pos += 3 + (1 if kind == "RLE" else size)
+    return blocks
+
+
 def _table(rows) -> list[str]:
     lines = ["| Offset | Bytes | Field | Value | Meaning |", "|---|---|---|---|---|"]
     lines += [f"| {o} | `{_hex(raw)}` | {field} | {value} | {meaning} |" for o, raw, field, value, meaning in rows]
@@ -304,13 +318,11 @@ def appendix(vectors: dict[str, bytes]) -> str:
     chunk_rows.append((crc_at, speech[crc_at : crc_at + 4], "chunk_crc", f"0x{crc:08X}",
                        f"CRC-32 of bytes [{base}, {crc_at}) of the file: framing and payload"))
 
-    raw_note = ""
-    if any("raw, block size" in row[4] for row in chunk_rows):
-        raw_note = (
-            " Here zstd found nothing to gain on the 8-bit codes and stored the body as one raw block: "
-            f"the payload is the {chunk['raw_size'][2]}-byte body behind {size - chunk['raw_size'][2]} bytes "
-            "of frame and block headers."
-        )
+    blocks = ", ".join(f"{kind} ({size} bytes)" for kind, size in _zstd_blocks(payload))
+    raw_note = (
+        f" The frame's blocks: {blocks}. nac's writer ends a block after each audio channel's scales, so its "
+        "codes get a block, and an entropy table, of their own (section 6)."
+    )
     listing = "\n".join(
         f"| `{name}.nac` | {len(data)} | {vector(name).description} | `{hashlib.sha256(data).hexdigest()[:16]}` |"
         for name, data in vectors.items()
