@@ -12,6 +12,7 @@ from codec.quantize import (
     quantize,
     quantize_phase,
     quantize_residual,
+    round_up_scale,
     upsample_residual,
 )
 
@@ -21,11 +22,24 @@ def test_latent_round_trip_error_is_half_a_step(bits, code_bits):
     x = np.random.default_rng(bits).standard_normal((2, 3, 1, 50)).astype(np.float32)
     codes, scales = quantize(x, bits, code_bits)
     used = 2 ** ((code_bits or bits) - 1) - 1
-    assert codes.dtype == (np.int8 if bits == 8 else np.int16) and np.abs(codes).max() == used
+    assert codes.dtype == (np.int8 if bits == 8 else np.int16)
     peak = np.abs(x).max(axis=(2, 3))
-    np.testing.assert_allclose(scales, peak * levels(bits) / used, rtol=1e-6)
+    # the scale is the max-norm one rounded up by less than 1/16 (5 significant bits)
+    exact = peak * levels(bits) / used
+    assert (scales >= exact * (1 - 1e-6)).all() and (scales < exact * (1 + 1 / 16)).all()
+    assert (scales.view(np.uint32) & 0x7FFFF == 0).all()
+    step = scales[..., None, None] / levels(bits)
+    assert np.abs(codes).max() <= used and (np.abs(codes).max(axis=(2, 3)) >= used * 15 // 16).all()
     error = np.abs(dequantize(codes, scales, bits) - x)
-    assert (error <= peak[..., None, None] / used / 2 * (1 + 1e-5)).all()
+    assert (error <= step / 2 * (1 + 1e-5)).all()
+
+
+def test_scales_round_up_to_five_significant_bits_and_stay_finite():
+    scales = np.array([1.0, 1.0625, 1.0000001, 1.07, 0.0, 3.0e38, 3.4028235e38], np.float32)
+    rounded = round_up_scale(scales)
+    assert rounded[:5].tolist() == [1.0, 1.0625, 1.0625, 1.125, 0.0]
+    assert rounded[5] == np.float32(3.0e38) or rounded[5] > 3.0e38
+    assert np.isfinite(rounded).all() and rounded[6].view(np.uint32) == 0x7F780000
 
 
 def test_zero_and_non_finite_channels():
@@ -36,10 +50,17 @@ def test_zero_and_non_finite_channels():
     assert codes[0, 1].tolist() == [[0, 0, 0, 127]] and np.isfinite(dequantize(codes, scales, 8)).all()
 
 
-def test_rounding_is_half_to_even():
-    x = np.array([[[[2.5, 3.5, -2.5, 127.0]]]], np.float32)  # scale 127 makes x itself the code
-    codes, _ = quantize(x, 8)
-    assert codes.ravel().tolist() == [2, 4, -2, 127]
+def test_codes_follow_the_spec_formula():
+    # peak 120 has 5 significant bits: the scale stays 120, and L / s = 127 / 120
+    x = np.array([[[[120.0, -60.0, 0.5, 3.0]]]], np.float32)
+    codes, scales = quantize(x, 8)
+    assert scales.tolist() == [[120.0]]
+    assert codes.ravel().tolist() == np.rint(x * np.float32(127 / 120)).astype(int).ravel().tolist() == [127, -63, 1, 3]
+    # 16-bit codes with U = 1: s = 2 * 32767 rounds up to 65536, so m / 2 lands just under 0.5
+    x = np.array([[[[2.0, 1.0, -1.9, 0.25]]]], np.float32)
+    codes, scales = quantize(x, 16, 2)
+    assert scales.tolist() == [[65536.0]]
+    assert codes.ravel().tolist() == [1, 0, -1, 0]
 
 
 @pytest.mark.parametrize("bits", [8, 16])
