@@ -63,10 +63,10 @@ PRESETS = {
     "bits16": {"bits": 16},
     "store_phase": {"store_phase": True},
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
-    # the residual layer's band and step (nac encode --residual-hz N --residual-step S)
-    **{f"res{hz}": {"residual_hz": float(hz)} for hz in (250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 6000, 8000)},
-    **{f"step{step:g}": {"residual_step": step} for step in (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5)},
 }
+# the residual layer's band and step (nac encode --residual-hz N --residual-step S), any value
+NUMBERED_PRESETS = {"res": "residual_hz", "step": "residual_step"}
+_NUMBERED = re.compile(r"(res|step)(\d+(?:\.\d+)?)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -170,9 +170,15 @@ def preset_settings(name: str) -> dict:
     settings = {"bits": 8, "store_phase": False, "code_bits": None, "residual_hz": 0.0,
                 "residual_step": api.DEFAULT_RESIDUAL_STEP}
     for part in name.split("+"):
-        if part not in PRESETS:
-            raise UsageError(f"unknown preset {part!r}: use {', '.join(PRESETS)} (join with + to combine)")
-        settings.update(PRESETS[part])
+        numbered = _NUMBERED.fullmatch(part)
+        if numbered:
+            settings[NUMBERED_PRESETS[numbered[1]]] = float(numbered[2])
+        elif part in PRESETS:
+            settings.update(PRESETS[part])
+        else:
+            names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
+            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), resHZ, stepS "
+                             "(join with + to combine)")
     return settings
 
 

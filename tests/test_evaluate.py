@@ -178,8 +178,10 @@ def test_presets_and_bitrates_parse():
     for bad in ("5", "x", ""):
         with pytest.raises(UsageError):
             evaluate.parse_bitrates(bad)
-    with pytest.raises(UsageError, match="unknown preset"):
-        evaluate.preset_settings("bits4")
+    assert evaluate.preset_settings("res375+step0.85") == plain | {"residual_hz": 375.0, "residual_step": 0.85}
+    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x"):
+        with pytest.raises(UsageError, match="unknown preset"):
+            evaluate.preset_settings(bad)
 
 
 def test_cli_rejects_bad_options(tmp_path):
