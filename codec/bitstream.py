@@ -533,8 +533,8 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> list[list[byte
     """The parts of a chunk's body: the latent part, then (v2) the residual part (format_spec.md section 6).
 
     Each part comes as segments that go into zstd blocks of their own: each
-    audio channel's float32 scales apart from its codes, whose small alphabet
-    a literal table of its own codes in fewer bits (6.7 % fewer bytes on
+    audio channel's float32 scales apart from its codes, so that the codes'
+    small alphabet gets a literal table of its own (6.7 % fewer bytes on
     short speech files). The body bytes are the segments joined.
     """
     where = f"chunk {position}"

@@ -1,8 +1,9 @@
 """Latent and phase quantizers: pure functions, the formulas of format_spec.md §9.
 
 Latents: per (audio channel, latent channel) max-norm scale ``s`` (float32,
-rounded up to 5 significant bits so zstd stores it in few bytes) and integer codes ``q = clamp(round_half_even(x * L / s), -L, L)`` with
-``L = 2**(bits-1) - 1``; dequantized as ``q * (s / L)``.
+rounded up to 5 significant bits so zstd stores it in few bytes) and integer
+codes ``q = clamp(round_half_even(x * L / s), -U, U)`` with
+``L = 2**(bits-1) - 1`` and ``U <= L``; dequantized as ``q * (s / L)``.
 Phase: uniform over a full turn with ``2**bits`` levels.
 Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``, one
 column every few STFT frames; the decoder interpolates ``r * d`` to every

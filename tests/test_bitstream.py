@@ -15,6 +15,9 @@ import zstandard
 from codec import bitstream
 from codec.bitstream import Chunk, StreamHeader, pack, read_header, scan, unpack
 from codec.errors import FormatError, VersionError
+from conftest import load_tool
+
+make_vectors = load_tool("make_vectors")
 
 # format_spec.md section 4: field -> (offset, struct format)
 HEADER_LAYOUT = {
@@ -503,31 +506,15 @@ def test_payload_expanding_past_raw_size():
     rejects(replace_chunk(data, 1, chunk_record(1, 3, len(body), body)), FormatError, "not a zstd frame")
 
 
-def zstd_block_sizes(frame: bytes) -> list[int]:
-    """Decompressed sizes of the raw/RLE blocks and compressed sizes of the others (RFC 8878 3.1.1)."""
-    descriptor = frame[4]
-    single_segment = descriptor >> 5 & 1
-    content_size_bytes = {0: single_segment, 1: 2, 2: 4, 3: 8}[descriptor >> 6]
-    pos = 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3] + content_size_bytes
-    sizes, last = [], False
-    while not last:
-        block = int.from_bytes(frame[pos : pos + 3], "little")
-        last, kind, size = block & 1, block >> 1 & 3, block >> 3
-        sizes.append((kind, size))
-        pos += 3 + (1 if kind == 1 else size)
-    assert pos == len(frame)
-    return sizes
-
-
 @pytest.mark.parametrize("channels", [1, 2])
 def test_writer_puts_each_channels_scales_in_a_block_of_their_own(channels):
     header, chunks, data = make_stream(channels=channels)
     unpacked = unpack(data)[1]
     offset = chunk_offsets(data)[0]
     frame = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
-    blocks = zstd_block_sizes(frame)
+    blocks = make_vectors.zstd_blocks(frame)
     assert len(blocks) == 2 * channels
-    assert blocks[0::2] == [(0, 4 * header.latent_channels)] * channels  # raw: a few floats do not compress
+    assert blocks[0::2] == [("raw", 4 * header.latent_channels)] * channels  # a few floats do not compress
     np.testing.assert_array_equal(unpacked[0].scales, chunks[0].scales)
 
 

@@ -241,7 +241,7 @@ def _zstd_frame_start(payload: bytes, raw_size: int, count: int) -> list[tuple[i
     return [row for row in rows if row[0] < count]
 
 
-def _zstd_blocks(payload: bytes) -> list[tuple[str, int]]:
+def zstd_blocks(payload: bytes) -> list[tuple[str, int]]:
     """(kind, stored size) of each block of the zstd frame ``payload`` (RFC 8878 section 3.1.1.2)."""
     fhd = payload[4]
     single = (fhd >> 5) & 1
@@ -318,8 +318,8 @@ def appendix(vectors: dict[str, bytes]) -> str:
     chunk_rows.append((crc_at, speech[crc_at : crc_at + 4], "chunk_crc", f"0x{crc:08X}",
                        f"CRC-32 of bytes [{base}, {crc_at}) of the file: framing and payload"))
 
-    blocks = ", ".join(f"{kind} ({size} bytes)" for kind, size in _zstd_blocks(payload))
-    raw_note = (
+    blocks = ", ".join(f"{kind} ({size} bytes)" for kind, size in zstd_blocks(payload))
+    blocks_note = (
         f" The frame's blocks: {blocks}. nac's writer ends a block after each audio channel's scales, so its "
         "codes get a block, and an entropy table, of their own (section 6)."
     )
@@ -361,7 +361,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         f"The header has the layout of A.1 with `sample_count` {sh.sample_count}, `latent_frames` "
         f"{sh.latent_frames} and `chunk_count` {sh.chunk_count}. The single chunk record starts at offset "
         f"{base}: 20 bytes of framing, the zstd payload ({size} bytes, the first 16 shown), the CRC."
-        + raw_note,
+        + blocks_note,
         "",
         "```",
         hexdump(speech[base : base + 36], base),
