@@ -50,7 +50,9 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             points[(bits, code_bits, settings["residual_hz"], settings["residual_step"])] = point
             if preset == "default":
                 default = system
-    return undominated(sorted(points.values(), key=lambda point: point["kbps"])), default
+    # at equal kbps the better point comes first, so the others count as matched by it
+    by_rate = sorted(points.values(), key=lambda point: (point["kbps"], -point["scores"].get("pesq_wb", 0.0)))
+    return undominated(by_rate), default
 
 
 def undominated(points: list[dict]) -> list[dict]:
