@@ -124,6 +124,22 @@ def residual_bins(config, residual_hz: float) -> int:
     return min(config.n_fft // 2 + 1, math.ceil(residual_hz * config.n_fft / config.sample_rate))
 
 
+def latent_code_bits(loaded: zoo.LoadedModel, code_bits: int, coarse_channels: int) -> np.ndarray:
+    """Code bits of each latent channel: ``code_bits``, one fewer for the ``coarse_channels`` least important."""
+    channels = loaded.net.config.latent_channels
+    per_channel = np.full(channels, code_bits)
+    if not coarse_channels:
+        return per_channel
+    if not loaded.channel_order:
+        raise UsageError(f"model {loaded.name} has no measured channel order: --coarse-channels needs one")
+    if not 0 < coarse_channels <= channels:
+        raise UsageError(f"coarse channels must be 0..{channels} for model {loaded.name}, not {coarse_channels}")
+    if code_bits <= 2:
+        raise UsageError(f"coarse channels need code bits of at least 3, not {code_bits}")
+    per_channel[list(loaded.channel_order[:coarse_channels])] = code_bits - 1
+    return per_channel
+
+
 def _check_encode_args(
     channels: int, sample_rate: int, bits: int, code_bits: int | None = None, residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
@@ -150,6 +166,7 @@ def encode(
     bits: int = 8,
     store_phase: bool = False,
     code_bits: int | None = None,
+    coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
 ) -> bytes:
@@ -157,13 +174,16 @@ def encode(
 
     ``code_bits`` (2..bits; default :data:`DEFAULT_CODE_BITS`) limits the latent
     codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser latents.
+    ``coarse_channels`` gives the model's that many least important latent
+    channels (its measured ``channel_order``) one code bit fewer.
     ``residual_hz`` > 0 adds the residual layer (a version 2.0 file): the
     log-magnitude of the STFT bins under that frequency, corrected towards the
     original in steps of ``residual_step``.
     """
     audio = as_channels_first(audio)
     return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model,
-                                 bits=bits, store_phase=store_phase, code_bits=code_bits, residual_hz=residual_hz,
+                                 bits=bits, store_phase=store_phase, code_bits=code_bits,
+                                 coarse_channels=coarse_channels, residual_hz=residual_hz,
                                  residual_step=residual_step))
 
 
@@ -177,6 +197,7 @@ def encode_parts(
     bits: int = 8,
     store_phase: bool = False,
     code_bits: int | None = None,
+    coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
     on_progress: Callable[[int, int], None] | None = None,
@@ -191,6 +212,7 @@ def encode_parts(
     code_bits = DEFAULT_CODE_BITS[bits] if code_bits is None else code_bits
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
+    channel_bits = latent_code_bits(loaded, code_bits, coarse_channels)
     low_bins = residual_bins(config, residual_hz)
     step = float(np.float32(residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
@@ -223,7 +245,7 @@ def encode_parts(
     )
 
     def code_roundtrip(latent: np.ndarray) -> np.ndarray:
-        return dequantize(*quantize(latent, bits, code_bits), bits)
+        return dequantize(*quantize(latent, bits, channel_bits), bits)
 
     def chunks() -> Iterator[bitstream.Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
@@ -232,7 +254,7 @@ def encode_parts(
         with torch_threads(ENCODE_THREADS):
             analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, low_bins, code_roundtrip)
             for index, part in enumerate(analyses):
-                codes, scales = quantize(part.latent, bits, code_bits)
+                codes, scales = quantize(part.latent, bits, channel_bits)
                 phase_codes = None if part.phase is None else quantize_phase(part.phase, bits)
                 residual = None
                 if low_bins:  # the columns: every column_stride-th STFT frame
@@ -568,6 +590,7 @@ def encode_file(
     bits: int = 8,
     store_phase: bool = False,
     code_bits: int | None = None,
+    coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
     on_progress: Callable[[int, int], None] | None = None,
@@ -582,7 +605,8 @@ def encode_file(
         nonlocal written
         try:
             for part in encode_parts(blocks, channels, samples, rate, model=model, bits=bits,
-                                     store_phase=store_phase, code_bits=code_bits, residual_hz=residual_hz,
+                                     store_phase=store_phase, code_bits=code_bits,
+                                     coarse_channels=coarse_channels, residual_hz=residual_hz,
                                      residual_step=residual_step, on_progress=on_progress):
                 written += handle.write(part)
         except NacError as err:

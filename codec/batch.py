@@ -33,6 +33,7 @@ class Options:
     bits: int = 8
     store_phase: bool = False
     code_bits: int | None = None
+    coarse_channels: int = 0
     residual_hz: float = 0.0
     residual_step: float = api.DEFAULT_RESIDUAL_STEP
 
@@ -98,7 +99,8 @@ def run_task(task: Task, options: Options) -> Outcome:
         else:
             api.encode_file(task.source, task.target, overwrite=True, model=options.model, bits=options.bits,
                             store_phase=options.store_phase, code_bits=options.code_bits,
-                            residual_hz=options.residual_hz, residual_step=options.residual_step)
+                            coarse_channels=options.coarse_channels, residual_hz=options.residual_hz,
+                            residual_step=options.residual_step)
             header = bitstream.read_header(task.target.read_bytes())
             outcome.seconds = header.sample_count / header.original_sample_rate
     except NacError as err:

@@ -43,6 +43,11 @@ BitrateOption = Annotated[
         help="Target kbps, e.g. 6k: the model's measured setting at or below it (listed by `nac models`).",
     ),
 ]
+CoarseChannelsOption = Annotated[
+    Optional[int],
+    typer.Option("--coarse-channels", help="Code the model's N least important latent channels (its measured "
+                 "order) with one code bit fewer [default: 0]."),
+]
 ResidualHzOption = Annotated[
     Optional[float],
     typer.Option(
@@ -94,6 +99,7 @@ def encode(
     bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    coarse_channels: CoarseChannelsOption = None,
     residual_hz: ResidualHzOption = None,
     residual_step: ResidualStepOption = None,
     bitrate: BitrateOption = None,
@@ -102,7 +108,7 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    settings = _code_settings(bitrate, bits, code_bits, residual_hz, residual_step, model)
+    settings = _code_settings(bitrate, bits, code_bits, coarse_channels, residual_hz, residual_step, model)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, store_phase=store_phase,
@@ -112,16 +118,17 @@ def encode(
 
 
 def _code_settings(
-    bitrate: str | None, bits: int | None, code_bits: int | None, residual_hz: float | None,
-    residual_step: float | None, model: str | None,
+    bitrate: str | None, bits: int | None, code_bits: int | None, coarse_channels: int | None,
+    residual_hz: float | None, residual_step: float | None, model: str | None,
 ) -> dict:
     """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for."""
-    if bitrate is None:
-        given = {"residual_hz": residual_hz, "residual_step": residual_step}  # unset ones keep api's defaults
+    given = {"coarse_channels": coarse_channels, "residual_hz": residual_hz, "residual_step": residual_step}
+    if bitrate is None:  # unset ones keep api's defaults
         return {"bits": 8 if bits is None else bits, "code_bits": code_bits,
                 **{name: value for name, value in given.items() if value is not None}}
-    if (bits, code_bits, residual_hz, residual_step) != (None, None, None, None):
-        raise UsageError("--bitrate chooses --bits, --code-bits and the residual layer: give one or the other")
+    if bits is not None or code_bits is not None or any(value is not None for value in given.values()):
+        raise UsageError("--bitrate chooses --bits, --code-bits, --coarse-channels and the residual layer: "
+                         "give one or the other")
     return api.bitrate_settings(bitrate, model)
 
 
@@ -279,6 +286,7 @@ def batch_command(
     bits: BitsOption = None,
     store_phase: Annotated[bool, typer.Option("--store-phase", help="Also store the quantized STFT phase.")] = False,
     code_bits: CodeBitsOption = None,
+    coarse_channels: CoarseChannelsOption = None,
     residual_hz: ResidualHzOption = None,
     residual_step: ResidualStepOption = None,
     bitrate: BitrateOption = None,
@@ -291,7 +299,7 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    settings = _code_settings(bitrate, bits, code_bits, residual_hz, residual_step, model)
+    settings = _code_settings(bitrate, bits, code_bits, coarse_channels, residual_hz, residual_step, model)
     if settings["bits"] not in api.BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {settings['bits']}")
     if report_format not in batch.REPORT_FORMATS:
@@ -373,7 +381,8 @@ def eval_command(
     presets: Annotated[
         str,
         typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase, cbN (code bits), "
-                     "resHZ (residual band), stepS (residual step); + combines, e.g. res1000+step0.7."),
+                     "coarseN (coarse channels), resHZ (residual band), stepS (residual step); + combines, "
+                     "e.g. cb4+coarse12+res1000+step0.7."),
     ] = "default",
     model: Annotated[
         Optional[list[str]],

@@ -64,9 +64,11 @@ PRESETS = {
     "store_phase": {"store_phase": True},
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
 }
-# the residual layer's band and step (nac encode --residual-hz N --residual-step S), any value
-NUMBERED_PRESETS = {"res": "residual_hz", "step": "residual_step"}
-_NUMBERED = re.compile(r"(res|step)(\d+(?:\.\d+)?)")
+# the residual layer's band and step (nac encode --residual-hz N --residual-step S) and the coarse
+# channels (--coarse-channels N), any value
+NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", float),
+                    "coarse": ("coarse_channels", int)}
+_NUMBERED = re.compile(r"(res|step)(\d+(?:\.\d+)?)|(coarse)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -96,6 +98,7 @@ class System:
     bits: int | None = None  # nac only
     store_phase: bool | None = None  # nac only
     code_bits: int | None = None  # nac only
+    coarse_channels: int = 0  # nac only
     residual_hz: float = 0.0  # nac only
     residual_step: float = api.DEFAULT_RESIDUAL_STEP  # nac only
     bitrate_kbps: float | None = None
@@ -167,17 +170,19 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
 
 def preset_settings(name: str) -> dict:
     """Encoder settings of a preset name; parts joined with ``+`` combine."""
-    settings = {"bits": 8, "store_phase": False, "code_bits": None, "residual_hz": 0.0,
+    settings = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
                 "residual_step": api.DEFAULT_RESIDUAL_STEP}
     for part in name.split("+"):
         numbered = _NUMBERED.fullmatch(part)
         if numbered:
-            settings[NUMBERED_PRESETS[numbered[1]]] = float(numbered[2])
+            kind, value = (numbered[1], numbered[2]) if numbered[1] else (numbered[3], numbered[4])
+            key, parse = NUMBERED_PRESETS[kind]
+            settings[key] = parse(value)
         elif part in PRESETS:
             settings.update(PRESETS[part])
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
-            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), resHZ, stepS "
+            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS "
                              "(join with + to combine)")
     return settings
 
@@ -297,8 +302,8 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
     if system.codec == "nac":
         start = time.perf_counter()
         data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase,
-                          code_bits=system.code_bits, residual_hz=system.residual_hz,
-                          residual_step=system.residual_step)
+                          code_bits=system.code_bits, coarse_channels=system.coarse_channels,
+                          residual_hz=system.residual_hz, residual_step=system.residual_step)
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model)
         finished = time.perf_counter()

@@ -26,7 +26,9 @@ def levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize(latent: np.ndarray, bits: int, code_bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantize(
+    latent: np.ndarray, bits: int, code_bits: int | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Codes and scales for ``latent`` shaped (channels, latent_channels, ...).
 
     Returns (codes with the shape of ``latent``, float32 scales (channels, latent_channels)).
@@ -35,16 +37,23 @@ def quantize(latent: np.ndarray, bits: int, code_bits: int | None = None) -> tup
     stored scale ``s``, ``m * (L / U)`` (``m = max |x|``) rounded up by
     :func:`round_up_scale`, and codes ``round(x * L / s)``, so
     :func:`dequantize` (and any v1.0 decoder) needs nothing new, and zstd
-    turns the smaller code alphabet into fewer bytes.
+    turns the smaller code alphabet into fewer bytes. An array of
+    ``code_bits`` gives each latent channel its own.
     """
     limit = levels(bits)
-    used = limit if code_bits is None else levels_within(code_bits, bits)
     x = np.nan_to_num(np.asarray(latent, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if code_bits is None:
+        used = np.full(x.shape[1], limit, np.float32)
+    else:
+        per_channel = np.broadcast_to(np.asarray(code_bits), (x.shape[1],))
+        used = np.array([levels_within(int(n), bits) for n in per_channel], np.float32)
     reduce_axes = tuple(range(2, x.ndim))
     peaks = np.abs(x).max(axis=reduce_axes) if x.size else np.zeros(x.shape[:2], np.float32)
-    scales = round_up_scale((peaks.astype(np.float32) * (np.float32(limit) / np.float32(used))).astype(np.float32))
-    safe = np.where(scales > 0, scales, np.float32(1.0)).reshape(scales.shape + (1,) * len(reduce_axes))
-    codes = np.clip(np.rint(x * (np.float32(limit) / safe)), -used, used)
+    scales = round_up_scale((peaks.astype(np.float32) * (np.float32(limit) / used)).astype(np.float32))
+    trailing = (1,) * len(reduce_axes)
+    safe = np.where(scales > 0, scales, np.float32(1.0)).reshape(scales.shape + trailing)
+    bound = used.reshape((1, -1) + trailing)
+    codes = np.clip(np.rint(x * (np.float32(limit) / safe)), -bound, bound)
     return codes.astype(CODE_DTYPES[bits]), scales
 
 

@@ -41,10 +41,13 @@ class RatePoint:
     scores: tuple[tuple[str, float], ...] = ()
     residual_hz: float = 0.0  # 0: no residual layer
     residual_step: float | None = None  # the layer's step (only with residual_hz)
+    coarse_channels: int = 0  # the model's least important latent channels coded with one bit fewer
 
     def encoder_settings(self) -> dict:
         """The keyword arguments of :func:`codec.api.encode` this point stands for."""
         settings = {"bits": self.bits, "code_bits": self.code_bits}
+        if self.coarse_channels:
+            settings.update(coarse_channels=self.coarse_channels)
         if self.residual_hz:
             settings.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
         return settings
@@ -52,6 +55,8 @@ class RatePoint:
     def describe(self) -> str:
         scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
         options = f"--bits {self.bits} --code-bits {self.code_bits}"
+        if self.coarse_channels:
+            options += f" --coarse-channels {self.coarse_channels}"
         if self.residual_hz:
             options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
         return f"{self.kbps:6.2f} kbps  {options:<27}  {scores}".rstrip()
@@ -71,6 +76,7 @@ class ModelEntry:
     training_data: str = ""
     quality: str = ""  # the manifest's measured quality, as "name value, ..."
     rates: tuple[RatePoint, ...] = ()  # measured operating points, by rising kbps
+    channel_order: tuple[int, ...] = ()  # latent channels, least important first (tools/channel_order.py)
 
     @property
     def hash_prefix(self) -> bytes:
@@ -90,19 +96,22 @@ def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
 
 
 def _entry(row: dict) -> ModelEntry:
-    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__ if k in row and k not in ("quality", "rates")}
+    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__
+              if k in row and k not in ("quality", "rates", "channel_order")}
     quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
     rates = sorted(
         (
             RatePoint(int(point["bits"]), int(point["code_bits"]), float(point["kbps"]),
                       tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()),
                       float(point.get("residual_hz", 0.0)),
-                      float(point["residual_step"]) if point.get("residual_hz") else None)
+                      float(point["residual_step"]) if point.get("residual_hz") else None,
+                      int(point.get("coarse_channels", 0)))
             for point in row.get("rates", [])
         ),
         key=lambda point: point.kbps,
     )
-    return ModelEntry(**fields, quality=quality, rates=tuple(rates))
+    order = tuple(int(k) for k in row.get("channel_order", ()))
+    return ModelEntry(**fields, quality=quality, rates=tuple(rates), channel_order=order)
 
 
 def rate_point(entry: ModelEntry, kbps: float) -> RatePoint:
@@ -198,6 +207,7 @@ class LoadedModel:
     model_id: int
     hash_prefix: bytes
     name: str
+    channel_order: tuple[int, ...] = ()  # from the manifest; none for a model given by path
 
 
 def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> LoadedModel:
@@ -208,7 +218,7 @@ def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> L
         net = build_from_bytes(data, config, path)
         return LoadedModel(net, model_id, hashlib.sha256(data).digest()[:8], path.stem)
     entry = find_entry(key, models_dir)
-    return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name)
+    return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name, entry.channel_order)
 
 
 def model_for_stream(model_id: int, hash_prefix: bytes, override: str | None = None) -> LoadedModel:

@@ -169,6 +169,17 @@ def test_bitrate_picks_a_smaller_setting_for_a_lower_target(clip: Path, tmp_path
     assert "bitrates" in run("models").output
 
 
+def test_coarse_channels_option(clip: Path, tmp_path: Path):
+    plain, coarse = tmp_path / "plain.nac", tmp_path / "coarse.nac"
+    assert run("encode", clip, plain, "--code-bits", "4").exit_code == 0
+    result = run("encode", clip, coarse, "--code-bits", "4", "--coarse-channels", "12")
+    assert result.exit_code == 0, result.output
+    assert coarse.stat().st_size < plain.stat().st_size
+    result = run("encode", clip, tmp_path / "bad.nac", "--coarse-channels", "99")
+    assert result.exit_code == 2 and "coarse channels must be 0..48" in result.output
+    assert not (tmp_path / "bad.nac").exists()
+
+
 def test_residual_layer_options(clip: Path, tmp_path: Path):
     coded = tmp_path / "residual.nac"
     result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.75")
@@ -185,6 +196,7 @@ def test_residual_layer_options(clip: Path, tmp_path: Path):
 
 
 def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
-    for extra in (["--bits", "8"], ["--code-bits", "4"], ["--residual-hz", "500"], ["--residual-step", "0.5"]):
+    for extra in (["--bits", "8"], ["--code-bits", "4"], ["--residual-hz", "500"], ["--residual-step", "0.5"],
+                  ["--coarse-channels", "12"]):
         result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
         assert result.exit_code == 2 and "give one or the other" in result.output

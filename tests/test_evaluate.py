@@ -168,7 +168,8 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 
 def test_presets_and_bitrates_parse():
-    plain = {"bits": 8, "store_phase": False, "code_bits": None, "residual_hz": 0.0, "residual_step": 0.5}
+    plain = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
+             "residual_step": 0.5}
     assert evaluate.preset_settings("default") == plain
     assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
     assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
@@ -179,7 +180,8 @@ def test_presets_and_bitrates_parse():
         with pytest.raises(UsageError):
             evaluate.parse_bitrates(bad)
     assert evaluate.preset_settings("res375+step0.85") == plain | {"residual_hz": 375.0, "residual_step": 0.85}
-    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x"):
+    assert evaluate.preset_settings("cb4+coarse12") == plain | {"code_bits": 4, "coarse_channels": 12}
+    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse"):
         with pytest.raises(UsageError, match="unknown preset"):
             evaluate.preset_settings(bad)
 

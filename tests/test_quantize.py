@@ -102,3 +102,14 @@ def test_residual_columns_are_interpolated_between_and_held_after_the_last():
     assert frames[0].tolist() == [[0, 2, 4, 6, 8, 8], [1, 1, 1, 0, -1, -1]]
     assert upsample_residual(columns, 4)[0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 8]
     assert upsample_residual(columns[..., :0], 2).shape == (1, 2, 0)
+
+
+def test_each_latent_channel_can_have_its_own_code_bits():
+    x = np.random.default_rng(5).standard_normal((2, 3, 1, 40)).astype(np.float32)
+    codes, scales = quantize(x, 8, np.array([3, 4, 2]))
+    assert [int(np.abs(codes[:, k]).max()) for k in range(3)] == [3, 7, 1]
+    uniform_codes, uniform_scales = quantize(x[:, 1:2], 8, 4)
+    np.testing.assert_array_equal(codes[:, 1:2], uniform_codes)
+    np.testing.assert_array_equal(scales[:, 1:2], uniform_scales)
+    with pytest.raises(ValueError, match="code bits must be 2..8"):
+        quantize(x, 8, np.array([3, 9, 4]))

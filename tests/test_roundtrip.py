@@ -7,7 +7,8 @@ with a margin: a regression in the model, quantizer or phase path fails them.
 import numpy as np
 import pytest
 
-from codec import api, bitstream
+from codec import api, bitstream, zoo
+from codec.errors import UsageError
 from codec.metrics import lsd_db, pesq_wb, si_sdr_db, snr_db
 
 
@@ -66,6 +67,32 @@ def test_residual_layer_meets_its_pesq_band(speech):
     audio, rate = speech
     decoded, _ = api.decode(api.encode(audio, rate, residual_hz=1000))
     assert pesq_wb(audio, decoded, rate) > PESQ_RESIDUAL_1K_MIN
+
+
+def test_coarse_channels_code_the_models_least_important_channels_with_a_bit_fewer(short_speech):
+    audio, rate = short_speech
+    order = zoo.load_model().channel_order
+    plain = api.encode(audio, rate, code_bits=4)
+    coarse = api.encode(audio, rate, code_bits=4, coarse_channels=12)
+    assert len(coarse) < len(plain)
+    codes = np.concatenate([chunk.codes for chunk in bitstream.unpack(coarse)[1]], axis=-1)
+    peaks = np.abs(codes).max(axis=(0, 2, 3))
+    assert (peaks[list(order[:12])] <= 3).all() and peaks[list(order[12:])].max() == 7
+    decoded, _ = api.decode(coarse)
+    assert lsd_db(audio, decoded, rate) < lsd_db(audio, api.decode(plain)[0], rate) + 0.1
+
+
+def test_coarse_channels_are_checked(short_speech, tmp_path):
+    audio, rate = short_speech
+    for options, message in (({"coarse_channels": 49}, "coarse channels must be 0..48"),
+                             ({"coarse_channels": -1}, "coarse channels must be 0..48"),
+                             ({"coarse_channels": 4, "code_bits": 2}, "need code bits of at least 3")):
+        with pytest.raises(UsageError, match=message):
+            api.encode(audio, rate, **options)
+    weights = tmp_path / "custom.safetensors"
+    weights.write_bytes((zoo.MODELS_DIR / zoo.find_entry(None).file).read_bytes())
+    with pytest.raises(UsageError, match="has no measured channel order"):
+        api.encode(audio, rate, model=str(weights), coarse_channels=4)
 
 
 def test_sixteen_bit_codes_are_not_worse_than_eight(short_speech):

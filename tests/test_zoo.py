@@ -280,17 +280,20 @@ def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
     assert all(2 <= point.code_bits <= point.bits for point in entry.rates)
 
 
-def test_a_rate_point_with_the_residual_layer_reads_and_describes_it():
+def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_describes_it():
     row = {"id": 9, "name": "m", "file": "m.safetensors", "sha256": "00" * 32, "sample_rate": 16000,
            "parameters": 1, "rates": [{"bits": 8, "code_bits": 4, "residual_hz": 1000, "residual_step": 0.7,
-                                       "kbps": 14.8, "scores": {"pesq_wb": 3.3}},
-                                      {"bits": 8, "code_bits": 3, "kbps": 5.2}]}
+                                       "coarse_channels": 12, "kbps": 14.8, "scores": {"pesq_wb": 3.3}},
+                                      {"bits": 8, "code_bits": 3, "kbps": 5.2}],
+           "channel_order": [2, 0, 1]}
     entry = zoo._entry(row)
+    assert entry.channel_order == (2, 0, 1)
     plain, residual = entry.rates
     assert plain.encoder_settings() == {"bits": 8, "code_bits": 3}
-    assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "residual_hz": 1000.0, "residual_step": 0.7}
-    assert "--residual-hz 1000 --residual-step 0.7" in residual.describe()
-    assert "residual" not in plain.describe()
+    assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 1000.0,
+                                           "residual_step": 0.7}
+    assert "--coarse-channels 12 --residual-hz 1000 --residual-step 0.7" in residual.describe()
+    assert "residual" not in plain.describe() and "coarse" not in plain.describe()
 
 
 def points(*rates):
