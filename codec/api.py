@@ -128,12 +128,12 @@ def latent_code_bits(loaded: zoo.LoadedModel, code_bits: int, coarse_channels: i
     """Code bits of each latent channel: ``code_bits``, one fewer for the ``coarse_channels`` least important."""
     channels = loaded.net.config.latent_channels
     per_channel = np.full(channels, code_bits)
+    if not 0 <= coarse_channels <= channels:
+        raise UsageError(f"coarse channels must be 0..{channels} for model {loaded.name}, not {coarse_channels}")
     if not coarse_channels:
         return per_channel
     if not loaded.channel_order:
         raise UsageError(f"model {loaded.name} has no measured channel order: --coarse-channels needs one")
-    if not 0 < coarse_channels <= channels:
-        raise UsageError(f"coarse channels must be 0..{channels} for model {loaded.name}, not {coarse_channels}")
     if code_bits <= 2:
         raise UsageError(f"coarse channels need code bits of at least 3, not {code_bits}")
     per_channel[list(loaded.channel_order[:coarse_channels])] = code_bits - 1

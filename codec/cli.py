@@ -266,8 +266,9 @@ def models() -> None:
             typer.echo(f"        measured: {entry.quality}")
         if entry.rates:
             typer.echo("        bitrates (nac encode --bitrate K picks the highest at or below K):")
+            width = max(len(point.options()) for point in entry.rates)
             for point in entry.rates:
-                typer.echo(f"          {point.describe()}")
+                typer.echo(f"          {point.describe(width)}")
         if entry.training_data:
             typer.echo(f"        trained on: {entry.training_data}")
 

@@ -5,8 +5,9 @@ signal is the reference, and every codec under test codes it, so all are
 charged for the same audio and scored in the same domain.
 
 Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
-(8-bit codes), ``bits16``, ``store_phase``, or a ``+``-joined combination
-such as ``bits16+store_phase``. With Opus, each target bitrate is one system
+(8-bit codes), ``bits16``, ``store_phase``, ``cbN`` (code bits), or one of
+:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``), or a
+``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``. With Opus, each target bitrate is one system
 (:mod:`codec.opus`).
 
 Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,

@@ -52,14 +52,19 @@ class RatePoint:
             settings.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
         return settings
 
-    def describe(self) -> str:
-        scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
+    def options(self) -> str:
+        """The ``nac encode`` options this point stands for."""
         options = f"--bits {self.bits} --code-bits {self.code_bits}"
         if self.coarse_channels:
             options += f" --coarse-channels {self.coarse_channels}"
         if self.residual_hz:
             options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
-        return f"{self.kbps:6.2f} kbps  {options:<27}  {scores}".rstrip()
+        return options
+
+    def describe(self, width: int = 0) -> str:
+        """One line: kbps, the options (padded to ``width``), the scores."""
+        scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
+        return f"{self.kbps:6.2f} kbps  {self.options():<{width}}  {scores}".rstrip()
 
 
 @dataclass(frozen=True)
