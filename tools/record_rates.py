@@ -43,11 +43,14 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             bits = settings["bits"]
             code_bits = settings["code_bits"] or DEFAULT_CODE_BITS[bits]
             point = {"bits": bits, "code_bits": code_bits}
+            if settings["coarse_channels"]:
+                point.update(coarse_channels=settings["coarse_channels"])
             if settings["residual_hz"]:
                 point.update(residual_hz=settings["residual_hz"], residual_step=settings["residual_step"])
             point.update(kbps=round(system["kbps"], 2),
                          scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
-            points[(bits, code_bits, settings["residual_hz"], settings["residual_step"])] = point
+            key = (bits, code_bits, settings["coarse_channels"], settings["residual_hz"], settings["residual_step"])
+            points[key] = point
             if preset == "default":
                 default = system
     # at equal kbps the better point comes first, so the others count as matched by it
