@@ -253,3 +253,23 @@ def test_diagnose_judges_a_training_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "(step 7)" in result.stdout and "3 Griffin-Lim iterations" in result.stdout
     assert "decoded" in result.stdout and "true phase" not in result.stdout
+
+
+def test_channel_order_ranks_every_latent_channel_into_the_manifest(tmp_path):
+    from codec import zoo
+
+    entry = zoo.find_entry(None)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / entry.file).write_bytes((zoo.MODELS_DIR / entry.file).read_bytes())
+    row = {key: getattr(entry, key) for key in ("id", "name", "file", "sha256", "sample_rate", "parameters")}
+    (models / "manifest.json").write_text(json.dumps({"default": entry.name, "models": [row]}))
+    corpus = tmp_path / "corpus"
+    for i in range(2):
+        tiny_wav(corpus / f"{i}.wav", seconds=1.0, seed=i)
+    (corpus / "MANIFEST.tsv").write_text("file\tkind\tsplit\n0.wav\tspeech_wb\ttrain\n1.wav\tspeech_wb\ttrain\n")
+    result = run_tool("channel_order.py", entry.name, corpus, "--files", "2", "--models-dir", models)
+    assert result.returncode == 0, result.stderr
+    order = json.loads((models / "manifest.json").read_text())["models"][0]["channel_order"]
+    channels = zoo.load_model(None).net.config.latent_channels
+    assert sorted(order) == list(range(channels))
