@@ -27,6 +27,7 @@ from .quantize import (
     dequantize,
     dequantize_phase,
     dequantize_residual,
+    levels_within,
     quantize,
     quantize_phase,
     quantize_residual,
@@ -213,6 +214,9 @@ def encode_parts(
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
     channel_bits = latent_code_bits(loaded, code_bits, coarse_channels)
+    # with tables for the code range, the codes are rANS-coded (a 3.0 file); coarse channels use them too
+    code_range = levels_within(code_bits, bits)
+    code_tables = loaded.code_tables.get(code_range)
     low_bins = residual_bins(config, residual_hz)
     step = float(np.float32(residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
@@ -242,6 +246,8 @@ def encode_parts(
         residual_bins=low_bins,
         residual_stride=column_stride,
         residual_step=step,
+        code_range=code_range if code_tables is not None else 0,
+        tables_hash=loaded.tables_hash if code_tables is not None else b"",
     )
 
     def code_roundtrip(latent: np.ndarray) -> np.ndarray:
@@ -264,7 +270,7 @@ def encode_parts(
                 if on_progress is not None:
                     on_progress(index + 1, chunk_count)
 
-    return bitstream.pack_parts(header, chunks())
+    return bitstream.pack_parts(header, chunks(), code_tables)
 
 
 def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> None:
@@ -284,7 +290,7 @@ def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> Non
         raise FormatError("latent frame count does not match the sample count")
 
 
-def _stream_model(header: "bitstream.StreamHeader", model: str | None) -> torch.nn.Module:
+def _stream_model(header: "bitstream.StreamHeader", model: str | None) -> zoo.LoadedModel:
     """The model that decodes ``header``'s stream, checked against it before any chunk is read.
 
     Checking first bounds what the chunks may hold by the model's own sizes, so a
@@ -292,7 +298,13 @@ def _stream_model(header: "bitstream.StreamHeader", model: str | None) -> torch.
     """
     loaded = zoo.model_for_stream(header.model_id, header.weights_hash, model)
     _check_stream_matches_model(header, loaded.net.config)
-    return loaded.net
+    return loaded
+
+
+def unpack(data: bytes, model: str | None = None) -> tuple["bitstream.StreamHeader", list["bitstream.Chunk"]]:
+    """:func:`bitstream.unpack` with the code tables of the stream's model (``model`` overrides it)."""
+    loaded = _stream_model(bitstream.read_header(data), model)
+    return bitstream.unpack(data, loaded.tables_for)
 
 
 def _synthesize(
@@ -426,9 +438,10 @@ def decode_blocks(
     The stream is checked whole (CRCs, sizes) before the first block is made.
     """
     header = bitstream.read_header(data)
-    net = _stream_model(header, model)
+    loaded = _stream_model(header, model)
+    net = loaded.net
     span = seek_span(header, keep_model_rate, start, duration)
-    header, chunks = bitstream.unpack(data)
+    header, chunks = bitstream.unpack(data, loaded.tables_for)
     if phase_iters is not None and not 0 <= phase_iters <= 256:
         raise UsageError("phase iterations must be in 0..256")
     rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span, phase_iters, on_progress)
@@ -527,8 +540,9 @@ def decode_salvage(data: bytes, *, keep_model_rate: bool = False, model: str | N
     their spans (:func:`lost_spans`). For an intact file the audio equals
     :func:`decode`'s.
     """
-    net = _stream_model(bitstream.read_header(data), model)
-    result = bitstream.unpack_salvage(data)
+    loaded = _stream_model(bitstream.read_header(data), model)
+    net = loaded.net
+    result = bitstream.unpack_salvage(data, loaded.tables_for)
     header = result.header
     audio, rate = _synthesize(net, header, result.chunks, keep_model_rate)
     spans = lost_spans(header, result.lost, keep_model_rate)

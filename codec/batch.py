@@ -76,7 +76,7 @@ def _finished(task: Task, options: Options) -> float | None:
         if options.decode:
             frames, rate, _ = audio_info(task.target)
             return frames / rate
-        header, _ = bitstream.unpack(task.target.read_bytes())
+        header, _ = api.unpack(task.target.read_bytes(), options.model)
     except NacError:
         return None
     return header.sample_count / header.original_sample_rate if header.original_sample_rate else 0.0

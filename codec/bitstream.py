@@ -25,7 +25,7 @@ import dataclasses
 import io
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +59,8 @@ from construct import (
     this,
 )
 
-from .errors import FormatError, VersionError
+from . import entropy
+from .errors import FormatError, ModelError, VersionError
 
 __all__ = [
     "MAGIC",
@@ -86,9 +87,9 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2)  # 2.0 adds the log-magnitude residual layer (format_spec.md section 5)
+VERSION_MAJORS = (1, 2, 3)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -129,6 +130,7 @@ _RANGES = {
 }
 MAX_CHANNELS = _RANGES["channels"][3]
 MAX_RESIDUAL_STEP = 16.0  # residual_step range (0, 16]: a step of e^16 is already absurd
+MAX_CODE_RANGE = 127  # implementation limit on code_range (tables of 255 x 255 per latent channel)
 RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
 ZSTD_MAX_WINDOW = 2**26  # >= MAX_CHUNK_RAW_SIZE; bounds the decoder's window buffer
@@ -172,11 +174,13 @@ class StreamHeader:
     residual_bins: int = 0  # u16, v2 only: lowest STFT bins with a residual layer (0: none, a v1 file)
     residual_stride: int = 0  # u16, v2 only: STFT frames per residual column (divides time_stride)
     residual_step: float = 0.0  # f32, v2 only: log-magnitude step of one residual code
+    code_range: int = 0  # u16, v3 only: U, the latent codes' range [-U, U], rANS-coded with the model's tables
+    tables_hash: bytes = b""  # v3 only: first 8 bytes of SHA-256 of the model's code tables file
 
     @property
     def version_major(self) -> int:
-        """1 without a residual layer, 2 with one: writers use the oldest version that holds the stream."""
-        return 2 if self.residual_bins else 1
+        """1 plain, 2 with a residual layer, 3 with rANS-coded codes: writers use the oldest that holds the stream."""
+        return 3 if self.code_range else 2 if self.residual_bins else 1
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -328,7 +332,8 @@ _HEADER_BODY = Struct(
     "latent_frames" / Int32ul,
     "chunk_frames" / Int32ul,
     "chunk_count" / Int32ul,
-    "residual" / If(this.version.major == 2, Struct("bins" / Int16ul, "stride" / Int16ul, "step" / Float32l)),
+    "residual" / If(this.version.major >= 2, Struct("bins" / Int16ul, "stride" / Int16ul, "step" / Float32l)),
+    "code" / If(this.version.major >= 3, Struct("range" / Int16ul, "tables_hash" / Bytes(8))),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -368,15 +373,18 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
             raw = field.name in ("magic", "weights_hash")
             layout[field.name] = (offset, f"{size}s" if raw else {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[size])
             offset += size
-    if major == 2:
+    if major >= 2:
         layout.update(residual_bins=(offset, "<H"), residual_stride=(offset + 2, "<H"),
                       residual_step=(offset + 4, "<f"))
+    if major >= 3:
+        layout.update(code_range=(offset + 8, "<H"), tables_hash=(offset + 10, "8s"))
     return layout
 
 
 _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
-    if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step")
+    if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
+                      "code_range", "tables_hash")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -446,6 +454,14 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"residual_stride {h.residual_stride} does not divide time_stride {h.time_stride}"
     if not h.residual_bins and (h.residual_step != 0.0 or h.residual_stride != 0):
         return "residual_step and residual_stride without a residual layer (must be 0)"
+    if not 0 <= h.code_range <= _code_limit(h):
+        return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
+    if h.code_range > MAX_CODE_RANGE:
+        return f"code_range {h.code_range} exceeds this decoder's limit 1..{MAX_CODE_RANGE}"
+    if h.code_range and (not isinstance(h.tables_hash, bytes) or len(h.tables_hash) != 8):
+        return "tables_hash must be 8 bytes"
+    if not h.code_range and h.tables_hash:
+        return "tables_hash without rANS-coded codes (must be empty)"
     if not 1 <= h.hop_length <= h.n_fft:
         return f"hop_length {h.hop_length} out of range 1..n_fft ({h.n_fft})"
     body = chunk_body_size(h, h.chunk_frames)
@@ -503,6 +519,29 @@ def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
     return np.dtype(fields)
 
 
+def _check_tables(h: StreamHeader, code_tables) -> None:
+    """ModelError unless ``code_tables`` fit ``h``: one table per latent channel for its code_range."""
+    if code_tables is None:
+        raise ModelError("rANS-coded codes (a version 3 stream) need the model's code tables")
+    if code_tables.shape[0] != h.latent_channels:
+        raise ModelError(f"code tables for {code_tables.shape[0]} latent channels, the stream has {h.latent_channels}")
+    try:
+        entropy.check_tables(code_tables, h.code_range)
+    except ValueError as err:
+        raise ModelError(f"code tables unusable for code_range {h.code_range}: {err}") from None
+
+
+def _row_tables(h: StreamHeader) -> np.ndarray:
+    """The table of each row of codes, rows in body order (audio channel, latent channel, height): its latent channel."""
+    return np.arange(h.channels * h.latent_channels * h.latent_height) // h.latent_height % h.latent_channels
+
+
+def _without_codes(h: StreamHeader, frames: int) -> np.dtype:
+    """The latent part's dtype less the codes: what a v3 payload's zstd frame holds."""
+    body = _body_dtype(h, frames)
+    return np.dtype([(name, body.fields[name][0]) for name in body.names if name != "codes"])
+
+
 def _part_sizes(h: StreamHeader, frames: int) -> list[int]:
     """Bytes of each part of a chunk body: the latent part, then (v2) the residual part."""
     residual = h.channels * h.residual_bins * h.residual_columns(frames)
@@ -529,14 +568,8 @@ def _check_array(name: str, array, dtype: np.dtype, shape: tuple[int, ...]) -> N
         raise ValueError(f"{name} shape {array.shape}, expected {shape}")
 
 
-def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> list[list[bytes]]:
-    """The parts of a chunk's body: the latent part, then (v2) the residual part (format_spec.md section 6).
-
-    Each part comes as segments that go into zstd blocks of their own: each
-    audio channel's float32 scales apart from its codes, so that the codes'
-    small alphabet gets a literal table of its own (6.7 % fewer bytes on
-    short speech files). The body bytes are the segments joined.
-    """
+def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> tuple[np.ndarray, bytes | None]:
+    """A chunk's latent part as records of :func:`_body_dtype`, and its residual part (v2, v3) as bytes."""
     where = f"chunk {position}"
     if chunk.index != position:
         raise ValueError(f"{where}: index {chunk.index}, expected {position}")
@@ -562,15 +595,47 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> list[list[byte
             raise ValueError(f"{where}: residual codes below -{RESIDUAL_LIMIT}")
     elif chunk.residual is not None:
         raise ValueError(f"{where}: residual given but header.residual_bins is 0")
+    if h.code_range and np.abs(chunk.codes).max(initial=0) > h.code_range:
+        raise ValueError(f"{where}: codes outside the header's code_range {h.code_range}")
     records = np.zeros(h.channels, dtype=_body_dtype(h, frames))
     records["scales"] = chunk.scales
     records["codes"] = chunk.codes
     if h.store_phase:
         records["phase"] = chunk.phase
-    body, scale_bytes, segments = records.tobytes(), 4 * h.latent_channels, []
+    return records, chunk.residual.tobytes() if h.residual_bins else None
+
+
+def _segments(records: np.ndarray, scale_bytes: int) -> list[bytes]:
+    """Each record's bytes cut after its scales: the writer ends a zstd block there.
+
+    So the codes' small alphabet gets a literal table of its own, apart from
+    the float bytes (6.7 % fewer bytes on short speech files).
+    """
+    body, segments = records.tobytes(), []
     for start in range(0, len(body), records.itemsize):
         segments += [body[start : start + scale_bytes], body[start + scale_bytes : start + records.itemsize]]
-    return [segments, [chunk.residual.tobytes()]] if h.residual_bins else [segments]
+    return [segment for segment in segments if segment]
+
+
+def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: bytes | None, compressors: list,
+             code_tables: np.ndarray | None) -> bytes:
+    """A chunk's payload (format_spec.md section 6): zstd frames, (v3) the rANS stream, and their sizes."""
+    latent, residual_compressor = compressors
+    scale_bytes = 4 * h.latent_channels
+    if h.code_range:
+        rest = np.zeros(h.channels, dtype=_without_codes(h, frames))
+        for name in rest.dtype.names:
+            rest[name] = records[name]
+        frame = _compress_segments(latent, _segments(rest, scale_bytes))
+        codes = records["codes"]
+        coded = entropy.encode(codes.reshape(-1, codes.shape[-1]), _row_tables(h), code_tables)
+        payload = struct.pack("<I", len(frame)) + frame + struct.pack("<I", len(coded)) + coded
+    else:
+        frame = _compress_segments(latent, _segments(records, scale_bytes))
+        payload = frame if residual is None else struct.pack("<I", len(frame)) + frame
+    if residual is not None:
+        payload += _compress_segments(residual_compressor, [residual])
+    return payload
 
 
 def _compress_segments(compressor: zstandard.ZstdCompressor, segments: list[bytes]) -> bytes:
@@ -582,12 +647,14 @@ def _compress_segments(compressor: zstandard.ZstdCompressor, segments: list[byte
     return b"".join(pieces) + stream.compress(segments[-1]) + stream.flush()
 
 
-def pack(header: StreamHeader, chunks: Iterable[Chunk]) -> bytes:
+def pack(header: StreamHeader, chunks: Iterable[Chunk], code_tables: np.ndarray | None = None) -> bytes:
     """Serialize a stream to ``.nac`` bytes (see :func:`pack_parts`)."""
-    return b"".join(pack_parts(header, chunks))
+    return b"".join(pack_parts(header, chunks, code_tables))
 
 
-def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]:
+def pack_parts(
+    header: StreamHeader, chunks: Iterable[Chunk], code_tables: np.ndarray | None = None
+) -> Iterator[bytes]:
     """Serialize a stream to ``.nac`` as it is made: the header, each chunk record, the end record.
 
     Parameters
@@ -599,6 +666,9 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
     chunks : iterable of Chunk
         Exactly ``header.chunk_count`` chunks in index order, shaped and typed
         as the header implies. Each is compressed as it arrives and not kept.
+    code_tables : array, optional
+        For a v3 header (``code_range`` > 0): the model's tables for that
+        range, (latent_channels, 2U+1, 2U+1) (:mod:`codec.entropy`).
 
     Yields
     ------
@@ -616,14 +686,17 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
     problem = _header_problem(header)
     if problem:
         raise ValueError(f"invalid header: {problem}")
+    if header.code_range:
+        _check_tables(header, code_tables)
     fields = {name: getattr(header, name) for name in _HEADER_FIELD_NAMES}
     fields.update(
         version={"major": header.version_major, "minor": VERSION_MINOR},
         flags={"reserved": 0, "store_phase": header.store_phase},
         residual=(
             {"bins": header.residual_bins, "stride": header.residual_stride, "step": header.residual_step}
-            if header.residual_bins else None
+            if header.version_major >= 2 else None
         ),
+        code={"range": header.code_range, "tables_hash": header.tables_hash} if header.code_range else None,
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -638,10 +711,9 @@ def pack_parts(header: StreamHeader, chunks: Iterable[Chunk]) -> Iterator[bytes]
     for position, chunk in enumerate(chunks):
         if position >= header.chunk_count:
             raise ValueError(f"more chunks than header.chunk_count ({header.chunk_count})")
-        parts = _encode_body(header, position, chunk)
-        zstd_frames = [_compress_segments(compressor, segments) for compressor, segments in zip(compressors, parts)]
-        payload = zstd_frames[0] if len(parts) == 1 else struct.pack("<I", len(zstd_frames[0])) + b"".join(zstd_frames)
-        raw_size = sum(len(segment) for segments in parts for segment in segments)
+        records, residual = _encode_body(header, position, chunk)
+        payload = _payload(header, chunk.frames, records, residual, compressors, code_tables)
+        raw_size = records.nbytes + (len(residual) if residual is not None else 0)
         record = {"index": position, "frames": chunk.frames, "raw_size": raw_size, "payload": payload}
         yield _CHUNK.build({"signed": {"value": record}})
         count = position + 1
@@ -667,7 +739,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x and 2.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x, 2.x and 3.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -678,8 +750,11 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     if minor == 0 and value.flags.reserved:
         raise FormatError(f"reserved flag bits set in a version {major}.0 header")
     residual = value.residual or {"bins": 0, "stride": 0, "step": 0.0}
+    code = value.code or {"range": 0, "tables_hash": b""}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
+    if major == 3 and not code["range"]:
+        raise FormatError("code_range 0 in a version 3 header (a stream of zstd-coded codes is 1.0 or 2.0)")
     header = StreamHeader(
         version_minor=minor,
         store_phase=value.flags.store_phase,
@@ -687,6 +762,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         residual_bins=residual["bins"],
         residual_stride=residual["stride"],
         residual_step=residual["step"],
+        code_range=code["range"],
+        tables_hash=code["tables_hash"],
     )
     problem = _header_problem(header)
     if problem:
@@ -700,7 +777,7 @@ def read_header(data: bytes) -> StreamHeader:
     Raises
     ------
     VersionError
-        For a major version other than 1 and 2.
+        For a major version other than 1, 2 and 3.
     FormatError
         For anything else wrong with the header.
     """
@@ -726,18 +803,54 @@ def _decompress(payload: bytes, size: int, where: str, what: str = "payload") ->
     return body
 
 
-def _decompress_parts(h: StreamHeader, payload: bytes, frames: int, where: str) -> list[bytes]:
-    """A chunk payload's body parts: one zstd frame, or (v2) a u32 size, the latent frame and the residual frame."""
+def _sized(payload: bytes, position: int, where: str, what: str) -> tuple[bytes, int]:
+    """The ``u32``-sized piece of ``payload`` at ``position`` and the position after it."""
+    if len(payload) - position < 4:
+        raise FormatError(f"{where}: payload too short for its {what} size")
+    (size,) = struct.unpack_from("<I", payload, position)
+    if size > len(payload) - position - 4:
+        raise FormatError(f"{where}: {what} size {size} runs past the payload")
+    return payload[position + 4 : position + 4 + size], position + 4 + size
+
+
+def _decompress_parts(
+    h: StreamHeader, payload: bytes, frames: int, where: str, code_tables: Callable | None = None
+) -> list[bytes]:
+    """A chunk payload's body parts (format_spec.md section 6), the latent part always in v1/v2 layout.
+
+    v1: one zstd frame. v2: a u32 size, the latent frame, the residual frame.
+    v3: a u32 size and the latent frame without codes, a u32 size and the rANS
+    stream of the codes (decoded with ``code_tables(h)``), then the residual
+    frame if there is a layer.
+    """
     sizes = _part_sizes(h, frames)
-    if len(sizes) == 1:
-        return [_decompress(payload, sizes[0], where)]
-    if len(payload) < 4:
-        raise FormatError(f"{where}: payload too short for its latent frame size")
-    (first,) = struct.unpack_from("<I", payload)
-    if first > len(payload) - 4:
-        raise FormatError(f"{where}: latent frame size {first} runs past the payload")
-    return [_decompress(payload[4 : 4 + first], sizes[0], where, "latent frame"),
-            _decompress(payload[4 + first :], sizes[1], where, "residual frame")]
+    if not h.code_range:
+        if len(sizes) == 1:
+            return [_decompress(payload, sizes[0], where)]
+        frame, position = _sized(payload, 0, where, "latent frame")
+        return [_decompress(frame, sizes[0], where, "latent frame"),
+                _decompress(payload[position:], sizes[1], where, "residual frame")]
+    freq = code_tables(h) if code_tables is not None else None
+    _check_tables(h, freq)
+    frame, position = _sized(payload, 0, where, "latent frame")
+    coded, position = _sized(payload, position, where, "code stream")
+    rest_dtype = _without_codes(h, frames)
+    rest = np.frombuffer(_decompress(frame, h.channels * rest_dtype.itemsize, where, "latent frame"),
+                         dtype=rest_dtype, count=h.channels)
+    try:
+        codes = entropy.decode(coded, _row_tables(h), freq, frames)
+    except ValueError as err:
+        raise FormatError(f"{where}: {err}") from None
+    records = np.zeros(h.channels, dtype=_body_dtype(h, frames))
+    for name in rest_dtype.names:
+        records[name] = rest[name]
+    records["codes"] = codes.reshape(records["codes"].shape)
+    parts = [records.tobytes()]
+    if h.residual_bins:
+        parts.append(_decompress(payload[position:], sizes[1], where, "residual frame"))
+    elif position != len(payload):
+        raise FormatError(f"{where}: {len(payload) - position} bytes after the code stream")
+    return parts
 
 
 def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]) -> Chunk:
@@ -762,8 +875,12 @@ def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]
     )
 
 
-def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
+def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHeader, list[Chunk]]:
     """Parse a whole ``.nac`` file strictly (format_spec.md section 10).
+
+    ``code_tables(header)`` gives the model's tables for a v3 stream's
+    ``code_range`` (:func:`codec.zoo.LoadedModel.tables_for`); without it a
+    v3 stream raises :class:`ModelError`.
 
     Returns
     -------
@@ -773,7 +890,9 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
     Raises
     ------
     VersionError
-        For a major version other than 1 and 2.
+        For a major version other than 1, 2 and 3.
+    ModelError
+        For a v3 stream without usable ``code_tables``.
     FormatError
         For any other defect: magic, CRCs, limits, sizes, truncation,
         trailing bytes.  The message is one line without the file name.
@@ -790,7 +909,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[Chunk]]:
         problem = _chunk_problem(header, position, fields.index, fields.frames, fields.raw_size)
         if problem:
             raise FormatError(f"{where}: {problem}")
-        parts = _decompress_parts(header, fields.payload, fields.frames, where)
+        parts = _decompress_parts(header, fields.payload, fields.frames, where, code_tables)
         chunks.append(_decode_body(header, position, fields.frames, parts))
     if data[stream.tell() : stream.tell() + 4] == CHUNK_SYNC:
         raise FormatError(f"more chunks than the header's chunk_count {header.chunk_count}")
@@ -941,7 +1060,7 @@ def chunk_span(header: StreamHeader, index: int) -> tuple[int, int]:
     return start, stop
 
 
-def unpack_salvage(data: bytes) -> Salvage:
+def unpack_salvage(data: bytes, code_tables: Callable | None = None) -> Salvage:
     """Parse a possibly damaged file: every sound chunk, and which ones were lost.
 
     The header must be sound (magic, version, CRC, limits): a damaged header
@@ -973,7 +1092,7 @@ def unpack_salvage(data: bytes) -> Salvage:
             problem = _chunk_problem(header, index, fields.index, fields.frames, fields.raw_size)
             if problem:  # a sound record of this index comes later
                 continue
-            parts = _decompress_parts(header, fields.payload, fields.frames, where)
+            parts = _decompress_parts(header, fields.payload, fields.frames, where, code_tables)
             chunks[index] = _decode_body(header, index, fields.frames, parts)
         except FormatError as err:
             lost[index] = str(err).removeprefix(f"{where}: ")

@@ -13,12 +13,14 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 
+from . import entropy
 from .errors import ModelError
 from .model import ModelConfig, build_model
 
@@ -82,6 +84,8 @@ class ModelEntry:
     quality: str = ""  # the manifest's measured quality, as "name value, ..."
     rates: tuple[RatePoint, ...] = ()  # measured operating points, by rising kbps
     channel_order: tuple[int, ...] = ()  # latent channels, least important first (tools/channel_order.py)
+    code_tables: str = ""  # file of the rANS code tables (tools/code_tables.py), "" if none
+    code_tables_sha256: str = ""
 
     @property
     def hash_prefix(self) -> bytes:
@@ -213,6 +217,43 @@ class LoadedModel:
     hash_prefix: bytes
     name: str
     channel_order: tuple[int, ...] = ()  # from the manifest; none for a model given by path
+    code_tables: dict = field(default_factory=dict)  # code range U -> rANS tables (latent_channels, 2U+1, 2U+1)
+    tables_hash: bytes = b""  # first 8 bytes of the tables file's SHA-256, as a v3 header records it
+
+    def tables_for(self, header) -> np.ndarray:
+        """The tables a v3 stream's ``code_range`` needs; ModelError if this model lacks them."""
+        if header.tables_hash != self.tables_hash:
+            raise ModelError(f"model {self.name} has code tables {self.tables_hash.hex() or 'none'}, "
+                             f"but the file was coded with tables {header.tables_hash.hex()}")
+        if header.code_range not in self.code_tables:
+            raise ModelError(f"model {self.name} has no code tables for code range {header.code_range}")
+        return self.code_tables[header.code_range]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tables(entry: ModelEntry, models_dir: Path) -> dict:
+    """Code range -> tables from the entry's tables file, checked against its sha256 and the model."""
+    path = models_dir / entry.code_tables
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read code tables ({err.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != entry.code_tables_sha256:
+        raise ModelError(f"{path}: code tables do not match their sha256 in the manifest (file altered?)")
+    try:
+        tensors = load_safetensors(data)
+    except Exception as err:  # safetensors raises its own error types for malformed files
+        raise ModelError(f"{path}: unreadable code tables ({err})") from None
+    tables = {}
+    for name, tensor in tensors.items():
+        code_range = int(name.removeprefix("u")) if name.startswith("u") and name[1:].isdigit() else -1
+        freq = tensor.numpy().astype(np.int64)
+        try:
+            entropy.check_tables(freq, code_range)
+        except ValueError as err:
+            raise ModelError(f"{path}: code table {name}: {err}") from None
+        tables[code_range] = freq
+    return tables
 
 
 def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> LoadedModel:
@@ -223,7 +264,11 @@ def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> L
         net = build_from_bytes(data, config, path)
         return LoadedModel(net, model_id, hashlib.sha256(data).digest()[:8], path.stem)
     entry = find_entry(key, models_dir)
-    return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name, entry.channel_order)
+    tables, tables_hash = {}, b""
+    if entry.code_tables:
+        tables, tables_hash = _load_tables(entry, models_dir), bytes.fromhex(entry.code_tables_sha256)[:8]
+    return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name, entry.channel_order,
+                       tables, tables_hash)
 
 
 def model_for_stream(model_id: int, hash_prefix: bytes, override: str | None = None) -> LoadedModel:

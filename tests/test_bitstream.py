@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from codec import bitstream
+from codec import bitstream, entropy
 from codec.bitstream import Chunk, StreamHeader, pack, read_header, scan, unpack
-from codec.errors import FormatError, VersionError
+from codec.errors import FormatError, ModelError, VersionError
 from conftest import load_tool
 
 make_vectors = load_tool("make_vectors")
@@ -70,7 +70,7 @@ def make_header(**changes) -> StreamHeader:
 
 def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
     rng = np.random.default_rng(seed)
-    limit = 2 ** (header.bits - 1) - 1
+    limit = header.code_range or 2 ** (header.bits - 1) - 1
     chunks = []
     for index in range(header.chunk_count):
         frames = header.chunk_frames_at(index)
@@ -90,10 +90,19 @@ def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
     return chunks
 
 
+def make_tables(header: StreamHeader, seed: int = 1) -> np.ndarray:
+    """Code tables for a v3 header: one per latent channel, from random counts."""
+    size = 2 * header.code_range + 1
+    return entropy.tables_from_counts(np.random.default_rng(seed).integers(1, 50, (header.latent_channels, size, size)))
+
+
 def make_stream(**changes) -> tuple[StreamHeader, list[Chunk], bytes]:
     header = make_header(**changes)
     chunks = make_chunks(header)
-    return header, chunks, pack(header, chunks)
+    return header, chunks, pack(header, chunks, make_tables(header) if header.code_range else None)
+
+
+V3 = {"code_range": 3, "tables_hash": bytes(range(20, 28))}
 
 
 def chunk_offsets(data: bytes) -> list[int]:
@@ -220,7 +229,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -230,6 +239,93 @@ def test_version_2_header_bytes():
     assert bitstream.header_layout(2) == {**bitstream.header_layout(1), "residual_bins": (70, "<H"),
                                           "residual_stride": (72, "<H"), "residual_step": (74, "<f")}
     assert read_header(data) == header and header.version_major == 2
+
+
+def test_version_3_header_bytes():
+    header, chunks, data = make_stream(**V3)
+    assert data[8] == 0x30 and struct.unpack_from("<H", data, 10)[0] == 92
+    # v2's residual fields stay in place (0 without a layer); code_range and tables_hash follow
+    assert struct.unpack_from("<HHfH8s", data, 70) == (0, 0, 0.0, 3, bytes(range(20, 28)))
+    assert struct.unpack_from("<I", data, 88)[0] == zlib.crc32(data[:88])
+    assert bitstream.header_layout(3) == {**bitstream.header_layout(2), "code_range": (78, "<H"),
+                                          "tables_hash": (80, "8s")}
+    assert read_header(data) == header and header.version_major == 3
+
+
+@pytest.mark.parametrize("changes", [{}, {"residual_bins": 5, "residual_stride": 2, "residual_step": 1.0},
+                                     {"store_phase": True}])
+def test_version_3_round_trip(changes):
+    header, chunks, data = make_stream(**V3, **changes)
+    tables = make_tables(header)
+    decoded_header, decoded = unpack(data, lambda h: tables)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        np.testing.assert_array_equal(back.codes, original.codes)
+        np.testing.assert_array_equal(back.scales, original.scales)
+        for name in ("phase", "residual"):
+            if getattr(original, name) is not None:
+                np.testing.assert_array_equal(getattr(back, name), getattr(original, name))
+    assert bitstream.pack(header, decoded, tables) == data
+    salvaged = bitstream.unpack_salvage(data, lambda h: tables)
+    assert not salvaged.lost and all(np.array_equal(a.codes, b.codes) for a, b in zip(salvaged.chunks, chunks))
+
+
+def test_version_3_payload_rules():
+    header, chunks, data = make_stream(**V3, residual_bins=4, residual_stride=2, residual_step=1.0)
+    tables = make_tables(header)
+    offset = chunk_offsets(data)[1]
+    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    (first,) = struct.unpack_from("<I", payload)
+    (second,) = struct.unpack_from("<I", payload, 4 + first)
+    frame, coded, residual = payload[4 : 4 + first], payload[8 + first : 8 + first + second], payload[8 + first + second :]
+    size = bitstream.chunk_body_size(header, 3)
+
+    def forged(new_payload: bytes) -> bytes:
+        return replace_chunk(data, 1, chunk_record(1, 3, size, new_payload))
+
+    def rejects_v3(new_payload: bytes, text: str) -> None:
+        with pytest.raises(FormatError, match=text) as info:
+            unpack(forged(new_payload), lambda h: tables)
+        assert "\n" not in str(info.value)
+
+    rejects_v3(payload[:3], "payload too short for its latent frame size")
+    rejects_v3(struct.pack("<I", len(payload)) + payload[4:], "latent frame size .* runs past the payload")
+    rejects_v3(payload[: 4 + first] + b"\x01", "payload too short for its code stream size")
+    rejects_v3(payload[: 4 + first] + struct.pack("<I", 10**6) + coded, "code stream size 1000000 runs past")
+    truncated = payload[: 4 + first] + struct.pack("<I", second - 2) + coded[:-2] + residual
+    rejects_v3(truncated, "chunk 1: code stream")
+    rejects_v3(payload[: 8 + first + second] + b"junk", "residual frame is not a zstd frame")
+    with pytest.raises(ModelError, match="need the model's code tables"):
+        unpack(data)
+    wrong = make_tables(dataclasses.replace(header, code_range=2))
+    with pytest.raises(ModelError, match="code tables unusable for code_range 3"):
+        unpack(data, lambda h: wrong)
+    plain_header, _, plain = make_stream(**V3)
+    plain_tables = make_tables(plain_header)
+    offset = chunk_offsets(plain)[0]
+    plain_payload = plain[offset + 20 : offset + 20 + struct.unpack_from("<I", plain, offset + 16)[0]]
+    size = bitstream.chunk_body_size(plain_header, 3)
+    with pytest.raises(FormatError, match="2 bytes after the code stream"):
+        unpack(replace_chunk(plain, 0, chunk_record(0, 3, size, plain_payload + b"\0\0")), lambda h: plain_tables)
+
+
+def test_version_3_header_rules():
+    _, _, data = make_stream(**V3)
+
+    def forged_header(code_range: int, tables_hash: bytes) -> bytes:
+        head = bytearray(data[:92])
+        struct.pack_into("<H8s", head, 78, code_range, tables_hash)
+        struct.pack_into("<I", head, 88, zlib.crc32(bytes(head[:88])))
+        return bytes(head) + data[92:]
+
+    rejects(forged_header(0, bytes(8)), FormatError, "code_range 0 in a version 3 header")
+    rejects(forged_header(128, bytes(8)), FormatError, "code_range 128 out of range 0..127")
+    with pytest.raises(ValueError, match="codes outside the header's code_range 3"):
+        header = make_header(**V3)
+        chunks = make_chunks(dataclasses.replace(header, code_range=7))
+        pack(header, chunks, make_tables(header))
+    with pytest.raises(ValueError, match="tables_hash without rANS-coded codes"):
+        pack(make_header(tables_hash=bytes(8)), [])
 
 
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
@@ -282,7 +378,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x30, 0x31, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x40, 0x41, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x30
+    data[8] = 0x40
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -185,7 +185,7 @@ def test_residual_layer_options(clip: Path, tmp_path: Path):
     result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.75")
     assert result.exit_code == 0, result.output
     info = json.loads(run("inspect", coded, "--json").stdout)
-    assert info["header"]["version"] == "2.0" and info["header"]["residual_bins"] == 32
+    assert info["header"]["version"] == "3.0" and info["header"]["residual_bins"] == 32  # rANS codes too
     assert info["header"]["residual_step"] == 0.75
     assert run("decode", coded).exit_code == 0
     for extra, message in ((["--residual-step", "0"], "residual step 0 is outside"),

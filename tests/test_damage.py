@@ -16,7 +16,7 @@ import zstandard
 from test_vectors import _single_bit_flips, vector_bytes
 from typer.testing import CliRunner
 
-from codec import api, bitstream
+from codec import api, bitstream, zoo
 from codec.audio_io import read_audio
 from codec.cli import app
 from codec.errors import FormatError, NacError, SalvagedError
@@ -34,16 +34,29 @@ def one_thread():
         yield
 
 
+def shipped_tables(header: bitstream.StreamHeader):
+    """The code tables of the shipped model a version 3 header names."""
+    return zoo.load_model(header.model_id).tables_for(header)
+
+
+def unpack(data: bytes):
+    return bitstream.unpack(data, shipped_tables)
+
+
+def unpack_salvage(data: bytes):
+    return bitstream.unpack_salvage(data, shipped_tables)
+
+
 def detected(data: bytes) -> bool:
     """True when unpack rejects ``data`` and unpack_salvage does not call it intact."""
     try:
-        bitstream.unpack(data)
+        unpack(data)
     except FormatError:
         pass
     else:
         return False
     try:
-        return not bitstream.unpack_salvage(data).intact
+        return not unpack_salvage(data).intact
     except FormatError:  # a damaged header is fatal for salvage too
         return True
 
@@ -82,14 +95,17 @@ def test_truncations_are_detected(name):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=[0.0, 1000.0], ids=["v1", "v2-residual"])
+@pytest.fixture(scope="module", params=[(0.0, 6, 1), (1000.0, 6, 2), (0.0, None, 3), (1000.0, None, 3)],
+                ids=["v1", "v2-residual", "v3", "v3-residual"])
 def four_chunks(speech, request) -> bytes:
+    residual_hz, code_bits, major = request.param  # 6-bit codes have no rANS tables: zstd, 1.0 / 2.0
     audio, rate = speech
     source = api.resample(audio[:, :rate], rate, RATE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(api, "CHUNK_SECONDS", CHUNK_SECONDS)
-        data = api.encode(source, RATE, residual_hz=request.param)
-    assert bitstream.read_header(data).chunk_count == 4
+        data = api.encode(source, RATE, residual_hz=residual_hz, code_bits=code_bits)
+    header = bitstream.read_header(data)
+    assert header.chunk_count == 4 and header.version_major == major
     return data
 
 
@@ -120,8 +136,8 @@ def seconds(index: int) -> tuple[float, float]:
 
 
 def test_intact_file_salvages_to_the_strict_result(four_chunks, intact_audio):
-    header, chunks = bitstream.unpack(four_chunks)
-    result = bitstream.unpack_salvage(four_chunks)
+    header, chunks = unpack(four_chunks)
+    result = unpack_salvage(four_chunks)
     assert result.intact and result.header == header and result.lost == {}
     for want, got in zip(chunks, result.chunks):
         np.testing.assert_array_equal(want.codes, got.codes)
@@ -143,7 +159,7 @@ def test_salvage_fills_lost_chunks_with_silence(four_chunks, intact_audio, damag
     data = damage(four_chunks)
     with pytest.raises(FormatError):
         api.decode(data)
-    parsed = bitstream.unpack_salvage(data)
+    parsed = unpack_salvage(data)
     assert parsed.lost == lost and not parsed.intact
     assert [i for i, c in enumerate(parsed.chunks) if c is None] == sorted(lost)
     result = api.decode_salvage(data)
@@ -184,7 +200,7 @@ def test_damaged_end_record_loses_no_audio_but_is_reported(four_chunks, intact_a
 def test_damaged_header_is_fatal_even_for_salvage(four_chunks):
     damaged = bytearray(four_chunks)
     damaged[40] ^= 1
-    for function in (api.decode_salvage, bitstream.unpack_salvage):
+    for function in (api.decode_salvage, unpack_salvage):
         with pytest.raises(FormatError, match="header CRC mismatch"):
             function(bytes(damaged))
 
@@ -217,7 +233,7 @@ def test_scan_stays_linear_on_sprayed_sync_words(four_chunks):
     for junk in (stray, b"NEND" * 20000, b"NACK" * 50000):
         data = four_chunks[:-24] + junk + four_chunks[-24:]
         start = time.perf_counter()
-        result = bitstream.unpack_salvage(data)
+        result = unpack_salvage(data)
         assert time.perf_counter() - start < 1.0
         assert result.lost == {} and not result.intact
 
@@ -232,7 +248,7 @@ def test_foreign_record_before_the_sound_one(four_chunks):
     record += struct.pack("<I", bitstream.crc32(record))
     offset, _ = records(four_chunks)[1]
     data = four_chunks[:offset] + record + four_chunks[offset:]
-    result = bitstream.unpack_salvage(data)
+    result = unpack_salvage(data)
     assert result.lost == {} and result.chunks[1].frames == header.chunk_frames_at(1)
 
 

@@ -49,9 +49,10 @@ def test_mutated_seeds(rng_seed):
 
 
 @PROPERTY_SETTINGS
-@given(st.integers(0, len(SEEDS) - 1), st.sampled_from(sorted(fuzz.HEADER_FIELDS)), st.integers(0, 2**64 - 1))
+@given(st.integers(0, len(SEEDS) - 1), st.sampled_from(sorted(fuzz.HEADER_FIELDS[3])), st.integers(0, 2**64 - 1))
 def test_forged_header_field(index, field, value):
-    offset, fmt = fuzz.HEADER_FIELDS[field]
+    """A field of the seed's major (v3 fields forged into a shorter header land in its body)."""
+    offset, fmt = fuzz.HEADER_FIELDS[3][field]
     head = bytearray(SEEDS[index].data)
     width = struct.calcsize(fmt)
     struct.pack_into(fmt, head, offset, value % (1 << (8 * width)))

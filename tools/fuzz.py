@@ -85,7 +85,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zstandard  # noqa: E402
 
-from codec import api, bitstream  # noqa: E402
+from codec import api, bitstream, zoo  # noqa: E402
 from codec.audio_io import read_audio  # noqa: E402
 from codec.errors import NacError  # noqa: E402
 from codec.quantize import dequantize, quantize  # noqa: E402
@@ -96,12 +96,11 @@ DEFAULT_SAVE_DIR = VECTORS / "bad"
 MEMORY_HEADROOM = 2**30  # bytes of address space allowed above the warmed-up baseline
 HANG_SECONDS = 30  # SIGALRM aborts an input after this long (a hang; >time_limit is already a crash)
 
-# Header fields the fuzzer forges -> (offset, struct format), read off the schema
+# Header fields the fuzzer forges, per major version -> (offset, struct format), read off the schema
 HEADER_FIELDS = {
-    name: place for name, place in bitstream.header_layout().items() if name not in ("magic", "weights_hash")
-}
-RESIDUAL_HEADER_FIELDS = {
-    name: place for name, place in bitstream.header_layout(2).items() if name not in ("magic", "weights_hash")
+    major: {name: place for name, place in bitstream.header_layout(major).items()
+            if name not in ("magic", "weights_hash", "tables_hash")}
+    for major in bitstream.VERSION_MAJORS
 }
 SPECIAL_SCALES = np.array(
     [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, 1e-38, 3.4e38, 1e30, -1.0, 1.0, 65504.0], dtype=np.float32
@@ -192,7 +191,7 @@ def interesting_int(rng: random.Random, fmt: str, current: int) -> int:
 
 
 def split_seed(seed: Seed) -> tuple[bitstream.StreamHeader, list[bitstream.Chunk]]:
-    return bitstream.unpack(seed.data)
+    return api.unpack(seed.data)
 
 
 def body_of(seed: Seed, position: int) -> tuple[bytes, bytes]:
@@ -281,7 +280,7 @@ def splice_records(rng, seed, data, seeds):
 
 def forge_header(rng, seed, data, seeds):
     head = bytearray(seed.data[: seed.header_size])
-    fields = RESIDUAL_HEADER_FIELDS if head[8] >> 4 == 2 else HEADER_FIELDS
+    fields = HEADER_FIELDS[head[8] >> 4]
     for _ in range(rng.randint(1, 3)):
         name = rng.choice(list(fields))
         offset, fmt = fields[name]
@@ -291,7 +290,7 @@ def forge_header(rng, seed, data, seeds):
         else:
             value = interesting_int(rng, fmt, current)
         if name == "version":
-            value = rng.choice([0x10, 0x11, 0x1F, 0x20, 0x21, 0x30, 0x00, 0xF0, value])
+            value = rng.choice([0x10, 0x11, 0x1F, 0x20, 0x21, 0x30, 0x31, 0x40, 0x00, 0xF0, value])
         struct.pack_into(fmt, head, offset, value)
     return resign_header(head) + seed.data[seed.header_size :]
 
@@ -324,11 +323,40 @@ def forge_chunk_fields(rng, seed, data, seeds):
     return seed.data[:offset] + record + seed.data[offset + length :]
 
 
+def forge_code_stream(rng, seed, header, position: int) -> bytes:
+    """A v3 payload edited: a scale, the rANS stream's words or its size; the record's CRC recomputed."""
+    offset, length = seed.records[position]
+    payload = seed.data[offset + 20 : offset + 20 + struct.unpack_from("<I", seed.data, offset + 16)[0]]
+    (first,) = struct.unpack_from("<I", payload)
+    frame = bytearray(zstandard.ZstdDecompressor().decompress(payload[4 : 4 + first]))
+    (second,) = struct.unpack_from("<I", payload, 4 + first)
+    stream = bytearray(payload[8 + first : 8 + first + second])
+    rest = payload[8 + first + second :]
+    kind = rng.randrange(4)
+    if kind == 0:  # a scale
+        at = 4 * rng.randrange(len(frame) // 4)
+        frame[at : at + 4] = SPECIAL_SCALES[rng.randrange(len(SPECIAL_SCALES))].tobytes()
+    elif kind == 1:  # words of the code stream
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(stream))
+            stream[at] = rng.randrange(256)
+    elif kind == 2:  # a stream of another length
+        stream = stream[: -rng.choice([1, 2, 4])] if rng.random() < 0.5 else stream + rng.randbytes(rng.choice([1, 2]))
+    frame_bytes = zstandard.ZstdCompressor().compress(bytes(frame))
+    size = len(stream) + (rng.choice([-2, 2, 10**6]) if kind == 3 else 0)
+    payload = struct.pack("<I", len(frame_bytes)) + frame_bytes + struct.pack("<I", max(size, 0)) + stream + rest
+    record = chunk_record(position, header.chunk_frames_at(position), bitstream.chunk_body_size(
+        header, header.chunk_frames_at(position)), payload)
+    return seed.data[:offset] + record + seed.data[offset + length :]
+
+
 def forge_chunk_body(rng, seed, data, seeds):
     """A decompressed body edited (scales, codes, phase, size), recompressed, CRC recomputed."""
     if not seed.records:
         return forge_header(rng, seed, data, seeds)
     header = bitstream.read_header(seed.data)
+    if header.code_range:
+        return forge_code_stream(rng, seed, header, rng.randrange(len(seed.records)))
     position = rng.randrange(len(seed.records))
     offset, length = seed.records[position]
     frames = header.chunk_frames_at(position)
@@ -419,15 +447,18 @@ def forge_consistent(rng, seed, data, seeds):
     count = -(-header.latent_frames // step)
     header = dataclasses.replace(header, chunk_count=count)
     rebuilt = []
+    code_bits = (header.code_range + 1).bit_length() if header.code_range else None  # U = 2^(b-1) - 1
+    original = bitstream.read_header(seed.data)
+    tables = zoo.load_model(original.model_id).tables_for(original) if original.code_range else None
     for index in range(count):
         span = slice(index * step, min((index + 1) * step, header.latent_frames))
-        codes, scales = quantize(latent[..., span], header.bits)
+        codes, scales = quantize(latent[..., span], header.bits, code_bits)
         frames = slice(span.start * header.time_stride, span.stop * header.time_stride)
         columns = slice(header.residual_columns(span.start), header.residual_columns(span.stop))
         rebuilt.append(bitstream.Chunk(index, span.stop - span.start, scales, codes,
                                        None if phase is None else phase[..., frames],
                                        None if residual is None else residual[..., columns]))
-    return bitstream.pack(header, rebuilt)
+    return bitstream.pack(header, rebuilt, tables)
 
 
 STRUCTURAL = [splice_records, forge_header, forge_minor_version, forge_chunk_fields, forge_chunk_body,
@@ -478,6 +509,11 @@ def check_audio(data: bytes, audio, rate) -> None:
         raise Broken("decoded audio is not finite")
 
 
+def shipped_tables(header: bitstream.StreamHeader):
+    """The code tables of the shipped model a v3 header names (ModelError if there are none)."""
+    return zoo.load_model(header.model_id).tables_for(header)
+
+
 def run_one(data: bytes, full_salvage: bool, time_limit: float, times: dict | None = None) -> dict[str, str]:
     """Outcome of each stage: "ok", the NacError class name, or "CRASH ..." with the reason.
 
@@ -517,7 +553,7 @@ def run_one(data: bytes, full_salvage: bool, time_limit: float, times: dict | No
             raise Broken("inspect reports damage in a file unpack accepts")
 
     def salvage_parse():
-        result = bitstream.unpack_salvage(data)
+        result = bitstream.unpack_salvage(data, shipped_tables)
         if strict_ok and not result.intact:
             raise Broken(f"unpack_salvage finds damage in a file unpack accepts: {result.problems[:2]}")
         if strict_ok is False and result.intact:
@@ -532,7 +568,7 @@ def run_one(data: bytes, full_salvage: bool, time_limit: float, times: dict | No
 
     signal.alarm(HANG_SECONDS)
     try:
-        stage("unpack", lambda: bitstream.unpack(data))
+        stage("unpack", lambda: bitstream.unpack(data, shipped_tables))
         strict_ok = outcomes["unpack"] == "ok"
         if outcomes["unpack"] in ("VersionError",):
             strict_ok = None  # no header to salvage from

@@ -44,7 +44,8 @@ class Vector:
     gains: tuple[float, ...] = (1.0,)  # one gain per output channel, applied to the mono clip
     bits: int = 8
     store_phase: bool = False
-    residual_hz: float = 0.0  # > 0: a version 2.0 file with the residual layer
+    residual_hz: float = 0.0  # > 0: the residual layer (a version 2.0 file, or 3.0 with rANS-coded codes)
+    code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
 
     @property
     def samples(self) -> int:
@@ -52,8 +53,9 @@ class Vector:
 
 
 VECTORS = (
-    Vector("empty", "zero-length mono audio at 16 kHz", 0.0),
-    Vector("speech-0.25s", "first 0.25 s of the clip, 16 kHz mono, default mode (8 bits)", 0.25),
+    Vector("empty", "zero-length mono audio at 16 kHz, 6-bit codes (format 1.0)", 0.0, code_bits=6),
+    Vector("speech-0.25s", "first 0.25 s of the clip, 16 kHz mono, 8 bits, 6-bit codes in zstd (format 1.0)", 0.25,
+           code_bits=6),
     Vector(
         "speech-phase16-0.1s", "first 0.1 s of the clip, 16 kHz mono, store_phase, 16 bits", 0.1,
         bits=16, store_phase=True,
@@ -61,13 +63,17 @@ VECTORS = (
     Vector(
         "stereo-44k-0.2s",
         "the clip resampled to 44100 Hz (soxr HQ, whole clip), first 0.2 s, as 2 channels: "
-        "left unchanged, right at half gain; 8 bits",
+        "left unchanged, right at half gain; default mode (5-bit codes, rANS: format 3.0)",
         0.2, rate=44100, gains=(1.0, 0.5),
     ),
     Vector(
         "speech-residual-0.25s",
-        "first 0.25 s of the clip, 16 kHz mono, residual layer under 1000 Hz (format 2.0), 8 bits",
-        0.25, residual_hz=1000.0,
+        "first 0.25 s of the clip, 16 kHz mono, residual layer under 1000 Hz, 6-bit codes (format 2.0)",
+        0.25, residual_hz=1000.0, code_bits=6,
+    ),
+    Vector(
+        "speech-rans-0.25s",
+        "first 0.25 s of the clip, 16 kHz mono, default mode (5-bit codes, rANS: format 3.0)", 0.25,
     ),
 )
 
@@ -92,7 +98,7 @@ def source(item: Vector) -> np.ndarray:
 def encode(item: Vector) -> bytes:
     """The ``.nac`` bytes of ``item`` with the shipped default model."""
     return api.encode(source(item), item.rate, bits=item.bits, store_phase=item.store_phase,
-                      residual_hz=item.residual_hz)
+                      residual_hz=item.residual_hz, code_bits=item.code_bits)
 
 
 def describe(item: Vector, data: bytes) -> dict:
@@ -201,6 +207,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
             "residual_stride": (str(v["residual_stride"]), "STFT frames per residual column"),
             "residual_step": (f"{v['residual_step']:g}", "log-magnitude step of one residual code (f32)"),
         } if "residual_bins" in v else {}),
+        **({
+            "code_range": (str(v["code_range"]), f"U: latent codes in [-{v['code_range']}, {v['code_range']}], "
+                           "rANS-coded"),
+            "tables_hash": (v["tables_hash"].hex(), f"first 8 bytes of SHA-256 of `{model.code_tables}`"),
+        } if "code_range" in v else {}),
     }
 
 
@@ -261,19 +272,20 @@ def _table(rows) -> list[str]:
     return lines
 
 
-def _residual_header_rows(data: bytes, model: zoo.ModelEntry) -> list:
-    """Table rows of the bytes where a 2.0 header differs from a 1.0 one."""
-    size = bitstream.HEADER_SIZES[2]
-    layout = [(offset, struct.calcsize(fmt), fmt, name) for name, (offset, fmt) in bitstream.header_layout(2).items()]
+def _changed_header_rows(data: bytes, model: zoo.ModelEntry, major: int, changed: tuple[str, ...]) -> list:
+    """Table rows of the ``changed`` fields of a ``major``.0 header (and its CRC)."""
+    size = bitstream.HEADER_SIZES[major]
+    layout = [(offset, struct.calcsize(fmt), fmt, name)
+              for name, (offset, fmt) in bitstream.header_layout(major).items()]
     fields = _fields(data, (*layout, (size - 4, 4, "<I", "header_crc")), 0)
     meanings = _header_meanings(fields, model)
-    changed = ("version", "header_size", "residual_bins", "residual_stride", "residual_step", "header_crc")
-    return [(fields[name][0], fields[name][1], name, *meanings[name]) for name in changed]
+    return [(fields[name][0], fields[name][1], name, *meanings[name]) for name in (*changed, "header_crc")]
 
 
 def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
+    rans = vectors["speech-rans-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -384,7 +396,8 @@ def appendix(vectors: dict[str, bytes]) -> str:
         hexdump(residual[: bitstream.HEADER_SIZES[2]]),
         "```",
         "",
-        *_table(_residual_header_rows(residual, model)),
+        *_table(_changed_header_rows(residual, model, 2, ("version", "header_size", "residual_bins",
+                                                          "residual_stride", "residual_step"))),
         "",
         f"The chunk record starts at offset {rbase}; its body adds, as a second part, "
         f"{rh.residual_bins} x {rh.residual_columns(rh.latent_frames)} `i8` residual codes (one column every "
@@ -394,8 +407,42 @@ def appendix(vectors: dict[str, bytes]) -> str:
         f"the latent part's zstd frame at offset {rbase + 24}, then the residual part's at {rbase + 24 + first}, "
         f"{rsize - 4 - first} bytes.",
         "",
+        *_rans_section(rans, model),
     ]
     return "\n".join(lines)
+
+
+def _rans_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.4: a version 3.0 header and a payload with an rANS code stream."""
+    h = bitstream.read_header(data)
+    base = bitstream.HEADER_SIZES[3]
+    (payload_size,) = struct.unpack_from("<I", data, base + 16)
+    (frame_size,) = struct.unpack_from("<I", data, base + 20)
+    (stream_size,) = struct.unpack_from("<I", data, base + 24 + frame_size)
+    stream_at = base + 28 + frame_size
+    rows = h.channels * h.latent_channels * h.latent_height
+    state = struct.unpack_from("<H", data, stream_at)[0] << 16 | struct.unpack_from("<H", data, stream_at + 2)[0]
+    return [
+        f"### A.4 `speech-rans-0.25s.nac`: a version 3.0 file ({len(data)} bytes in all)",
+        "",
+        f"The same audio as A.2 coded the default way: 5-bit codes, rANS-coded with the model's tables. The "
+        f"header grows to {base} bytes: bytes 70 to 77 hold A.3's residual fields (all 0: no layer), then:",
+        "",
+        "```",
+        hexdump(data[:base]),
+        "```",
+        "",
+        *_table(_changed_header_rows(data, model, 3, ("version", "header_size", "code_range", "tables_hash"))),
+        "",
+        f"The chunk record starts at offset {base}. Its payload ({payload_size} bytes) holds `latent_frame_size` "
+        f"{frame_size} and a zstd frame of the scales alone ({h.latent_channels} x f32: the codes are not in "
+        f"it), then `code_stream_size` {stream_size} (`{_hex(data[base + 24 + frame_size : stream_at])}`) and "
+        f"the rANS stream at offset {stream_at}: {stream_size // 2} 16-bit words for {rows} rows of "
+        f"{h.latent_frames} codes, starting `{_hex(data[stream_at : stream_at + 4])}` (the decoder's first "
+        f"state is 0x{state:08X}). "
+        f"`raw_size` is {bitstream.chunk_body_size(h, h.latent_frames)}, the body as in A.2.",
+        "",
+    ]
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
@@ -414,7 +461,9 @@ def main() -> None:
     made = {}
     for item in VECTORS:
         data = encode(item)
-        if bitstream.pack(*bitstream.unpack(data)) != data:
+        header, chunks = api.unpack(data)
+        tables = zoo.load_model(header.model_id).tables_for(header) if header.code_range else None
+        if bitstream.pack(header, chunks, tables) != data:
             raise SystemExit(f"{item.name}: the container does not round-trip through unpack/pack")
         audio, rate = api.decode(data)
         if audio.shape != (len(item.gains), item.samples) or rate != item.rate:
