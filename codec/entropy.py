@@ -1,4 +1,4 @@
-"""rANS coding of latent codes with static tables (pure functions; groundwork for a format 3.0).
+"""rANS coding of latent codes with static tables (pure functions; format_spec.md section 9.1, format 3.0).
 
 Each row of codes (one latent channel's values over a chunk's frames) is coded
 in time order; the probability of a code comes from the table of its latent

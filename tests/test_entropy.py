@@ -1,4 +1,4 @@
-"""The static-table rANS coder of codec/entropy.py (groundwork for a format 3.0)."""
+"""The static-table rANS coder of codec/entropy.py (format_spec.md section 9.1)."""
 
 import numpy as np
 import pytest
