@@ -1,4 +1,4 @@
-"""The ``.nac`` container (versions 1.0 and 2.0): header, checksummed zstd chunks, end record.
+"""The ``.nac`` container (versions 1.0, 2.0 and 3.0): header, checksummed chunks, end record.
 
 ``format_spec.md`` is the normative description; this module implements it
 and nothing else (no torch, no model).  Layers:
@@ -11,7 +11,9 @@ and nothing else (no torch, no model).  Layers:
 * plain functions check the semantic rules (limits, counts, sizes) before
   anything is allocated, shared by :func:`pack` (``ValueError``: a bug in the
   caller) and the readers (``FormatError``: a bad file);
-* zstd runs outside the schemas, bounded by the size the header implies.
+* zstd and (v3) the rANS code stream (:mod:`codec.entropy`, with tables the
+  caller supplies) run outside the schemas, bounded by the sizes the header
+  implies.
 
 Public API: :class:`StreamHeader`, :class:`Chunk`, :func:`pack`,
 :func:`unpack`, :func:`read_header`, :func:`scan` (with :class:`StreamReport`
