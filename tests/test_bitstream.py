@@ -1,4 +1,4 @@
-"""Tests for codec/bitstream.py: the .nac container, versions 1.0 and 2.0 (format_spec.md).
+"""Tests for codec/bitstream.py: the .nac container, versions 1.0, 2.0 and 3.0 (format_spec.md).
 
 Streams are synthetic (seeded random codes); forged files are built here with
 ``struct`` and the offsets of format_spec.md, independently of the schemas.
