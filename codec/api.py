@@ -177,7 +177,7 @@ def encode(
     codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser latents.
     ``coarse_channels`` gives the model's that many least important latent
     channels (its measured ``channel_order``) one code bit fewer.
-    ``residual_hz`` > 0 adds the residual layer (a version 2.0 file): the
+    ``residual_hz`` > 0 adds the residual layer (a version 2.0 file, 3.0 with rANS-coded codes): the
     log-magnitude of the STFT bins under that frequency, corrected towards the
     original in steps of ``residual_step``.
     """

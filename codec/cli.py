@@ -52,7 +52,7 @@ ResidualHzOption = Annotated[
     Optional[float],
     typer.Option(
         "--residual-hz",
-        help="Also code the log-magnitude under this many Hz as a correction to the model's (a 2.0 file) "
+        help="Also code the log-magnitude under this many Hz as a correction to the model's (format 2.0+) "
         "[default: 0, none].",
     ),
 ]
