@@ -123,6 +123,18 @@ def _entry(row: dict) -> ModelEntry:
     return ModelEntry(**fields, quality=quality, rates=tuple(rates), channel_order=order)
 
 
+def update_manifest_row(name: str, fields: dict, models_dir: Path = MODELS_DIR) -> Path:
+    """Set ``fields`` in model ``name``'s row of the manifest (the tools that measure models write this way)."""
+    path = models_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    row = next((row for row in manifest["models"] if row["name"] == name), None)
+    if row is None:
+        raise ModelError(f"{name}: no such model in {path}")
+    row.update(fields)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
 def rate_point(entry: ModelEntry, kbps: float) -> RatePoint:
     """The operating point of ``entry`` with the most kbps at or below ``kbps`` (the lowest if none is)."""
     if not entry.rates:

@@ -14,7 +14,6 @@ row as ``channel_order`` (the encoder gives the first N one bit fewer).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -73,11 +72,7 @@ def main() -> None:
     order = [int(k) for k in np.argsort(rise / np.maximum(saved, 1), kind="stable")]
     for k in order:
         print(f"channel {k:3d}: error +{rise[k] / len(files):.5f} for {saved[k] / len(files):.1f} bytes a file")
-    manifest_path = args.models_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    row = next(row for row in manifest["models"] if row["name"] == args.model)
-    row["channel_order"] = order
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path = zoo.update_manifest_row(args.model, {"channel_order": order}, args.models_dir)
     print(f"wrote channel_order of {args.model} ({len(order)} channels) to {manifest_path}")
 
 

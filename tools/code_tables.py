@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -83,11 +82,8 @@ def main() -> None:
     data = save(tensors, metadata={"model": args.model, "train_files": str(len(train))})
     name = f"{args.model}.codes.safetensors"
     (args.models_dir / name).write_bytes(data)
-    manifest_path = args.models_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    row = next(row for row in manifest["models"] if row["name"] == args.model)
-    row.update(code_tables=name, code_tables_sha256=hashlib.sha256(data).hexdigest())
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    zoo.update_manifest_row(args.model, {"code_tables": name, "code_tables_sha256": hashlib.sha256(data).hexdigest()},
+                            args.models_dir)
     print(f"wrote {args.models_dir / name} ({len(data)} bytes) and its manifest row")
 
 

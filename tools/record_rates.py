@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codec.api import DEFAULT_CODE_BITS  # noqa: E402
 from codec.evaluate import preset_settings  # noqa: E402
-from codec.zoo import MODELS_DIR  # noqa: E402
+from codec.errors import ModelError  # noqa: E402
+from codec.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
 
 SCORES = ("pesq_wb", "visqol", "stoi")
 
@@ -79,19 +80,17 @@ def main() -> None:
     points, default = rate_points(args.model, reports)
     if not points:
         raise SystemExit(f"no nac rows of {args.model} in the reports")
-    manifest_path = args.models_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    entry = next((row for row in manifest["models"] if row["name"] == args.model), None)
-    if entry is None:
-        raise SystemExit(f"{args.model}: no such model in {manifest_path}")
-    entry["rates"] = points
+    fields = {"rates": points}
     if default is not None:
-        entry["quality"] = {
+        fields["quality"] = {
             "dev_kbps": round(default["kbps"], 2),
             **{key: round(default[key], 3) for key in (*SCORES, "lsd_db") if default.get(key) is not None},
             "measured_on": f"{default['files']} dev files, nac eval",
         }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    try:
+        update_manifest_row(args.model, fields, args.models_dir)
+    except ModelError as err:
+        raise SystemExit(str(err)) from None
     for point in points:
         print(point)
 
