@@ -24,6 +24,7 @@ from . import bitstream, streaming, zoo
 from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .quantize import (
+    DEFAULT_BANDS_PER_OCTAVE,
     dequantize,
     dequantize_phase,
     dequantize_residual,
@@ -31,6 +32,7 @@ from .quantize import (
     quantize,
     quantize_phase,
     quantize_residual,
+    residual_band_edges,
 )
 
 CHUNK_SECONDS = 8.0  # target duration of one container chunk
@@ -57,6 +59,7 @@ DEFAULT_RESIDUAL_STEP = 0.5
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;
 # every 3 frames lost 0.4.
 RESIDUAL_STRIDE = 2
+MAX_BANDS_PER_OCTAVE = 48  # finer bands than this are narrower than a bin over most of the band
 
 
 @contextlib.contextmanager
@@ -143,10 +146,16 @@ def latent_code_bits(loaded: zoo.LoadedModel, code_bits: int, coarse_channels: i
 
 def _check_encode_args(
     channels: int, sample_rate: int, bits: int, code_bits: int | None = None, residual_hz: float = 0.0,
-    residual_step: float = DEFAULT_RESIDUAL_STEP,
+    residual_step: float = DEFAULT_RESIDUAL_STEP, residual_bands_hz: float = 0.0,
+    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
 ) -> None:
     if not 0.0 <= residual_hz <= MAX_RATE / 2:
         raise UsageError(f"residual band {residual_hz:g} Hz is outside 0..{MAX_RATE // 2} Hz")
+    if residual_bands_hz and not 0.0 < residual_bands_hz < residual_hz:
+        raise UsageError(f"residual bands from {residual_bands_hz:g} Hz need a residual band above it "
+                         f"(residual up to {residual_hz:g} Hz)")
+    if not 1.0 <= bands_per_octave <= MAX_BANDS_PER_OCTAVE:
+        raise UsageError(f"bands per octave must be 1..{MAX_BANDS_PER_OCTAVE}, not {bands_per_octave:g}")
     if not 0.0 < residual_step <= bitstream.MAX_RESIDUAL_STEP:
         raise UsageError(f"residual step {residual_step:g} is outside (0, {bitstream.MAX_RESIDUAL_STEP:g}]")
     if bits not in BITS_CHOICES:
@@ -170,6 +179,8 @@ def encode(
     coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
+    residual_bands_hz: float = 0.0,
+    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
 ) -> bytes:
     """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``.
 
@@ -179,13 +190,17 @@ def encode(
     channels (its measured ``channel_order``) one code bit fewer.
     ``residual_hz`` > 0 adds the residual layer (a version 2.0 file, 3.0 with rANS-coded codes): the
     log-magnitude of the STFT bins under that frequency, corrected towards the
-    original in steps of ``residual_step``.
+    original in steps of ``residual_step``. ``residual_bands_hz`` > 0 (below
+    ``residual_hz``) codes the band's bins above it as one gain per band
+    ``1/bands_per_octave`` octave wide: the spectral envelope for far fewer
+    bits than per-bin corrections (no format change: the decoder reads ordinary codes).
     """
     audio = as_channels_first(audio)
     return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model,
                                  bits=bits, store_phase=store_phase, code_bits=code_bits,
                                  coarse_channels=coarse_channels, residual_hz=residual_hz,
-                                 residual_step=residual_step))
+                                 residual_step=residual_step, residual_bands_hz=residual_bands_hz,
+                                 bands_per_octave=bands_per_octave))
 
 
 def encode_parts(
@@ -201,6 +216,8 @@ def encode_parts(
     coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
+    residual_bands_hz: float = 0.0,
+    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[bytes]:
     """The ``.nac`` file for ``samples`` samples that arrive as (channels, n) blocks, piece by piece.
@@ -209,7 +226,8 @@ def encode_parts(
     chunk's record is yielded as soon as it is made, so memory does not grow
     with the input's length. The arguments are checked before the first piece.
     """
-    _check_encode_args(channels, sample_rate, bits, code_bits, residual_hz, residual_step)
+    _check_encode_args(channels, sample_rate, bits, code_bits, residual_hz, residual_step, residual_bands_hz,
+                       bands_per_octave)
     code_bits = DEFAULT_CODE_BITS[bits] if code_bits is None else code_bits
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
@@ -218,6 +236,8 @@ def encode_parts(
     code_range = levels_within(code_bits, bits)
     code_tables = loaded.code_tables.get(code_range)
     low_bins = residual_bins(config, residual_hz)
+    band_edges = (residual_band_edges(residual_bins(config, residual_bands_hz), low_bins, bands_per_octave)
+                  if residual_bands_hz else None)
     step = float(np.float32(residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
     model_samples = round(samples * config.sample_rate / sample_rate)
@@ -265,7 +285,7 @@ def encode_parts(
                 residual = None
                 if low_bins:  # the columns: every column_stride-th STFT frame
                     residual = quantize_residual(part.original[..., ::column_stride],
-                                                 part.decoded[..., ::column_stride], step)
+                                                 part.decoded[..., ::column_stride], step, band_edges)
                 yield bitstream.Chunk(index, part.latent.shape[-1], scales, codes, phase_codes, residual)
                 if on_progress is not None:
                     on_progress(index + 1, chunk_count)
@@ -607,6 +627,8 @@ def encode_file(
     coarse_channels: int = 0,
     residual_hz: float = 0.0,
     residual_step: float = DEFAULT_RESIDUAL_STEP,
+    residual_bands_hz: float = 0.0,
+    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
@@ -621,7 +643,8 @@ def encode_file(
             for part in encode_parts(blocks, channels, samples, rate, model=model, bits=bits,
                                      store_phase=store_phase, code_bits=code_bits,
                                      coarse_channels=coarse_channels, residual_hz=residual_hz,
-                                     residual_step=residual_step, on_progress=on_progress):
+                                     residual_step=residual_step, residual_bands_hz=residual_bands_hz,
+                                     bands_per_octave=bands_per_octave, on_progress=on_progress):
                 written += handle.write(part)
         except NacError as err:
             if str(err).startswith(f"{src}:"):

@@ -36,6 +36,8 @@ class Options:
     coarse_channels: int = 0
     residual_hz: float = 0.0
     residual_step: float = api.DEFAULT_RESIDUAL_STEP
+    residual_bands_hz: float = 0.0
+    bands_per_octave: float = api.DEFAULT_BANDS_PER_OCTAVE
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def run_task(task: Task, options: Options) -> Outcome:
             api.encode_file(task.source, task.target, overwrite=True, model=options.model, bits=options.bits,
                             store_phase=options.store_phase, code_bits=options.code_bits,
                             coarse_channels=options.coarse_channels, residual_hz=options.residual_hz,
-                            residual_step=options.residual_step)
+                            residual_step=options.residual_step, residual_bands_hz=options.residual_bands_hz,
+                            bands_per_octave=options.bands_per_octave)
             header = bitstream.read_header(task.target.read_bytes())
             outcome.seconds = header.sample_count / header.original_sample_rate
     except NacError as err:

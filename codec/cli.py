@@ -61,6 +61,16 @@ ResidualStepOption = Annotated[
     typer.Option("--residual-step", help="Log-magnitude step of that correction: smaller is finer and larger "
                  f"[default: {api.DEFAULT_RESIDUAL_STEP:g}]."),
 ]
+ResidualBandsOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-bands-hz", help="Above this many Hz (under --residual-hz), correct the log-magnitude "
+                 "with one gain per band instead of per bin: the envelope for far fewer bits [default: 0, per bin]."),
+]
+BandsPerOctaveOption = Annotated[
+    Optional[float],
+    typer.Option("--bands-per-octave", help="Width of those bands: more is finer and larger "
+                 f"[default: {api.DEFAULT_BANDS_PER_OCTAVE:g}]."),
+]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
 ]
@@ -102,13 +112,16 @@ def encode(
     coarse_channels: CoarseChannelsOption = None,
     residual_hz: ResidualHzOption = None,
     residual_step: ResidualStepOption = None,
+    residual_bands_hz: ResidualBandsOption = None,
+    bands_per_octave: BandsPerOctaveOption = None,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    settings = _code_settings(bitrate, bits, code_bits, coarse_channels, residual_hz, residual_step, model)
+    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels, residual_hz=residual_hz,
+                              residual_step=residual_step, residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, store_phase=store_phase,
@@ -118,11 +131,12 @@ def encode(
 
 
 def _code_settings(
-    bitrate: str | None, bits: int | None, code_bits: int | None, coarse_channels: int | None,
-    residual_hz: float | None, residual_step: float | None, model: str | None,
+    bitrate: str | None, model: str | None, bits: int | None, code_bits: int | None, **given: float | None
 ) -> dict:
-    """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for."""
-    given = {"coarse_channels": coarse_channels, "residual_hz": residual_hz, "residual_step": residual_step}
+    """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for.
+
+    ``given``: the coarse-channel and residual-layer options, None where unset.
+    """
     if bitrate is None:  # unset ones keep api's defaults
         return {"bits": 8 if bits is None else bits, "code_bits": code_bits,
                 **{name: value for name, value in given.items() if value is not None}}
@@ -290,6 +304,8 @@ def batch_command(
     coarse_channels: CoarseChannelsOption = None,
     residual_hz: ResidualHzOption = None,
     residual_step: ResidualStepOption = None,
+    residual_bands_hz: ResidualBandsOption = None,
+    bands_per_octave: BandsPerOctaveOption = None,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
@@ -300,7 +316,8 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    settings = _code_settings(bitrate, bits, code_bits, coarse_channels, residual_hz, residual_step, model)
+    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels, residual_hz=residual_hz,
+                              residual_step=residual_step, residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     if settings["bits"] not in api.BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {settings['bits']}")
     if report_format not in batch.REPORT_FORMATS:
@@ -382,8 +399,8 @@ def eval_command(
     presets: Annotated[
         str,
         typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase, cbN (code bits), "
-                     "coarseN (coarse channels), resHZ (residual band), stepS (residual step); + combines, "
-                     "e.g. cb4+coarse12+res1000+step0.7."),
+                     "coarseN (coarse channels), resHZ (residual band), stepS (residual step), bandsHZ (banded "
+                     "residual above HZ), octN (bands per octave); + combines, e.g. cb4+res4000+bands1000."),
     ] = "default",
     model: Annotated[
         Optional[list[str]],

@@ -6,8 +6,8 @@ charged for the same audio and scored in the same domain.
 
 Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
 (8-bit codes), ``bits16``, ``store_phase``, ``cbN`` (code bits), or one of
-:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``), or a
-``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``. With Opus, each target bitrate is one system
+:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``, ``octN``), or a
+``+``-joined combination such as ``cb4+coarse12+res1000+step0.5`` or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
 (:mod:`codec.opus`).
 
 Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,
@@ -65,11 +65,12 @@ PRESETS = {
     "store_phase": {"store_phase": True},
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
 }
-# the residual layer's band and step (nac encode --residual-hz N --residual-step S) and the coarse
-# channels (--coarse-channels N), any value
+# the residual layer's band, step and banded part (nac encode --residual-hz N --residual-step S
+# --residual-bands-hz B --bands-per-octave O) and the coarse channels (--coarse-channels N), any value
 NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", float),
+                    "bands": ("residual_bands_hz", float), "oct": ("bands_per_octave", float),
                     "coarse": ("coarse_channels", int)}
-_NUMBERED = re.compile(r"(res|step)(\d+(?:\.\d+)?)|(coarse)(\d+)")
+_NUMBERED = re.compile(r"(res|step|bands|oct)(\d+(?:\.\d+)?)|(coarse)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -102,6 +103,8 @@ class System:
     coarse_channels: int = 0  # nac only
     residual_hz: float = 0.0  # nac only
     residual_step: float = api.DEFAULT_RESIDUAL_STEP  # nac only
+    residual_bands_hz: float = 0.0  # nac only
+    bands_per_octave: float = api.DEFAULT_BANDS_PER_OCTAVE  # nac only
     bitrate_kbps: float | None = None
 
     @property
@@ -172,7 +175,8 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
 def preset_settings(name: str) -> dict:
     """Encoder settings of a preset name; parts joined with ``+`` combine."""
     settings = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-                "residual_step": api.DEFAULT_RESIDUAL_STEP}
+                "residual_step": api.DEFAULT_RESIDUAL_STEP, "residual_bands_hz": 0.0,
+                "bands_per_octave": api.DEFAULT_BANDS_PER_OCTAVE}
     for part in name.split("+"):
         numbered = _NUMBERED.fullmatch(part)
         if numbered:
@@ -183,7 +187,7 @@ def preset_settings(name: str) -> dict:
             settings.update(PRESETS[part])
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
-            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS "
+            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, bandsHZ, octN "
                              "(join with + to combine)")
     return settings
 
@@ -304,7 +308,8 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
         start = time.perf_counter()
         data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase,
                           code_bits=system.code_bits, coarse_channels=system.coarse_channels,
-                          residual_hz=system.residual_hz, residual_step=system.residual_step)
+                          residual_hz=system.residual_hz, residual_step=system.residual_step,
+                          residual_bands_hz=system.residual_bands_hz, bands_per_octave=system.bands_per_octave)
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model)
         finished = time.perf_counter()

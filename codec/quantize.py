@@ -7,7 +7,9 @@ codes ``q = clamp(round_half_even(x * L / s), -U, U)`` with
 Phase: uniform over a full turn with ``2**bits`` levels.
 Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``, one
 column every few STFT frames; the decoder interpolates ``r * d`` to every
-frame and adds it to the decoded log-magnitude.
+frame and adds it to the decoded log-magnitude. The writer may code the
+upper part of the band as one gain per band (bands a fraction of an octave
+wide) instead of per bin.
 """
 
 from __future__ import annotations
@@ -107,19 +109,52 @@ RESIDUAL_LIMIT = 127  # int8 residual codes use the symmetric range of 8-bit lat
 RESIDUAL_FLOOR = -4.0
 
 
-def quantize_residual(original: np.ndarray, decoded: np.ndarray, step: float) -> np.ndarray:
+def quantize_residual(
+    original: np.ndarray, decoded: np.ndarray, step: float, band_edges: list[int] | None = None
+) -> np.ndarray:
     """int8 codes ``clamp(round_half_even((max(o, F) - max(d, F)) / step), -127, 127)``, ``F`` the floor.
 
-    ``original`` and ``decoded`` are log-magnitudes of the same shape; adding
-    :func:`dequantize_residual` of the codes to ``decoded`` brings it within
-    ``step / 2`` of ``original`` wherever both lie above the floor (and never
-    moves a value that both leave below it).
+    ``original`` and ``decoded`` are log-magnitudes shaped (..., bins,
+    columns); adding :func:`dequantize_residual` of the codes to ``decoded``
+    brings it within ``step / 2`` of ``original`` wherever both lie above the
+    floor (and never moves a value that both leave below it).
+
+    With ``band_edges`` (bins ``e0 < e1 < ... <= bins``), the bins from ``e0``
+    on get one code per band ``[e_i, e_i+1)`` and column instead: the step
+    nearest to the gain that gives the decoded band the original's energy,
+    ``(log sum exp(2 max(o, F)) - log sum exp(2 max(d, F))) / (2 step)``.
+    The decoder needs nothing new (the codes are ordinary residual codes), a
+    band's equal rows cost zstd next to nothing, and the spectral envelope
+    the ear and STOI follow is right where fine structure would cost far more.
     """
     floor = np.float32(RESIDUAL_FLOOR)
     target = np.maximum(np.asarray(original, np.float32), floor)
     start = np.maximum(np.asarray(decoded, np.float32), floor)
     codes = np.rint(np.nan_to_num((target - start) / np.float32(step)))
+    for low, high in zip(band_edges or [], (band_edges or [])[1:]):
+        gain = _log_energy(target[..., low:high, :]) - _log_energy(start[..., low:high, :])
+        codes[..., low:high, :] = np.rint(np.nan_to_num(gain / (2 * step)))[..., None, :]
     return np.clip(codes, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int8)
+
+
+def _log_energy(log_mag: np.ndarray) -> np.ndarray:
+    """``log sum exp(2 x)`` over the bins axis (-2), in float64."""
+    return np.log(np.exp(2 * log_mag.astype(np.float64)).sum(axis=-2))
+
+
+# Bands of the residual layer's banded part (quantize_residual's band_edges):
+# on 40 dev files (v5, 4-bit latents, per-bin codes under 1.25 kHz, bands to
+# 4 kHz, step 0.5) 3 / 6 / 8 / 12 bands per octave gave 11.27 / 11.71 /
+# 12.17 / 13.03 kbps for PESQ-WB 3.57 / 3.71 / 3.78 / 3.85.
+DEFAULT_BANDS_PER_OCTAVE = 6
+
+
+def residual_band_edges(first: int, bins: int, per_octave: float = DEFAULT_BANDS_PER_OCTAVE) -> list[int]:
+    """Bin edges ``[first, ..., bins]`` of bands ``1/per_octave`` octave wide (at least one bin each)."""
+    edges = [first]
+    while edges[-1] < bins:
+        edges.append(min(bins, max(edges[-1] + 1, round(edges[-1] * 2 ** (1 / per_octave)))))
+    return edges
 
 
 def dequantize_residual(codes: np.ndarray, step: float) -> np.ndarray:

@@ -44,6 +44,8 @@ class RatePoint:
     residual_hz: float = 0.0  # 0: no residual layer
     residual_step: float | None = None  # the layer's step (only with residual_hz)
     coarse_channels: int = 0  # the model's least important latent channels coded with one bit fewer
+    residual_bands_hz: float = 0.0  # above it, the residual layer codes one gain per band (only with residual_hz)
+    bands_per_octave: float | None = None  # those bands' width (only with residual_bands_hz)
 
     def encoder_settings(self) -> dict:
         """The keyword arguments of :func:`codec.api.encode` this point stands for."""
@@ -52,6 +54,8 @@ class RatePoint:
             settings.update(coarse_channels=self.coarse_channels)
         if self.residual_hz:
             settings.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
+        if self.residual_bands_hz:
+            settings.update(residual_bands_hz=self.residual_bands_hz, bands_per_octave=self.bands_per_octave)
         return settings
 
     def options(self) -> str:
@@ -61,6 +65,8 @@ class RatePoint:
             options += f" --coarse-channels {self.coarse_channels}"
         if self.residual_hz:
             options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
+        if self.residual_bands_hz:
+            options += f" --residual-bands-hz {self.residual_bands_hz:g} --bands-per-octave {self.bands_per_octave:g}"
         return options
 
     def describe(self, width: int = 0) -> str:
@@ -114,7 +120,9 @@ def _entry(row: dict) -> ModelEntry:
                       tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()),
                       float(point.get("residual_hz", 0.0)),
                       float(point["residual_step"]) if point.get("residual_hz") else None,
-                      int(point.get("coarse_channels", 0)))
+                      int(point.get("coarse_channels", 0)),
+                      float(point.get("residual_bands_hz", 0.0)),
+                      float(point["bands_per_octave"]) if point.get("residual_bands_hz") else None)
             for point in row.get("rates", [])
         ),
         key=lambda point: point.kbps,

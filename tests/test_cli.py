@@ -195,8 +195,27 @@ def test_residual_layer_options(clip: Path, tmp_path: Path):
         assert not (tmp_path / "bad.nac").exists()
 
 
+def test_banded_residual_options(clip: Path, tmp_path: Path):
+    per_bin, banded = tmp_path / "per_bin.nac", tmp_path / "banded.nac"
+    assert run("encode", clip, per_bin, "--code-bits", "4", "--residual-hz", "4000").exit_code == 0
+    result = run("encode", clip, banded, "--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000",
+                 "--bands-per-octave", "8")
+    assert result.exit_code == 0, result.output
+    assert banded.stat().st_size < 0.75 * per_bin.stat().st_size
+    info = json.loads(run("inspect", banded, "--json").stdout)
+    assert info["header"]["residual_bins"] == 128  # an ordinary residual layer: the decoder needs nothing new
+    assert run("decode", banded).exit_code == 0
+    for extra, message in ((["--residual-bands-hz", "1000"], "residual bands from 1000 Hz need a residual band above"),
+                           (["--residual-hz", "800", "--residual-bands-hz", "1000"], "up to 800 Hz"),
+                           (["--residual-hz", "4000", "--residual-bands-hz", "1000", "--bands-per-octave", "0.5"],
+                            "bands per octave must be 1..48, not 0.5")):
+        result = run("encode", clip, tmp_path / "bad.nac", *extra)
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "bad.nac").exists()
+
+
 def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
     for extra in (["--bits", "8"], ["--code-bits", "4"], ["--residual-hz", "500"], ["--residual-step", "0.5"],
-                  ["--coarse-channels", "12"]):
+                  ["--coarse-channels", "12"], ["--residual-bands-hz", "1000"], ["--bands-per-octave", "8"]):
         result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
         assert result.exit_code == 2 and "give one or the other" in result.output

@@ -169,7 +169,7 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 def test_presets_and_bitrates_parse():
     plain = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-             "residual_step": 0.5}
+             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 6}
     assert evaluate.preset_settings("default") == plain
     assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
     assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
@@ -181,7 +181,9 @@ def test_presets_and_bitrates_parse():
             evaluate.parse_bitrates(bad)
     assert evaluate.preset_settings("res375+step0.85") == plain | {"residual_hz": 375.0, "residual_step": 0.85}
     assert evaluate.preset_settings("cb4+coarse12") == plain | {"code_bits": 4, "coarse_channels": 12}
-    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse"):
+    assert evaluate.preset_settings("res4000+bands1000+oct8") == plain | {
+        "residual_hz": 4000.0, "residual_bands_hz": 1000.0, "bands_per_octave": 8.0}
+    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse", "bands", "oct-2"):
         with pytest.raises(UsageError, match="unknown preset"):
             evaluate.preset_settings(bad)
 

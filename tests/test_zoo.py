@@ -284,16 +284,22 @@ def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_desc
     row = {"id": 9, "name": "m", "file": "m.safetensors", "sha256": "00" * 32, "sample_rate": 16000,
            "parameters": 1, "rates": [{"bits": 8, "code_bits": 4, "residual_hz": 1000, "residual_step": 0.7,
                                        "coarse_channels": 12, "kbps": 14.8, "scores": {"pesq_wb": 3.3}},
-                                      {"bits": 8, "code_bits": 3, "kbps": 5.2}],
+                                      {"bits": 8, "code_bits": 3, "kbps": 5.2},
+                                      {"bits": 8, "code_bits": 4, "residual_hz": 4000, "residual_step": 0.5,
+                                       "residual_bands_hz": 1000, "bands_per_octave": 8, "kbps": 11.5}],
            "channel_order": [2, 0, 1]}
     entry = zoo._entry(row)
     assert entry.channel_order == (2, 0, 1)
-    plain, residual = entry.rates
+    plain, banded, residual = entry.rates
     assert plain.encoder_settings() == {"bits": 8, "code_bits": 3}
     assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 1000.0,
                                            "residual_step": 0.7}
     assert "--coarse-channels 12 --residual-hz 1000 --residual-step 0.7" in residual.describe()
     assert "residual" not in plain.describe() and "coarse" not in plain.describe()
+    assert banded.encoder_settings() == {"bits": 8, "code_bits": 4, "residual_hz": 4000.0, "residual_step": 0.5,
+                                         "residual_bands_hz": 1000.0, "bands_per_octave": 8.0}
+    assert banded.options().endswith("--residual-hz 4000 --residual-step 0.5 --residual-bands-hz 1000 "
+                                     "--bands-per-octave 8")
 
 
 def points(*rates):

@@ -48,9 +48,13 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
                 point.update(coarse_channels=settings["coarse_channels"])
             if settings["residual_hz"]:
                 point.update(residual_hz=settings["residual_hz"], residual_step=settings["residual_step"])
+            if settings["residual_bands_hz"]:
+                point.update(residual_bands_hz=settings["residual_bands_hz"],
+                             bands_per_octave=settings["bands_per_octave"])
             point.update(kbps=round(system["kbps"], 2),
                          scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
-            key = (bits, code_bits, settings["coarse_channels"], settings["residual_hz"], settings["residual_step"])
+            key = (bits, code_bits, settings["coarse_channels"], settings["residual_hz"], settings["residual_step"],
+                   settings["residual_bands_hz"], settings["bands_per_octave"])
             points[key] = point
             if preset == "default":
                 default = system
