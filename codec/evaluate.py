@@ -549,7 +549,8 @@ def format_markdown(report: EvalReport) -> str:
 
 
 def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
-    """model -> its presets' (kbps, score) by rising kbps; stored-phase and residual presets: curves of their own."""
+    """model -> its presets' (kbps, score) by rising kbps; stored-phase, residual and banded-residual presets:
+    curves of their own."""
     curves: dict[str, list[tuple[float, float]]] = {}
     for s in nac:
         if s.get(key) is None or not s.get("kbps"):
@@ -559,10 +560,21 @@ def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]
         name = model
         if settings["store_phase"]:
             name = f"{model} store_phase"
+        elif settings["residual_bands_hz"]:
+            name = f"{model} + banded residual"
         elif settings["residual_hz"]:
             name = f"{model} + residual"
         curves.setdefault(name, []).append((s["kbps"], s[key]))
     return {name: sorted(points) for name, points in curves.items()}
+
+
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points (by rising kbps) that score above every cheaper one: the curve a user can pick from."""
+    kept: list[tuple[float, float]] = []
+    for rate, score in points:
+        if not kept or score > kept[-1][1]:
+            kept.append((rate, score))
+    return kept
 
 
 def plot_rd(report: EvalReport, path: Path) -> None:
@@ -597,8 +609,9 @@ def plot_rd(report: EvalReport, path: Path) -> None:
                     axis.annotate(f"{s['target_kbps']:g}", (s["kbps"], s[key]), textcoords="offset points",
                                   xytext=(5, -12), fontsize=8, color="dimgray")
         for index, (model, points) in enumerate(_nac_curves(nac, key).items()):
-            axis.plot(*zip(*points), f"-{markers[index % len(markers)]}", lw=2, ms=8, color=f"C{index % 10}",
-                      label=f"nac {model} (whole-file kbps)")
+            style = {"color": f"C{index % 10}", "marker": markers[index % len(markers)], "ms": 8}
+            axis.plot(*zip(*points), ls="none", alpha=0.45, **style)  # every preset
+            axis.plot(*zip(*_frontier(points)), lw=2, label=f"nac {model} (whole-file kbps)", **style)
         axis.set_xscale("log")
         if rates:
             low, high = min(rates), max(rates)
@@ -614,12 +627,13 @@ def plot_rd(report: EvalReport, path: Path) -> None:
         axis.set_title(title)
         axis.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
+    columns = 2 if len(labels) > 6 else min(len(labels), 3)  # long labels: three columns of 7+ overflow
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9, frameon=False)
     files = report.settings["files"]
     plural = "s" if files != 1 else ""
     figure.suptitle(f"nac vs Opus: quality per bit on {files} speech file{plural} (16 kHz mono; higher is better)"
                     if curve else f"nac: quality per bit on {files} file{plural} (16 kHz mono; higher is better)")
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    figure.tight_layout(rect=(0, 0.035 * -(-len(labels) // columns) + 0.01, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)

@@ -272,9 +272,12 @@ def test_max_files_spreads_over_the_list():
     assert evaluate.spread(files, 0) == files and evaluate.spread(files, 20) == files
 
 
-def test_rd_curves_separate_residual_and_stored_phase_presets():
+def test_rd_curves_separate_residual_banded_and_stored_phase_presets():
     systems = [{"setting": f"m {preset}", "kbps": kbps, "pesq_wb": pesq} for preset, kbps, pesq in
                (("cb4", 7.0, 2.6), ("default", 8.7, 2.7), ("cb4+res1000+step0.7", 10.7, 3.3),
-                ("res2000", 16.0, 3.6), ("store_phase", 260.0, 3.6))]
+                ("res2000", 16.0, 3.6), ("store_phase", 260.0, 3.6), ("cb4+res4000+bands1000", 11.5, 3.7))]
     assert evaluate._nac_curves(systems, "pesq_wb") == {
-        "m": [(7.0, 2.6), (8.7, 2.7)], "m + residual": [(10.7, 3.3), (16.0, 3.6)], "m store_phase": [(260.0, 3.6)]}
+        "m": [(7.0, 2.6), (8.7, 2.7)], "m + residual": [(10.7, 3.3), (16.0, 3.6)], "m store_phase": [(260.0, 3.6)],
+        "m + banded residual": [(11.5, 3.7)]}
+    assert evaluate._frontier([(5.0, 2.0), (6.0, 1.9), (7.0, 2.5), (8.0, 2.5), (9.0, 2.7)]) == [
+        (5.0, 2.0), (7.0, 2.5), (9.0, 2.7)]
