@@ -59,7 +59,7 @@ DEFAULT_RESIDUAL_STEP = 0.5
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;
 # every 3 frames lost 0.4.
 RESIDUAL_STRIDE = 2
-MAX_BANDS_PER_OCTAVE = 48  # finer bands than this are narrower than a bin over most of the band
+MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 3 kHz (16 kHz model) are single bins
 
 
 @contextlib.contextmanager

@@ -120,8 +120,9 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels, residual_hz=residual_hz,
-                              residual_step=residual_step, residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
+    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels,
+                              residual_hz=residual_hz, residual_step=residual_step,
+                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, overwrite=force, model=model, store_phase=store_phase,
@@ -316,8 +317,9 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels, residual_hz=residual_hz,
-                              residual_step=residual_step, residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
+    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels,
+                              residual_hz=residual_hz, residual_step=residual_step,
+                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     if settings["bits"] not in api.BITS_CHOICES:
         raise UsageError(f"bits must be 8 or 16, not {settings['bits']}")
     if report_format not in batch.REPORT_FORMATS:

@@ -6,8 +6,9 @@ charged for the same audio and scored in the same domain.
 
 Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
 (8-bit codes), ``bits16``, ``store_phase``, ``cbN`` (code bits), or one of
-:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``, ``octN``), or a
-``+``-joined combination such as ``cb4+coarse12+res1000+step0.5`` or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
+:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``,
+``octN``), or a ``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``
+or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
 (:mod:`codec.opus`).
 
 Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,
@@ -187,8 +188,8 @@ def preset_settings(name: str) -> dict:
             settings.update(PRESETS[part])
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
-            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, bandsHZ, octN "
-                             "(join with + to combine)")
+            raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, "
+                             "bandsHZ, octN (join with + to combine)")
     return settings
 
 

@@ -138,8 +138,8 @@ def quantize_residual(
 
 
 def _log_energy(log_mag: np.ndarray) -> np.ndarray:
-    """``log sum exp(2 x)`` over the bins axis (-2), in float64."""
-    return np.log(np.exp(2 * log_mag.astype(np.float64)).sum(axis=-2))
+    """``log sum exp(2 x)`` over the bins axis (-2), in float64 and without overflow."""
+    return np.logaddexp.reduce(2 * log_mag.astype(np.float64), axis=-2)
 
 
 # Bands of the residual layer's banded part (quantize_residual's band_edges):
