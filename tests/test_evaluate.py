@@ -169,7 +169,7 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 def test_presets_and_bitrates_parse():
     plain = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 6}
+             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 10}
     assert evaluate.preset_settings("default") == plain
     assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
     assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
