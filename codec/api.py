@@ -59,6 +59,7 @@ DEFAULT_RESIDUAL_STEP = 0.5
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;
 # every 3 frames lost 0.4.
 RESIDUAL_STRIDE = 2
+MAX_PHASE_ITERS = 256  # Griffin-Lim iterations a decode may ask for (as a model config may set)
 MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 3 kHz (16 kHz model) are single bins
 
 
@@ -462,8 +463,8 @@ def decode_blocks(
     net = loaded.net
     span = seek_span(header, keep_model_rate, start, duration)
     header, chunks = bitstream.unpack(data, loaded.tables_for)
-    if phase_iters is not None and not 0 <= phase_iters <= 256:
-        raise UsageError("phase iterations must be in 0..256")
+    if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
+        raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
     rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span, phase_iters, on_progress)
     return header.channels, rate, blocks
 

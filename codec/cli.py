@@ -402,7 +402,8 @@ def eval_command(
         str,
         typer.Option("--presets", help="nac presets, comma-separated: default, bits16, store_phase, cbN (code bits), "
                      "coarseN (coarse channels), resHZ (residual band), stepS (residual step), bandsHZ (banded "
-                     "residual above HZ), octN (bands per octave); + combines, e.g. cb4+res4000+bands1000."),
+                     "residual above HZ), octN (bands per octave), itN (decode with --phase-iters N); + combines, "
+                     "e.g. cb4+res4000+bands1000+it64."),
     ] = "default",
     model: Annotated[
         Optional[list[str]],

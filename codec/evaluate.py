@@ -67,11 +67,12 @@ PRESETS = {
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
 }
 # the residual layer's band, step and banded part (nac encode --residual-hz N --residual-step S
-# --residual-bands-hz B --bands-per-octave O) and the coarse channels (--coarse-channels N), any value
+# --residual-bands-hz B --bands-per-octave O), the coarse channels (--coarse-channels N) and the
+# decoder's Griffin-Lim iterations (nac decode --phase-iters N), any value
 NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", float),
                     "bands": ("residual_bands_hz", float), "oct": ("bands_per_octave", float),
-                    "coarse": ("coarse_channels", int)}
-_NUMBERED = re.compile(r"(res|step|bands|oct)(\d+(?:\.\d+)?)|(coarse)(\d+)")
+                    "coarse": ("coarse_channels", int), "it": ("phase_iters", int)}
+_NUMBERED = re.compile(r"(res|step|bands|oct)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -106,6 +107,7 @@ class System:
     residual_step: float = api.DEFAULT_RESIDUAL_STEP  # nac only
     residual_bands_hz: float = 0.0  # nac only
     bands_per_octave: float = api.DEFAULT_BANDS_PER_OCTAVE  # nac only
+    phase_iters: int | None = None  # nac only: the decoder's Griffin-Lim iterations (None: the model's)
     bitrate_kbps: float | None = None
 
     @property
@@ -177,19 +179,21 @@ def preset_settings(name: str) -> dict:
     """Encoder settings of a preset name; parts joined with ``+`` combine."""
     settings = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
                 "residual_step": api.DEFAULT_RESIDUAL_STEP, "residual_bands_hz": 0.0,
-                "bands_per_octave": api.DEFAULT_BANDS_PER_OCTAVE}
+                "bands_per_octave": api.DEFAULT_BANDS_PER_OCTAVE, "phase_iters": None}
     for part in name.split("+"):
         numbered = _NUMBERED.fullmatch(part)
         if numbered:
             kind, value = (numbered[1], numbered[2]) if numbered[1] else (numbered[3], numbered[4])
             key, parse = NUMBERED_PRESETS[kind]
             settings[key] = parse(value)
+            if key == "phase_iters" and settings[key] > api.MAX_PHASE_ITERS:
+                raise UsageError(f"preset {part!r}: Griffin-Lim iterations must be in 0..{api.MAX_PHASE_ITERS}")
         elif part in PRESETS:
             settings.update(PRESETS[part])
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
             raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, "
-                             "bandsHZ, octN (join with + to combine)")
+                             "bandsHZ, octN, itN (join with + to combine)")
     return settings
 
 
@@ -312,7 +316,7 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
                           residual_hz=system.residual_hz, residual_step=system.residual_step,
                           residual_bands_hz=system.residual_bands_hz, bands_per_octave=system.bands_per_octave)
         encoded = time.perf_counter()
-        decoded, rate = api.decode(data, model=system.model)
+        decoded, rate = api.decode(data, model=system.model, phase_iters=system.phase_iters)
         finished = time.perf_counter()
         payload, whole = len(data), len(data)
         encode_s, decode_s = encoded - start, finished - encoded
@@ -550,8 +554,8 @@ def format_markdown(report: EvalReport) -> str:
 
 
 def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
-    """model -> its presets' (kbps, score) by rising kbps; stored-phase, residual and banded-residual presets:
-    curves of their own."""
+    """model -> its presets' (kbps, score) by rising kbps; stored-phase, residual and banded-residual presets,
+    and presets decoded with other Griffin-Lim iterations: curves of their own."""
     curves: dict[str, list[tuple[float, float]]] = {}
     for s in nac:
         if s.get(key) is None or not s.get("kbps"):
@@ -565,6 +569,8 @@ def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]
             name = f"{model} + banded residual"
         elif settings["residual_hz"]:
             name = f"{model} + residual"
+        if settings["phase_iters"] is not None:
+            name += f", {settings['phase_iters']} Griffin-Lim iterations"
         curves.setdefault(name, []).append((s["kbps"], s[key]))
     return {name: sorted(points) for name, points in curves.items()}
 

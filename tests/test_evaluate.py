@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from codec import evaluate, metrics, opus
+from codec import api, evaluate, metrics, opus
 from codec.audio_io import read_audio, write_audio
 from codec.cli import app
 from codec.errors import FormatError, UsageError
@@ -169,7 +169,7 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 def test_presets_and_bitrates_parse():
     plain = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 10}
+             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 10, "phase_iters": None}
     assert evaluate.preset_settings("default") == plain
     assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
     assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
@@ -183,9 +183,14 @@ def test_presets_and_bitrates_parse():
     assert evaluate.preset_settings("cb4+coarse12") == plain | {"code_bits": 4, "coarse_channels": 12}
     assert evaluate.preset_settings("res4000+bands1000+oct8") == plain | {
         "residual_hz": 4000.0, "residual_bands_hz": 1000.0, "bands_per_octave": 8.0}
-    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse", "bands", "oct-2"):
+    assert evaluate.preset_settings("cb4+it64") == plain | {"code_bits": 4, "phase_iters": 64}
+    assert evaluate.preset_settings("it0") == plain | {"phase_iters": 0}
+    for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse", "bands", "oct-2",
+                "it", "it1.5", "it-4"):
         with pytest.raises(UsageError, match="unknown preset"):
             evaluate.preset_settings(bad)
+    with pytest.raises(UsageError, match="'it257': Griffin-Lim iterations must be in 0..256"):
+        evaluate.preset_settings("cb4+it257")
 
 
 def test_cli_rejects_bad_options(tmp_path):
@@ -266,6 +271,19 @@ def test_eval_of_a_stereo_22k_file_scores_it_at_16k_mono(tmp_path):
     assert report.systems[0]["files"] == 1 and (tmp_path / "o" / "summary.md").is_file()
 
 
+def test_it_preset_decodes_with_that_many_griffin_lim_iterations(short_speech):
+    audio, _ = short_speech
+    clip = audio[:, :16000]
+    plain, iterated = (evaluate.nac_systems(["nac-speech-16k-v5"], [preset])[0] for preset in ("cb4", "cb4+it2"))
+    assert iterated.phase_iters == 2 and plain.phase_iters is None
+    data = api.encode(clip, 16000, model="nac-speech-16k-v5", code_bits=4)
+    expected, _ = api.decode(data, model="nac-speech-16k-v5", phase_iters=2)
+    _, decoded = evaluate.code_and_score(iterated, clip)
+    _, default = evaluate.code_and_score(plain, clip)
+    np.testing.assert_array_equal(decoded, expected)
+    assert np.abs(default - decoded).max() > 1e-3
+
+
 def test_max_files_spreads_over_the_list():
     files = [f"f{i}" for i in range(10)]
     assert evaluate.spread(files, 4) == ["f0", "f2", "f5", "f7"]
@@ -275,9 +293,10 @@ def test_max_files_spreads_over_the_list():
 def test_rd_curves_separate_residual_banded_and_stored_phase_presets():
     systems = [{"setting": f"m {preset}", "kbps": kbps, "pesq_wb": pesq} for preset, kbps, pesq in
                (("cb4", 7.0, 2.6), ("default", 8.7, 2.7), ("cb4+res1000+step0.7", 10.7, 3.3),
-                ("res2000", 16.0, 3.6), ("store_phase", 260.0, 3.6), ("cb4+res4000+bands1000", 11.5, 3.7))]
+                ("res2000", 16.0, 3.6), ("store_phase", 260.0, 3.6), ("cb4+res4000+bands1000", 11.5, 3.7),
+                ("cb4+res4000+bands1000+it64", 11.5, 3.8))]
     assert evaluate._nac_curves(systems, "pesq_wb") == {
         "m": [(7.0, 2.6), (8.7, 2.7)], "m + residual": [(10.7, 3.3), (16.0, 3.6)], "m store_phase": [(260.0, 3.6)],
-        "m + banded residual": [(11.5, 3.7)]}
+        "m + banded residual": [(11.5, 3.7)], "m + banded residual, 64 Griffin-Lim iterations": [(11.5, 3.8)]}
     assert evaluate._frontier([(5.0, 2.0), (6.0, 1.9), (7.0, 2.5), (8.0, 2.5), (9.0, 2.7)]) == [
         (5.0, 2.0), (7.0, 2.5), (9.0, 2.7)]

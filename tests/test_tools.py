@@ -171,13 +171,14 @@ def test_record_rates_writes_operating_points_and_quality(tmp_path):
                           system("m cb8", 13.0, 2.2), system("m cb4+res1000+step0.7", 14.0, 3.3),
                           system("m res2000+step0.7", 24.0, 3.4), system("m res2000", 24.0, 3.5),
                           system("m cb4+res4000+bands1000+oct8", 15.0, 3.6),
+                          system("m cb4+res4000+bands1000+oct8+it64", 15.0, 3.9),
                           system("other cb3", 4.0, 1.0), system("12 kbps", 11.0, 3.7, codec="opus")]}
     (tmp_path / "eval.json").write_text(json.dumps(report))
     result = run_tool("record_rates.py", "m", tmp_path / "eval.json", "--models-dir", models)
     assert result.returncode == 0, result.stderr
     row = json.loads((models / "manifest.json").read_text())["models"][0]
-    # cb8 (no better than the cheaper default), bits16 (worse than res2000 below it) and res2000+step0.7
-    # (worse than res2000 at the same rate, listed first) are left out
+    # cb8 (no better than the cheaper default), bits16 (worse than res2000 below it), res2000+step0.7
+    # (worse than res2000 at the same rate, listed first) and it64 (a decoder setting) are left out
     assert [(p["bits"], p["code_bits"], p.get("residual_hz"), p["kbps"]) for p in row["rates"]] == [
         (8, 4, None, 4.0), (8, 3, None, 5.0), (8, 5, None, 8.0), (8, 4, 1000.0, 14.0), (8, 4, 4000.0, 15.0)]
     assert row["rates"][0]["coarse_channels"] == 12 and "coarse_channels" not in row["rates"][1]

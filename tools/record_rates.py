@@ -39,8 +39,8 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             if system["codec"] != "nac" or model != name:
                 continue
             settings = preset_settings(preset)
-            if settings["store_phase"]:
-                continue
+            if settings["store_phase"] or settings["phase_iters"] is not None:
+                continue  # not an encoder setting --bitrate can pick (or decoded unlike a plain decode)
             bits = settings["bits"]
             code_bits = settings["code_bits"] or DEFAULT_CODE_BITS[bits]
             point = {"bits": bits, "code_bits": code_bits}
