@@ -176,7 +176,8 @@ def decode(
     duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
     phase_iters: Annotated[
         Optional[int],
-        typer.Option("--phase-iters", help="Griffin-Lim iterations [default: the model's]; fewer is faster."),
+        typer.Option("--phase-iters", help="Griffin-Lim iterations [default: the model's, at least "
+                     f"{api.RESIDUAL_PHASE_ITERS} with a residual layer]; fewer is faster."),
     ] = None,
     keep_model_rate: Annotated[
         bool, typer.Option("--keep-model-rate", help="Write at the model's rate instead of the original rate.")

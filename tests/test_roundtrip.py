@@ -71,6 +71,19 @@ def test_residual_layer_meets_its_pesq_band(speech):
     assert pesq_wb(audio, decoded, rate) > PESQ_RESIDUAL_1K_MIN
 
 
+def test_a_residual_layer_raises_the_griffin_lim_iterations(short_speech):
+    audio, rate = short_speech
+    clip = audio[:, : 2 * rate]
+    plain = api.encode(clip, rate, code_bits=4)
+    layered = api.encode(clip, rate, code_bits=4, residual_hz=1000)
+    model_iters = zoo.load_model().net.config.phase_iters
+    assert model_iters < api.RESIDUAL_PHASE_ITERS
+    np.testing.assert_array_equal(api.decode(plain)[0], api.decode(plain, phase_iters=model_iters)[0])
+    default = api.decode(layered)[0]
+    np.testing.assert_array_equal(default, api.decode(layered, phase_iters=api.RESIDUAL_PHASE_ITERS)[0])
+    assert np.abs(default - api.decode(layered, phase_iters=model_iters)[0]).max() > 1e-3
+
+
 def test_banded_residual_gets_the_envelope_right_for_a_fraction_of_per_bin_codes(short_speech):
     audio, rate = short_speech
     coded = {name: api.encode(audio, rate, code_bits=4, **settings) for name, settings in (
