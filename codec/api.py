@@ -340,9 +340,10 @@ def _synthesize(
     chunks: list,
     keep_model_rate: bool,
     span: tuple[int, int] | None = None,
+    phase_iters: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """The whole of :func:`_output_blocks` as one array, and the output rate."""
-    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span)
+    rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span, phase_iters)
     return np.concatenate([np.zeros((header.channels, 0), np.float32), *blocks], axis=1), rate
 
 
@@ -364,6 +365,8 @@ def _output_blocks(
     that cover it, plus one chunk before so resampling starts where both rates
     share a sample. The blocks hold exactly ``stop - first`` samples.
     """
+    if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
+        raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
     if phase_iters is None and header.residual_bins:
         phase_iters = max(net.config.phase_iters, RESIDUAL_PHASE_ITERS)
     out_rate = header.model_sample_rate if keep_model_rate else header.original_sample_rate
@@ -474,8 +477,6 @@ def decode_blocks(
     net = loaded.net
     span = seek_span(header, keep_model_rate, start, duration)
     header, chunks = bitstream.unpack(data, loaded.tables_for)
-    if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
-        raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
     rate, blocks = _output_blocks(net, header, chunks, keep_model_rate, span, phase_iters, on_progress)
     return header.channels, rate, blocks
 
@@ -564,7 +565,9 @@ class Salvaged:
         return bool(self.lost or self.problems)
 
 
-def decode_salvage(data: bytes, *, keep_model_rate: bool = False, model: str | None = None) -> Salvaged:
+def decode_salvage(
+    data: bytes, *, keep_model_rate: bool = False, model: str | None = None, phase_iters: int | None = None
+) -> Salvaged:
     """Decode what is intact in a damaged file; lost chunks become silence of their length.
 
     The header must be intact (else :class:`FormatError`, as in :func:`decode`).
@@ -576,7 +579,7 @@ def decode_salvage(data: bytes, *, keep_model_rate: bool = False, model: str | N
     net = loaded.net
     result = bitstream.unpack_salvage(data, loaded.tables_for)
     header = result.header
-    audio, rate = _synthesize(net, header, result.chunks, keep_model_rate)
+    audio, rate = _synthesize(net, header, result.chunks, keep_model_rate, phase_iters=phase_iters)
     spans = lost_spans(header, result.lost, keep_model_rate)
     for span in spans:
         audio[:, span.start : span.stop] = 0.0
@@ -704,7 +707,7 @@ def decode_file(
     lost, problems = (), ()
     try:
         if salvage:
-            result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model)
+            result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model, phase_iters=phase_iters)
             channels, rate, blocks = result.audio.shape[0], result.sample_rate, iter([result.audio])
             lost, problems = result.lost, result.problems
         else:
