@@ -176,7 +176,7 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
 
 
 def preset_settings(name: str) -> dict:
-    """Encoder settings of a preset name; parts joined with ``+`` combine."""
+    """Encoder settings (and decoder iterations, ``phase_iters``) of a preset name; parts joined with ``+`` combine."""
     settings = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
                 "residual_step": api.DEFAULT_RESIDUAL_STEP, "residual_bands_hz": 0.0,
                 "bands_per_octave": api.DEFAULT_BANDS_PER_OCTAVE, "phase_iters": None}
