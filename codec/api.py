@@ -23,6 +23,7 @@ import torch
 from . import bitstream, streaming, zoo
 from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
+from .model import MAX_PHASE_ITERS
 from .quantize import (
     DEFAULT_BANDS_PER_OCTAVE,
     dequantize,
@@ -59,7 +60,6 @@ DEFAULT_RESIDUAL_STEP = 0.5
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;
 # every 3 frames lost 0.4.
 RESIDUAL_STRIDE = 2
-MAX_PHASE_ITERS = 256  # Griffin-Lim iterations a decode may ask for (as a model config may set)
 # Griffin-Lim iterations (at least) for files with a residual layer, whose
 # magnitude is close enough to the original's that longer refinement pays: on
 # 100 dev files (v5, banded layers) 64 instead of 16 raised PESQ-WB by 0.06-0.11

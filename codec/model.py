@@ -28,6 +28,7 @@ from torch import nn
 from .stft import Stft, from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log
 
 ARCHITECTURES = ("seed2d", "spec1d")
+MAX_PHASE_ITERS = 256  # Griffin-Lim iterations a config (or a decode) may ask for
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ModelConfig:
             "width": 1 <= self.width <= 1024,
             "latent_channels": 1 <= self.latent_channels <= 1024,
             "downsample": 0 <= self.downsample <= 5,
-            "phase_iters": 0 <= self.phase_iters <= 256,
+            "phase_iters": 0 <= self.phase_iters <= MAX_PHASE_ITERS,
             "refine_channels": 0 <= self.refine_channels <= 64,
             "refine_bins": 0 <= self.refine_bins <= self.n_fft // 2 + 1
             and (self.refine_bins > 0) == (self.refine_channels > 0),
