@@ -132,6 +132,7 @@ def griffin_lim(
     frames = magnitude.shape[-1]
     length_padded = frames * stft.hop_length
     keep = momentum / (1.0 + momentum)
+    tracked = torch.is_grad_enabled() and (magnitude.requires_grad or phase.requires_grad)
     magnitude = magnitude.transpose(1, 2).contiguous().transpose(1, 2)
     spec = polar(magnitude, phase.transpose(1, 2).contiguous().transpose(1, 2))
     magnitude = torch.complex(magnitude, torch.zeros_like(magnitude))  # complex * real would convert each time
@@ -140,6 +141,6 @@ def griffin_lim(
         rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
         direction = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep))
         # in place unless training through the iterations (sgn's backward needs its output)
-        spec = direction * magnitude if magnitude.requires_grad else direction.mul_(magnitude)
+        spec = direction * magnitude if tracked else direction.mul_(magnitude)
         previous = rebuilt
     return stft.synthesize(spec, length)

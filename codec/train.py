@@ -43,7 +43,7 @@ def _env(name: str, default, kind=float):
     return kind(value) if value not in (None, "") else default
 
 
-SYNTHESIS_PHASES = ("true", "predicted", "decoded")
+SYNTHESIS_PHASES = ("true", "predicted", "decoded", "residual")
 
 
 @dataclass
@@ -66,7 +66,9 @@ class TrainSettings:
     # The waveform the mel/STFT/waveform losses judge: predicted magnitude under
     # the "true" phase (the phase head has only its own loss), under the
     # "predicted" phase as is, or "decoded" as the decoder will (the predicted
-    # phase refined by the model's phase_iters Griffin-Lim iterations).
+    # phase refined by the model's phase_iters Griffin-Lim iterations);
+    # "residual" refines the predicted phase on the original magnitude, as a
+    # file with a residual layer decodes (only the phase head is judged there).
     synthesis_phase: str = "true"
     waveform_weight: float = 10.0
     stft_weight: float = 1.0
@@ -155,8 +157,9 @@ def training_loss(
     spec = model.spectrum(wave)
     latent = quantization_noise(model.encode_spectrum(spec), settings.code_bits)
     log_mag, phase = model.decode_spectrum(latent)
-    if settings.synthesis_phase == "decoded":
-        recon = model.synthesize(log_mag, phase, wave.shape[-1])
+    if settings.synthesis_phase in ("decoded", "residual"):
+        synthesis_mag = log_mag if settings.synthesis_phase == "decoded" else log_magnitude(spec)
+        recon = model.synthesize(synthesis_mag, phase, wave.shape[-1])
     else:
         synthesis = torch.angle(spec) if settings.synthesis_phase == "true" else phase
         recon = model.stft.synthesize(from_log_magnitude(log_mag, synthesis), wave.shape[-1])
@@ -455,7 +458,8 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--waveform-weight", type=float, default=10.0, help="weight of the waveform L1 loss")
     parser.add_argument("--synthesis-phase", choices=SYNTHESIS_PHASES, default="true",
                         help="waveform the mel/STFT/waveform losses judge: predicted magnitude under the true "
-                             "phase, under the phase head's phase, or as decoded (phase head + Griffin-Lim)")
+                             "phase, under the phase head's phase, as decoded (phase head + Griffin-Lim), or the "
+                             "original magnitude under the decoded phase (as residual-layer files decode)")
     parser.add_argument("--epochs", type=int, default=_env("EPOCHS", 80, int), help="passes over the data (env EPOCHS)")
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (overrides --epochs)")
     parser.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes")

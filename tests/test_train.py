@@ -196,7 +196,7 @@ def test_unknown_synthesis_phase_is_refused(tmp_path):
         dataclasses.replace(settings(tmp_path, tmp_path, TINY, 1), synthesis_phase="measured")
 
 
-@pytest.mark.parametrize("synthesis", ["true", "predicted", "decoded"])
+@pytest.mark.parametrize("synthesis", ["true", "predicted", "decoded", "residual"])
 def test_waveform_losses_reach_the_phase_head_unless_judged_under_the_true_phase(synthesis, tmp_path):
     torch.manual_seed(0)
     model = build_model(TINY)
