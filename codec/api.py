@@ -21,11 +21,11 @@ import soxr
 import torch
 
 from . import bitstream, streaming, zoo
+from .settings import EncoderSettings
 from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .model import MAX_PHASE_ITERS
 from .quantize import (
-    DEFAULT_BANDS_PER_OCTAVE,
     dequantize,
     dequantize_phase,
     dequantize_residual,
@@ -44,17 +44,6 @@ CHUNK_SECONDS = 8.0  # target duration of one container chunk
 ENCODE_THREADS = 1
 MAX_CHANNELS = 8
 MIN_RATE, MAX_RATE = 8000, 192000
-BITS_CHOICES = (8, 16)
-# Latent code precision used when the caller names none (format_spec.md section 9):
-# measured on dev speech, 5-bit codes in 8-bit integers cost 0.01-0.02 PESQ
-# against full 8-bit codes and save about 40 % of the bytes.
-DEFAULT_CODE_BITS = {8: 5, 16: 16}
-# Log-magnitude step of the residual layer when the caller names none (0.5 is
-# about 4.3 dB): on 40 dev files (cb4 latents, a column every 2 frames) steps
-# 0.7 / 0.5 / 0.35 gave PESQ-WB 3.33 / 3.38 / 3.38 under 1 kHz and 3.61 /
-# 3.67 / 3.70 under 2 kHz for 3.7 / 4.5 / 5.3 and 7.4 / 8.9 / 10.6 kbit/s of
-# residual: 0.5 is the knee.
-DEFAULT_RESIDUAL_STEP = 0.5
 # STFT frames per residual column (when it divides the model's time stride):
 # on 40 dev files, one column every 2 frames, interpolated, scored as one per
 # frame (PESQ-WB 3.38 vs 3.39 at 1 kHz, step 0.5) for half the residual bits;
@@ -66,7 +55,6 @@ RESIDUAL_STRIDE = 2
 # at 13-23 kbps, ViSQOL within 0.01, for about twice the decoding time; on
 # files without the layer it gave +0.02 at 6.92 kbps and cost 3.3 dB of SI-SDR.
 RESIDUAL_PHASE_ITERS = 64
-MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 3 kHz (16 kHz model) are single bins
 
 
 @contextlib.contextmanager
@@ -114,8 +102,8 @@ def resample_blocks(
     yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
 
 
-def bitrate_settings(bitrate: str, model: str | None = None) -> dict:
-    """Encoder settings (:func:`encode`'s keywords) for a target like ``6k``, ``6 kbps`` or ``12.5`` kbps.
+def bitrate_settings(bitrate: str, model: str | None = None) -> EncoderSettings:
+    """Encoder settings for a target like ``6k``, ``6 kbps`` or ``12.5`` kbps.
 
     Picks the model's measured operating point with the highest rate at or
     below the target (its lowest if the target is below them all); a shipped
@@ -127,7 +115,7 @@ def bitrate_settings(bitrate: str, model: str | None = None) -> dict:
         raise UsageError(f"bitrate {bitrate!r}: give kbps, like 6k or 12.5")
     if model is not None and str(model).endswith(".safetensors"):
         raise UsageError("--bitrate needs a shipped model (its measured rates); use --bits / --code-bits")
-    return zoo.rate_point(zoo.find_entry(model), kbps).encoder_settings()
+    return zoo.rate_point(zoo.find_entry(model), kbps).settings
 
 
 def residual_bins(config, residual_hz: float) -> int:
@@ -151,24 +139,7 @@ def latent_code_bits(loaded: zoo.LoadedModel, code_bits: int, coarse_channels: i
     return per_channel
 
 
-def _check_encode_args(
-    channels: int, sample_rate: int, bits: int, code_bits: int | None = None, residual_hz: float = 0.0,
-    residual_step: float = DEFAULT_RESIDUAL_STEP, residual_bands_hz: float = 0.0,
-    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
-) -> None:
-    if not 0.0 <= residual_hz <= MAX_RATE / 2:
-        raise UsageError(f"residual band {residual_hz:g} Hz is outside 0..{MAX_RATE // 2} Hz")
-    if residual_bands_hz and not 0.0 < residual_bands_hz < residual_hz:
-        raise UsageError(f"residual bands from {residual_bands_hz:g} Hz need a residual band above it "
-                         f"(residual up to {residual_hz:g} Hz)")
-    if not 1.0 <= bands_per_octave <= MAX_BANDS_PER_OCTAVE:
-        raise UsageError(f"bands per octave must be 1..{MAX_BANDS_PER_OCTAVE}, not {bands_per_octave:g}")
-    if not 0.0 < residual_step <= bitstream.MAX_RESIDUAL_STEP:
-        raise UsageError(f"residual step {residual_step:g} is outside (0, {bitstream.MAX_RESIDUAL_STEP:g}]")
-    if bits not in BITS_CHOICES:
-        raise UsageError(f"bits must be 8 or 16, not {bits}")
-    if code_bits is not None and not 2 <= code_bits <= bits:
-        raise UsageError(f"code bits must be 2..{bits}, not {code_bits}")
+def _check_audio_args(channels: int, sample_rate: int) -> None:
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise UsageError(f"sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
@@ -176,38 +147,11 @@ def _check_encode_args(
 
 
 def encode(
-    audio: np.ndarray,
-    sample_rate: int,
-    *,
-    model: str | None = None,
-    bits: int = 8,
-    store_phase: bool = False,
-    code_bits: int | None = None,
-    coarse_channels: int = 0,
-    residual_hz: float = 0.0,
-    residual_step: float = DEFAULT_RESIDUAL_STEP,
-    residual_bands_hz: float = 0.0,
-    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
+    audio: np.ndarray, sample_rate: int, settings: EncoderSettings = EncoderSettings(), *, model: str | None = None
 ) -> bytes:
-    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``.
-
-    ``code_bits`` (2..bits; default :data:`DEFAULT_CODE_BITS`) limits the latent
-    codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser latents.
-    ``coarse_channels`` gives the model's that many least important latent
-    channels (its measured ``channel_order``) one code bit fewer.
-    ``residual_hz`` > 0 adds the residual layer (a version 2.0 file, 3.0 with rANS-coded codes): the
-    log-magnitude of the STFT bins under that frequency, corrected towards the
-    original in steps of ``residual_step``. ``residual_bands_hz`` > 0 (below
-    ``residual_hz``) codes the band's bins above it as one gain per band
-    ``1/bands_per_octave`` octave wide: the spectral envelope for far fewer
-    bits than per-bin corrections (no format change: the decoder reads ordinary codes).
-    """
+    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``, coded as ``settings`` say."""
     audio = as_channels_first(audio)
-    return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, model=model,
-                                 bits=bits, store_phase=store_phase, code_bits=code_bits,
-                                 coarse_channels=coarse_channels, residual_hz=residual_hz,
-                                 residual_step=residual_step, residual_bands_hz=residual_bands_hz,
-                                 bands_per_octave=bands_per_octave))
+    return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, settings, model=model))
 
 
 def encode_parts(
@@ -215,16 +159,9 @@ def encode_parts(
     channels: int,
     samples: int,
     sample_rate: int,
+    settings: EncoderSettings = EncoderSettings(),
     *,
     model: str | None = None,
-    bits: int = 8,
-    store_phase: bool = False,
-    code_bits: int | None = None,
-    coarse_channels: int = 0,
-    residual_hz: float = 0.0,
-    residual_step: float = DEFAULT_RESIDUAL_STEP,
-    residual_bands_hz: float = 0.0,
-    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[bytes]:
     """The ``.nac`` file for ``samples`` samples that arrive as (channels, n) blocks, piece by piece.
@@ -233,19 +170,21 @@ def encode_parts(
     chunk's record is yielded as soon as it is made, so memory does not grow
     with the input's length. The arguments are checked before the first piece.
     """
-    _check_encode_args(channels, sample_rate, bits, code_bits, residual_hz, residual_step, residual_bands_hz,
-                       bands_per_octave)
-    code_bits = DEFAULT_CODE_BITS[bits] if code_bits is None else code_bits
+    settings.check()
+    _check_audio_args(channels, sample_rate)
+    bits, store_phase = settings.bits, settings.store_phase
+    code_bits = settings.effective_code_bits
     loaded = zoo.load_model(model)
     net, config = loaded.net, loaded.net.config
-    channel_bits = latent_code_bits(loaded, code_bits, coarse_channels)
+    channel_bits = latent_code_bits(loaded, code_bits, settings.coarse_channels)
     # with tables for the code range, the codes are rANS-coded (a 3.0 file); coarse channels use them too
     code_range = levels_within(code_bits, bits)
     code_tables = loaded.code_tables.get(code_range)
-    low_bins = residual_bins(config, residual_hz)
-    band_edges = (residual_band_edges(residual_bins(config, residual_bands_hz), low_bins, bands_per_octave)
-                  if residual_bands_hz else None)
-    step = float(np.float32(residual_step)) if low_bins else 0.0  # as the header will hold it
+    low_bins = residual_bins(config, settings.residual_hz)
+    band_edges = (residual_band_edges(residual_bins(config, settings.residual_bands_hz), low_bins,
+                                      settings.bands_per_octave)
+                  if settings.residual_bands_hz else None)
+    step = float(np.float32(settings.residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
     model_samples = round(samples * config.sample_rate / sample_rate)
     latent_frames = streaming.latent_frame_count(net, model_samples)
@@ -588,7 +527,7 @@ def decode_salvage(
 
 def compress(audio: np.ndarray, sample_rate: int, store_phase: bool = False, quant_bits: int = 8) -> bytes:
     """The research prototype's name for :func:`encode`."""
-    return encode(audio, sample_rate, bits=quant_bits, store_phase=store_phase)
+    return encode(audio, sample_rate, EncoderSettings(bits=quant_bits, store_phase=store_phase))
 
 
 def decompress(blob: bytes) -> tuple[np.ndarray, int]:
@@ -633,17 +572,10 @@ def read_input_bytes(src: Path) -> bytes:
 def encode_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
+    settings: EncoderSettings = EncoderSettings(),
     *,
     overwrite: bool = False,
     model: str | None = None,
-    bits: int = 8,
-    store_phase: bool = False,
-    code_bits: int | None = None,
-    coarse_channels: int = 0,
-    residual_hz: float = 0.0,
-    residual_step: float = DEFAULT_RESIDUAL_STEP,
-    residual_bands_hz: float = 0.0,
-    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
@@ -655,11 +587,8 @@ def encode_file(
     def write(handle) -> None:
         nonlocal written
         try:
-            for part in encode_parts(blocks, channels, samples, rate, model=model, bits=bits,
-                                     store_phase=store_phase, code_bits=code_bits,
-                                     coarse_channels=coarse_channels, residual_hz=residual_hz,
-                                     residual_step=residual_step, residual_bands_hz=residual_bands_hz,
-                                     bands_per_octave=bands_per_octave, on_progress=on_progress):
+            for part in encode_parts(blocks, channels, samples, rate, settings, model=model,
+                                     on_progress=on_progress):
                 written += handle.write(part)
         except NacError as err:
             if str(err).startswith(f"{src}:"):

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 from . import api, bitstream, metrics, streaming, zoo
 from .audio_io import audio_info, read_audio
 from .errors import InputError, NacError, UsageError
+from .settings import EncoderSettings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
@@ -30,14 +31,7 @@ class Options:
     decode: bool = False
     resume: bool = False
     model: str | None = None
-    bits: int = 8
-    store_phase: bool = False
-    code_bits: int | None = None
-    coarse_channels: int = 0
-    residual_hz: float = 0.0
-    residual_step: float = api.DEFAULT_RESIDUAL_STEP
-    residual_bands_hz: float = 0.0
-    bands_per_octave: float = api.DEFAULT_BANDS_PER_OCTAVE
+    settings: EncoderSettings = EncoderSettings()  # when encoding
 
 
 @dataclass(frozen=True)
@@ -99,11 +93,7 @@ def run_task(task: Task, options: Options) -> Outcome:
             report = api.decode_file(task.source, task.target, overwrite=True, model=options.model)
             outcome.seconds = report.samples / report.sample_rate
         else:
-            api.encode_file(task.source, task.target, overwrite=True, model=options.model, bits=options.bits,
-                            store_phase=options.store_phase, code_bits=options.code_bits,
-                            coarse_channels=options.coarse_channels, residual_hz=options.residual_hz,
-                            residual_step=options.residual_step, residual_bands_hz=options.residual_bands_hz,
-                            bands_per_octave=options.bands_per_octave)
+            api.encode_file(task.source, task.target, options.settings, overwrite=True, model=options.model)
             header = bitstream.read_header(task.target.read_bytes())
             outcome.seconds = header.sample_count / header.original_sample_rate
     except NacError as err:

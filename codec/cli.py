@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import api, batch, streaming, zoo
 from .audio_io import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
+from .settings import DEFAULT_BANDS_PER_OCTAVE, DEFAULT_RESIDUAL_STEP, EncoderSettings
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
@@ -59,7 +61,7 @@ ResidualHzOption = Annotated[
 ResidualStepOption = Annotated[
     Optional[float],
     typer.Option("--residual-step", help="Log-magnitude step of that correction: smaller is finer and larger "
-                 f"[default: {api.DEFAULT_RESIDUAL_STEP:g}]."),
+                 f"[default: {DEFAULT_RESIDUAL_STEP:g}]."),
 ]
 ResidualBandsOption = Annotated[
     Optional[float],
@@ -69,7 +71,7 @@ ResidualBandsOption = Annotated[
 BandsPerOctaveOption = Annotated[
     Optional[float],
     typer.Option("--bands-per-octave", help="Width of those bands: more is finer and larger "
-                 f"[default: {api.DEFAULT_BANDS_PER_OCTAVE:g}]."),
+                 f"[default: {DEFAULT_BANDS_PER_OCTAVE:g}]."),
 ]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
@@ -120,31 +122,25 @@ def encode(
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels,
-                              residual_hz=residual_hz, residual_step=residual_step,
+    settings = _code_settings(bitrate, model, store_phase, bits=bits, code_bits=code_bits,
+                              coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
-        report = api.encode_file(input, output, overwrite=force, model=model, store_phase=store_phase,
-                                 on_progress=on_progress, **settings)
+        report = api.encode_file(input, output, settings, overwrite=force, model=model, on_progress=on_progress)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
 
 
-def _code_settings(
-    bitrate: str | None, model: str | None, bits: int | None, code_bits: int | None, **given: float | None
-) -> dict:
-    """Encoder settings (api.encode's keywords) from either --bitrate or the options it stands for.
-
-    ``given``: the coarse-channel and residual-layer options, None where unset.
-    """
-    if bitrate is None:  # unset ones keep api's defaults
-        return {"bits": 8 if bits is None else bits, "code_bits": code_bits,
-                **{name: value for name, value in given.items() if value is not None}}
-    if bits is not None or code_bits is not None or any(value is not None for value in given.values()):
+def _code_settings(bitrate: str | None, model: str | None, store_phase: bool, **given: float | None) -> EncoderSettings:
+    """Encoder settings from either --bitrate or the options it stands for (``given``, None where unset)."""
+    if bitrate is None:  # unset ones keep the defaults
+        return EncoderSettings(store_phase=store_phase,
+                               **{name: value for name, value in given.items() if value is not None}).check()
+    if any(value is not None for value in given.values()):
         raise UsageError("--bitrate chooses --bits, --code-bits, --coarse-channels and the residual layer: "
                          "give one or the other")
-    return api.bitrate_settings(bitrate, model)
+    return replace(api.bitrate_settings(bitrate, model), store_phase=store_phase)
 
 
 @contextlib.contextmanager
@@ -318,17 +314,15 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    settings = _code_settings(bitrate, model, bits, code_bits, coarse_channels=coarse_channels,
-                              residual_hz=residual_hz, residual_step=residual_step,
+    settings = _code_settings(bitrate, model, store_phase, bits=bits, code_bits=code_bits,
+                              coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
-    if settings["bits"] not in api.BITS_CHOICES:
-        raise UsageError(f"bits must be 8 or 16, not {settings['bits']}")
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     tasks = batch.plan(input_dir, output_dir, decode)
-    options = batch.Options(decode=decode, resume=resume, model=model, store_phase=store_phase, **settings)
+    options = batch.Options(decode=decode, resume=resume, model=model, settings=settings)
     workers = jobs or os.cpu_count() or 1
     started = time.monotonic()
     with Progress(

@@ -48,13 +48,14 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import api, metrics, opus, zoo
 from .audio_io import read_audio, write_atomic, write_audio
 from .errors import NacError, UsageError
+from .settings import EncoderSettings
 
 SCORE_RATE = 16000
 DEFAULT_BITRATES = (6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
@@ -99,14 +100,7 @@ class System:
     codec: str  # "nac" or "opus"
     setting: str  # "<model> <preset>" for nac, "<N> kbps" (the target) for opus
     model: str | None = None
-    bits: int | None = None  # nac only
-    store_phase: bool | None = None  # nac only
-    code_bits: int | None = None  # nac only
-    coarse_channels: int = 0  # nac only
-    residual_hz: float = 0.0  # nac only
-    residual_step: float = api.DEFAULT_RESIDUAL_STEP  # nac only
-    residual_bands_hz: float = 0.0  # nac only
-    bands_per_octave: float = api.DEFAULT_BANDS_PER_OCTAVE  # nac only
+    settings: EncoderSettings | None = None  # nac only
     phase_iters: int | None = None  # nac only: the decoder's Griffin-Lim iterations (None: the model's)
     bitrate_kbps: float | None = None
 
@@ -175,26 +169,38 @@ def parse_bitrates(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
-def preset_settings(name: str) -> dict:
-    """Encoder settings (and decoder iterations, ``phase_iters``) of a preset name; parts joined with ``+`` combine."""
-    settings = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-                "residual_step": api.DEFAULT_RESIDUAL_STEP, "residual_bands_hz": 0.0,
-                "bands_per_octave": api.DEFAULT_BANDS_PER_OCTAVE, "phase_iters": None}
+class Preset(NamedTuple):
+    """A preset name's encoder settings and decoder iterations (None: the model's)."""
+
+    settings: EncoderSettings
+    phase_iters: int | None
+
+
+def parse_preset(name: str) -> Preset:
+    """The settings of a preset name; parts joined with ``+`` combine. Out-of-range values fail here."""
+    fields: dict = {}
+    phase_iters = None
     for part in name.split("+"):
         numbered = _NUMBERED.fullmatch(part)
         if numbered:
             kind, value = (numbered[1], numbered[2]) if numbered[1] else (numbered[3], numbered[4])
             key, parse = NUMBERED_PRESETS[kind]
-            settings[key] = parse(value)
-            if key == "phase_iters" and settings[key] > api.MAX_PHASE_ITERS:
-                raise UsageError(f"preset {part!r}: Griffin-Lim iterations must be in 0..{api.MAX_PHASE_ITERS}")
+            if key == "phase_iters":
+                phase_iters = parse(value)
+                if phase_iters > api.MAX_PHASE_ITERS:
+                    raise UsageError(f"preset {part!r}: Griffin-Lim iterations must be in 0..{api.MAX_PHASE_ITERS}")
+            else:
+                fields[key] = parse(value)
         elif part in PRESETS:
-            settings.update(PRESETS[part])
+            fields.update(PRESETS[part])
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
             raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, "
                              "bandsHZ, octN, itN (join with + to combine)")
-    return settings
+    try:
+        return Preset(EncoderSettings(**fields).check(), phase_iters)
+    except UsageError as err:
+        raise UsageError(f"preset {name!r}: {err}") from None
 
 
 def nac_systems(models: list[str], presets: list[str]) -> list[System]:
@@ -204,8 +210,8 @@ def nac_systems(models: list[str], presets: list[str]) -> list[System]:
     for key in dict.fromkeys(names):
         name = zoo.load_model(key).name  # checks the weights once, before any file
         for preset in dict.fromkeys(presets):
-            settings = preset_settings(preset)
-            systems.append(System("nac", f"{name} {preset}", model=key, **settings))
+            settings, phase_iters = parse_preset(preset)
+            systems.append(System("nac", f"{name} {preset}", model=key, settings=settings, phase_iters=phase_iters))
     return systems
 
 
@@ -311,10 +317,7 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
     duration = reference.shape[1] / SCORE_RATE
     if system.codec == "nac":
         start = time.perf_counter()
-        data = api.encode(reference, SCORE_RATE, model=system.model, bits=system.bits, store_phase=system.store_phase,
-                          code_bits=system.code_bits, coarse_channels=system.coarse_channels,
-                          residual_hz=system.residual_hz, residual_step=system.residual_step,
-                          residual_bands_hz=system.residual_bands_hz, bands_per_octave=system.bands_per_octave)
+        data = api.encode(reference, SCORE_RATE, system.settings, model=system.model)
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model, phase_iters=system.phase_iters)
         finished = time.perf_counter()
@@ -357,8 +360,8 @@ def summarize(rows: list[dict], systems: list[System]) -> list[dict]:
             "codec": system.codec,
             "setting": system.setting,
             "target_kbps": system.bitrate_kbps,
-            "bits": system.bits,
-            "store_phase": system.store_phase,
+            "bits": system.settings.bits if system.settings else None,
+            "store_phase": system.settings.store_phase if system.settings else None,
             "files": len(mine),
             "seconds": seconds,
             "kbps": sum(r["bytes"] for r in mine) * 8 / seconds / 1000 if seconds else None,
@@ -561,16 +564,16 @@ def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]
         if s.get(key) is None or not s.get("kbps"):
             continue
         model, _, preset = s["setting"].partition(" ")
-        settings = preset_settings(preset)
+        settings, phase_iters = parse_preset(preset)
         name = model
-        if settings["store_phase"]:
+        if settings.store_phase:
             name = f"{model} store_phase"
-        elif settings["residual_bands_hz"]:
+        elif settings.residual_bands_hz:
             name = f"{model} + banded residual"
-        elif settings["residual_hz"]:
+        elif settings.residual_hz:
             name = f"{model} + residual"
-        if settings["phase_iters"] is not None:
-            name += f", {settings['phase_iters']} Griffin-Lim iterations"
+        if phase_iters is not None:
+            name += f", {phase_iters} Griffin-Lim iterations"
         curves.setdefault(name, []).append((s["kbps"], s[key]))
     return {name: sorted(points) for name, points in curves.items()}
 

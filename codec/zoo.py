@@ -23,6 +23,7 @@ from safetensors.torch import load as load_safetensors
 from . import entropy
 from .errors import ModelError
 from .model import ModelConfig, build_model
+from .settings import EncoderSettings
 
 MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
 CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
@@ -37,37 +38,13 @@ class RatePoint:
     corpus dev split (``tools/record_rates.py`` writes them into the manifest).
     """
 
-    bits: int
-    code_bits: int
+    settings: EncoderSettings
     kbps: float
     scores: tuple[tuple[str, float], ...] = ()
-    residual_hz: float = 0.0  # 0: no residual layer
-    residual_step: float | None = None  # the layer's step (only with residual_hz)
-    coarse_channels: int = 0  # the model's least important latent channels coded with one bit fewer
-    residual_bands_hz: float = 0.0  # above it, the residual layer codes one gain per band (only with residual_hz)
-    bands_per_octave: float | None = None  # those bands' width (only with residual_bands_hz)
-
-    def encoder_settings(self) -> dict:
-        """The keyword arguments of :func:`codec.api.encode` this point stands for."""
-        settings = {"bits": self.bits, "code_bits": self.code_bits}
-        if self.coarse_channels:
-            settings.update(coarse_channels=self.coarse_channels)
-        if self.residual_hz:
-            settings.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
-        if self.residual_bands_hz:
-            settings.update(residual_bands_hz=self.residual_bands_hz, bands_per_octave=self.bands_per_octave)
-        return settings
 
     def options(self) -> str:
         """The ``nac encode`` options this point stands for."""
-        options = f"--bits {self.bits} --code-bits {self.code_bits}"
-        if self.coarse_channels:
-            options += f" --coarse-channels {self.coarse_channels}"
-        if self.residual_hz:
-            options += f" --residual-hz {self.residual_hz:g} --residual-step {self.residual_step:g}"
-        if self.residual_bands_hz:
-            options += f" --residual-bands-hz {self.residual_bands_hz:g} --bands-per-octave {self.bands_per_octave:g}"
-        return options
+        return self.settings.options()
 
     def describe(self, width: int = 0) -> str:
         """One line: kbps, the options (padded to ``width``), the scores."""
@@ -116,13 +93,8 @@ def _entry(row: dict) -> ModelEntry:
     quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
     rates = sorted(
         (
-            RatePoint(int(point["bits"]), int(point["code_bits"]), float(point["kbps"]),
-                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()),
-                      float(point.get("residual_hz", 0.0)),
-                      float(point["residual_step"]) if point.get("residual_hz") else None,
-                      int(point.get("coarse_channels", 0)),
-                      float(point.get("residual_bands_hz", 0.0)),
-                      float(point["bands_per_octave"]) if point.get("residual_bands_hz") else None)
+            RatePoint(EncoderSettings.from_json(point), float(point["kbps"]),
+                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
             for point in row.get("rates", [])
         ),
         key=lambda point: point.kbps,

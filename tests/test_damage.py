@@ -20,6 +20,7 @@ from codec import api, bitstream, zoo
 from codec.audio_io import read_audio
 from codec.cli import app
 from codec.errors import FormatError, NacError, SalvagedError, UsageError
+from codec.settings import EncoderSettings
 
 runner = CliRunner()
 CHUNK_SECONDS = 0.25  # 8 latent frames of 512 samples at 16 kHz: 0.256 s per chunk
@@ -104,7 +105,7 @@ def four_chunks(speech, request) -> bytes:
     source = api.resample(audio[:, :rate], rate, RATE)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(api, "CHUNK_SECONDS", CHUNK_SECONDS)
-        data = api.encode(source, RATE, residual_hz=residual_hz, code_bits=code_bits)
+        data = api.encode(source, RATE, EncoderSettings(residual_hz=residual_hz, code_bits=code_bits))
     header = bitstream.read_header(data)
     assert header.chunk_count == 4 and header.version_major == major
     return data

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from codec import api
 from codec.audio_io import write_audio
 from codec.cli import app
+from codec.settings import EncoderSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_THREADS = max(2, os.cpu_count() or 1)
@@ -38,24 +39,24 @@ def inputs(speech) -> list[tuple[np.ndarray, int, dict]]:
     """1 s mono 16 kHz (8 bits), 0.5 s stereo 44.1 kHz with stored phase (16 bits), and with the residual layer."""
     audio, rate = speech
     stereo = api.resample(np.concatenate([audio, 0.5 * audio])[:, rate : rate + rate // 2], rate, 44100)
-    return [(audio[:, :rate], rate, {}), (stereo, 44100, dict(bits=16, store_phase=True)),
-            (stereo, 44100, dict(residual_hz=2000))]
+    return [(audio[:, :rate], rate, EncoderSettings()), (stereo, 44100, EncoderSettings(bits=16, store_phase=True)),
+            (stereo, 44100, EncoderSettings(residual_hz=2000))]
 
 
 def test_encoding_is_identical_run_to_run_and_across_thread_counts(inputs, restore_threads):
-    for audio, rate, options in inputs:
+    for audio, rate, settings in inputs:
         results = {}
         for threads in (1, ALL_THREADS):
             torch.set_num_threads(threads)
-            results[threads] = [api.encode(audio, rate, **options) for _ in range(2)]
+            results[threads] = [api.encode(audio, rate, settings) for _ in range(2)]
             assert results[threads][0] == results[threads][1], f"{threads} thread(s): two encodes differ"
             assert torch.get_num_threads() == threads  # encode restores the caller's setting
         assert results[1][0] == results[ALL_THREADS][0], "1 thread and all threads encode differently"
 
 
 def test_decoding_is_identical_run_to_run(inputs, restore_threads):
-    for audio, rate, options in inputs:
-        data = api.encode(audio, rate, **options)
+    for audio, rate, settings in inputs:
+        data = api.encode(audio, rate, settings)
         for threads in (1, ALL_THREADS):
             torch.set_num_threads(threads)
             first, second = api.decode(data)[0], api.decode(data)[0]

@@ -14,6 +14,7 @@ from codec import api, evaluate, metrics, opus
 from codec.audio_io import read_audio, write_audio
 from codec.cli import app
 from codec.errors import FormatError, UsageError
+from codec.settings import EncoderSettings
 
 needs_opus = pytest.mark.skipif(not (shutil.which("opusenc") and shutil.which("opusdec")), reason="opus-tools missing")
 RATE = 16000
@@ -168,29 +169,31 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
 
 
 def test_presets_and_bitrates_parse():
-    plain = {"bits": 8, "store_phase": False, "code_bits": None, "coarse_channels": 0, "residual_hz": 0.0,
-             "residual_step": 0.5, "residual_bands_hz": 0.0, "bands_per_octave": 10, "phase_iters": None}
-    assert evaluate.preset_settings("default") == plain
-    assert evaluate.preset_settings("bits16+store_phase") == plain | {"bits": 16, "store_phase": True}
-    assert evaluate.preset_settings("cb4") == plain | {"code_bits": 4}
-    assert evaluate.preset_settings("cb4+res1000+step0.7") == plain | {"code_bits": 4, "residual_hz": 1000.0,
-                                                                        "residual_step": 0.7}
+    def preset(phase_iters=None, **fields):
+        return evaluate.Preset(EncoderSettings(**fields), phase_iters)
+
+    assert evaluate.parse_preset("default") == preset()
+    assert evaluate.parse_preset("bits16+store_phase") == preset(bits=16, store_phase=True)
+    assert evaluate.parse_preset("cb4") == preset(code_bits=4)
+    assert evaluate.parse_preset("cb4+res1000+step0.7") == preset(code_bits=4, residual_hz=1000.0, residual_step=0.7)
     assert evaluate.parse_bitrates("6, 12k,32") == (6.0, 12.0, 32.0)
     for bad in ("5", "x", ""):
         with pytest.raises(UsageError):
             evaluate.parse_bitrates(bad)
-    assert evaluate.preset_settings("res375+step0.85") == plain | {"residual_hz": 375.0, "residual_step": 0.85}
-    assert evaluate.preset_settings("cb4+coarse12") == plain | {"code_bits": 4, "coarse_channels": 12}
-    assert evaluate.preset_settings("res4000+bands1000+oct8") == plain | {
-        "residual_hz": 4000.0, "residual_bands_hz": 1000.0, "bands_per_octave": 8.0}
-    assert evaluate.preset_settings("cb4+it64") == plain | {"code_bits": 4, "phase_iters": 64}
-    assert evaluate.preset_settings("it0") == plain | {"phase_iters": 0}
+    assert evaluate.parse_preset("res375+step0.85") == preset(residual_hz=375.0, residual_step=0.85)
+    assert evaluate.parse_preset("cb4+coarse12") == preset(code_bits=4, coarse_channels=12)
+    assert evaluate.parse_preset("res4000+bands1000+oct8") == preset(residual_hz=4000.0, residual_bands_hz=1000.0,
+                                                                     bands_per_octave=8.0)
+    assert evaluate.parse_preset("cb4+it64") == preset(64, code_bits=4)
+    assert evaluate.parse_preset("it0") == preset(0)
     for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse", "bands", "oct-2",
                 "it", "it1.5", "it-4"):
         with pytest.raises(UsageError, match="unknown preset"):
-            evaluate.preset_settings(bad)
+            evaluate.parse_preset(bad)
     with pytest.raises(UsageError, match="'it257': Griffin-Lim iterations must be in 0..256"):
-        evaluate.preset_settings("cb4+it257")
+        evaluate.parse_preset("cb4+it257")
+    with pytest.raises(UsageError, match="preset 'res1000\\+step20': residual step 20 is outside"):
+        evaluate.parse_preset("res1000+step20")
 
 
 def test_cli_rejects_bad_options(tmp_path):
@@ -276,7 +279,7 @@ def test_it_preset_decodes_with_that_many_griffin_lim_iterations(short_speech):
     clip = audio[:, :16000]
     plain, iterated = (evaluate.nac_systems(["nac-speech-16k-v5"], [preset])[0] for preset in ("cb4", "cb4+it2"))
     assert iterated.phase_iters == 2 and plain.phase_iters is None
-    data = api.encode(clip, 16000, model="nac-speech-16k-v5", code_bits=4)
+    data = api.encode(clip, 16000, EncoderSettings(code_bits=4), model="nac-speech-16k-v5")
     expected, _ = api.decode(data, model="nac-speech-16k-v5", phase_iters=2)
     _, decoded = evaluate.code_and_score(iterated, clip)
     _, default = evaluate.code_and_score(plain, clip)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from codec import api, bitstream
+from codec.settings import EncoderSettings
 from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,7 @@ def test_bad_input_now_has_a_clean_outcome(path: Path):
 def test_huge_scales_decode_to_finite_audio(speech):
     """Regression (fuzzing): scales near float32's maximum are valid but overflowed the model to NaN."""
     audio, rate = speech
-    header, chunks = api.unpack(api.encode(audio[:, : rate // 2], rate, code_bits=8))
+    header, chunks = api.unpack(api.encode(audio[:, : rate // 2], rate, EncoderSettings(code_bits=8)))
     for chunk in chunks:
         chunk.scales[:] = np.float32(3.4e38)
         chunk.codes[:] = 127

@@ -12,6 +12,7 @@ import pytest
 from codec import api, bitstream, zoo
 from codec.errors import UsageError
 from codec.metrics import lsd_db, mel_distance_db, pesq_wb, si_sdr_db, snr_db
+from codec.settings import EncoderSettings
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_default_mode_meets_the_pesq_band(speech, default_round_trip):
 
 def test_store_phase_mode_is_near_lossless_in_phase(speech):
     audio, rate = speech
-    data = api.encode(audio, rate, store_phase=True)
+    data = api.encode(audio, rate, EncoderSettings(store_phase=True))
     decoded, _ = api.decode(data)
     assert decoded.shape == audio.shape
     assert snr_db(audio, decoded) > SNR_STORE_PHASE_MIN
@@ -50,7 +51,7 @@ def test_store_phase_mode_is_near_lossless_in_phase(speech):
 def test_residual_layer_corrects_the_low_band(short_speech):
     audio, rate = short_speech
     plain = api.encode(audio, rate)
-    coded = {step: api.encode(audio, rate, residual_hz=1000, residual_step=step) for step in (1.0, 0.5)}
+    coded = {step: api.encode(audio, rate, EncoderSettings(residual_hz=1000, residual_step=step)) for step in (1.0, 0.5)}
     header = bitstream.read_header(coded[1.0])
     assert (header.version_major, header.residual_bins, header.residual_stride) == (3, 32, 2)  # rANS codes too
     assert header.residual_step == 1.0
@@ -67,15 +68,15 @@ def test_residual_layer_corrects_the_low_band(short_speech):
 def test_residual_layer_meets_its_pesq_band(speech):
     pytest.importorskip("pesq")  # the [eval] extra
     audio, rate = speech
-    decoded, _ = api.decode(api.encode(audio, rate, residual_hz=1000))
+    decoded, _ = api.decode(api.encode(audio, rate, EncoderSettings(residual_hz=1000)))
     assert pesq_wb(audio, decoded, rate) > PESQ_RESIDUAL_1K_MIN
 
 
 def test_a_residual_layer_raises_the_griffin_lim_iterations(short_speech):
     audio, rate = short_speech
     clip = audio[:, : 2 * rate]
-    plain = api.encode(clip, rate, code_bits=4)
-    layered = api.encode(clip, rate, code_bits=4, residual_hz=1000)
+    plain = api.encode(clip, rate, EncoderSettings(code_bits=4))
+    layered = api.encode(clip, rate, EncoderSettings(code_bits=4, residual_hz=1000))
     model_iters = zoo.load_model().net.config.phase_iters
     assert model_iters < api.RESIDUAL_PHASE_ITERS
     np.testing.assert_array_equal(api.decode(plain)[0], api.decode(plain, phase_iters=model_iters)[0])
@@ -86,7 +87,7 @@ def test_a_residual_layer_raises_the_griffin_lim_iterations(short_speech):
 
 def test_banded_residual_gets_the_envelope_right_for_a_fraction_of_per_bin_codes(short_speech):
     audio, rate = short_speech
-    coded = {name: api.encode(audio, rate, code_bits=4, **settings) for name, settings in (
+    coded = {name: api.encode(audio, rate, EncoderSettings(code_bits=4, **layer)) for name, layer in (
         ("plain", {}), ("per_bin_1k", {"residual_hz": 1000}), ("per_bin_4k", {"residual_hz": 4000}),
         ("banded", {"residual_hz": 4000, "residual_bands_hz": 1000}))}
     assert bitstream.read_header(coded["banded"]).residual_bins == 128
@@ -98,8 +99,8 @@ def test_banded_residual_gets_the_envelope_right_for_a_fraction_of_per_bin_codes
 def test_coarse_channels_code_the_models_least_important_channels_with_a_bit_fewer(short_speech):
     audio, rate = short_speech
     order = zoo.load_model().channel_order
-    plain = api.encode(audio, rate, code_bits=4)
-    coarse = api.encode(audio, rate, code_bits=4, coarse_channels=12)
+    plain = api.encode(audio, rate, EncoderSettings(code_bits=4))
+    coarse = api.encode(audio, rate, EncoderSettings(code_bits=4, coarse_channels=12))
     assert len(coarse) < len(plain)
     codes = np.concatenate([chunk.codes for chunk in api.unpack(coarse)[1]], axis=-1)
     peaks = np.abs(codes).max(axis=(0, 2, 3))
@@ -114,17 +115,17 @@ def test_coarse_channels_are_checked(short_speech, tmp_path):
                              ({"coarse_channels": -1}, "coarse channels must be 0..48"),
                              ({"coarse_channels": 4, "code_bits": 2}, "need code bits of at least 3")):
         with pytest.raises(UsageError, match=message):
-            api.encode(audio, rate, **options)
+            api.encode(audio, rate, EncoderSettings(**options))
     weights = tmp_path / "custom.safetensors"
     weights.write_bytes((zoo.MODELS_DIR / zoo.find_entry(None).file).read_bytes())
     with pytest.raises(UsageError, match="has no measured channel order"):
-        api.encode(audio, rate, model=str(weights), coarse_channels=4)
+        api.encode(audio, rate, EncoderSettings(coarse_channels=4), model=str(weights))
 
 
 def test_two_dimensional_latents_are_rans_coded_with_one_table_per_latent_channel(short_speech):
     """seed2d's 33 frequency rows of each latent channel share its table; the codes survive unchanged."""
     audio, rate = short_speech
-    data = api.encode(audio, rate, model="nac-seed2d-16k-v2", code_bits=6)
+    data = api.encode(audio, rate, EncoderSettings(code_bits=6), model="nac-seed2d-16k-v2")
     header, chunks = api.unpack(data)
     assert (header.version_major, header.code_range, header.latent_height) == (3, 31, 33)
     zstd_coded = bitstream.pack(dataclasses.replace(header, code_range=0, tables_hash=b""), chunks)  # a 1.0 file
@@ -134,7 +135,7 @@ def test_two_dimensional_latents_are_rans_coded_with_one_table_per_latent_channe
 
 def test_sixteen_bit_codes_are_not_worse_than_eight(short_speech):
     audio, rate = short_speech
-    lsd = {bits: lsd_db(audio, api.decode(api.encode(audio, rate, bits=bits))[0], rate) for bits in (8, 16)}
+    lsd = {bits: lsd_db(audio, api.decode(api.encode(audio, rate, EncoderSettings(bits=bits)))[0], rate) for bits in (8, 16)}
     assert lsd[16] <= lsd[8] + 0.05
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from codec import api, streaming, zoo
+from codec.settings import EncoderSettings
 
 CHUNK = 64  # latent frames: short chunks put many boundaries in a short clip
 # Measured on the bundled clip (x2, 30 s): latents differ by ~1.5e-6 (float
@@ -59,7 +60,7 @@ def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, wi
 def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate, residual_hz):
     audio, source_rate = long_speech
     audio = api.resample(audio, source_rate, rate)
-    data = api.encode(audio, rate, residual_hz=residual_hz)
+    data = api.encode(audio, rate, EncoderSettings(residual_hz=residual_hz))
     full, _ = api.decode(data)
     part, out_rate = api.decode(data, start=17.25, duration=3.0)
     first = round(17.25 * rate)

@@ -11,6 +11,7 @@ import pytest
 
 from codec.audio_io import read_audio, write_audio
 from codec.errors import OutputError, UsageError
+from codec.settings import EncoderSettings
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -114,7 +115,7 @@ def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "eval.json").read_text())
     systems = report["settings"]["systems"]
-    assert all(s["codec"] == "nac" and s["bits"] == 8 and not s["store_phase"] for s in systems)
+    assert all(s["codec"] == "nac" and s["settings"]["bits"] == 8 and not s["settings"]["store_phase"] for s in systems)
     assert sorted(Path(r["file"]).name for r in report["files"]) == ["a.flac"] * len(systems) + ["stereo.wav"] * len(
         systems
     )
@@ -135,7 +136,7 @@ def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
     result = run_tool("eval.py", corpus, "--out", out, "--bits", "16", "--store-phase", "--keep", "0")
     assert result.returncode == 0, result.stderr
     systems = json.loads((out / "eval.json").read_text())["settings"]["systems"]
-    assert all(s["bits"] == 16 and s["store_phase"] and s["setting"].endswith("bits16+store_phase") for s in systems)
+    assert all(s["settings"]["bits"] == 16 and s["settings"]["store_phase"] and s["setting"].endswith("bits16+store_phase") for s in systems)
 
 
 def test_eval_without_inputs_is_a_usage_error(tmp_path):
@@ -229,7 +230,7 @@ def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
         ways = diagnose.rebuilds(net, torch.from_numpy(audio), code_bits=5)
     assert "decoded" in ways and "true magnitude under 1000 Hz" in ways
     assert all(w.shape == audio.shape and torch.isfinite(w).all() for w in ways.values())
-    decoded, _ = api.decode(api.encode(audio, rate, code_bits=5))
+    decoded, _ = api.decode(api.encode(audio, rate, EncoderSettings(code_bits=5)))
     assert np.abs(ways["decoded"].numpy() - decoded).max() < 1e-3  # the same decode as nac's
 
     result = run_tool("diagnose.py", tmp_path / "in", "--files", "1")
@@ -238,7 +239,7 @@ def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
 
     with torch.inference_mode():
         quick = diagnose.rebuilds(net, torch.from_numpy(audio), code_bits=5, phase_iters=2, decoded_only=True)
-    two, _ = api.decode(api.encode(audio, rate, code_bits=5), phase_iters=2)
+    two, _ = api.decode(api.encode(audio, rate, EncoderSettings(code_bits=5)), phase_iters=2)
     assert list(quick) == ["decoded"] and np.abs(quick["decoded"].numpy() - two).max() < 1e-3
 
 

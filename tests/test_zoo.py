@@ -19,6 +19,7 @@ from safetensors.torch import save
 
 from codec import api, bitstream, zoo
 from codec.errors import ModelError
+from codec.settings import EncoderSettings
 from codec.model import ModelConfig, build_model, parameter_count
 
 VECTOR = Path(__file__).resolve().parent / "vectors" / "speech-0.25s.nac"
@@ -277,7 +278,7 @@ def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
     entry = zoo.find_entry(None)
     kbps = [point.kbps for point in entry.rates]
     assert kbps == sorted(kbps) and kbps[0] < 6.0 and kbps[-1] > 20.0
-    assert all(2 <= point.code_bits <= point.bits for point in entry.rates)
+    assert all(point.settings.check().code_bits is not None for point in entry.rates)  # valid, code bits named
 
 
 def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_describes_it():
@@ -291,26 +292,27 @@ def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_desc
     entry = zoo._entry(row)
     assert entry.channel_order == (2, 0, 1)
     plain, banded, residual = entry.rates
-    assert plain.encoder_settings() == {"bits": 8, "code_bits": 3}
-    assert residual.encoder_settings() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 1000.0,
-                                           "residual_step": 0.7}
+    assert plain.settings == EncoderSettings(code_bits=3)
+    assert residual.settings == EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=1000.0, residual_step=0.7)
     assert "--coarse-channels 12 --residual-hz 1000 --residual-step 0.7" in residual.describe()
     assert "residual" not in plain.describe() and "coarse" not in plain.describe()
-    assert banded.encoder_settings() == {"bits": 8, "code_bits": 4, "residual_hz": 4000.0, "residual_step": 0.5,
-                                         "residual_bands_hz": 1000.0, "bands_per_octave": 8.0}
+    assert banded.settings == EncoderSettings(code_bits=4, residual_hz=4000.0, residual_step=0.5,
+                                              residual_bands_hz=1000.0, bands_per_octave=8.0)
+    assert zoo._entry({**row, "rates": [point.settings.to_json() | {"kbps": point.kbps} for point in entry.rates]}
+                      ).rates == tuple(zoo.RatePoint(point.settings, point.kbps) for point in entry.rates)
     assert banded.options().endswith("--residual-hz 4000 --residual-step 0.5 --residual-bands-hz 1000 "
                                      "--bands-per-octave 8")
 
 
 def points(*rates):
     return zoo.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
-                          rates=tuple(zoo.RatePoint(8, bits, kbps) for bits, kbps in rates))
+                          rates=tuple(zoo.RatePoint(EncoderSettings(code_bits=bits), kbps) for bits, kbps in rates))
 
 
 @pytest.mark.parametrize("target, code_bits", [(6.0, 3), (7.0, 4), (7.5, 4), (100.0, 6), (1.0, 3)])
 def test_rate_point_is_the_highest_at_or_below_the_target_else_the_lowest(target, code_bits):
     entry = points((3, 5.0), (4, 7.0), (6, 10.0))
-    assert zoo.rate_point(entry, target).code_bits == code_bits
+    assert zoo.rate_point(entry, target).settings.code_bits == code_bits
 
 
 def test_a_model_without_rates_refuses_a_bitrate():
@@ -321,8 +323,7 @@ def test_a_model_without_rates_refuses_a_bitrate():
 @pytest.mark.parametrize("text", ["6k", "6 kbps", "6", "6.0K", " 6kbit/s "])
 def test_bitrate_text_is_read_as_kbps(text):
     expected = zoo.rate_point(zoo.find_entry(None), 6.0)
-    assert api.bitrate_settings(text) == expected.encoder_settings()
-    assert expected.encoder_settings()["code_bits"] == expected.code_bits
+    assert api.bitrate_settings(text) == expected.settings and expected.settings.code_bits is not None
 
 
 @pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "2000k"])

@@ -27,13 +27,14 @@ from safetensors.torch import save  # noqa: E402
 
 from codec import api, bitstream, entropy, quantize, zoo  # noqa: E402
 from codec.evaluate import collect_inputs, load_reference, spread  # noqa: E402
+from codec.settings import EncoderSettings  # noqa: E402
 
 
 def stream_codes(model: str, files: list[Path], code_bits: int, models_dir: Path) -> list[np.ndarray]:
     """Per file, its codes as (rows, frames), rows in body order (audio channel, latent channel, height)."""
     rows, rate = [], zoo.find_entry(model, models_dir).sample_rate
     for path in files:
-        _, chunks = api.unpack(api.encode(load_reference(path), rate, model=model, code_bits=code_bits))
+        _, chunks = api.unpack(api.encode(load_reference(path), rate, EncoderSettings(code_bits=code_bits), model=model))
         codes = np.concatenate([chunk.codes for chunk in chunks], axis=-1)
         rows.append(codes.reshape(-1, codes.shape[-1]).astype(np.int64))
     return rows

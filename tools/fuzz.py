@@ -89,6 +89,7 @@ from codec import api, bitstream, zoo  # noqa: E402
 from codec.audio_io import read_audio  # noqa: E402
 from codec.errors import NacError  # noqa: E402
 from codec.quantize import dequantize, quantize  # noqa: E402
+from codec.settings import EncoderSettings  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 CLIP = ROOT / "samples" / "speech-en-allison.flac"
@@ -151,11 +152,11 @@ def load_seeds() -> list[Seed]:
         mono = clip[:, : rate // 2]
         seeds.append(make_seed("fresh-mono-8bit", api.encode(mono, rate)))
         stereo = api.resample(np.concatenate([clip, -0.5 * clip])[:, rate : rate + rate * 3 // 10], rate, 22050)
-        seeds.append(make_seed("fresh-stereo-phase16", api.encode(stereo, 22050, bits=16, store_phase=True)))
+        seeds.append(make_seed("fresh-stereo-phase16", api.encode(stereo, 22050, EncoderSettings(bits=16, store_phase=True))))
         eight = api.resample(clip[:, : rate // 5], rate, 8000)
         gains = np.linspace(1.0, -1.0, 8, dtype=np.float32)[:, None]
         seeds.append(make_seed("fresh-8ch-8k", api.encode(gains * eight, 8000)))
-        seeds.append(make_seed("fresh-stereo-residual", api.encode(stereo, 22050, residual_hz=2000)))
+        seeds.append(make_seed("fresh-stereo-residual", api.encode(stereo, 22050, EncoderSettings(residual_hz=2000))))
     return seeds
 
 

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from codec import api, bitstream, zoo  # noqa: E402
 from codec.audio_io import read_audio  # noqa: E402
+from codec.settings import EncoderSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "samples" / "speech-en-allison.flac"
@@ -97,8 +98,9 @@ def source(item: Vector) -> np.ndarray:
 
 def encode(item: Vector) -> bytes:
     """The ``.nac`` bytes of ``item`` with the shipped default model."""
-    return api.encode(source(item), item.rate, bits=item.bits, store_phase=item.store_phase,
-                      residual_hz=item.residual_hz, code_bits=item.code_bits)
+    settings = EncoderSettings(bits=item.bits, store_phase=item.store_phase, residual_hz=item.residual_hz,
+                               code_bits=item.code_bits)
+    return api.encode(source(item), item.rate, settings)
 
 
 def describe(item: Vector, data: bytes) -> dict:

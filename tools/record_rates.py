@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec.api import DEFAULT_CODE_BITS  # noqa: E402
-from codec.evaluate import preset_settings  # noqa: E402
+from codec.evaluate import parse_preset  # noqa: E402
 from codec.errors import ModelError  # noqa: E402
 from codec.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
 
@@ -38,24 +38,14 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             model, _, preset = system["setting"].partition(" ")
             if system["codec"] != "nac" or model != name:
                 continue
-            settings = preset_settings(preset)
-            if settings["store_phase"] or settings["phase_iters"] is not None:
+            settings, phase_iters = parse_preset(preset)
+            if settings.store_phase or phase_iters is not None:
                 continue  # not an encoder setting --bitrate can pick (or decoded unlike a plain decode)
-            bits = settings["bits"]
-            code_bits = settings["code_bits"] or DEFAULT_CODE_BITS[bits]
-            point = {"bits": bits, "code_bits": code_bits}
-            if settings["coarse_channels"]:
-                point.update(coarse_channels=settings["coarse_channels"])
-            if settings["residual_hz"]:
-                point.update(residual_hz=settings["residual_hz"], residual_step=settings["residual_step"])
-            if settings["residual_bands_hz"]:
-                point.update(residual_bands_hz=settings["residual_bands_hz"],
-                             bands_per_octave=settings["bands_per_octave"])
+            point = replace(settings, code_bits=settings.effective_code_bits).to_json()
+            setting_key = tuple(point.items())  # the same settings from two reports: the later one counts
             point.update(kbps=round(system["kbps"], 2),
                          scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
-            key = (bits, code_bits, settings["coarse_channels"], settings["residual_hz"], settings["residual_step"],
-                   settings["residual_bands_hz"], settings["bands_per_octave"])
-            points[key] = point
+            points[setting_key] = point
             if preset == "default":
                 default = system
     # at equal kbps the better point comes first, so the others count as matched by it

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codec import api, metrics  # noqa: E402
 from codec.audio_io import read_audio, write_audio  # noqa: E402
 from codec.errors import NacError  # noqa: E402
+from codec.settings import EncoderSettings  # noqa: E402
 
 SETTINGS = {  # name: (store_phase, bits)
     "near_lossless": (True, 16),
@@ -38,7 +39,7 @@ def tone(seconds: float = 1.0, rate: int = 16000, hz: float = 440.0) -> np.ndarr
 def run_setting(name: str, audio: np.ndarray, rate: int, out: Path, model: str | None) -> tuple[dict, list[str]]:
     """Encode/decode at one setting, write its wavs; returns (scores, problems found)."""
     store_phase, bits = SETTINGS[name]
-    data = api.encode(audio, rate, model=model, bits=bits, store_phase=store_phase)
+    data = api.encode(audio, rate, EncoderSettings(bits=bits, store_phase=store_phase), model=model)
     decoded, decoded_rate = api.decode(data, model=model)
     problems = []
     if decoded.shape != audio.shape or decoded_rate != rate:

@@ -1,0 +1,106 @@
+"""Encoder settings: how a file is coded, as one frozen record.
+
+``nac encode``'s options, a shipped model's measured operating points, a
+batch's shared options and an eval preset all name the same few choices;
+:class:`EncoderSettings` carries them from one layer to the next and checks
+them in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .bitstream import MAX_RESIDUAL_STEP
+from .errors import UsageError
+from .quantize import DEFAULT_BANDS_PER_OCTAVE
+
+BITS_CHOICES = (8, 16)
+# Latent code precision used when the caller names none (format_spec.md section 9):
+# measured on dev speech, 5-bit codes in 8-bit integers cost 0.01-0.02 PESQ
+# against full 8-bit codes and save about 40 % of the bytes.
+DEFAULT_CODE_BITS = {8: 5, 16: 16}
+# Log-magnitude step of the residual layer when the caller names none (0.5 is
+# about 4.3 dB): on 40 dev files (cb4 latents, a column every 2 frames) steps
+# 0.7 / 0.5 / 0.35 gave PESQ-WB 3.33 / 3.38 / 3.38 under 1 kHz and 3.61 /
+# 3.67 / 3.70 under 2 kHz for 3.7 / 4.5 / 5.3 and 7.4 / 8.9 / 10.6 kbit/s of
+# residual: 0.5 is the knee.
+DEFAULT_RESIDUAL_STEP = 0.5
+MAX_RESIDUAL_HZ = 96000.0  # half the highest input rate (api.MAX_RATE); the layer stops at the model's top bin
+MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 3 kHz (16 kHz model) are single bins
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What :func:`codec.api.encode` is asked to make (the defaults: a plain file with 5-bit codes).
+
+    ``code_bits`` (2..bits; None: :data:`DEFAULT_CODE_BITS`) limits the latent
+    codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser
+    latents. ``coarse_channels`` gives the model's that many least important
+    latent channels (its measured ``channel_order``) one code bit fewer.
+    ``residual_hz`` > 0 adds the residual layer (a version 2.0 file, 3.0 with
+    rANS-coded codes): the log-magnitude of the STFT bins under that frequency,
+    corrected towards the original in steps of ``residual_step``.
+    ``residual_bands_hz`` > 0 (below ``residual_hz``) codes the layer's bins
+    above it as one gain per band ``1/bands_per_octave`` octave wide: the
+    spectral envelope for far fewer bits than per-bin corrections (the decoder
+    reads ordinary codes).
+    """
+
+    bits: int = 8
+    store_phase: bool = False
+    code_bits: int | None = None
+    coarse_channels: int = 0
+    residual_hz: float = 0.0
+    residual_step: float = DEFAULT_RESIDUAL_STEP
+    residual_bands_hz: float = 0.0
+    bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE
+
+    def check(self) -> EncoderSettings:
+        """The settings themselves, or :class:`UsageError` naming the first one out of range."""
+        if self.bits not in BITS_CHOICES:
+            raise UsageError(f"bits must be 8 or 16, not {self.bits}")
+        if self.code_bits is not None and not 2 <= self.code_bits <= self.bits:
+            raise UsageError(f"code bits must be 2..{self.bits}, not {self.code_bits}")
+        if not 0.0 <= self.residual_hz <= MAX_RESIDUAL_HZ:
+            raise UsageError(f"residual band {self.residual_hz:g} Hz is outside 0..{MAX_RESIDUAL_HZ:g} Hz")
+        if self.residual_bands_hz and not 0.0 < self.residual_bands_hz < self.residual_hz:
+            raise UsageError(f"residual bands from {self.residual_bands_hz:g} Hz need a residual band above it "
+                             f"(residual up to {self.residual_hz:g} Hz)")
+        if not 1.0 <= self.bands_per_octave <= MAX_BANDS_PER_OCTAVE:
+            raise UsageError(f"bands per octave must be 1..{MAX_BANDS_PER_OCTAVE}, not {self.bands_per_octave:g}")
+        if not 0.0 < self.residual_step <= MAX_RESIDUAL_STEP:
+            raise UsageError(f"residual step {self.residual_step:g} is outside (0, {MAX_RESIDUAL_STEP:g}]")
+        return self
+
+    @property
+    def effective_code_bits(self) -> int:
+        """``code_bits``, or the default for ``bits`` when it is None."""
+        return DEFAULT_CODE_BITS[self.bits] if self.code_bits is None else self.code_bits
+
+    def to_json(self) -> dict:
+        """The settings that matter, by name: ``bits`` always, the rest where set (a residual step and band width
+        only with their layer). A manifest's rate point stores this."""
+        row: dict = {"bits": self.bits}
+        if self.code_bits is not None:
+            row["code_bits"] = self.code_bits
+        if self.store_phase:
+            row["store_phase"] = True
+        if self.coarse_channels:
+            row["coarse_channels"] = self.coarse_channels
+        if self.residual_hz:
+            row.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
+        if self.residual_bands_hz:
+            row.update(residual_bands_hz=self.residual_bands_hz, bands_per_octave=self.bands_per_octave)
+        return row
+
+    def options(self) -> str:
+        """The ``nac encode`` options that ask for these settings (:meth:`to_json`'s, as flags)."""
+        return " ".join(f"--{name.replace('_', '-')}" + ("" if value is True else f" {value:g}")
+                        for name, value in self.to_json().items())
+
+    @classmethod
+    def from_json(cls, row: dict) -> EncoderSettings:
+        """Settings from :meth:`to_json`'s keys (other keys ignored), typed; missing ones keep the defaults."""
+        types = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int}
+        return cls(**{f.name: types.get(f.name, float)(row[f.name]) for f in fields(cls)
+                      if row.get(f.name) is not None})

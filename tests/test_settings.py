@@ -1,0 +1,51 @@
+"""Encoder settings: the range checks, the manifest form and the CLI options they stand for."""
+
+import pytest
+
+from codec.errors import UsageError
+from codec.settings import EncoderSettings
+
+LAYERED = EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=4000.0, residual_step=0.45,
+                          residual_bands_hz=1250.0, bands_per_octave=12.0)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bits": 12}, "bits must be 8 or 16, not 12"),
+    ({"code_bits": 9}, r"code bits must be 2\.\.8, not 9"),
+    ({"bits": 16, "code_bits": 1}, r"code bits must be 2\.\.16, not 1"),
+    ({"residual_hz": 96001.0}, r"residual band 96001 Hz is outside 0\.\.96000 Hz"),
+    ({"residual_hz": 1000.0, "residual_bands_hz": 1000.0}, "residual bands from 1000 Hz need a residual band above"),
+    ({"bands_per_octave": 49.0}, r"bands per octave must be 1\.\.48, not 49"),
+    ({"residual_step": 16.5}, r"residual step 16.5 is outside \(0, 16\]"),
+    ({"residual_step": float("nan")}, "residual step nan is outside"),
+])
+def test_out_of_range_settings_are_usage_errors(fields, message):
+    with pytest.raises(UsageError, match=message):
+        EncoderSettings(**fields).check()
+
+
+def test_valid_settings_check_as_themselves():
+    assert EncoderSettings().check() == EncoderSettings()
+    assert LAYERED.check() is LAYERED
+
+
+def test_code_bits_default_by_width():
+    assert EncoderSettings().effective_code_bits == 5
+    assert EncoderSettings(bits=16).effective_code_bits == 16
+    assert LAYERED.effective_code_bits == 4
+
+
+def test_manifest_form_names_only_what_is_set_and_reads_back():
+    assert EncoderSettings().to_json() == {"bits": 8}
+    assert EncoderSettings(residual_step=0.3, bands_per_octave=6.0).to_json() == {"bits": 8}  # no layer: unused
+    assert LAYERED.to_json() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 4000.0,
+                                 "residual_step": 0.45, "residual_bands_hz": 1250.0, "bands_per_octave": 12.0}
+    for settings in (EncoderSettings(), LAYERED, EncoderSettings(bits=16, store_phase=True, code_bits=10)):
+        assert EncoderSettings.from_json(settings.to_json() | {"kbps": 1.0}) == settings
+
+
+def test_options_are_the_nac_encode_flags():
+    assert EncoderSettings().options() == "--bits 8"
+    assert EncoderSettings(bits=16, store_phase=True).options() == "--bits 16 --store-phase"
+    assert LAYERED.options() == ("--bits 8 --code-bits 4 --coarse-channels 12 --residual-hz 4000 "
+                                 "--residual-step 0.45 --residual-bands-hz 1250 --bands-per-octave 12")
