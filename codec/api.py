@@ -21,7 +21,6 @@ import soxr
 import torch
 
 from . import bitstream, streaming, zoo
-from .settings import EncoderSettings
 from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .model import MAX_PHASE_ITERS
@@ -35,6 +34,7 @@ from .quantize import (
     quantize_residual,
     residual_band_edges,
 )
+from .settings import EncoderSettings
 
 CHUNK_SECONDS = 8.0  # target duration of one container chunk
 # The encoder runs on this many torch threads whatever the caller set: oneDNN and
