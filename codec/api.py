@@ -33,6 +33,7 @@ from .quantize import (
     quantize_phase,
     quantize_residual,
     residual_band_edges,
+    upsample_residual,
 )
 from .settings import EncoderSettings
 
@@ -121,6 +122,11 @@ def bitrate_settings(bitrate: str, model: str | None = None) -> EncoderSettings:
 def residual_bins(config, residual_hz: float) -> int:
     """STFT bins of the residual layer for ``residual_hz``: those whose centre lies below it."""
     return min(config.n_fft // 2 + 1, math.ceil(residual_hz * config.n_fft / config.sample_rate))
+
+
+def residual_phase_iters(config) -> int:
+    """Griffin-Lim iterations for a file with a residual layer, unless the caller names others."""
+    return max(config.phase_iters, RESIDUAL_PHASE_ITERS)
 
 
 def latent_code_bits(loaded: zoo.LoadedModel, code_bits: int, coarse_channels: int) -> np.ndarray:
@@ -219,12 +225,18 @@ def encode_parts(
     def code_roundtrip(latent: np.ndarray) -> np.ndarray:
         return dequantize(*quantize(latent, bits, channel_bits), bits)
 
+    def residual_roundtrip(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+        codes = quantize_residual(original[..., ::column_stride], decoded[..., ::column_stride], step, band_edges)
+        return upsample_residual(dequantize_residual(codes, step), column_stride)
+
     def chunks() -> Iterator[bitstream.Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
         source = streaming.SampleWindow(resample_blocks(clean, sample_rate, config.sample_rate, channels), channels,
                                         model_samples)
         with torch_threads(ENCODE_THREADS):
-            analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, low_bins, code_roundtrip)
+            loop = (streaming.ClosedLoop(residual_roundtrip, step, residual_phase_iters(config))
+                    if low_bins and settings.closed_loop else None)
+            analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, low_bins, code_roundtrip, loop)
             for index, part in enumerate(analyses):
                 codes, scales = quantize(part.latent, bits, channel_bits)
                 phase_codes = None if part.phase is None else quantize_phase(part.phase, bits)
@@ -307,7 +319,7 @@ def _output_blocks(
     if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
         raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
     if phase_iters is None and header.residual_bins:
-        phase_iters = max(net.config.phase_iters, RESIDUAL_PHASE_ITERS)
+        phase_iters = residual_phase_iters(net.config)
     out_rate = header.model_sample_rate if keep_model_rate else header.original_sample_rate
     out_length = header.model_sample_count if keep_model_rate else header.sample_count
     first, stop = span if span is not None else (0, out_length)

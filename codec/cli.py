@@ -73,6 +73,11 @@ BandsPerOctaveOption = Annotated[
     typer.Option("--bands-per-octave", help="Width of those bands: more is finer and larger "
                  f"[default: {DEFAULT_BANDS_PER_OCTAVE:g}]."),
 ]
+ClosedLoopOption = Annotated[
+    bool,
+    typer.Option("--closed-loop", help="Aim the residual layer at what the decoder's own output lacks: "
+                 "about +0.04 PESQ-WB for a few per cent more bytes, several times slower encoding."),
+]
 ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Model name or id (see `nac models`), or a .safetensors path.")
 ]
@@ -116,13 +121,14 @@ def encode(
     residual_step: ResidualStepOption = None,
     residual_bands_hz: ResidualBandsOption = None,
     bands_per_octave: BandsPerOctaveOption = None,
+    closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file to .nac."""
     output = output or _default_output(input, ".nac")
-    settings = _code_settings(bitrate, model, store_phase, bits=bits, code_bits=code_bits,
+    settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     streaming.tune_heap()
@@ -132,15 +138,17 @@ def encode(
     _say(f"{input} -> {output}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
 
 
-def _code_settings(bitrate: str | None, model: str | None, store_phase: bool, **given: float | None) -> EncoderSettings:
+def _code_settings(
+    bitrate: str | None, model: str | None, store_phase: bool, closed_loop: bool, **given: float | None
+) -> EncoderSettings:
     """Encoder settings from either --bitrate or the options it stands for (``given``, None where unset)."""
     if bitrate is None:  # unset ones keep the defaults
-        return EncoderSettings(store_phase=store_phase,
+        return EncoderSettings(store_phase=store_phase, closed_loop=closed_loop,
                                **{name: value for name, value in given.items() if value is not None}).check()
     if any(value is not None for value in given.values()):
         raise UsageError("--bitrate chooses --bits, --code-bits, --coarse-channels and the residual layer: "
                          "give one or the other")
-    return replace(api.bitrate_settings(bitrate, model), store_phase=store_phase)
+    return replace(api.bitrate_settings(bitrate, model), store_phase=store_phase, closed_loop=closed_loop).check()
 
 
 @contextlib.contextmanager
@@ -304,6 +312,7 @@ def batch_command(
     residual_step: ResidualStepOption = None,
     residual_bands_hz: ResidualBandsOption = None,
     bands_per_octave: BandsPerOctaveOption = None,
+    closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
     engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
@@ -314,7 +323,7 @@ def batch_command(
     report_format: ReportFormat = "table",
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    settings = _code_settings(bitrate, model, store_phase, bits=bits, code_bits=code_bits,
+    settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
     if report_format not in batch.REPORT_FORMATS:

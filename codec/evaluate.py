@@ -65,6 +65,7 @@ PRESETS = {
     "bits8": {"bits": 8},
     "bits16": {"bits": 16},
     "store_phase": {"store_phase": True},
+    "loop": {"closed_loop": True},  # the residual layer's closed loop (nac encode --closed-loop)
     **{f"cb{n}": {"code_bits": n} for n in range(2, 17)},  # latent code precision (nac encode --code-bits N)
 }
 # the residual layer's band, step and banded part (nac encode --residual-hz N --residual-step S

@@ -43,7 +43,11 @@ class EncoderSettings:
     ``residual_bands_hz`` > 0 (below ``residual_hz``) codes the layer's bins
     above it as one gain per band ``1/bands_per_octave`` octave wide: the
     spectral envelope for far fewer bits than per-bin corrections (the decoder
-    reads ordinary codes).
+    reads ordinary codes). ``closed_loop`` makes the encoder decode each window
+    once (network and phase iterations, as the decoder will) and aim the
+    layer's codes at what that output still lacks: a few per cent more bits,
+    about +0.04 PESQ-WB, several times the encoding time (the file format is
+    the same).
     """
 
     bits: int = 8
@@ -54,6 +58,7 @@ class EncoderSettings:
     residual_step: float = DEFAULT_RESIDUAL_STEP
     residual_bands_hz: float = 0.0
     bands_per_octave: float = DEFAULT_BANDS_PER_OCTAVE
+    closed_loop: bool = False
 
     def check(self) -> EncoderSettings:
         """The settings themselves, or :class:`UsageError` naming the first one out of range."""
@@ -68,6 +73,8 @@ class EncoderSettings:
                              f"(residual up to {self.residual_hz:g} Hz)")
         if not 1.0 <= self.bands_per_octave <= MAX_BANDS_PER_OCTAVE:
             raise UsageError(f"bands per octave must be 1..{MAX_BANDS_PER_OCTAVE}, not {self.bands_per_octave:g}")
+        if self.closed_loop and not self.residual_hz:
+            raise UsageError("a closed loop needs the residual layer (residual band above 0 Hz)")
         if not 0.0 < self.residual_step <= MAX_RESIDUAL_STEP:
             raise UsageError(f"residual step {self.residual_step:g} is outside (0, {MAX_RESIDUAL_STEP:g}]")
         return self
@@ -91,6 +98,8 @@ class EncoderSettings:
             row.update(residual_hz=self.residual_hz, residual_step=self.residual_step)
         if self.residual_bands_hz:
             row.update(residual_bands_hz=self.residual_bands_hz, bands_per_octave=self.bands_per_octave)
+        if self.closed_loop:
+            row["closed_loop"] = True
         return row
 
     def options(self) -> str:
@@ -101,6 +110,6 @@ class EncoderSettings:
     @classmethod
     def from_json(cls, row: dict) -> EncoderSettings:
         """Settings from :meth:`to_json`'s keys (other keys ignored), typed; missing ones keep the defaults."""
-        types = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int}
+        types = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int, "closed_loop": bool}
         return cls(**{f.name: types.get(f.name, float)(row[f.name]) for f in fields(cls)
                       if row.get(f.name) is not None})

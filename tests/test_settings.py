@@ -18,6 +18,7 @@ LAYERED = EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=4000.0, r
     ({"bands_per_octave": 49.0}, r"bands per octave must be 1\.\.48, not 49"),
     ({"residual_step": 16.5}, r"residual step 16.5 is outside \(0, 16\]"),
     ({"residual_step": float("nan")}, "residual step nan is outside"),
+    ({"closed_loop": True}, "a closed loop needs the residual layer"),
 ])
 def test_out_of_range_settings_are_usage_errors(fields, message):
     with pytest.raises(UsageError, match=message):
@@ -40,12 +41,15 @@ def test_manifest_form_names_only_what_is_set_and_reads_back():
     assert EncoderSettings(residual_step=0.3, bands_per_octave=6.0).to_json() == {"bits": 8}  # no layer: unused
     assert LAYERED.to_json() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 4000.0,
                                  "residual_step": 0.45, "residual_bands_hz": 1250.0, "bands_per_octave": 12.0}
-    for settings in (EncoderSettings(), LAYERED, EncoderSettings(bits=16, store_phase=True, code_bits=10)):
+    for settings in (EncoderSettings(), LAYERED, EncoderSettings(bits=16, store_phase=True, code_bits=10),
+                     EncoderSettings(residual_hz=1000.0, closed_loop=True)):
         assert EncoderSettings.from_json(settings.to_json() | {"kbps": 1.0}) == settings
 
 
 def test_options_are_the_nac_encode_flags():
     assert EncoderSettings().options() == "--bits 8"
     assert EncoderSettings(bits=16, store_phase=True).options() == "--bits 16 --store-phase"
+    assert EncoderSettings(residual_hz=1000.0, closed_loop=True).options() == ("--bits 8 --residual-hz 1000 "
+                                                                             "--residual-step 0.5 --closed-loop")
     assert LAYERED.options() == ("--bits 8 --code-bits 4 --coarse-channels 12 --residual-hz 4000 "
                                  "--residual-step 0.45 --residual-bands-hz 1250 --bands-per-octave 12")
