@@ -32,9 +32,10 @@ ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encod
 DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
 DECODE_WINDOW = 256  # latent frames decoded together (whole chunks, at least one)
 # Share of the synthesis shortfall a closed-loop residual makes up (closed_loop_decoded).
-# Scratch measurements, v5 at the 15.20 kbps setting (step 0.45, bands from 1.25 kHz),
-# shortfall taken from whole-file decoding: 0.5 gave PESQ-WB +0.047 / +0.045 for
-# +0.30 / +0.31 kbit/s on 100 train / 100 dev files; 1.0 overshot (-0.12 on 40 train files).
+# v5 at the 15.20 kbps setting (step 0.45, bands from 1.25 kHz), 100 dev files: 0.5 gave
+# PESQ-WB 4.05 at 15.53 kbps against 4.01 at 15.20 open loop. A scratch version with the
+# shortfall from whole-file decoding gave +0.05 for +0.30 kbit/s on 100 train files too;
+# 1.0 overshot (-0.12 on 40 train files), and moving by fractions of a step lost 0.08.
 CLOSED_LOOP_GAIN = 0.5
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 HEAP_THRESHOLD = 256 << 20  # bytes: arrays below this live on the heap, which keeps this much free
@@ -179,7 +180,7 @@ def closed_loop_decoded(
     log-magnitude (after the open-loop residual and the decoder's phase
     iterations) falls short of the original where the residual aimed. Where
     ``CLOSED_LOOP_GAIN`` of that shortfall comes to at least half a step, the
-    decoded value moves down by those whole steps, so the codes aim past it;
+    decoded value moves the other way by those whole steps, so the codes aim past it;
     smaller shortfalls leave the codes as they were. Both sides are held at
     the residual floor first, as the quantizer does. Inputs are (C, bins,
     frames) for the whole window.
