@@ -28,11 +28,11 @@ from .quantize import (
     dequantize,
     dequantize_phase,
     dequantize_residual,
+    expand_rows,
     levels_within,
     quantize,
     quantize_phase,
     quantize_residual,
-    residual_band_edges,
     upsample_residual,
 )
 from .settings import EncoderSettings
@@ -187,9 +187,9 @@ def encode_parts(
     code_range = levels_within(code_bits, bits)
     code_tables = loaded.code_tables.get(code_range)
     low_bins = residual_bins(config, settings.residual_hz)
-    band_edges = (residual_band_edges(residual_bins(config, settings.residual_bands_hz), low_bins,
-                                      settings.bands_per_octave)
-                  if settings.residual_bands_hz else None)
+    # residual rows: single bins up to the bands' start (all of them without bands), then bands
+    band_start = residual_bins(config, settings.residual_bands_hz) if settings.residual_bands_hz else low_bins
+    band_growth = round(2 ** (1 / settings.bands_per_octave) * bitstream.GROWTH_ONE)  # 16.16 fixed point
     step = float(np.float32(settings.residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
     model_samples = round(samples * config.sample_rate / sample_rate)
@@ -220,14 +220,17 @@ def encode_parts(
         residual_step=step,
         code_range=code_range if code_tables is not None else 0,
         tables_hash=loaded.tables_hash if code_tables is not None else b"",
+        residual_band_start=min(band_start, low_bins),
+        residual_band_growth=band_growth if low_bins else 0,
     )
+    row_edges = header.residual_row_edges()
 
     def code_roundtrip(latent: np.ndarray) -> np.ndarray:
         return dequantize(*quantize(latent, bits, channel_bits), bits)
 
     def residual_roundtrip(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
-        codes = quantize_residual(original[..., ::column_stride], decoded[..., ::column_stride], step, band_edges)
-        return upsample_residual(dequantize_residual(codes, step), column_stride)
+        codes = quantize_residual(original[..., ::column_stride], decoded[..., ::column_stride], step, row_edges)
+        return upsample_residual(dequantize_residual(expand_rows(codes, row_edges), step), column_stride)
 
     def chunks() -> Iterator[bitstream.Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
@@ -243,7 +246,7 @@ def encode_parts(
                 residual = None
                 if low_bins:  # the columns: every column_stride-th STFT frame
                     residual = quantize_residual(part.original[..., ::column_stride],
-                                                 part.decoded[..., ::column_stride], step, band_edges)
+                                                 part.decoded[..., ::column_stride], step, row_edges)
                 yield bitstream.Chunk(index, part.latent.shape[-1], scales, codes, phase_codes, residual)
                 if on_progress is not None:
                     on_progress(index + 1, chunk_count)
@@ -340,12 +343,14 @@ def _output_blocks(
                             np.float32)
         return dequantize_phase(chunk.phase, header.bits)
 
+    row_edges = header.residual_row_edges()
+
     def residual_at(index: int) -> np.ndarray:
         chunk = chunks[index]
         if chunk is None:
             columns = header.residual_columns(header.chunk_frames_at(index))
             return np.zeros((header.channels, header.residual_bins, columns), np.float32)
-        return dequantize_residual(chunk.residual, header.residual_step)
+        return dequantize_residual(expand_rows(chunk.residual, row_edges), header.residual_step)
 
     chunk_samples = header.chunk_frames * header.samples_per_frame
     to_model = header.model_sample_rate / out_rate

@@ -1,4 +1,4 @@
-"""The ``.nac`` container (versions 1.0, 2.0 and 3.0): header, checksummed chunks, end record.
+"""The ``.nac`` container (versions 1.0 to 4.0): header, checksummed chunks, end record.
 
 ``format_spec.md`` is the normative description; this module implements it
 and nothing else (no torch, no model).  Layers:
@@ -11,8 +11,9 @@ and nothing else (no torch, no model).  Layers:
 * plain functions check the semantic rules (limits, counts, sizes) before
   anything is allocated, shared by :func:`pack` (``ValueError``: a bug in the
   caller) and the readers (``FormatError``: a bad file);
-* zstd and (v3) the rANS code stream (:mod:`codec.entropy`, with tables the
-  caller supplies) run outside the schemas, bounded by the sizes the header
+* zstd, (v3, v4) the rANS stream of the latent codes (:mod:`codec.entropy`,
+  with tables the caller supplies) and (v4) the adaptive rANS stream of the
+  residual codes run outside the schemas, bounded by the sizes the header
   implies.
 
 Public API: :class:`StreamHeader`, :class:`Chunk`, :func:`pack`,
@@ -89,9 +90,10 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2, 3)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes (format_spec.md section 5)
+VERSION_MAJORS = (1, 2, 3, 4)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
+# residual codes in rows and bands (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -101,8 +103,8 @@ ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"  # 0xFD2FB528 little-endian (RFC 8878)
 # on 100 dev speech files (2 s each). Latent codes are a few KB a second, so
 # a slow level costs little: 15 made 4-bit files 0.3 % smaller than 12.
 # Stored phase is 30-60x bigger and gains little, so it keeps the fast 12.
-# Residual codes: 19 took 1.3 % (bins under 1 kHz) to 6.3 % (under 2 kHz)
-# fewer bytes than 12, compressing about 10 MB/s.
+# Residual codes (v2, v3 only; v4 codes them with rANS): 19 took 1.3 % (bins
+# under 1 kHz) to 6.3 % (under 2 kHz) fewer bytes than 12.
 ZSTD_LEVEL_LATENT = 15
 ZSTD_LEVEL_PHASE = 12
 ZSTD_LEVEL_RESIDUAL = 19
@@ -134,6 +136,7 @@ MAX_CHANNELS = _RANGES["channels"][3]
 MAX_RESIDUAL_STEP = 16.0  # residual_step range (0, 16]: a step of e^16 is already absurd
 MAX_CODE_RANGE = 127  # implementation limit on code_range (tables of 255 x 255 per latent channel)
 RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
+GROWTH_ONE = 1 << 16  # residual_band_growth's fixed-point 1.0 (every row one bin); 2.0 is its maximum
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
 ZSTD_MAX_WINDOW = 2**26  # >= MAX_CHUNK_RAW_SIZE; bounds the decoder's window buffer
 # scan() parses at most this many times the file's size in records (a sound file
@@ -173,16 +176,21 @@ class StreamHeader:
     latent_frames: int  # u32, latent frames in the stream
     chunk_frames: int  # u32, latent frames per chunk (the last has 1..chunk_frames)
     chunk_count: int  # u32
-    residual_bins: int = 0  # u16, v2 only: lowest STFT bins with a residual layer (0: none, a v1 file)
-    residual_stride: int = 0  # u16, v2 only: STFT frames per residual column (divides time_stride)
-    residual_step: float = 0.0  # f32, v2 only: log-magnitude step of one residual code
-    code_range: int = 0  # u16, v3 only: U, the latent codes' range [-U, U], rANS-coded with the model's tables
-    tables_hash: bytes = b""  # v3 only: first 8 bytes of SHA-256 of the model's code tables file
+    residual_bins: int = 0  # u16, v2+: lowest STFT bins with a residual layer (0: none)
+    residual_stride: int = 0  # u16, v2+: STFT frames per residual column (divides time_stride)
+    residual_step: float = 0.0  # f32, v2+: log-magnitude step of one residual code
+    code_range: int = 0  # u16, v3+: U, the latent codes' range [-U, U], rANS-coded with the model's tables (0: zstd)
+    tables_hash: bytes = b""  # v3+: first 8 bytes of SHA-256 of the model's code tables file (empty without)
+    residual_band_start: int = 0  # u16, v4 only: residual bins below this are rows of one bin each
+    residual_band_growth: int = 0  # u32, v4 only: band widening in 16.16 fixed point (0: not v4, per-bin rows)
 
     @property
     def version_major(self) -> int:
-        """1 plain, 2 with a residual layer, 3 with rANS-coded codes: writers use the oldest that holds the stream."""
-        return 3 if self.code_range else 2 if self.residual_bins else 1
+        """1 plain, 2 with a residual layer, 3 with rANS-coded codes, 4 with rANS-coded residual rows.
+
+        Writers use the oldest version that holds the stream.
+        """
+        return 4 if self.residual_band_growth else 3 if self.code_range else 2 if self.residual_bins else 1
 
     @property
     def code_dtype(self) -> np.dtype:
@@ -198,6 +206,26 @@ class StreamHeader:
     def phase_bins(self) -> int:
         """STFT bins stored per phase column: ``n_fft // 2 + 1``."""
         return self.n_fft // 2 + 1
+
+    def residual_row_edges(self) -> list[int]:
+        """Bin edges of the residual rows (format_spec.md section 9): one row per bin before v4.
+
+        ``[0, 1, ..., residual_band_start]``, then ``e[i+1] = min(residual_bins,
+        max(e[i] + 1, (e[i] * residual_band_growth + 2**15) >> 16))`` up to
+        ``residual_bins``: integers only, so every decoder finds the same rows.
+        """
+        if not self.residual_band_growth:
+            return list(range(self.residual_bins + 1))
+        edges = list(range(self.residual_band_start + 1))
+        while edges[-1] < self.residual_bins:
+            grown = (edges[-1] * self.residual_band_growth + (GROWTH_ONE >> 1)) >> 16
+            edges.append(min(self.residual_bins, max(edges[-1] + 1, grown)))
+        return edges
+
+    @property
+    def residual_rows(self) -> int:
+        """Residual codes per column: one per row of :meth:`residual_row_edges`."""
+        return len(self.residual_row_edges()) - 1 if self.residual_bins else 0
 
     def residual_columns(self, frames: int) -> int:
         """Residual columns of a chunk of ``frames`` latent frames: one every ``residual_stride`` STFT frames."""
@@ -222,7 +250,7 @@ class Chunk:
     scales: np.ndarray  # float32 (channels, latent_channels), finite, >= 0
     codes: np.ndarray  # int8/int16 (channels, latent_channels, latent_height, frames)
     phase: np.ndarray | None  # uint8/uint16 (channels, n_fft//2+1, frames*time_stride)
-    residual: np.ndarray | None = None  # int8 (channels, residual_bins, residual_columns(frames)), v2 only
+    residual: np.ndarray | None = None  # int8 (channels, residual_rows, residual_columns(frames)), v2+
 
 
 @dataclass(frozen=True)
@@ -336,6 +364,7 @@ _HEADER_BODY = Struct(
     "chunk_count" / Int32ul,
     "residual" / If(this.version.major >= 2, Struct("bins" / Int16ul, "stride" / Int16ul, "step" / Float32l)),
     "code" / If(this.version.major >= 3, Struct("range" / Int16ul, "tables_hash" / Bytes(8))),
+    "bands" / If(this.version.major >= 4, Struct("start" / Int16ul, "growth" / Int32ul)),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -380,13 +409,15 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
                       residual_step=(offset + 4, "<f"))
     if major >= 3:
         layout.update(code_range=(offset + 8, "<H"), tables_hash=(offset + 10, "8s"))
+    if major >= 4:
+        layout.update(residual_band_start=(offset + 18, "<H"), residual_band_growth=(offset + 20, "<I"))
     return layout
 
 
 _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
     if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
-                      "code_range", "tables_hash")
+                      "code_range", "tables_hash", "residual_band_start", "residual_band_growth")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -428,7 +459,7 @@ def chunk_body_size(header: StreamHeader, frames: int) -> int:
     per_channel += width * header.latent_channels * header.latent_height * frames
     if header.store_phase:
         per_channel += width * header.phase_bins * frames * header.time_stride
-    per_channel += header.residual_bins * header.residual_columns(frames)
+    per_channel += header.residual_rows * header.residual_columns(frames)
     return header.channels * per_channel
 
 
@@ -456,6 +487,12 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"residual_stride {h.residual_stride} does not divide time_stride {h.time_stride}"
     if not h.residual_bins and (h.residual_step != 0.0 or h.residual_stride != 0):
         return "residual_step and residual_stride without a residual layer (must be 0)"
+    if h.residual_band_growth and not h.residual_bins:
+        return "residual_band_growth without a residual layer (a version 4 stream has one)"
+    if h.residual_band_growth and not GROWTH_ONE <= h.residual_band_growth <= 2 * GROWTH_ONE:
+        return f"residual_band_growth {h.residual_band_growth} out of range {GROWTH_ONE}..{2 * GROWTH_ONE}"
+    if not 0 <= h.residual_band_start <= (h.residual_bins if h.residual_band_growth else 0):
+        return f"residual_band_start {h.residual_band_start} out of range 0..residual_bins (0 before version 4)"
     if not 0 <= h.code_range <= _code_limit(h):
         return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
     if h.code_range > MAX_CODE_RANGE:
@@ -545,8 +582,8 @@ def _without_codes(h: StreamHeader, frames: int) -> np.dtype:
 
 
 def _part_sizes(h: StreamHeader, frames: int) -> list[int]:
-    """Bytes of each part of a chunk body: the latent part, then (v2) the residual part."""
-    residual = h.channels * h.residual_bins * h.residual_columns(frames)
+    """Bytes of each part of a chunk body: the latent part, then (v2+) the residual part."""
+    residual = h.channels * h.residual_rows * h.residual_columns(frames)
     latent = chunk_body_size(h, frames) - residual
     return [latent, residual] if h.residual_bins else [latent]
 
@@ -570,8 +607,8 @@ def _check_array(name: str, array, dtype: np.dtype, shape: tuple[int, ...]) -> N
         raise ValueError(f"{name} shape {array.shape}, expected {shape}")
 
 
-def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> tuple[np.ndarray, bytes | None]:
-    """A chunk's latent part as records of :func:`_body_dtype`, and its residual part (v2, v3) as bytes."""
+def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | None]:
+    """A chunk's latent part as records of :func:`_body_dtype`, and its residual codes (v2+)."""
     where = f"chunk {position}"
     if chunk.index != position:
         raise ValueError(f"{where}: index {chunk.index}, expected {position}")
@@ -591,7 +628,7 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> tuple[np.ndarr
     elif chunk.phase is not None:
         raise ValueError(f"{where}: phase given but header.store_phase is False")
     if h.residual_bins:
-        shape = (h.channels, h.residual_bins, h.residual_columns(frames))
+        shape = (h.channels, h.residual_rows, h.residual_columns(frames))
         _check_array(f"{where}: residual", chunk.residual, np.dtype(np.int8), shape)
         if chunk.residual.min(initial=0) < -RESIDUAL_LIMIT:
             raise ValueError(f"{where}: residual codes below -{RESIDUAL_LIMIT}")
@@ -604,7 +641,7 @@ def _encode_body(h: StreamHeader, position: int, chunk: Chunk) -> tuple[np.ndarr
     records["codes"] = chunk.codes
     if h.store_phase:
         records["phase"] = chunk.phase
-    return records, chunk.residual.tobytes() if h.residual_bins else None
+    return records, chunk.residual if h.residual_bins else None
 
 
 def _segments(records: np.ndarray, scale_bytes: int) -> list[bytes]:
@@ -619,9 +656,9 @@ def _segments(records: np.ndarray, scale_bytes: int) -> list[bytes]:
     return [segment for segment in segments if segment]
 
 
-def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: bytes | None, compressors: list,
+def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: np.ndarray | None, compressors: list,
              code_tables: np.ndarray | None) -> bytes:
-    """A chunk's payload (format_spec.md section 6): zstd frames, (v3) the rANS stream, and their sizes."""
+    """A chunk's payload (format_spec.md section 6): zstd frames, rANS streams (v3, v4), and their sizes."""
     latent, residual_compressor = compressors
     scale_bytes = 4 * h.latent_channels
     if h.code_range:
@@ -635,8 +672,10 @@ def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: bytes 
     else:
         frame = _compress_segments(latent, _segments(records, scale_bytes))
         payload = frame if residual is None else struct.pack("<I", len(frame)) + frame
-    if residual is not None:
-        payload += _compress_segments(residual_compressor, [residual])
+    if residual is not None and h.residual_band_growth:
+        payload += entropy.encode_residual(residual)
+    elif residual is not None:
+        payload += _compress_segments(residual_compressor, [residual.tobytes()])
     return payload
 
 
@@ -698,7 +737,14 @@ def pack_parts(
             {"bins": header.residual_bins, "stride": header.residual_stride, "step": header.residual_step}
             if header.version_major >= 2 else None
         ),
-        code={"range": header.code_range, "tables_hash": header.tables_hash} if header.code_range else None,
+        code=(
+            {"range": header.code_range, "tables_hash": header.tables_hash or bytes(8)}
+            if header.version_major >= 3 else None
+        ),
+        bands=(
+            {"start": header.residual_band_start, "growth": header.residual_band_growth}
+            if header.version_major >= 4 else None
+        ),
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -715,7 +761,7 @@ def pack_parts(
             raise ValueError(f"more chunks than header.chunk_count ({header.chunk_count})")
         records, residual = _encode_body(header, position, chunk)
         payload = _payload(header, chunk.frames, records, residual, compressors, code_tables)
-        raw_size = records.nbytes + (len(residual) if residual is not None else 0)
+        raw_size = records.nbytes + (residual.nbytes if residual is not None else 0)
         record = {"index": position, "frames": chunk.frames, "raw_size": raw_size, "payload": payload}
         yield _CHUNK.build({"signed": {"value": record}})
         count = position + 1
@@ -741,7 +787,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x, 2.x and 3.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 4.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -753,10 +799,15 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         raise FormatError(f"reserved flag bits set in a version {major}.0 header")
     residual = value.residual or {"bins": 0, "stride": 0, "step": 0.0}
     code = value.code or {"range": 0, "tables_hash": b""}
+    bands = value.bands or {"start": 0, "growth": 0}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     if major == 3 and not code["range"]:
         raise FormatError("code_range 0 in a version 3 header (a stream of zstd-coded codes is 1.0 or 2.0)")
+    if major == 4 and not bands["growth"]:
+        raise FormatError(f"residual_band_growth 0 in a version 4 header (must be {GROWTH_ONE}..{2 * GROWTH_ONE})")
+    if not code["range"] and code["tables_hash"] not in (b"", bytes(8)):
+        raise FormatError("tables_hash without rANS-coded codes (must be 0)")
     header = StreamHeader(
         version_minor=minor,
         store_phase=value.flags.store_phase,
@@ -765,7 +816,9 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         residual_stride=residual["stride"],
         residual_step=residual["step"],
         code_range=code["range"],
-        tables_hash=code["tables_hash"],
+        tables_hash=code["tables_hash"] if code["range"] else b"",
+        residual_band_start=bands["start"],
+        residual_band_growth=bands["growth"],
     )
     problem = _header_problem(header)
     if problem:
@@ -779,7 +832,7 @@ def read_header(data: bytes) -> StreamHeader:
     Raises
     ------
     VersionError
-        For a major version other than 1, 2 and 3.
+        For a major version other than 1 to 4.
     FormatError
         For anything else wrong with the header.
     """
@@ -823,7 +876,8 @@ def _decompress_parts(
     v1: one zstd frame. v2: a u32 size, the latent frame, the residual frame.
     v3: a u32 size and the latent frame without codes, a u32 size and the rANS
     stream of the codes (decoded with ``code_tables(h)``), then the residual
-    frame if there is a layer.
+    frame if there is a layer. v4: as v2 or v3, with the residual codes' rANS
+    stream in place of the residual frame.
     """
     sizes = _part_sizes(h, frames)
     if not h.code_range:
@@ -831,7 +885,7 @@ def _decompress_parts(
             return [_decompress(payload, sizes[0], where)]
         frame, position = _sized(payload, 0, where, "latent frame")
         return [_decompress(frame, sizes[0], where, "latent frame"),
-                _decompress(payload[position:], sizes[1], where, "residual frame")]
+                _residual_part(h, payload[position:], sizes[1], frames, where)]
     freq = code_tables(h) if code_tables is not None else None
     _check_tables(h, freq)
     frame, position = _sized(payload, 0, where, "latent frame")
@@ -849,10 +903,20 @@ def _decompress_parts(
     records["codes"] = codes.reshape(records["codes"].shape)
     parts = [records.tobytes()]
     if h.residual_bins:
-        parts.append(_decompress(payload[position:], sizes[1], where, "residual frame"))
+        parts.append(_residual_part(h, payload[position:], sizes[1], frames, where))
     elif position != len(payload):
         raise FormatError(f"{where}: {len(payload) - position} bytes after the code stream")
     return parts
+
+
+def _residual_part(h: StreamHeader, data: bytes, size: int, frames: int, where: str) -> bytes:
+    """The residual codes' bytes from the end of a payload: a zstd frame (v2, v3) or a rANS stream (v4)."""
+    if not h.residual_band_growth:
+        return _decompress(data, size, where, "residual frame")
+    try:
+        return entropy.decode_residual(data, (h.channels, h.residual_rows, h.residual_columns(frames))).tobytes()
+    except ValueError as err:
+        raise FormatError(f"{where}: residual stream: {err}") from None
 
 
 def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]) -> Chunk:
@@ -864,7 +928,7 @@ def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]
         raise FormatError(f"chunk {position}: latent code below -{_code_limit(h)}")
     residual = None
     if h.residual_bins:
-        residual = np.frombuffer(parts[1], np.int8).reshape(h.channels, h.residual_bins, h.residual_columns(frames))
+        residual = np.frombuffer(parts[1], np.int8).reshape(h.channels, h.residual_rows, h.residual_columns(frames))
         if residual.min() < -RESIDUAL_LIMIT:
             raise FormatError(f"chunk {position}: residual code below -{RESIDUAL_LIMIT}")
     return Chunk(
@@ -892,7 +956,7 @@ def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHead
     Raises
     ------
     VersionError
-        For a major version other than 1, 2 and 3.
+        For a major version other than 1 to 4.
     ModelError
         For a v3 stream without usable ``code_tables``.
     FormatError

@@ -1,10 +1,16 @@
-"""rANS coding of latent codes with static tables (pure functions; format_spec.md section 9.1, format 3.0).
+"""rANS coding of codes (pure functions; format_spec.md sections 9.1 and 9.2).
 
-Each row of codes (one latent channel's values over a chunk's frames) is coded
-in time order; the probability of a code comes from the table of its latent
-channel, in the row picked by the code before it (code 0 before the first).
-Tables hold integer frequencies: every entry >= 1, each row summing to
-``2**PRECISION``, so coding is integer-only and every machine agrees.
+Latent codes (format 3.0 and 4.0): each row of codes (one latent channel's
+values over a chunk's frames) is coded in time order; the probability of a
+code comes from the model's static table of its latent channel, in the row
+picked by the code before it (code 0 before the first).
+
+Residual codes (format 4.0): adaptive models, one per context of the codes
+left of and below each, start from fixed counts in every chunk and learn the
+chunk as it is coded, so they need no tables and fit any residual setting.
+
+Frequencies are integers, each >= 1 and summing to ``2**PRECISION``, so
+coding is integer-only and every machine agrees.
 
 The coder is a single-stream rANS with a 32-bit state and 16-bit words: the
 decoder starts from the first two words (state = w0 << 16 | w1), and for each
@@ -17,11 +23,13 @@ and no words left.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 
 import numpy as np
 
 PRECISION = 15
 _LOW = 1 << 16  # the state's lower bound, and its value before the first code is encoded
+_MASK = (1 << PRECISION) - 1
 
 
 def check_tables(freq: np.ndarray, code_range: int) -> None:
@@ -52,52 +60,169 @@ def _cumulative(freq: np.ndarray) -> list:
     return cum.tolist()
 
 
-def encode(codes: np.ndarray, tables: np.ndarray, freq: np.ndarray) -> bytes:
-    """The rANS stream of ``codes`` (rows, frames) in [-U, U]; row ``r`` uses table ``tables[r]``."""
-    code_range = freq.shape[-1] // 2
-    symbols = (np.asarray(codes, np.int64) + code_range).tolist()
-    freq_rows, cum_rows = freq.tolist(), _cumulative(freq)
+def _encode_intervals(intervals: list[tuple[int, int]]) -> bytes:
+    """The rANS stream of symbols given as (cumulative start, frequency) pairs, in decoding order."""
     words, x = [], _LOW
-    for row, table in zip(reversed(symbols), reversed(np.asarray(tables).tolist())):
-        f_table, c_table = freq_rows[table], cum_rows[table]
-        for t in range(len(row) - 1, -1, -1):
-            s, context = row[t], row[t - 1] if t else code_range
-            f = f_table[context][s]
-            if x >= f << (32 - PRECISION):
-                words.append(x & 0xFFFF)
-                x >>= 16
-            x = ((x // f) << PRECISION) + x % f + c_table[context][s]
+    for start, f in reversed(intervals):
+        if x >= f << (32 - PRECISION):
+            words.append(x & 0xFFFF)
+            x >>= 16
+        x = ((x // f) << PRECISION) + x % f + start
     words += [x & 0xFFFF, x >> 16]
     return np.array(words[::-1], dtype="<u2").tobytes()
 
 
+class _Reader:
+    """Decodes symbols from a stream of :func:`_encode_intervals`, one cumulative list at a time."""
+
+    def __init__(self, data: bytes):
+        if len(data) % 2 or len(data) < 4:
+            raise ValueError(f"code stream of {len(data)} bytes: not whole 16-bit words, or under 4 bytes")
+        self.words = np.frombuffer(data, dtype="<u2").tolist()
+        self.x, self.position = self.words[0] << 16 | self.words[1], 2
+        if self.x < _LOW:
+            raise ValueError("code stream starts below the coder's state range")
+
+    def symbol(self, cum: list[int]) -> int:
+        """The next symbol, ``cum`` being ``[0, f0, f0 + f1, ..., 2**P]`` of its distribution."""
+        slot = self.x & _MASK
+        s = bisect_right(cum, slot) - 1
+        x = (cum[s + 1] - cum[s]) * (self.x >> PRECISION) + slot - cum[s]
+        if x < _LOW:
+            if self.position == len(self.words):
+                raise ValueError("code stream ends early")
+            x = x << 16 | self.words[self.position]
+            self.position += 1
+        self.x = x
+        return s
+
+    def finish(self) -> None:
+        if self.x != _LOW or self.position != len(self.words):
+            raise ValueError("code stream does not end where its codes do (damaged)")
+
+
+def encode(codes: np.ndarray, tables: np.ndarray, freq: np.ndarray) -> bytes:
+    """The rANS stream of ``codes`` (rows, frames) in [-U, U]; row ``r`` uses table ``tables[r]``."""
+    code_range = freq.shape[-1] // 2
+    cum_rows = _cumulative(freq)
+    intervals = []
+    for row, table in zip((np.asarray(codes, np.int64) + code_range).tolist(), np.asarray(tables).tolist()):
+        context = code_range
+        for s in row:
+            cum = cum_rows[table][context]
+            intervals.append((cum[s], cum[s + 1] - cum[s]))
+            context = s
+    return _encode_intervals(intervals)
+
+
 def decode(data: bytes, tables: np.ndarray, freq: np.ndarray, frames: int) -> np.ndarray:
     """Codes (rows, frames) from a stream made by :func:`encode`; ValueError if it is not sound."""
-    if len(data) % 2 or len(data) < 4:
-        raise ValueError(f"code stream of {len(data)} bytes: not whole 16-bit words, or under 4 bytes")
     code_range = freq.shape[-1] // 2
-    words = np.frombuffer(data, dtype="<u2").tolist()
-    x, position, mask = words[0] << 16 | words[1], 2, (1 << PRECISION) - 1
-    if x < _LOW:
-        raise ValueError("code stream starts below the coder's state range")
-    freq_rows, cum_rows = freq.tolist(), _cumulative(freq)
+    reader, cum_rows = _Reader(data), _cumulative(freq)
     rows = []
     for table in np.asarray(tables).tolist():
-        f_table, c_table = freq_rows[table], cum_rows[table]
-        context, row = code_range, []
+        contexts, context, row = cum_rows[table], code_range, []
         for _ in range(frames):
-            slot = x & mask
-            cum = c_table[context]
-            s = bisect_right(cum, slot) - 1
-            x = f_table[context][s] * (x >> PRECISION) + slot - cum[s]
-            if x < _LOW:
-                if position == len(words):
-                    raise ValueError("code stream ends early")
-                x = x << 16 | words[position]
-                position += 1
-            row.append(s)
-            context = s
+            context = reader.symbol(contexts[context])
+            row.append(context)
         rows.append(row)
-    if x != _LOW or position != len(words):
-        raise ValueError("code stream does not end where its codes do (damaged)")
+    reader.finish()
     return np.array(rows, dtype=np.int64).reshape(len(rows), frames) - code_range
+
+
+# Residual codes (format_spec.md section 9.2): adaptive models, one per context.
+# On the 100 dev files `nac eval --max-files 100` picks (v5, the 15.20 kbps
+# setting) this coding took the residual part from 9.88 kbit/s in zstd to
+# 8.46. Estimates from code lengths on the same files: order-0 static tables
+# per row (fitted to 40 train files) 9.51; these contexts with counts from 1
+# instead of the peaked start 8.67; wider contexts (7 x 7 neighbour values,
+# or a third neighbour) 8.8-9.4, learning too slowly within a file.
+RESIDUAL_DIRECT = 6  # codes -6..6 are symbols 0..12; others are escaped
+RESIDUAL_ESCAPE = 2 * RESIDUAL_DIRECT + 1  # symbol 13: the code follows as a byte, code + 128
+RESIDUAL_SYMBOLS = RESIDUAL_ESCAPE + 1
+RESIDUAL_CONTEXT_CLAMP = 2  # neighbours count as -2..2: 25 contexts
+RESIDUAL_INCREMENT = 32  # added to a symbol's count each time it is coded
+RESIDUAL_COUNT_LIMIT = 1 << 13  # when the counts sum above this, each is halved (rounding up)
+_ESCAPED_BYTE = (1 << PRECISION) // 256  # frequency of each of the 256 escaped byte values
+
+
+def _initial_counts() -> list[int]:
+    """Counts a context starts from: 64 for code 0, halving with each step away (1 at +-6), 1 for the escape."""
+    return [64 >> abs(s - RESIDUAL_DIRECT) for s in range(RESIDUAL_ESCAPE)] + [1]
+
+
+class _AdaptiveModel:
+    """Integer symbol counts of one context and the coding intervals they give."""
+
+    def __init__(self):
+        self.counts = _initial_counts()
+
+    def cumulative(self) -> list[int]:
+        """``[start(0), ..., start(14)]``: ``start(s) = s + C(s) * (2**P - 14) // N``, every frequency >= 1."""
+        total, spread, below, cum = sum(self.counts), (1 << PRECISION) - RESIDUAL_SYMBOLS, 0, []
+        for s, count in enumerate(self.counts):
+            cum.append(s + below * spread // total)
+            below += count
+        cum.append(1 << PRECISION)
+        return cum
+
+    def update(self, s: int) -> None:
+        self.counts[s] += RESIDUAL_INCREMENT
+        if sum(self.counts) > RESIDUAL_COUNT_LIMIT:
+            self.counts = [(count + 1) >> 1 for count in self.counts]
+
+
+def _residual_context(codes: list, c: int, row: int, column: int) -> int:
+    """``5 * (a + 2) + (b + 2)``: a, b the clamped codes left of (previous column) and below (previous row)."""
+    clamp = RESIDUAL_CONTEXT_CLAMP
+    left = codes[c][row][column - 1] if column else 0
+    below = codes[c][row - 1][column] if row else 0
+    return (2 * clamp + 1) * (min(clamp, max(-clamp, left)) + clamp) + min(clamp, max(-clamp, below)) + clamp
+
+
+def _residual_order(shape: tuple[int, int, int]) -> Iterator[tuple[int, int, int]]:
+    """Coding order: audio channel, then column (time), then row (frequency, upwards)."""
+    channels, rows, columns = shape
+    for c in range(channels):
+        for column in range(columns):
+            for row in range(rows):
+                yield c, row, column
+
+
+def encode_residual(codes: np.ndarray) -> bytes:
+    """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]."""
+    values = np.asarray(codes, np.int64).tolist()
+    models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
+    intervals = []
+    for c, row, column in _residual_order(np.shape(codes)):
+        value = values[c][row][column]
+        model = models[_residual_context(values, c, row, column)]
+        s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
+        cum = model.cumulative()
+        intervals.append((cum[s], cum[s + 1] - cum[s]))
+        if s == RESIDUAL_ESCAPE:
+            intervals.append(((value + 128) * _ESCAPED_BYTE, _ESCAPED_BYTE))
+        model.update(s)
+    return _encode_intervals(intervals)
+
+
+def decode_residual(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    """Residual codes shaped ``shape`` from a stream of :func:`encode_residual`; ValueError if not sound."""
+    channels, rows, columns = shape
+    values = [[[0] * columns for _ in range(rows)] for _ in range(channels)]
+    models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
+    escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
+    reader = _Reader(data)
+    for c, row, column in _residual_order(shape):
+        model = models[_residual_context(values, c, row, column)]
+        s = reader.symbol(model.cumulative())
+        value = s - RESIDUAL_DIRECT
+        if s == RESIDUAL_ESCAPE:
+            value = reader.symbol(escaped) - 128
+            if abs(value) <= RESIDUAL_DIRECT or value < -127:
+                raise ValueError(f"escaped residual code {value}: not below -{RESIDUAL_DIRECT} or above "
+                                 f"{RESIDUAL_DIRECT} and at least -127")
+        model.update(s)
+        values[c][row][column] = value
+    reader.finish()
+    return np.array(values, dtype=np.int8).reshape(shape)

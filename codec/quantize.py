@@ -110,7 +110,7 @@ RESIDUAL_FLOOR = -4.0
 
 
 def quantize_residual(
-    original: np.ndarray, decoded: np.ndarray, step: float, band_edges: list[int] | None = None
+    original: np.ndarray, decoded: np.ndarray, step: float, row_edges: list[int] | None = None
 ) -> np.ndarray:
     """int8 codes ``clamp(round_half_even((max(o, F) - max(d, F)) / step), -127, 127)``, ``F`` the floor.
 
@@ -119,21 +119,27 @@ def quantize_residual(
     brings it within ``step / 2`` of ``original`` wherever both lie above the
     floor (and never moves a value that both leave below it).
 
-    With ``band_edges`` (bins ``e0 < e1 < ... <= bins``), the bins from ``e0``
-    on get one code per band ``[e_i, e_i+1)`` and column instead: the step
-    nearest to the gain that gives the decoded band the original's energy,
-    ``(log sum exp(2 max(o, F)) - log sum exp(2 max(d, F))) / (2 step)``.
-    The decoder needs nothing new (the codes are ordinary residual codes), a
-    band's equal rows cost zstd next to nothing, and the spectral envelope
-    the ear and STOI follow is right where fine structure would cost far more.
+    With ``row_edges`` (bins ``0 = e0 < e1 < ... = bins``, :meth:`StreamHeader.residual_row_edges`)
+    there is one code per row ``[e_i, e_i+1)`` and column instead, shaped
+    (..., rows, columns); a row wider than one bin gets the step nearest to
+    the gain that gives the decoded band the original's energy,
+    ``(log sum exp(2 max(o, F)) - log sum exp(2 max(d, F))) / (2 step)``:
+    the spectral envelope the ear and STOI follow is right where fine
+    structure would cost far more.
     """
     floor = np.float32(RESIDUAL_FLOOR)
     target = np.maximum(np.asarray(original, np.float32), floor)
     start = np.maximum(np.asarray(decoded, np.float32), floor)
     codes = np.rint(np.nan_to_num((target - start) / np.float32(step)))
-    for low, high in zip(band_edges or [], (band_edges or [])[1:]):
-        gain = _log_energy(target[..., low:high, :]) - _log_energy(start[..., low:high, :])
-        codes[..., low:high, :] = np.rint(np.nan_to_num(gain / (2 * step)))[..., None, :]
+    if row_edges is not None:
+        rows = []
+        for low, high in zip(row_edges, row_edges[1:]):
+            if high - low == 1:
+                rows.append(codes[..., low, :])
+            else:
+                gain = _log_energy(target[..., low:high, :]) - _log_energy(start[..., low:high, :])
+                rows.append(np.rint(np.nan_to_num(gain / (2 * step))))
+        codes = np.stack(rows, axis=-2)
     return np.clip(codes, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int8)
 
 
@@ -142,21 +148,17 @@ def _log_energy(log_mag: np.ndarray) -> np.ndarray:
     return np.logaddexp.reduce(2 * log_mag.astype(np.float64), axis=-2)
 
 
-# Bands of the residual layer's banded part (quantize_residual's band_edges).
-# On 100 dev files (v5, 4-bit latents, step 0.5, bands from 500 Hz to 5 kHz),
-# 9 / 10 bands per octave gave PESQ-WB 3.81 / 3.85 at 11.30 / 11.72 kbps,
-# where 8 bands from 1 kHz to 4 kHz gave 3.75 at 11.76 and 6 gave 3.69 at
-# 11.13. Ten keep the bands under about 650 Hz single bins and two bins wide
-# up to about 1.1 kHz.
+# Bands of the residual layer (StreamHeader.residual_row_edges). On 100 dev files (v5, 4-bit
+# latents, step 0.5, bands from 500 Hz to 5 kHz), 9 / 10 bands per octave
+# gave PESQ-WB 3.81 / 3.85 at 11.30 / 11.72 kbps, where 8 bands from 1 kHz to
+# 4 kHz gave 3.75 at 11.76 and 6 gave 3.69 at 11.13. Ten keep the bands
+# under about 650 Hz single bins and two bins wide up to about 1.1 kHz.
 DEFAULT_BANDS_PER_OCTAVE = 10
 
 
-def residual_band_edges(first: int, bins: int, per_octave: float = DEFAULT_BANDS_PER_OCTAVE) -> list[int]:
-    """Bin edges ``[first, ..., bins]`` of bands ``1/per_octave`` octave wide (at least one bin each)."""
-    edges = [first]
-    while edges[-1] < bins:
-        edges.append(min(bins, max(edges[-1] + 1, round(edges[-1] * 2 ** (1 / per_octave)))))
-    return edges
+def expand_rows(codes: np.ndarray, row_edges: list[int]) -> np.ndarray:
+    """Per-bin codes from per-row codes (axis -2): each row's code in each of its bins."""
+    return np.repeat(codes, np.diff(row_edges), axis=-2)
 
 
 def dequantize_residual(codes: np.ndarray, step: float) -> np.ndarray:

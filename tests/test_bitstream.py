@@ -1,4 +1,4 @@
-"""Tests for codec/bitstream.py: the .nac container, versions 1.0, 2.0 and 3.0 (format_spec.md).
+"""Tests for codec/bitstream.py: the .nac container, versions 1.0 to 4.0 (format_spec.md).
 
 Streams are synthetic (seeded random codes); forged files are built here with
 ``struct`` and the offsets of format_spec.md, independently of the schemas.
@@ -84,7 +84,7 @@ def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
         scales[0, 0] = 0.0
         residual = None
         if header.residual_bins:
-            shape = (header.channels, header.residual_bins, frames * header.time_stride // header.residual_stride)
+            shape = (header.channels, header.residual_rows, frames * header.time_stride // header.residual_stride)
             residual = rng.integers(-127, 128, shape).astype(np.int8)
         chunks.append(Chunk(index, frames, scales, codes.astype(header.code_dtype), phase, residual))
     return chunks
@@ -103,6 +103,9 @@ def make_stream(**changes) -> tuple[StreamHeader, list[Chunk], bytes]:
 
 
 V3 = {"code_range": 3, "tables_hash": bytes(range(20, 28))}
+# 33 residual bins: 8 single rows, then bands 1/4 octave wide (growth 2**0.25 in 16.16)
+V4 = {"residual_bins": 33, "residual_stride": 2, "residual_step": 0.5, "residual_band_start": 8,
+      "residual_band_growth": 77936}
 
 
 def chunk_offsets(data: bytes) -> list[int]:
@@ -229,7 +232,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -328,6 +331,102 @@ def test_version_3_header_rules():
         pack(make_header(tables_hash=bytes(8)), [])
 
 
+def test_version_4_header_bytes():
+    header, chunks, data = make_stream(**V4)
+    assert data[8] == 0x40 and struct.unpack_from("<H", data, 10)[0] == 98
+    # v3's fields stay in place (code_range 0 and a zero tables_hash without rANS-coded codes), then the bands
+    assert struct.unpack_from("<HHfH8sHI", data, 70) == (33, 2, 0.5, 0, bytes(8), 8, 77936)
+    assert struct.unpack_from("<I", data, 94)[0] == zlib.crc32(data[:94])
+    assert bitstream.header_layout(4) == {**bitstream.header_layout(3), "residual_band_start": (88, "<H"),
+                                          "residual_band_growth": (90, "<I")}
+    assert read_header(data) == header and header.version_major == 4
+    assert bitstream.HEADER_SIZES[4] == 98
+
+
+def test_residual_rows_are_single_bins_then_bands_widening_by_the_growth():
+    header = make_header(**V4)
+    # 8 * 77936 / 65536 = 9.51 -> 10; 10 -> 11.89 -> 12; 12 -> 14.27 -> 14; ...
+    assert header.residual_row_edges() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 17, 20, 24, 29, 33]
+    assert header.residual_rows == 16
+    assert make_header(**{**V4, "residual_band_growth": 65536}).residual_row_edges() == list(range(34))
+    assert make_header(**{**V4, "residual_band_start": 0}).residual_row_edges()[:4] == [0, 1, 2, 3]  # at least a bin
+    assert make_header(**{**V4, "residual_band_start": 33}).residual_rows == 33
+    older = make_header(residual_bins=5, residual_stride=2, residual_step=1.0)
+    assert older.residual_row_edges() == [0, 1, 2, 3, 4, 5] and make_header().residual_rows == 0
+
+
+@pytest.mark.parametrize("changes", [{}, V3, {"store_phase": True}, {"residual_band_start": 33}])
+def test_version_4_round_trip(changes):
+    header, chunks, data = make_stream(**{**V4, **changes})
+    assert header.version_major == 4
+    tables = make_tables(header) if header.code_range else None
+    decoded_header, decoded = unpack(data, lambda h: tables)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        assert back.residual.shape == (2, header.residual_rows, back.frames)
+        np.testing.assert_array_equal(back.residual, original.residual)
+        np.testing.assert_array_equal(back.codes, original.codes)
+    assert bitstream.pack(header, decoded, tables) == data
+    salvaged = bitstream.unpack_salvage(data, lambda h: tables)
+    assert not salvaged.lost and all(np.array_equal(a.residual, b.residual) for a, b in zip(salvaged.chunks, chunks))
+
+
+def test_version_4_payload_ends_with_the_residual_rows_rans_stream():
+    header, chunks, data = make_stream(**V4)
+    offset = chunk_offsets(data)[1]
+    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    (first,) = struct.unpack_from("<I", payload)
+    latent, coded = payload[4 : 4 + first], payload[4 + first :]
+    assert zstandard.ZstdDecompressor().decompress(latent) == raw_body(header, chunks[1])
+    np.testing.assert_array_equal(entropy.decode_residual(coded, chunks[1].residual.shape), chunks[1].residual)
+    size = bitstream.chunk_body_size(header, 3)
+    assert size == len(raw_body(header, chunks[1])) + chunks[1].residual.size
+
+    def forged(new_payload: bytes) -> bytes:
+        return replace_chunk(data, 1, chunk_record(1, 3, size, new_payload))
+
+    rejects(forged(payload[:-2]), FormatError, "chunk 1: residual stream: code stream")
+    rejects(forged(payload + b"\0\0"), FormatError, "chunk 1: residual stream: code stream does not end")
+    rejects(forged(payload[: 4 + first] + b"\0"), FormatError, "chunk 1: residual stream: code stream of 1 bytes")
+    zstd_residual = zstandard.ZstdCompressor().compress(chunks[1].residual.tobytes())
+    rejects(forged(payload[: 4 + first] + zstd_residual), FormatError, "chunk 1: residual stream")
+
+
+def forge_version_4(data: bytes, **fields) -> bytes:
+    """``data``'s v4 header with fields changed (offsets of format_spec.md section 4), CRC recomputed."""
+    head = bytearray(data[:98])
+    offsets = {"residual_bins": (70, "<H"), "residual_stride": (72, "<H"), "residual_step": (74, "<f"),
+               "code_range": (78, "<H"), "tables_hash": (80, "8s"),
+               "residual_band_start": (88, "<H"), "residual_band_growth": (90, "<I")}
+    for name, value in fields.items():
+        struct.pack_into(offsets[name][1], head, offsets[name][0], value)
+    struct.pack_into("<I", head, 94, zlib.crc32(bytes(head[:94])))
+    return bytes(head) + data[98:]
+
+
+def test_version_4_header_rules():
+    header, _, data = make_stream(**V4)
+    assert forge_version_4(data) == data
+    rejects(forge_version_4(data, residual_band_growth=0), FormatError, "residual_band_growth 0 in a version 4 header")
+    for growth in (65535, 131073):
+        rejects(forge_version_4(data, residual_band_growth=growth), FormatError,
+                f"residual_band_growth {growth} out of range 65536..131072")
+    rejects(forge_version_4(data, residual_band_start=34), FormatError, "residual_band_start 34 out of range")
+    rejects(forge_version_4(data, residual_bins=0, residual_stride=0, residual_step=0.0), FormatError,
+            "residual_band_growth without a residual layer")
+    rejects(forge_version_4(data, tables_hash=b"\1" * 8), FormatError, "tables_hash without rANS-coded codes")
+    # the growth and the start size the body: a file claiming others fails on raw_size
+    rejects(forge_version_4(data, residual_band_growth=65536), FormatError, "chunk 0: raw_size")
+    rejects(forge_version_4(data, residual_band_start=9), FormatError, "chunk 0: raw_size")
+    with pytest.raises(ValueError, match="residual_band_start 3 out of range 0..residual_bins .0 before version 4."):
+        pack(make_header(residual_bins=5, residual_stride=2, residual_step=1.0, residual_band_start=3), [])
+    with pytest.raises(ValueError, match="residual_band_growth without a residual layer"):
+        pack(make_header(residual_band_growth=65536), [])
+    wide = make_chunks(dataclasses.replace(header, residual_band_start=33))
+    with pytest.raises(ValueError, match=r"chunk 0: residual shape \(2, 33, 3\), expected \(2, 16, 3\)"):
+        pack(header, wide)
+
+
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
 def test_chunk_and_end_record_bytes(changes):
     header, chunks, data = make_stream(**({"store_phase": True} | changes))
@@ -378,7 +477,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x40, 0x41, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x50, 0x51, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x40
+    data[8] = 0x50
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -185,7 +185,7 @@ def test_residual_layer_options(clip: Path, tmp_path: Path):
     result = run("encode", clip, coded, "--residual-hz", "1000", "--residual-step", "0.75")
     assert result.exit_code == 0, result.output
     info = json.loads(run("inspect", coded, "--json").stdout)
-    assert info["header"]["version"] == "3.0" and info["header"]["residual_bins"] == 32  # rANS codes too
+    assert info["header"]["version"] == "4.0" and info["header"]["residual_bins"] == 32
     assert info["header"]["residual_step"] == 0.75
     assert run("decode", coded).exit_code == 0
     for extra, message in ((["--residual-step", "0"], "residual step 0 is outside"),
@@ -203,7 +203,8 @@ def test_banded_residual_options(clip: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert banded.stat().st_size < 0.75 * per_bin.stat().st_size
     info = json.loads(run("inspect", banded, "--json").stdout)
-    assert info["header"]["residual_bins"] == 128  # an ordinary residual layer: the decoder needs nothing new
+    header = info["header"]
+    assert (header["residual_bins"], header["residual_band_start"], header["residual_band_growth"]) == (128, 32, 71468)
     assert run("decode", banded).exit_code == 0
     for extra, message in ((["--residual-bands-hz", "1000"], "residual bands from 1000 Hz need a residual band above"),
                            (["--residual-hz", "800", "--residual-bands-hz", "1000"], "up to 800 Hz"),

@@ -97,10 +97,10 @@ def test_truncations_are_detected(name):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=[(0.0, 6, 1), (1000.0, 6, 2), (0.0, None, 3), (1000.0, None, 3)],
-                ids=["v1", "v2-residual", "v3", "v3-residual"])
+@pytest.fixture(scope="module", params=[(0.0, 6, 1), (1000.0, 6, 4), (0.0, None, 3), (1000.0, None, 4)],
+                ids=["v1", "v4-residual-zstd-codes", "v3", "v4-residual"])
 def four_chunks(speech, request) -> bytes:
-    residual_hz, code_bits, major = request.param  # 6-bit codes have no rANS tables: zstd, 1.0 / 2.0
+    residual_hz, code_bits, major = request.param  # 6-bit codes have no rANS tables: zstd, 1.0 / 4.0
     audio, rate = speech
     source = api.resample(audio[:, :rate], rate, RATE)
     with pytest.MonkeyPatch.context() as patch:

@@ -1,4 +1,4 @@
-"""The static-table rANS coder of codec/entropy.py (format_spec.md section 9.1)."""
+"""The rANS coders of codec/entropy.py: static tables for latent codes, adaptive models for residual codes."""
 
 import numpy as np
 import pytest
@@ -44,3 +44,60 @@ def test_damaged_streams_are_rejected():
                          (data[:3], "whole 16-bit words"), (b"\0\0\0\0", "starts below")):
         with pytest.raises(ValueError, match=message):
             entropy.decode(bad, which, freq, codes.shape[1])
+
+
+# ---------------------------------------------------------------- residual codes (section 9.3)
+
+
+def test_adaptive_model_intervals_cover_the_range_and_follow_the_counts():
+    model = entropy._AdaptiveModel()
+    assert model.counts == [1, 2, 4, 8, 16, 32, 64, 32, 16, 8, 4, 2, 1, 1]
+    for _ in range(400):
+        cum = model.cumulative()
+        widths = np.diff(cum)
+        assert cum[0] == 0 and cum[-1] == 1 << entropy.PRECISION and widths.min() >= 1
+        model.update(9)
+    assert sum(model.counts) <= entropy.RESIDUAL_COUNT_LIMIT and min(model.counts) >= 1
+    assert np.argmax(np.diff(model.cumulative())) == 9
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 16, 9), (1, 73, 40)])
+def test_residual_round_trip(shape):
+    rng = np.random.default_rng(sum(shape))
+    codes = np.clip(np.rint(rng.laplace(0, 1.5, shape)), -127, 127).astype(np.int8)
+    codes.flat[0] = 127  # escapes at both extremes and just past the direct range
+    codes.flat[-1] = -127
+    codes.flat[len(codes.flat) // 2] = -7
+    data = entropy.encode_residual(codes)
+    assert entropy.encode_residual(codes) == data
+    decoded = entropy.decode_residual(data, shape)
+    assert decoded.dtype == np.int8
+    np.testing.assert_array_equal(decoded, codes)
+
+
+def test_residual_coding_learns_a_file_whose_codes_are_mostly_zero():
+    codes = np.zeros((1, 40, 200), np.int8)
+    codes[0, 5, ::7] = 2
+    assert len(entropy.encode_residual(codes)) * 8 < 0.1 * codes.size  # under 0.1 bit a code
+
+
+def test_damaged_residual_streams_are_rejected():
+    codes = np.clip(np.rint(np.random.default_rng(2).laplace(0, 2, (2, 8, 30))), -20, 20).astype(np.int8)
+    data = entropy.encode_residual(codes)
+    for bad, message in ((data[:-2], "ends early|does not end"), (data + b"\0\0", "does not end"),
+                         (data[:3], "whole 16-bit words")):
+        with pytest.raises(ValueError, match=message):
+            entropy.decode_residual(bad, codes.shape)
+    with pytest.raises(ValueError, match="does not end"):
+        entropy.decode_residual(data, (2, 8, 29))  # fewer codes than the stream holds
+
+
+@pytest.mark.parametrize("value", [-128, 3])
+def test_escaped_codes_must_be_beyond_the_direct_range_and_at_least_minus_127(value):
+    """An escape carries only codes the direct symbols cannot: one way to code each value."""
+    cum = entropy._AdaptiveModel().cumulative()  # the first code's context: both neighbours 0
+    escape = entropy.RESIDUAL_ESCAPE
+    byte = entropy._ESCAPED_BYTE
+    data = entropy._encode_intervals([(cum[escape], cum[escape + 1] - cum[escape]), ((value + 128) * byte, byte)])
+    with pytest.raises(ValueError, match=f"escaped residual code {value}"):
+        entropy.decode_residual(data, (1, 1, 1))

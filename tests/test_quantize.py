@@ -8,11 +8,11 @@ from codec.quantize import (
     dequantize,
     dequantize_phase,
     dequantize_residual,
+    expand_rows,
     levels,
     quantize,
     quantize_phase,
     quantize_residual,
-    residual_band_edges,
     round_up_scale,
     upsample_residual,
 )
@@ -95,26 +95,23 @@ def test_residual_floor_rounding_clamp_and_non_finite_values():
     assert dequantize_residual(codes, 0.5).tolist() == [0.0, -0.5, 1.0, 2.0, 63.5, 0.0]
 
 
-def test_residual_band_edges_widen_by_a_fraction_of_an_octave_and_end_at_the_band():
-    assert residual_band_edges(40, 128, 6) == [40, 45, 51, 57, 64, 72, 81, 91, 102, 114, 128]
-    assert residual_band_edges(1, 6, 6) == [1, 2, 3, 4, 5, 6]  # at least one bin each
-    assert residual_band_edges(32, 32, 6) == [32]  # no bins left: no bands
-
-
-def test_banded_residual_codes_one_energy_gain_per_band_and_bins_below_as_before():
+def test_rows_code_one_energy_gain_per_band_and_single_bins_as_before():
     rng = np.random.default_rng(5)
     decoded = rng.uniform(-3.0, 2.0, (1, 24, 7)).astype(np.float32)
     original = decoded + rng.normal(0.0, 1.0, decoded.shape).astype(np.float32)
     original[:, 16:24] = decoded[:, 16:24] + np.float32(1.5)  # a band raised by 1.5 in every bin
-    edges = [8, 12, 16, 24]
+    edges = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24]
     codes = quantize_residual(original, decoded, 0.5, edges)
+    assert codes.shape == (1, 11, 7)
     assert np.array_equal(codes[:, :8], quantize_residual(original, decoded, 0.5)[:, :8])
-    for low, high in zip(edges, edges[1:]):
-        assert (codes[:, low:high] == codes[:, low:low + 1]).all()
-    assert (codes[:, 16:24] == 3).all()
+    assert (codes[:, 10] == 3).all()
+    per_bin = expand_rows(codes, edges)
+    assert per_bin.shape == decoded.shape
+    for row, (low, high) in enumerate(zip(edges, edges[1:])):
+        assert (per_bin[:, low:high] == codes[:, row : row + 1]).all()
     # every band's corrected energy lies within half a step (in log-magnitude) of the original's
-    corrected = decoded + dequantize_residual(codes, 0.5)
-    for low, high in zip(edges, edges[1:]):
+    corrected = decoded + dequantize_residual(per_bin, 0.5)
+    for low, high in zip(edges[8:], edges[9:]):
         energy = [np.log(np.exp(2.0 * x[:, low:high].astype(np.float64)).sum(axis=1)) / 2 for x in (corrected, original)]
         assert np.abs(energy[0] - energy[1]).max() <= 0.25 + 1e-6
 

@@ -54,7 +54,8 @@ def test_residual_layer_corrects_the_low_band(short_speech):
     plain = api.encode(audio, rate)
     coded = {step: api.encode(audio, rate, EncoderSettings(residual_hz=1000, residual_step=step)) for step in (1.0, 0.5)}
     header = bitstream.read_header(coded[1.0])
-    assert (header.version_major, header.residual_bins, header.residual_stride) == (3, 32, 2)  # rANS codes too
+    assert (header.version_major, header.residual_bins, header.residual_stride) == (4, 32, 2)
+    assert header.code_range and header.residual_rows == 32  # rANS-coded latent codes too; no bands: a row a bin
     assert header.residual_step == 1.0
     assert len(plain) < len(coded[1.0]) < len(coded[0.5])
     low = {"plain": lsd_db(audio, api.decode(plain)[0], rate, max_hz=1000)}

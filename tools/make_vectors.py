@@ -7,7 +7,10 @@ and encoded with the shipped default model, so the vectors change whenever
 that model's weights change (the header records their hash). For each
 ``NAME.nac`` a ``NAME.json`` records its header fields, chunk sizes, sha256
 and source. tests/test_vectors.py rebuilds the sources with :func:`source`
-and checks the bytes; keep the recipes here, in one place.
+and checks the bytes; keep the recipes here, in one place. A vector marked
+``kept_from`` was made by an earlier writer that no longer exists: its bytes
+stay as committed (this script only rewrites its JSON) to show that such
+files still decode.
 """
 
 from __future__ import annotations
@@ -40,13 +43,21 @@ class Vector:
 
     name: str  # file stem in tests/vectors/
     description: str
-    seconds: float  # length taken from the start of the clip, at ``rate``
+    seconds: float  # length taken from the clip, at ``rate``
     rate: int = 16000  # the rate the encoder is given (the clip is resampled to it)
     gains: tuple[float, ...] = (1.0,)  # one gain per output channel, applied to the mono clip
     bits: int = 8
     store_phase: bool = False
-    residual_hz: float = 0.0  # > 0: the residual layer (a version 2.0 file, or 3.0 with rANS-coded codes)
+    residual_hz: float = 0.0  # > 0: the residual layer (a version 4.0 file)
+    residual_bands_hz: float = 0.0  # > 0: residual bands from here up
+    bands_per_octave: float = 8.0
     code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
+    kept_from: str = ""  # the earlier writer that made a kept vector ("" for one this script makes)
+    start: float = 0.0  # seconds into the clip where the slice begins
+
+    @property
+    def first_sample(self) -> int:
+        return round(self.start * self.rate)
 
     @property
     def samples(self) -> int:
@@ -69,12 +80,19 @@ VECTORS = (
     ),
     Vector(
         "speech-residual-0.25s",
-        "first 0.25 s of the clip, 16 kHz mono, residual layer under 1000 Hz, 6-bit codes (format 2.0)",
-        0.25, residual_hz=1000.0, code_bits=6,
+        "first 0.25 s of the clip, 16 kHz mono, residual layer under 1000 Hz, 6-bit codes (format 2.0, "
+        "kept from the writer of 2026-11-24)",
+        0.25, residual_hz=1000.0, code_bits=6, kept_from="format 2.0 writer",
     ),
     Vector(
         "speech-rans-0.25s",
         "first 0.25 s of the clip, 16 kHz mono, default mode (5-bit codes, rANS: format 3.0)", 0.25,
+    ),
+    Vector(
+        "speech-bands-0.25s",
+        "0.25 s of speech from 1 s into the clip, 16 kHz mono, 5-bit codes, residual layer under 4000 Hz in "
+        "bands of 1/8 octave from 1000 Hz (format 4.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0,
+        start=1.0,
     ),
 )
 
@@ -90,16 +108,17 @@ def vector(name: str) -> Vector:
 def source(item: Vector) -> np.ndarray:
     """The float32 (channels, time) audio that ``item`` encodes, at ``item.rate``."""
     clip, clip_rate = read_audio(CLIP)
-    mono = api.resample(clip[:1], clip_rate, item.rate)[:, : item.samples]
+    mono = api.resample(clip[:1], clip_rate, item.rate)[:, item.first_sample : item.first_sample + item.samples]
     if mono.shape[1] != item.samples:
-        raise ValueError(f"{item.name}: the clip is shorter than {item.seconds} s")
+        raise ValueError(f"{item.name}: the clip is shorter than {item.start + item.seconds} s")
     return np.ascontiguousarray(np.concatenate([mono * np.float32(g) for g in item.gains]), dtype=np.float32)
 
 
 def encode(item: Vector) -> bytes:
-    """The ``.nac`` bytes of ``item`` with the shipped default model."""
+    """The ``.nac`` bytes of ``item`` with the shipped default model and today's writer."""
     settings = EncoderSettings(bits=item.bits, store_phase=item.store_phase, residual_hz=item.residual_hz,
-                               code_bits=item.code_bits)
+                               code_bits=item.code_bits, residual_bands_hz=item.residual_bands_hz,
+                               bands_per_octave=item.bands_per_octave)
     return api.encode(source(item), item.rate, settings)
 
 
@@ -118,11 +137,14 @@ def describe(item: Vector, data: bytes) -> dict:
             "clip_sample_rate": read_audio(CLIP)[1],
             "sample_rate": item.rate,
             "samples": item.samples,
-            "first_sample": 0,
+            "first_sample": item.first_sample,
             "channel_gains": list(item.gains),
             "bits": item.bits,
             "store_phase": item.store_phase,
             "residual_hz": item.residual_hz,
+            "residual_bands_hz": item.residual_bands_hz,
+            "bands_per_octave": item.bands_per_octave,
+            "kept_from": item.kept_from,
         },
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
         "header": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in asdict(header).items()},
@@ -214,6 +236,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
                            "rANS-coded"),
             "tables_hash": (v["tables_hash"].hex(), f"first 8 bytes of SHA-256 of `{model.code_tables}`"),
         } if "code_range" in v else {}),
+        **({
+            "residual_band_start": (str(v["residual_band_start"]), "residual bins below it are rows of one bin"),
+            "residual_band_growth": (str(v["residual_band_growth"]),
+                                     f"bands widen by {v['residual_band_growth'] / 65536:.5f} (16.16 fixed point)"),
+        } if "residual_band_start" in v else {}),
     }
 
 
@@ -287,7 +314,7 @@ def _changed_header_rows(data: bytes, model: zoo.ModelEntry, major: int, changed
 def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
-    rans = vectors["speech-rans-0.25s"]
+    rans, bands = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -410,6 +437,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         f"{rsize - 4 - first} bytes.",
         "",
         *_rans_section(rans, model),
+        *_bands_section(bands, model),
     ]
     return "\n".join(lines)
 
@@ -447,6 +475,45 @@ def _rans_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
     ]
 
 
+def _bands_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.5: a version 4.0 header and a payload ending with the residual rows' rANS stream."""
+    h = bitstream.read_header(data)
+    base = bitstream.HEADER_SIZES[4]
+    (payload_size,) = struct.unpack_from("<I", data, base + 16)
+    (frame_size,) = struct.unpack_from("<I", data, base + 20)
+    (stream_size,) = struct.unpack_from("<I", data, base + 24 + frame_size)
+    residual_at = base + 28 + frame_size + stream_size
+    residual_size = base + 20 + payload_size - residual_at
+    edges = h.residual_row_edges()
+    columns = h.residual_columns(h.latent_frames)
+    state = struct.unpack_from("<H", data, residual_at)[0] << 16 | struct.unpack_from("<H", data, residual_at + 2)[0]
+    changed = ("version", "header_size", "residual_bins", "residual_stride", "residual_step", "code_range",
+               "residual_band_start", "residual_band_growth")
+    return [
+        f"### A.5 `speech-bands-0.25s.nac`: a version 4.0 file ({len(data)} bytes in all)",
+        "",
+        f"0.25 s of speech from 1 s into the clip, coded with 5-bit rANS-coded codes (as A.4) and a residual "
+        f"layer under 4000 Hz in bands from 1000 Hz. The header grows to {base} bytes; A.4's fields keep their "
+        "places:",
+        "",
+        "```",
+        hexdump(data[:base]),
+        "```",
+        "",
+        *_table(_changed_header_rows(data, model, 4, changed)),
+        "",
+        f"The rows (section 9): bins 0 to {h.residual_band_start - 1} one each, then bands with edges "
+        f"{', '.join(map(str, edges[h.residual_band_start:]))}: {h.residual_rows} rows in all. The chunk record "
+        f"starts at offset {base}; its payload ({payload_size} bytes) holds the latent frame and the code "
+        f"stream laid out as in A.4 (`latent_frame_size` {frame_size}, `code_stream_size` {stream_size}), then the "
+        f"residual stream from offset {residual_at} to the payload's end: {residual_size // 2} 16-bit words for "
+        f"{h.residual_rows} x {columns} codes, starting `{_hex(data[residual_at : residual_at + 4])}` (first "
+        f"state 0x{state:08X}). `raw_size` is {bitstream.chunk_body_size(h, h.latent_frames)}: the latent part "
+        f"as in A.4 plus {h.residual_rows * columns} `i8` residual codes.",
+        "",
+    ]
+
+
 def replace_section(text: str, heading: str, body: str) -> str:
     """``text`` with the lines between ``heading`` and the next ``## `` heading replaced by ``body``."""
     lines = text.splitlines(keepends=True)
@@ -462,7 +529,7 @@ def main() -> None:
     VECTORS_DIR.mkdir(parents=True, exist_ok=True)
     made = {}
     for item in VECTORS:
-        data = encode(item)
+        data = (VECTORS_DIR / f"{item.name}.nac").read_bytes() if item.kept_from else encode(item)
         header, chunks = api.unpack(data)
         tables = zoo.load_model(header.model_id).tables_for(header) if header.code_range else None
         if bitstream.pack(header, chunks, tables) != data:
