@@ -561,7 +561,7 @@ def _body_dtype(h: StreamHeader, frames: int) -> np.dtype:
 def _check_tables(h: StreamHeader, code_tables) -> None:
     """ModelError unless ``code_tables`` fit ``h``: one table per latent channel for its code_range."""
     if code_tables is None:
-        raise ModelError("rANS-coded codes (a version 3 stream) need the model's code tables")
+        raise ModelError("rANS-coded codes (a version 3 or 4 stream) need the model's code tables")
     if code_tables.shape[0] != h.latent_channels:
         raise ModelError(f"code tables for {code_tables.shape[0]} latent channels, the stream has {h.latent_channels}")
     try:
@@ -701,15 +701,15 @@ def pack_parts(
     Parameters
     ----------
     header : StreamHeader
-        ``version_minor`` must be 0 (this encoder writes 1.0, or 2.0 when
-        ``residual_bins`` > 0); every field must satisfy format_spec.md
-        sections 10-11.
+        ``version_minor`` must be 0; the major follows from the fields
+        (:attr:`StreamHeader.version_major`), and every field must satisfy
+        format_spec.md sections 10-11.
     chunks : iterable of Chunk
         Exactly ``header.chunk_count`` chunks in index order, shaped and typed
         as the header implies. Each is compressed as it arrives and not kept.
     code_tables : array, optional
-        For a v3 header (``code_range`` > 0): the model's tables for that
-        range, (latent_channels, 2U+1, 2U+1) (:mod:`codec.entropy`).
+        For a header with ``code_range`` > 0 (v3, v4): the model's tables for
+        that range, (latent_channels, 2U+1, 2U+1) (:mod:`codec.entropy`).
 
     Yields
     ------
@@ -944,9 +944,9 @@ def _decode_body(h: StreamHeader, position: int, frames: int, parts: list[bytes]
 def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHeader, list[Chunk]]:
     """Parse a whole ``.nac`` file strictly (format_spec.md section 10).
 
-    ``code_tables(header)`` gives the model's tables for a v3 stream's
+    ``code_tables(header)`` gives the model's tables for a stream's
     ``code_range`` (:func:`codec.zoo.LoadedModel.tables_for`); without it a
-    v3 stream raises :class:`ModelError`.
+    stream with rANS-coded codes raises :class:`ModelError`.
 
     Returns
     -------
@@ -958,7 +958,7 @@ def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHead
     VersionError
         For a major version other than 1 to 4.
     ModelError
-        For a v3 stream without usable ``code_tables``.
+        For rANS-coded codes without usable ``code_tables``.
     FormatError
         For any other defect: magic, CRCs, limits, sizes, truncation,
         trailing bytes.  The message is one line without the file name.

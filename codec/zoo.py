@@ -213,7 +213,7 @@ class LoadedModel:
     tables_hash: bytes = b""  # first 8 bytes of the tables file's SHA-256, as a v3 header records it
 
     def tables_for(self, header) -> np.ndarray:
-        """The tables a v3 stream's ``code_range`` needs; ModelError if this model lacks them."""
+        """The tables a stream's ``code_range`` needs; ModelError if this model lacks them."""
         if header.tables_hash != self.tables_hash:
             raise ModelError(f"model {self.name} has code tables {self.tables_hash.hex() or 'none'}, "
                              f"but the file was coded with tables {header.tables_hash.hex()}")

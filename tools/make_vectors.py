@@ -311,6 +311,13 @@ def _changed_header_rows(data: bytes, model: zoo.ModelEntry, major: int, changed
     return [(fields[name][0], fields[name][1], name, *meanings[name]) for name in (*changed, "header_crc")]
 
 
+def _header_block(data: bytes, model: zoo.ModelEntry, changed: tuple[str, ...]) -> list[str]:
+    """A file's whole header as a hexdump, then the table of its ``changed`` fields (and its CRC)."""
+    major = bitstream.read_header(data).version_major
+    return ["```", hexdump(data[: bitstream.HEADER_SIZES[major]]), "```", "",
+            *_table(_changed_header_rows(data, model, major, changed))]
+
+
 def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
@@ -421,12 +428,8 @@ def appendix(vectors: dict[str, bytes]) -> str:
         f"{bitstream.HEADER_SIZES[2]} bytes; bytes 0 to 69 keep A.1's layout (with this file's counts) except "
         "these:",
         "",
-        "```",
-        hexdump(residual[: bitstream.HEADER_SIZES[2]]),
-        "```",
-        "",
-        *_table(_changed_header_rows(residual, model, 2, ("version", "header_size", "residual_bins",
-                                                          "residual_stride", "residual_step"))),
+        *_header_block(residual, model, ("version", "header_size", "residual_bins", "residual_stride",
+                                         "residual_step")),
         "",
         f"The chunk record starts at offset {rbase}; its body adds, as a second part, "
         f"{rh.residual_bins} x {rh.residual_columns(rh.latent_frames)} `i8` residual codes (one column every "
@@ -442,27 +445,34 @@ def appendix(vectors: dict[str, bytes]) -> str:
     return "\n".join(lines)
 
 
+def _rans_payload(data: bytes) -> tuple[int, int, int, int]:
+    """(payload_size, latent_frame_size, code_stream_size, code stream offset) of a one-chunk v3 / v4 file."""
+    base = bitstream.HEADER_SIZES[bitstream.read_header(data).version_major]
+    (payload_size,) = struct.unpack_from("<I", data, base + 16)
+    (frame_size,) = struct.unpack_from("<I", data, base + 20)
+    (stream_size,) = struct.unpack_from("<I", data, base + 24 + frame_size)
+    return payload_size, frame_size, stream_size, base + 28 + frame_size
+
+
+def _first_state(data: bytes, at: int) -> int:
+    """The rANS decoder's first state from the stream at offset ``at``: ``w0 << 16 | w1``."""
+    return struct.unpack_from("<H", data, at)[0] << 16 | struct.unpack_from("<H", data, at + 2)[0]
+
+
 def _rans_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
     """Appendix A.4: a version 3.0 header and a payload with an rANS code stream."""
     h = bitstream.read_header(data)
     base = bitstream.HEADER_SIZES[3]
-    (payload_size,) = struct.unpack_from("<I", data, base + 16)
-    (frame_size,) = struct.unpack_from("<I", data, base + 20)
-    (stream_size,) = struct.unpack_from("<I", data, base + 24 + frame_size)
-    stream_at = base + 28 + frame_size
+    payload_size, frame_size, stream_size, stream_at = _rans_payload(data)
     rows = h.channels * h.latent_channels * h.latent_height
-    state = struct.unpack_from("<H", data, stream_at)[0] << 16 | struct.unpack_from("<H", data, stream_at + 2)[0]
+    state = _first_state(data, stream_at)
     return [
         f"### A.4 `speech-rans-0.25s.nac`: a version 3.0 file ({len(data)} bytes in all)",
         "",
         f"The same audio as A.2 coded the default way: 5-bit codes, rANS-coded with the model's tables. The "
         f"header grows to {base} bytes: bytes 70 to 77 hold A.3's residual fields (all 0: no layer), then:",
         "",
-        "```",
-        hexdump(data[:base]),
-        "```",
-        "",
-        *_table(_changed_header_rows(data, model, 3, ("version", "header_size", "code_range", "tables_hash"))),
+        *_header_block(data, model, ("version", "header_size", "code_range", "tables_hash")),
         "",
         f"The chunk record starts at offset {base}. Its payload ({payload_size} bytes) holds `latent_frame_size` "
         f"{frame_size} and a zstd frame of the scales alone ({h.latent_channels} x f32: the codes are not in "
@@ -479,14 +489,12 @@ def _bands_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
     """Appendix A.5: a version 4.0 header and a payload ending with the residual rows' rANS stream."""
     h = bitstream.read_header(data)
     base = bitstream.HEADER_SIZES[4]
-    (payload_size,) = struct.unpack_from("<I", data, base + 16)
-    (frame_size,) = struct.unpack_from("<I", data, base + 20)
-    (stream_size,) = struct.unpack_from("<I", data, base + 24 + frame_size)
-    residual_at = base + 28 + frame_size + stream_size
+    payload_size, frame_size, stream_size, stream_at = _rans_payload(data)
+    residual_at = stream_at + stream_size
     residual_size = base + 20 + payload_size - residual_at
     edges = h.residual_row_edges()
     columns = h.residual_columns(h.latent_frames)
-    state = struct.unpack_from("<H", data, residual_at)[0] << 16 | struct.unpack_from("<H", data, residual_at + 2)[0]
+    state = _first_state(data, residual_at)
     changed = ("version", "header_size", "residual_bins", "residual_stride", "residual_step", "code_range",
                "residual_band_start", "residual_band_growth")
     return [
@@ -496,11 +504,7 @@ def _bands_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
         f"layer under 4000 Hz in bands from 1000 Hz. The header grows to {base} bytes; A.4's fields keep their "
         "places:",
         "",
-        "```",
-        hexdump(data[:base]),
-        "```",
-        "",
-        *_table(_changed_header_rows(data, model, 4, changed)),
+        *_header_block(data, model, changed),
         "",
         f"The rows (section 9): bins 0 to {h.residual_band_start - 1} one each, then bands with edges "
         f"{', '.join(map(str, edges[h.residual_band_start:]))}: {h.residual_rows} rows in all. The chunk record "
