@@ -85,16 +85,23 @@ class _Reader:
 
     def symbol(self, cum: list[int]) -> int:
         """The next symbol, ``cum`` being ``[0, f0, f0 + f1, ..., 2**P]`` of its distribution."""
-        slot = self.x & _MASK
-        s = bisect_right(cum, slot) - 1
-        x = (cum[s + 1] - cum[s]) * (self.x >> PRECISION) + slot - cum[s]
+        s = bisect_right(cum, self.slot()) - 1
+        self.advance(cum[s], cum[s + 1] - cum[s])
+        return s
+
+    def slot(self) -> int:
+        """``x mod 2**P``: where the next symbol's interval must lie."""
+        return self.x & _MASK
+
+    def advance(self, start: int, f: int) -> None:
+        """Take the symbol whose interval ``[start, start + f)`` holds :meth:`slot`."""
+        x = f * (self.x >> PRECISION) + (self.x & _MASK) - start
         if x < _LOW:
             if self.position == len(self.words):
                 raise ValueError("code stream ends early")
             x = x << 16 | self.words[self.position]
             self.position += 1
         self.x = x
-        return s
 
     def finish(self) -> None:
         if self.x != _LOW or self.position != len(self.words):
@@ -144,6 +151,7 @@ RESIDUAL_CONTEXT_CLAMP = 2  # neighbours count as -2..2: 25 contexts
 RESIDUAL_INCREMENT = 32  # added to a symbol's count each time it is coded
 RESIDUAL_COUNT_LIMIT = 1 << 13  # when the counts sum above this, each is halved (rounding up)
 _ESCAPED_BYTE = (1 << PRECISION) // 256  # frequency of each of the 256 escaped byte values
+_SPREAD = (1 << PRECISION) - RESIDUAL_SYMBOLS  # the share of 2**P the counts divide (each symbol also gets 1)
 
 
 def _initial_counts() -> list[int]:
@@ -156,37 +164,55 @@ class _AdaptiveModel:
 
     def __init__(self):
         self.counts = _initial_counts()
+        self.total = sum(self.counts)
 
-    def cumulative(self) -> list[int]:
-        """``[start(0), ..., start(14)]``: ``start(s) = s + C(s) * (2**P - 14) // N``, every frequency >= 1."""
-        total, spread, below, cum = sum(self.counts), (1 << PRECISION) - RESIDUAL_SYMBOLS, 0, []
+    def interval(self, s: int) -> tuple[int, int]:
+        """``(start(s), start(s + 1) - start(s))``, ``start(s) = s + C(s) * (2**P - 14) // N``; each >= 1."""
+        below = sum(self.counts[:s])
+        start = s + below * _SPREAD // self.total
+        return start, s + 1 + (below + self.counts[s]) * _SPREAD // self.total - start
+
+    def find(self, slot: int) -> tuple[int, int, int]:
+        """``(s, start, frequency)`` of the symbol whose interval holds ``slot``."""
+        total, below, start = self.total, 0, 0
         for s, count in enumerate(self.counts):
-            cum.append(s + below * spread // total)
-            below += count
-        cum.append(1 << PRECISION)
-        return cum
+            end = s + 1 + (below + count) * _SPREAD // total
+            if slot < end:
+                return s, start, end - start
+            below, start = below + count, end
+        raise AssertionError("the last interval ends at 2**P")
 
     def update(self, s: int) -> None:
         self.counts[s] += RESIDUAL_INCREMENT
-        if sum(self.counts) > RESIDUAL_COUNT_LIMIT:
+        self.total += RESIDUAL_INCREMENT
+        if self.total > RESIDUAL_COUNT_LIMIT:
             self.counts = [(count + 1) >> 1 for count in self.counts]
+            self.total = sum(self.counts)
 
 
-def _residual_context(codes: list, c: int, row: int, column: int) -> int:
-    """``5 * (a + 2) + (b + 2)``: a, b the clamped codes left of (previous column) and below (previous row)."""
-    clamp = RESIDUAL_CONTEXT_CLAMP
-    left = codes[c][row][column - 1] if column else 0
-    below = codes[c][row - 1][column] if row else 0
-    return (2 * clamp + 1) * (min(clamp, max(-clamp, left)) + clamp) + min(clamp, max(-clamp, below)) + clamp
+# Context parts of a neighbouring code v (index v + 128): 5 * (clamp(v) + 2) for the code
+# to the left, clamp(v) + 2 for the code below, clamp(v) = min(2, max(-2, v)).
+_CLAMPED = [min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v - 128)) + RESIDUAL_CONTEXT_CLAMP
+            for v in range(256)]
+_LEFT_PART = [(2 * RESIDUAL_CONTEXT_CLAMP + 1) * part for part in _CLAMPED]
 
 
-def _residual_order(shape: tuple[int, int, int]) -> Iterator[tuple[int, int, int]]:
-    """Coding order: audio channel, then column (time), then row (frequency, upwards)."""
+def _coding_order(values: list, shape: tuple[int, int, int]) -> Iterator[tuple[int, int, int, int]]:
+    """(channel, row, column, context) of each code in coding order: channel, column (time), row (upwards).
+
+    The context ``5 * (a + 2) + (b + 2)`` comes from the clamped codes left of
+    (previous column) and below (previous row) it, read from ``values`` when
+    the code's turn comes, so a decoder may fill ``values`` as it goes.
+    """
     channels, rows, columns = shape
     for c in range(channels):
+        plane = values[c]
         for column in range(columns):
+            below = 128
             for row in range(rows):
-                yield c, row, column
+                left = plane[row][column - 1] + 128 if column else 128
+                yield c, row, column, _LEFT_PART[left] + _CLAMPED[below]
+                below = plane[row][column] + 128
 
 
 def encode_residual(codes: np.ndarray) -> bytes:
@@ -194,12 +220,11 @@ def encode_residual(codes: np.ndarray) -> bytes:
     values = np.asarray(codes, np.int64).tolist()
     models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
     intervals = []
-    for c, row, column in _residual_order(np.shape(codes)):
+    for c, row, column, context in _coding_order(values, np.shape(codes)):
         value = values[c][row][column]
-        model = models[_residual_context(values, c, row, column)]
+        model = models[context]
         s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
-        cum = model.cumulative()
-        intervals.append((cum[s], cum[s + 1] - cum[s]))
+        intervals.append(model.interval(s))
         if s == RESIDUAL_ESCAPE:
             intervals.append(((value + 128) * _ESCAPED_BYTE, _ESCAPED_BYTE))
         model.update(s)
@@ -213,9 +238,10 @@ def decode_residual(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
     escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
     reader = _Reader(data)
-    for c, row, column in _residual_order(shape):
-        model = models[_residual_context(values, c, row, column)]
-        s = reader.symbol(model.cumulative())
+    for c, row, column, context in _coding_order(values, shape):
+        model = models[context]
+        s, start, f = model.find(reader.slot())
+        reader.advance(start, f)
         value = s - RESIDUAL_DIRECT
         if s == RESIDUAL_ESCAPE:
             value = reader.symbol(escaped) - 128

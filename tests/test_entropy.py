@@ -53,12 +53,15 @@ def test_adaptive_model_intervals_cover_the_range_and_follow_the_counts():
     model = entropy._AdaptiveModel()
     assert model.counts == [1, 2, 4, 8, 16, 32, 64, 32, 16, 8, 4, 2, 1, 1]
     for _ in range(400):
-        cum = model.cumulative()
-        widths = np.diff(cum)
-        assert cum[0] == 0 and cum[-1] == 1 << entropy.PRECISION and widths.min() >= 1
+        intervals = [model.interval(s) for s in range(entropy.RESIDUAL_SYMBOLS)]
+        starts, widths = zip(*intervals)
+        assert starts[0] == 0 and starts[-1] + widths[-1] == 1 << entropy.PRECISION and min(widths) >= 1
+        assert all(start + width == following for (start, width), following in zip(intervals, starts[1:]))
+        for s, (start, width) in enumerate(intervals):  # the decoder's search finds each interval from either end
+            assert model.find(start) == model.find(start + width - 1) == (s, start, width)
         model.update(9)
-    assert sum(model.counts) <= entropy.RESIDUAL_COUNT_LIMIT and min(model.counts) >= 1
-    assert np.argmax(np.diff(model.cumulative())) == 9
+    assert model.total == sum(model.counts) <= entropy.RESIDUAL_COUNT_LIMIT and min(model.counts) >= 1
+    assert max(range(entropy.RESIDUAL_SYMBOLS), key=lambda s: model.interval(s)[1]) == 9
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 16, 9), (1, 73, 40)])
@@ -95,9 +98,8 @@ def test_damaged_residual_streams_are_rejected():
 @pytest.mark.parametrize("value", [-128, 3])
 def test_escaped_codes_must_be_beyond_the_direct_range_and_at_least_minus_127(value):
     """An escape carries only codes the direct symbols cannot: one way to code each value."""
-    cum = entropy._AdaptiveModel().cumulative()  # the first code's context: both neighbours 0
-    escape = entropy.RESIDUAL_ESCAPE
+    escape = entropy._AdaptiveModel().interval(entropy.RESIDUAL_ESCAPE)  # the first code's context: neighbours 0
     byte = entropy._ESCAPED_BYTE
-    data = entropy._encode_intervals([(cum[escape], cum[escape + 1] - cum[escape]), ((value + 128) * byte, byte)])
+    data = entropy._encode_intervals([escape, ((value + 128) * byte, byte)])
     with pytest.raises(ValueError, match=f"escaped residual code {value}"):
         entropy.decode_residual(data, (1, 1, 1))
