@@ -73,7 +73,7 @@ def _encode_intervals(intervals: list[tuple[int, int]]) -> bytes:
 
 
 class _Reader:
-    """Decodes symbols from a stream of :func:`_encode_intervals`, one cumulative list at a time."""
+    """Decodes symbols from a stream of :func:`_encode_intervals`: by a cumulative list, or by slot and advance."""
 
     def __init__(self, data: bytes):
         if len(data) % 2 or len(data) < 4:
