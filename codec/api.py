@@ -25,15 +25,12 @@ from .audio_io import is_stdio, read_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .model import MAX_PHASE_ITERS
 from .quantize import (
+    ResidualLayer,
     dequantize,
     dequantize_phase,
-    dequantize_residual,
-    expand_rows,
     levels_within,
     quantize,
     quantize_phase,
-    quantize_residual,
-    upsample_residual,
 )
 from .settings import EncoderSettings
 
@@ -192,6 +189,8 @@ def encode_parts(
     band_growth = round(2 ** (1 / settings.bands_per_octave) * bitstream.GROWTH_ONE)  # 16.16 fixed point
     step = float(np.float32(settings.residual_step)) if low_bins else 0.0  # as the header will hold it
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
+    slope = round(settings.residual_slope * bitstream.SLOPE_ONE) if low_bins else 0
+    span = round(settings.residual_span * bitstream.SPAN_ONE) if slope else 0
     model_samples = round(samples * config.sample_rate / sample_rate)
     latent_frames = streaming.latent_frame_count(net, model_samples)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
@@ -222,36 +221,40 @@ def encode_parts(
         tables_hash=loaded.tables_hash if code_tables is not None else b"",
         residual_band_start=min(band_start, low_bins),
         residual_band_growth=band_growth if low_bins else 0,
+        residual_step_slope=slope,
+        residual_step_span=span,
     )
-    row_edges = header.residual_row_edges()
+    layer = residual_layer(header)
 
     def code_roundtrip(latent: np.ndarray) -> np.ndarray:
         return dequantize(*quantize(latent, bits, channel_bits), bits)
-
-    def residual_roundtrip(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
-        codes = quantize_residual(original[..., ::column_stride], decoded[..., ::column_stride], step, row_edges)
-        return upsample_residual(dequantize_residual(expand_rows(codes, row_edges), step), column_stride)
 
     def chunks() -> Iterator[bitstream.Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
         source = streaming.SampleWindow(resample_blocks(clean, sample_rate, config.sample_rate, channels), channels,
                                         model_samples)
         with torch_threads(ENCODE_THREADS):
-            loop = (streaming.ClosedLoop(residual_roundtrip, step, residual_phase_iters(config))
+            loop = (streaming.ClosedLoop(layer, residual_phase_iters(config))
                     if low_bins and settings.closed_loop else None)
             analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, low_bins, code_roundtrip, loop)
             for index, part in enumerate(analyses):
                 codes, scales = quantize(part.latent, bits, channel_bits)
                 phase_codes = None if part.phase is None else quantize_phase(part.phase, bits)
-                residual = None
-                if low_bins:  # the columns: every column_stride-th STFT frame
-                    residual = quantize_residual(part.original[..., ::column_stride],
-                                                 part.decoded[..., ::column_stride], step, row_edges)
+                residual = layer.quantize(part.original, part.aimed, part.decoded) if low_bins else None
                 yield bitstream.Chunk(index, part.latent.shape[-1], scales, codes, phase_codes, residual)
                 if on_progress is not None:
                     on_progress(index + 1, chunk_count)
 
     return bitstream.pack_parts(header, chunks(), code_tables)
+
+
+def residual_layer(header: "bitstream.StreamHeader") -> ResidualLayer | None:
+    """The stream's residual layer, None without one."""
+    if not header.residual_bins:
+        return None
+    return ResidualLayer(header.residual_step, tuple(header.residual_row_edges()), header.residual_stride,
+                         header.residual_step_slope / bitstream.SLOPE_ONE,
+                         header.residual_step_span / bitstream.SPAN_ONE)
 
 
 def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> None:
@@ -343,14 +346,12 @@ def _output_blocks(
                             np.float32)
         return dequantize_phase(chunk.phase, header.bits)
 
-    row_edges = header.residual_row_edges()
-
     def residual_at(index: int) -> np.ndarray:
         chunk = chunks[index]
         if chunk is None:
             columns = header.residual_columns(header.chunk_frames_at(index))
-            return np.zeros((header.channels, header.residual_bins, columns), np.float32)
-        return dequantize_residual(expand_rows(chunk.residual, row_edges), header.residual_step)
+            return np.zeros((header.channels, header.residual_rows, columns), np.int8)
+        return chunk.residual
 
     chunk_samples = header.chunk_frames * header.samples_per_frame
     to_model = header.model_sample_rate / out_rate
@@ -363,7 +364,7 @@ def _output_blocks(
         pieces = streaming.decode_chunks(
             net, header.chunk_count, header.chunk_frames, latent_at, phase_at if header.store_phase else None,
             first_chunk, last_chunk, phase_iters, on_progress, residual_at if header.residual_bins else None,
-            header.residual_stride or 1,
+            residual_layer(header),
         )
         for piece in pieces:
             # Valid but absurd scales (up to 3.4e38) overflow inside the model; the

@@ -11,8 +11,8 @@ and nothing else (no torch, no model).  Layers:
 * plain functions check the semantic rules (limits, counts, sizes) before
   anything is allocated, shared by :func:`pack` (``ValueError``: a bug in the
   caller) and the readers (``FormatError``: a bad file);
-* zstd, (v3, v4) the rANS stream of the latent codes (:mod:`codec.entropy`,
-  with tables the caller supplies) and (v4) the adaptive rANS stream of the
+* zstd, (v3+) the rANS stream of the latent codes (:mod:`codec.entropy`,
+  with tables the caller supplies) and (v4+) the adaptive rANS stream of the
   residual codes run outside the schemas, bounded by the sizes the header
   implies.
 
@@ -90,10 +90,10 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2, 3, 4)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
-# residual codes in rows and bands (format_spec.md section 5)
+VERSION_MAJORS = (1, 2, 3, 4, 5)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
+# residual codes in rows and bands, 5.0 level-adaptive residual steps (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -103,7 +103,7 @@ ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"  # 0xFD2FB528 little-endian (RFC 8878)
 # on 100 dev speech files (2 s each). Latent codes are a few KB a second, so
 # a slow level costs little: 15 made 4-bit files 0.3 % smaller than 12.
 # Stored phase is 30-60x bigger and gains little, so it keeps the fast 12.
-# Residual codes (v2, v3 only; v4 codes them with rANS): 19 took 1.3 % (bins
+# Residual codes (v2, v3 only; v4+ code them with rANS): 19 took 1.3 % (bins
 # under 1 kHz) to 6.3 % (under 2 kHz) fewer bytes than 12.
 ZSTD_LEVEL_LATENT = 15
 ZSTD_LEVEL_PHASE = 12
@@ -137,6 +137,8 @@ MAX_RESIDUAL_STEP = 16.0  # residual_step range (0, 16]: a step of e^16 is alrea
 MAX_CODE_RANGE = 127  # implementation limit on code_range (tables of 255 x 255 per latent channel)
 RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
 GROWTH_ONE = 1 << 16  # residual_band_growth's fixed-point 1.0 (every row one bin); 2.0 is its maximum
+SLOPE_ONE = 1 << 12  # residual_step_slope's fixed-point 1.0, also its maximum
+SPAN_ONE = 1 << 8  # residual_step_span's fixed-point 1.0 (one log-magnitude unit); 16.0 is its maximum
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
 ZSTD_MAX_WINDOW = 2**26  # >= MAX_CHUNK_RAW_SIZE; bounds the decoder's window buffer
 # scan() parses at most this many times the file's size in records (a sound file
@@ -181,15 +183,19 @@ class StreamHeader:
     residual_step: float = 0.0  # f32, v2+: log-magnitude step of one residual code
     code_range: int = 0  # u16, v3+: U, the latent codes' range [-U, U], rANS-coded with the model's tables (0: zstd)
     tables_hash: bytes = b""  # v3+: first 8 bytes of SHA-256 of the model's code tables file (empty without)
-    residual_band_start: int = 0  # u16, v4 only: residual bins below this are rows of one bin each
-    residual_band_growth: int = 0  # u32, v4 only: band widening in 16.16 fixed point (0: not v4, per-bin rows)
+    residual_band_start: int = 0  # u16, v4+: residual bins below this are rows of one bin each
+    residual_band_growth: int = 0  # u32, v4+: band widening in 16.16 fixed point (0: before v4, per-bin rows)
+    residual_step_slope: int = 0  # u16, v5: how fast a row's step grows below its column's loudest row, / 4096
+    residual_step_span: int = 0  # u16, v5: how far below that row the step stops growing, / 256 (log-magnitude)
 
     @property
     def version_major(self) -> int:
-        """1 plain, 2 with a residual layer, 3 with rANS-coded codes, 4 with rANS-coded residual rows.
+        """1 plain, 2 with a residual layer, 3 with rANS-coded codes, 4 with rANS-coded residual rows, 5 with adaptive steps.
 
         Writers use the oldest version that holds the stream.
         """
+        if self.residual_step_slope:
+            return 5
         return 4 if self.residual_band_growth else 3 if self.code_range else 2 if self.residual_bins else 1
 
     @property
@@ -365,6 +371,7 @@ _HEADER_BODY = Struct(
     "residual" / If(this.version.major >= 2, Struct("bins" / Int16ul, "stride" / Int16ul, "step" / Float32l)),
     "code" / If(this.version.major >= 3, Struct("range" / Int16ul, "tables_hash" / Bytes(8))),
     "bands" / If(this.version.major >= 4, Struct("start" / Int16ul, "growth" / Int32ul)),
+    "steps" / If(this.version.major >= 5, Struct("slope" / Int16ul, "span" / Int16ul)),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -411,13 +418,16 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
         layout.update(code_range=(offset + 8, "<H"), tables_hash=(offset + 10, "8s"))
     if major >= 4:
         layout.update(residual_band_start=(offset + 18, "<H"), residual_band_growth=(offset + 20, "<I"))
+    if major >= 5:
+        layout.update(residual_step_slope=(offset + 24, "<H"), residual_step_span=(offset + 26, "<H"))
     return layout
 
 
 _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
     if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
-                      "code_range", "tables_hash", "residual_band_start", "residual_band_growth")
+                      "code_range", "tables_hash", "residual_band_start", "residual_band_growth",
+                      "residual_step_slope", "residual_step_span")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -491,6 +501,13 @@ def _header_problem(h: StreamHeader) -> str | None:
         return "residual_band_growth without a residual layer (a version 4 stream has one)"
     if h.residual_band_growth and not GROWTH_ONE <= h.residual_band_growth <= 2 * GROWTH_ONE:
         return f"residual_band_growth {h.residual_band_growth} out of range {GROWTH_ONE}..{2 * GROWTH_ONE}"
+    if h.residual_step_slope and not h.residual_band_growth:
+        return "residual_step_slope without residual bands (a version 5 stream has them)"
+    if not 0 <= h.residual_step_slope <= SLOPE_ONE:
+        return f"residual_step_slope {h.residual_step_slope} out of range 0..{SLOPE_ONE}"
+    if not (1 if h.residual_step_slope else 0) <= h.residual_step_span <= (16 * SPAN_ONE if h.residual_step_slope else 0):
+        return (f"residual_step_span {h.residual_step_span} out of range 1..{16 * SPAN_ONE} "
+                "(0 without residual_step_slope)")
     if not 0 <= h.residual_band_start <= (h.residual_bins if h.residual_band_growth else 0):
         return f"residual_band_start {h.residual_band_start} out of range 0..residual_bins (0 before version 4)"
     if not 0 <= h.code_range <= _code_limit(h):
@@ -658,7 +675,7 @@ def _segments(records: np.ndarray, scale_bytes: int) -> list[bytes]:
 
 def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: np.ndarray | None, compressors: list,
              code_tables: np.ndarray | None) -> bytes:
-    """A chunk's payload (format_spec.md section 6): zstd frames, rANS streams (v3, v4), and their sizes."""
+    """A chunk's payload (format_spec.md section 6): zstd frames, rANS streams (v3+), and their sizes."""
     latent, residual_compressor = compressors
     scale_bytes = 4 * h.latent_channels
     if h.code_range:
@@ -708,7 +725,7 @@ def pack_parts(
         Exactly ``header.chunk_count`` chunks in index order, shaped and typed
         as the header implies. Each is compressed as it arrives and not kept.
     code_tables : array, optional
-        For a header with ``code_range`` > 0 (v3, v4): the model's tables for
+        For a header with ``code_range`` > 0 (v3+): the model's tables for
         that range, (latent_channels, 2U+1, 2U+1) (:mod:`codec.entropy`).
 
     Yields
@@ -744,6 +761,10 @@ def pack_parts(
         bands=(
             {"start": header.residual_band_start, "growth": header.residual_band_growth}
             if header.version_major >= 4 else None
+        ),
+        steps=(
+            {"slope": header.residual_step_slope, "span": header.residual_step_span}
+            if header.version_major >= 5 else None
         ),
         extension=b"",
     )
@@ -787,7 +808,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 4.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 5.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -800,12 +821,15 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     residual = value.residual or {"bins": 0, "stride": 0, "step": 0.0}
     code = value.code or {"range": 0, "tables_hash": b""}
     bands = value.bands or {"start": 0, "growth": 0}
+    steps = value.steps or {"slope": 0, "span": 0}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     if major == 3 and not code["range"]:
         raise FormatError("code_range 0 in a version 3 header (a stream of zstd-coded codes is 1.0 or 2.0)")
     if major == 4 and not bands["growth"]:
         raise FormatError(f"residual_band_growth 0 in a version 4 header (must be {GROWTH_ONE}..{2 * GROWTH_ONE})")
+    if major == 5 and not steps["slope"]:
+        raise FormatError(f"residual_step_slope 0 in a version 5 header (must be 1..{SLOPE_ONE})")
     if not code["range"] and code["tables_hash"] not in (b"", bytes(8)):
         raise FormatError("tables_hash without rANS-coded codes (must be 0)")
     header = StreamHeader(
@@ -819,6 +843,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         tables_hash=code["tables_hash"] if code["range"] else b"",
         residual_band_start=bands["start"],
         residual_band_growth=bands["growth"],
+        residual_step_slope=steps["slope"],
+        residual_step_span=steps["span"],
     )
     problem = _header_problem(header)
     if problem:
@@ -832,7 +858,7 @@ def read_header(data: bytes) -> StreamHeader:
     Raises
     ------
     VersionError
-        For a major version other than 1 to 4.
+        For a major version other than 1 to 5.
     FormatError
         For anything else wrong with the header.
     """
@@ -876,7 +902,7 @@ def _decompress_parts(
     v1: one zstd frame. v2: a u32 size, the latent frame, the residual frame.
     v3: a u32 size and the latent frame without codes, a u32 size and the rANS
     stream of the codes (decoded with ``code_tables(h)``), then the residual
-    frame if there is a layer. v4: as v2 or v3, with the residual codes' rANS
+    frame if there is a layer. v4, v5: as v2 or v3, with the residual codes' rANS
     stream in place of the residual frame.
     """
     sizes = _part_sizes(h, frames)
@@ -910,7 +936,7 @@ def _decompress_parts(
 
 
 def _residual_part(h: StreamHeader, data: bytes, size: int, frames: int, where: str) -> bytes:
-    """The residual codes' bytes from the end of a payload: a zstd frame (v2, v3) or a rANS stream (v4)."""
+    """The residual codes' bytes from the end of a payload: a zstd frame (v2, v3) or a rANS stream (v4+)."""
     if not h.residual_band_growth:
         return _decompress(data, size, where, "residual frame")
     try:
@@ -956,7 +982,7 @@ def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHead
     Raises
     ------
     VersionError
-        For a major version other than 1 to 4.
+        For a major version other than 1 to 5.
     ModelError
         For rANS-coded codes without usable ``code_tables``.
     FormatError

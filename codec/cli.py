@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import api, batch, streaming, zoo
 from .audio_io import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
-from .settings import DEFAULT_BANDS_PER_OCTAVE, DEFAULT_RESIDUAL_STEP, EncoderSettings
+from .settings import DEFAULT_BANDS_PER_OCTAVE, DEFAULT_RESIDUAL_SPAN, DEFAULT_RESIDUAL_STEP, EncoderSettings
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
@@ -72,6 +72,16 @@ BandsPerOctaveOption = Annotated[
     Optional[float],
     typer.Option("--bands-per-octave", help="Width of those bands: more is finer and larger "
                  f"[default: {DEFAULT_BANDS_PER_OCTAVE:g}]."),
+]
+ResidualSlopeOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-slope", help="Widen the step of rows the decoded spectrum puts below each frame's "
+                 "loudest by exp(slope x distance), where the ear hears errors less (format 5.0) [default: 0, none]."),
+]
+ResidualSpanOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-span", help="How far below the loudest row (log-magnitude units) the step stops "
+                 f"widening [default: {DEFAULT_RESIDUAL_SPAN:g}]."),
 ]
 ClosedLoopOption = Annotated[
     bool,
@@ -121,6 +131,8 @@ def encode(
     residual_step: ResidualStepOption = None,
     residual_bands_hz: ResidualBandsOption = None,
     bands_per_octave: BandsPerOctaveOption = None,
+    residual_slope: ResidualSlopeOption = None,
+    residual_span: ResidualSpanOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -130,7 +142,8 @@ def encode(
     output = output or _default_output(input, ".nac")
     settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
-                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
+                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
+                              residual_slope=residual_slope, residual_span=residual_span)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, settings, overwrite=force, model=model, on_progress=on_progress)
@@ -312,6 +325,8 @@ def batch_command(
     residual_step: ResidualStepOption = None,
     residual_bands_hz: ResidualBandsOption = None,
     bands_per_octave: BandsPerOctaveOption = None,
+    residual_slope: ResidualSlopeOption = None,
+    residual_span: ResidualSpanOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -325,7 +340,8 @@ def batch_command(
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
     settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
-                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave)
+                              residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
+                              residual_slope=residual_slope, residual_span=residual_span)
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if not decode:

@@ -7,7 +7,7 @@ charged for the same audio and scored in the same domain.
 Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
 (8-bit codes), ``bits16``, ``store_phase``, ``cbN`` (code bits), or one of
 :data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``,
-``octN``), or a ``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``
+``octN``, ``slopeS``, ``spanD``), or a ``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``
 or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
 (:mod:`codec.opus`).
 
@@ -73,8 +73,9 @@ PRESETS = {
 # decoder's Griffin-Lim iterations (nac decode --phase-iters N), any value
 NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", float),
                     "bands": ("residual_bands_hz", float), "oct": ("bands_per_octave", float),
+                    "slope": ("residual_slope", float), "span": ("residual_span", float),
                     "coarse": ("coarse_channels", int), "it": ("phase_iters", int)}
-_NUMBERED = re.compile(r"(res|step|bands|oct)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
+_NUMBERED = re.compile(r"(res|step|bands|oct|slope|span)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
@@ -197,7 +198,7 @@ def parse_preset(name: str) -> Preset:
         else:
             names = ", ".join(name for name in PRESETS if not name.startswith("cb"))
             raise UsageError(f"unknown preset {part!r}: use {names}, cbN (N = 2..16), coarseN, resHZ, stepS, "
-                             "bandsHZ, octN, itN (join with + to combine)")
+                             "bandsHZ, octN, slopeS, spanD, itN (join with + to combine)")
     try:
         return Preset(EncoderSettings(**fields).check(), phase_iters)
     except UsageError as err:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Callable
 
 import torch
 from torch import nn
@@ -208,16 +209,16 @@ class _Codec(nn.Module):
         length: int,
         phase: torch.Tensor | None = None,
         phase_iters: int | None = None,
-        residual: torch.Tensor | None = None,
+        correct: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Waveform (B, length). A stored ``phase`` replaces the predicted one as is.
 
-        ``residual`` (B, K, frames), a coded correction, is added to the lowest
-        K bins of the decoded log-magnitude.
+        ``correct`` maps the decoded log-magnitude (B, bins, frames) to the
+        one to synthesize: a coded correction that may depend on it.
         """
         log_mag, predicted = self.decode_spectrum(latent)
-        if residual is not None:
-            log_mag = torch.cat([log_mag[:, : residual.shape[1]] + residual, log_mag[:, residual.shape[1] :]], dim=1)
+        if correct is not None:
+            log_mag = correct(log_mag)
         if phase is not None:
             return self.synthesize(log_mag, phase, length, phase_iters=0)
         return self.synthesize(log_mag, predicted, length, phase_iters)

@@ -5,14 +5,17 @@ rounded up to 5 significant bits so zstd stores it in few bytes) and integer
 codes ``q = clamp(round_half_even(x * L / s), -U, U)`` with
 ``L = 2**(bits-1) - 1`` and ``U <= L``; dequantized as ``q * (s / L)``.
 Phase: uniform over a full turn with ``2**bits`` levels.
-Log-magnitude residual (v2 files): int8 codes ``r`` of step ``d``, one
+Log-magnitude residual (v2+ files): int8 codes ``r`` of step ``d``, one
 column every few STFT frames; the decoder interpolates ``r * d`` to every
 frame and adds it to the decoded log-magnitude. The writer may code the
 upper part of the band as one gain per band (bands a fraction of an octave
-wide) instead of per bin.
+wide) instead of per bin (v4+), and the step may grow where the decoded
+spectrum is quiet next to its loudest row (v5, :func:`residual_steps`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -110,7 +113,7 @@ RESIDUAL_FLOOR = -4.0
 
 
 def quantize_residual(
-    original: np.ndarray, decoded: np.ndarray, step: float, row_edges: list[int] | None = None
+    original: np.ndarray, decoded: np.ndarray, step: float | np.ndarray, row_edges: list[int] | None = None
 ) -> np.ndarray:
     """int8 codes ``clamp(round_half_even((max(o, F) - max(d, F)) / step), -127, 127)``, ``F`` the floor.
 
@@ -125,22 +128,50 @@ def quantize_residual(
     the gain that gives the decoded band the original's energy,
     ``(log sum exp(2 max(o, F)) - log sum exp(2 max(d, F))) / (2 step)``:
     the spectral envelope the ear and STOI follow is right where fine
-    structure would cost far more.
+    structure would cost far more. ``step`` may then also be one per row and
+    column (:func:`residual_steps`).
     """
     floor = np.float32(RESIDUAL_FLOOR)
     target = np.maximum(np.asarray(original, np.float32), floor)
     start = np.maximum(np.asarray(decoded, np.float32), floor)
-    codes = np.rint(np.nan_to_num((target - start) / np.float32(step)))
-    if row_edges is not None:
+    if row_edges is None:
+        codes = np.rint(np.nan_to_num((target - start) / np.float32(step)))
+    else:
+        steps = np.broadcast_to(np.asarray(step, np.float64), (*target.shape[:-2], len(row_edges) - 1,
+                                                               target.shape[-1]))
         rows = []
-        for low, high in zip(row_edges, row_edges[1:]):
+        for row, (low, high) in enumerate(zip(row_edges, row_edges[1:])):
             if high - low == 1:
-                rows.append(codes[..., low, :])
+                difference = target[..., low, :] - start[..., low, :]
+                rows.append(np.rint(np.nan_to_num(difference / steps[..., row, :].astype(np.float32))))
             else:
                 gain = _log_energy(target[..., low:high, :]) - _log_energy(start[..., low:high, :])
-                rows.append(np.rint(np.nan_to_num(gain / (2 * step))))
+                rows.append(np.rint(np.nan_to_num(gain / (2 * steps[..., row, :]))))
         codes = np.stack(rows, axis=-2)
     return np.clip(codes, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int8)
+
+
+def residual_steps(
+    decoded: np.ndarray, step: float, row_edges: list[int], slope: float, span: float
+) -> np.ndarray:
+    """The step of each residual row and column, (..., rows, columns): ``step * exp(slope * min(span, P - L))``.
+
+    ``decoded`` is the log-magnitude the layer corrects, (..., bins,
+    columns), as the decoder predicts it before the correction. ``L`` is a
+    row's level there, half the log of its mean power with every bin held at
+    the floor first, ``(log sum exp(2 max(d, F)) - log width) / 2``; ``P`` is
+    the highest level in the same column. A row far below its column's
+    loudest is masked by it, so its errors are heard less and it gets a
+    coarser step (format_spec.md section 9). ``slope`` 0 gives ``step``
+    everywhere. float64 throughout, from float32 inputs.
+    """
+    start = np.maximum(np.asarray(decoded, np.float32), np.float32(RESIDUAL_FLOOR))
+    levels = np.stack([
+        (_log_energy(start[..., low:high, :]) - np.log(high - low)) / 2
+        for low, high in zip(row_edges, row_edges[1:])
+    ], axis=-2)
+    below = np.minimum(levels.max(axis=-2, keepdims=True) - levels, span)
+    return step * np.exp(slope * below)
 
 
 def _log_energy(log_mag: np.ndarray) -> np.ndarray:
@@ -161,9 +192,9 @@ def expand_rows(codes: np.ndarray, row_edges: list[int]) -> np.ndarray:
     return np.repeat(codes, np.diff(row_edges), axis=-2)
 
 
-def dequantize_residual(codes: np.ndarray, step: float) -> np.ndarray:
-    """float32 log-magnitude correction ``r * step``."""
-    return codes.astype(np.float32) * np.float32(step)
+def dequantize_residual(codes: np.ndarray, step: float | np.ndarray) -> np.ndarray:
+    """float32 log-magnitude correction ``r * step``, ``step`` one, or one per code (:func:`residual_steps`)."""
+    return codes.astype(np.float32) * np.asarray(step, np.float32)
 
 
 def upsample_residual(columns: np.ndarray, stride: int) -> np.ndarray:
@@ -179,6 +210,51 @@ def upsample_residual(columns: np.ndarray, stride: int) -> np.ndarray:
     weights = (np.arange(stride, dtype=np.float32) / np.float32(stride)).reshape(1, stride)
     frames = columns[..., None] + (following - columns)[..., None] * weights
     return frames.reshape(*columns.shape[:-1], columns.shape[-1] * stride)
+
+
+@dataclass(frozen=True)
+class ResidualLayer:
+    """A stream's residual layer as its header fixes it: what encoder and decoder both compute.
+
+    Arrays are shaped (..., bins, frames) for log-magnitudes (``bins`` the
+    layer's lowest STFT bins) and (..., rows, columns) for codes, with one
+    column every ``stride`` frames. The steps depend on the decoded
+    log-magnitude only, so the decoder finds the encoder's from its own prediction.
+    """
+
+    step: float
+    row_edges: tuple[int, ...]
+    stride: int
+    slope: float = 0.0
+    span: float = 0.0
+
+    @property
+    def bins(self) -> int:
+        return self.row_edges[-1]
+
+    def steps(self, decoded: np.ndarray) -> float | np.ndarray:
+        """The step, or with a slope one per row and column (:func:`residual_steps`)."""
+        if not self.slope:
+            return self.step
+        return residual_steps(decoded[..., :: self.stride], self.step, list(self.row_edges), self.slope, self.span)
+
+    def quantize(self, original: np.ndarray, aimed: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+        """Codes taking ``aimed`` towards ``original`` (:func:`quantize_residual`), at the steps ``decoded`` sets."""
+        columns = slice(None, None, self.stride)
+        return quantize_residual(original[..., columns], aimed[..., columns], self.steps(decoded),
+                                 list(self.row_edges))
+
+    def correction(self, codes: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+        """float32 log-magnitude to add to ``decoded``, every frame, from its ``codes``."""
+        return upsample_residual(expand_rows(dequantize_residual(codes, self.steps(decoded)), self.row_edges),
+                                 self.stride)
+
+    def frame_steps(self, decoded: np.ndarray) -> float | np.ndarray:
+        """The step at every bin and frame of ``decoded`` (one number without a slope)."""
+        steps = self.steps(decoded)
+        if np.isscalar(steps):
+            return steps
+        return upsample_residual(expand_rows(steps, self.row_edges), self.stride)
 
 
 def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from .quantize import RESIDUAL_FLOOR, upsample_residual
+from .quantize import RESIDUAL_FLOOR, ResidualLayer
 from .stft import log_magnitude
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
@@ -110,6 +110,7 @@ class ChunkAnalysis(NamedTuple):
     phase: np.ndarray | None  # (C, bins, frames * S): the STFT phase, if asked for
     original: np.ndarray | None  # (C, low_bins, frames * S): log-magnitude of the lowest bins, if asked for
     decoded: np.ndarray | None  # the same bins as the decoder will predict them from the coded latents
+    aimed: np.ndarray | None  # where the residual codes start from: ``decoded``, moved by a closed loop
 
 
 def encode_chunks(
@@ -129,8 +130,7 @@ def encode_chunks(
     the file has one set per chunk, so where a neighbour's peaks exceed the
     chunk's the decoder's prediction differs slightly from this one.
 
-    With ``closed_loop`` the decoded log-magnitude is that of
-    :func:`closed_loop_decoded`.
+    ``aimed`` is ``decoded``, or with ``closed_loop`` :func:`closed_loop_aim`.
     """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
@@ -146,27 +146,26 @@ def encode_chunks(
             latent = window_latent[..., start - first : stop - first].numpy()
             frames = slice((start - first) * stride, (stop - first) * stride)
             phase = torch.angle(spec[..., frames]).numpy() if with_phase else None
-            original = decoded = None
+            original = decoded = aimed = None
             if low_bins:
                 coded = torch.from_numpy(code_roundtrip(window_latent.numpy()))
                 log_mag, predicted = net.decode_spectrum(coded)
                 original = log_magnitude(spec[:, :low_bins])
-                decoded = log_mag[:, :low_bins]
+                decoded = aimed = log_mag[:, :low_bins]
                 if closed_loop is not None:
-                    decoded = closed_loop_decoded(net, log_mag, predicted, original, closed_loop, segment.shape[-1])
-                original, decoded = original[..., frames].numpy(), decoded[..., frames].numpy()
-        yield ChunkAnalysis(latent, phase, original, decoded)
+                    aimed = closed_loop_aim(net, log_mag, predicted, original, closed_loop, segment.shape[-1])
+                original, decoded, aimed = (part[..., frames].numpy() for part in (original, decoded, aimed))
+        yield ChunkAnalysis(latent, phase, original, decoded, aimed)
 
 
 class ClosedLoop(NamedTuple):
     """What the encoder needs to foresee the decoder's output from the residual layer."""
 
-    roundtrip: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (original, decoded) -> correction per STFT frame
-    step: float  # the layer's step
+    layer: ResidualLayer
     phase_iters: int  # the decoder's Griffin-Lim iterations
 
 
-def closed_loop_decoded(
+def closed_loop_aim(
     net: torch.nn.Module,
     log_mag: torch.Tensor,
     predicted: torch.Tensor,
@@ -174,26 +173,30 @@ def closed_loop_decoded(
     loop: ClosedLoop,
     length: int,
 ) -> torch.Tensor:
-    """The decoded low-bin log-magnitude, moved so that the residual also makes up what synthesis loses.
+    """Where the residual codes should start from: the decoded low-bin log-magnitude, moved so that they also make
+    up what synthesis loses.
 
     Griffin-Lim cannot reach an inconsistent magnitude: the output's own
     log-magnitude (after the open-loop residual and the decoder's phase
     iterations) falls short of the original where the residual aimed. Where
     ``CLOSED_LOOP_GAIN`` of that shortfall comes to at least half a step, the
-    decoded value moves the other way by those whole steps, so the codes aim past it;
+    decoded value moves the other way by those whole steps (the layer's step there), so the codes aim past it;
     smaller shortfalls leave the codes as they were. Both sides are held at
     the residual floor first, as the quantizer does. Inputs are (C, bins,
     frames) for the whole window.
     """
     low_bins = original.shape[1]
     decoded = log_mag[:, :low_bins]
-    correction = torch.from_numpy(loop.roundtrip(original.numpy(), decoded.numpy()))
+    layer, before = loop.layer, decoded.numpy()
+    correction = torch.from_numpy(layer.correction(layer.quantize(original.numpy(), before, before), before))
     corrected = torch.cat([decoded + correction, log_mag[:, low_bins:]], dim=1)
     wave = torch.cat([net.synthesize(corrected[c : c + 1], predicted[c : c + 1], length, loop.phase_iters)
                       for c in range(corrected.shape[0])])
     achieved = log_magnitude(net.stft.analyze(wave, original.shape[-1])[:, :low_bins])
     shortfall = original.clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
-    return decoded - loop.step * torch.round(CLOSED_LOOP_GAIN * shortfall / loop.step)
+    steps = layer.frame_steps(before)
+    steps = steps if np.isscalar(steps) else torch.from_numpy(steps)
+    return decoded - steps * torch.round(CLOSED_LOOP_GAIN * shortfall / steps)
 
 
 def decode_chunks(
@@ -207,15 +210,15 @@ def decode_chunks(
     phase_iters: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     residual_at: Callable[[int], np.ndarray] | None = None,
-    residual_stride: int = 1,
+    residual: ResidualLayer | None = None,
 ) -> Iterator[np.ndarray]:
     """Waveform (C, samples) of chunks ``first_chunk .. last_chunk``, in order, a few chunks per block.
 
     Consecutive chunks are decoded together in windows of about
     ``DECODE_WINDOW`` latent frames, so the context on each side costs less.
     ``latent_at(i)`` / ``phase_at(i)`` / ``residual_at(i)`` give chunk ``i``'s
-    dequantized latents / phase / log-magnitude residual (one column every
-    ``residual_stride`` STFT frames); neighbours are asked for as context,
+    dequantized latents / phase and residual codes (of the layer ``residual``);
+    neighbours are asked for as context,
     each at most once.
     ``phase_iters`` overrides the model's Griffin-Lim iterations;
     ``on_progress(done, total)`` counts chunks.
@@ -251,22 +254,33 @@ def decode_chunks(
             first = max(0, offset - DECODE_CONTEXT)
             last = min(latent.shape[-1], offset + frames + DECODE_CONTEXT)
             window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
-            phase = residual = None
+            phase = codes = None
             if phase_at is not None:
                 phase = torch.from_numpy(frame_part(neighbours, 1, first, last, stride))
             if residual_at is not None:
-                columns = frame_part(neighbours, 2, first, last, stride // residual_stride)
-                residual = torch.from_numpy(upsample_residual(columns, residual_stride))
-            yield window, phase, residual, (offset - first) * span, frames * span, end - first_chunk
+                codes = frame_part(neighbours, 2, first, last, stride // residual.stride)
+            yield window, phase, codes, (offset - first) * span, frames * span, end - first_chunk
 
-    def decode_window(window, phase, residual, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:
-        def channel(part: torch.Tensor | None, c: int) -> torch.Tensor | None:
+    def decode_window(window, phase, codes, keep_from: int, keep: int, done: int) -> tuple[np.ndarray, int]:
+        def channel(part, c: int):
             return None if part is None else part[c : c + 1]
+
+        def corrector(c: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+            """Channel ``c``'s residual codes applied to the log-magnitude the network decodes."""
+            if codes is None:
+                return None
+
+            def correct(log_mag: torch.Tensor) -> torch.Tensor:
+                low = log_mag[:, : residual.bins]
+                change = torch.from_numpy(residual.correction(codes[c : c + 1], low.numpy()))
+                return torch.cat([low + change, log_mag[:, residual.bins :]], dim=1)
+
+            return correct
 
         with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
             wave = np.concatenate([
                 net.decode(window[c : c + 1], window.shape[-1] * span, channel(phase, c), phase_iters,
-                           channel(residual, c)).numpy()
+                           corrector(c)).numpy()
                 for c in range(window.shape[0])
             ])
         return wave[:, keep_from : keep_from + keep], done

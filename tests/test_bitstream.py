@@ -232,7 +232,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -427,6 +427,54 @@ def test_version_4_header_rules():
         pack(header, wide)
 
 
+V5 = {**V4, "residual_step_slope": 1024, "residual_step_span": 1024}
+
+
+def test_version_5_header_bytes_and_round_trip():
+    header, chunks, data = make_stream(**V5)
+    assert data[8] == 0x50 and struct.unpack_from("<H", data, 10)[0] == 102
+    # v4's fields stay in place, then the step's slope and span
+    assert struct.unpack_from("<HIHH", data, 88) == (8, 77936, 1024, 1024)
+    assert struct.unpack_from("<I", data, 98)[0] == zlib.crc32(data[:98])
+    assert bitstream.header_layout(5) == {**bitstream.header_layout(4), "residual_step_slope": (94, "<H"),
+                                          "residual_step_span": (96, "<H")}
+    assert read_header(data) == header and header.version_major == 5
+    # the body is laid out as in v4
+    v4_data = make_stream(**V4)[2]
+    assert data[102:] == v4_data[98:] or len(data) - 102 == len(v4_data) - 98
+    decoded_header, decoded = unpack(data)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        np.testing.assert_array_equal(back.residual, original.residual)
+    assert bitstream.pack(header, decoded) == data
+
+
+def forge_version_5(data: bytes, **fields) -> bytes:
+    """``data``'s v5 header with fields changed, CRC recomputed."""
+    head = bytearray(data[:102])
+    offsets = {"residual_band_growth": (90, "<I"), "residual_step_slope": (94, "<H"), "residual_step_span": (96, "<H")}
+    for name, value in fields.items():
+        struct.pack_into(offsets[name][1], head, offsets[name][0], value)
+    struct.pack_into("<I", head, 98, zlib.crc32(bytes(head[:98])))
+    return bytes(head) + data[102:]
+
+
+def test_version_5_header_rules():
+    _, _, data = make_stream(**V5)
+    assert forge_version_5(data) == data
+    rejects(forge_version_5(data, residual_step_slope=0), FormatError, "residual_step_slope 0 in a version 5 header")
+    rejects(forge_version_5(data, residual_step_slope=4097), FormatError,
+            "residual_step_slope 4097 out of range 0..4096")
+    for span in (0, 4097):
+        rejects(forge_version_5(data, residual_step_span=span), FormatError,
+                f"residual_step_span {span} out of range 1..4096")
+    rejects(forge_version_5(data, residual_band_growth=0), FormatError, "residual_step_slope without residual bands")
+    with pytest.raises(ValueError, match="residual_step_span 5 out of range 1..4096 .0 without residual_step_slope."):
+        pack(make_header(**{**V4, "residual_step_span": 5}), [])
+    with pytest.raises(ValueError, match="residual_step_slope without residual bands"):
+        pack(make_header(residual_step_slope=5, residual_step_span=5), [])
+
+
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
 def test_chunk_and_end_record_bytes(changes):
     header, chunks, data = make_stream(**({"store_phase": True} | changes))
@@ -477,7 +525,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x50, 0x51, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x60, 0x61, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x50
+    data[8] = 0x60
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -220,3 +220,21 @@ def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
                   ["--coarse-channels", "12"], ["--residual-bands-hz", "1000"], ["--bands-per-octave", "8"]):
         result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
         assert result.exit_code == 2 and "give one or the other" in result.output
+
+
+def test_residual_slope_options(clip: Path, tmp_path: Path):
+    out = tmp_path / "slope.nac"
+    layer = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000"]
+    result = run("encode", clip, out, *layer, "--residual-slope", "0.15", "--residual-span", "6")
+    assert result.exit_code == 0, result.output
+    header = json.loads(run("inspect", out, "--json").stdout)["header"]
+    assert (header["residual_step_slope"], header["residual_step_span"]) == (614, 1536)
+    assert run("decode", out).exit_code == 0
+    for extra, message in ((["--residual-slope", "0.2"], "a residual slope needs the residual layer"),
+                           ([*layer, "--residual-slope", "1.5"], "residual slope 1.5 is outside 0..1"),
+                           ([*layer, "--residual-slope", "0.0001"], "below the format's resolution 1/4096"),
+                           ([*layer, "--residual-slope", "0.2", "--residual-span", "17"],
+                            "residual span 17 is outside 0.00390625..16")):
+        result = run("encode", clip, tmp_path / "bad.nac", *extra)
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "bad.nac").exists()

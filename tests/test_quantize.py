@@ -5,6 +5,7 @@ import pytest
 
 from codec.quantize import (
     RESIDUAL_FLOOR,
+    ResidualLayer,
     dequantize,
     dequantize_phase,
     dequantize_residual,
@@ -13,6 +14,7 @@ from codec.quantize import (
     quantize,
     quantize_phase,
     quantize_residual,
+    residual_steps,
     round_up_scale,
     upsample_residual,
 )
@@ -135,3 +137,42 @@ def test_each_latent_channel_can_have_its_own_code_bits():
     np.testing.assert_array_equal(scales[:, 1:2], uniform_scales)
     with pytest.raises(ValueError, match="code bits must be 2..8"):
         quantize(x, 8, np.array([3, 9, 4]))
+
+
+def test_residual_steps_widen_below_the_loudest_row_of_each_column_up_to_the_span():
+    decoded = np.full((1, 6, 3), RESIDUAL_FLOOR, np.float32)
+    decoded[0, 0] = [2.0, 0.0, -9.0]  # row 0: one bin
+    decoded[0, 1] = [1.0, 1.0, -9.0]  # row 1: one bin
+    decoded[0, 2:6, 0] = np.log([1.0, 1.0, 1.0, 5.0])  # row 2: four bins, mean power (1 + 1 + 1 + 25) / 4 = 7
+    edges = [0, 1, 2, 6]
+    steps = residual_steps(decoded, 0.5, edges, 0.25, 3.0)
+    assert steps.shape == (1, 3, 3) and steps.dtype == np.float64
+    level_2 = np.log(7.0) / 2
+    np.testing.assert_allclose(steps[0, :, 0], 0.5 * np.exp(0.25 * np.array([0.0, 1.0, 2.0 - level_2])))
+    # column 1: row 1 is loudest; row 2 is at the floor 5 below it, beyond the span of 3
+    np.testing.assert_allclose(steps[0, :, 1], 0.5 * np.exp(0.25 * np.array([1.0, 0.0, 3.0])))
+    # column 2: all at the floor (the first two held there), so one step everywhere
+    np.testing.assert_allclose(steps[0, :, 2], [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(residual_steps(decoded, 0.5, edges, 0.0, 3.0), np.full((1, 3, 3), 0.5))
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.3])
+def test_residual_layer_corrections_land_within_half_their_own_step(slope):
+    rng = np.random.default_rng(7)
+    decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)
+    original = decoded + rng.normal(0.0, 1.5, decoded.shape).astype(np.float32)
+    layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
+    codes = layer.quantize(original, decoded, decoded)
+    assert codes.shape == (2, 12, 4)
+    steps = layer.frame_steps(decoded)
+    corrected = decoded + layer.correction(codes, decoded)
+    columns = slice(None, None, 2)
+    error = np.abs(corrected - np.maximum(original, RESIDUAL_FLOOR))[..., columns]
+    bound = (np.broadcast_to(steps, decoded.shape)[..., columns] / 2) * (1 + 1e-5)
+    assert (error <= bound).all()
+    if slope:  # quieter rows get wider steps, so fewer code values than with one step
+        assert np.ptp(steps) > 0.5
+        assert np.abs(codes).sum() < np.abs(ResidualLayer(0.5, tuple(range(13)), 2).quantize(
+            original, decoded, decoded)).sum()
+    else:
+        assert steps == 0.5

@@ -51,6 +51,7 @@ class Vector:
     residual_hz: float = 0.0  # > 0: the residual layer (a version 4.0 file)
     residual_bands_hz: float = 0.0  # > 0: residual bands from here up
     bands_per_octave: float = 8.0
+    residual_slope: float = 0.0  # > 0: level-adaptive residual steps (a version 5.0 file)
     code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
     kept_from: str = ""  # the earlier writer that made a kept vector ("" for one this script makes)
     start: float = 0.0  # seconds into the clip where the slice begins
@@ -94,6 +95,11 @@ VECTORS = (
         "bands of 1/8 octave from 1000 Hz (format 4.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0,
         start=1.0,
     ),
+    Vector(
+        "speech-slope-0.25s",
+        "the audio and layer of speech-bands-0.25s with level-adaptive residual steps: slope 0.25, span 4 "
+        "(format 5.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25, start=1.0,
+    ),
 )
 
 
@@ -118,7 +124,7 @@ def encode(item: Vector) -> bytes:
     """The ``.nac`` bytes of ``item`` with the shipped default model and today's writer."""
     settings = EncoderSettings(bits=item.bits, store_phase=item.store_phase, residual_hz=item.residual_hz,
                                code_bits=item.code_bits, residual_bands_hz=item.residual_bands_hz,
-                               bands_per_octave=item.bands_per_octave)
+                               bands_per_octave=item.bands_per_octave, residual_slope=item.residual_slope)
     return api.encode(source(item), item.rate, settings)
 
 
@@ -144,6 +150,7 @@ def describe(item: Vector, data: bytes) -> dict:
             "residual_hz": item.residual_hz,
             "residual_bands_hz": item.residual_bands_hz,
             "bands_per_octave": item.bands_per_octave,
+            "residual_slope": item.residual_slope,
             "kept_from": item.kept_from,
         },
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
@@ -241,6 +248,13 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
             "residual_band_growth": (str(v["residual_band_growth"]),
                                      f"bands widen by {v['residual_band_growth'] / 65536:.5f} (16.16 fixed point)"),
         } if "residual_band_start" in v else {}),
+        **({
+            "residual_step_slope": (str(v["residual_step_slope"]),
+                                    f"steps widen by exp({v['residual_step_slope'] / 4096:g} per log-magnitude unit "
+                                    "below the column's loudest row) (/ 4096)"),
+            "residual_step_span": (str(v["residual_step_span"]),
+                                   f"for at most {v['residual_step_span'] / 256:g} units (/ 256)"),
+        } if "residual_step_slope" in v else {}),
     }
 
 
@@ -321,7 +335,7 @@ def _header_block(data: bytes, model: zoo.ModelEntry, changed: tuple[str, ...]) 
 def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
-    rans, bands = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"]
+    rans, bands, slope = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"], vectors["speech-slope-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -441,6 +455,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         "",
         *_rans_section(rans, model),
         *_bands_section(bands, model),
+        *_slope_section(slope, bands, model),
     ]
     return "\n".join(lines)
 
@@ -514,6 +529,27 @@ def _bands_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
         f"{h.residual_rows} x {columns} codes, starting `{_hex(data[residual_at : residual_at + 4])}` (first "
         f"state 0x{state:08X}). `raw_size` is {bitstream.chunk_body_size(h, h.latent_frames)}: the latent part "
         f"as in A.4 plus {h.residual_rows * columns} `i8` residual codes.",
+        "",
+    ]
+
+
+def _slope_section(data: bytes, bands: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.6: a version 5.0 header, the residual steps' two fields."""
+    base = bitstream.HEADER_SIZES[5]
+    codes = api.unpack(data)[1][0].residual
+    same = codes.shape == api.unpack(bands)[1][0].residual.shape
+    return [
+        f"### A.6 `speech-slope-0.25s.nac`: a version 5.0 file ({len(data)} bytes in all)",
+        "",
+        f"The audio and settings of A.5 with level-adaptive residual steps (section 9). The header grows to "
+        f"{base} bytes; A.5's fields keep their places:",
+        "",
+        *_header_block(data, model, ("version", "header_size", "residual_step_slope", "residual_step_span")),
+        "",
+        f"The chunk record at offset {base} is laid out as in A.5" + (" with as many residual codes" if same else "")
+        + f"; rows a decoder finds quiet next to their column's loudest have wider steps, so they hold smaller "
+        f"codes ({int(np.abs(codes).sum())} in absolute sum, against "
+        f"{int(np.abs(api.unpack(bands)[1][0].residual).sum())} in A.5).",
         "",
     ]
 
