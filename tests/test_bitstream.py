@@ -121,16 +121,14 @@ def with_header_crc(head: bytes) -> bytes:
     return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
 
 
-def forge_header(data: bytes, **fields) -> bytes:
-    """Change header fields in place and recompute the header CRC."""
-    head = bytearray(data[:74])
+def forge_header(data: bytes, major: int = 1, **fields) -> bytes:
+    """Change fields of a ``major``.0 header in place (offsets as test_version_*_header_bytes pin them) and
+    recompute the header CRC."""
+    size, layout = bitstream.HEADER_SIZES[major], bitstream.header_layout(major)
+    head = bytearray(data[:size])
     for name, value in fields.items():
-        if name in HEADER_LAYOUT:
-            offset, fmt = HEADER_LAYOUT[name]
-        else:
-            offset, fmt = {"version": (8, "<B"), "flags": (9, "<B"), "header_size": (10, "<H")}[name]
-        struct.pack_into(fmt, head, offset, value)
-    return with_header_crc(bytes(head)) + data[74:]
+        struct.pack_into(layout[name][1], head, layout[name][0], value)
+    return with_header_crc(bytes(head)) + data[size:]
 
 
 def chunk_record(index: int, frames: int, raw_size: int, payload: bytes) -> bytes:
@@ -392,32 +390,20 @@ def test_version_4_payload_ends_with_the_residual_rows_rans_stream():
     rejects(forged(payload[: 4 + first] + zstd_residual), FormatError, "chunk 1: residual stream")
 
 
-def forge_version_4(data: bytes, **fields) -> bytes:
-    """``data``'s v4 header with fields changed (offsets of format_spec.md section 4), CRC recomputed."""
-    head = bytearray(data[:98])
-    offsets = {"residual_bins": (70, "<H"), "residual_stride": (72, "<H"), "residual_step": (74, "<f"),
-               "code_range": (78, "<H"), "tables_hash": (80, "8s"),
-               "residual_band_start": (88, "<H"), "residual_band_growth": (90, "<I")}
-    for name, value in fields.items():
-        struct.pack_into(offsets[name][1], head, offsets[name][0], value)
-    struct.pack_into("<I", head, 94, zlib.crc32(bytes(head[:94])))
-    return bytes(head) + data[98:]
-
-
 def test_version_4_header_rules():
     header, _, data = make_stream(**V4)
-    assert forge_version_4(data) == data
-    rejects(forge_version_4(data, residual_band_growth=0), FormatError, "residual_band_growth 0 in a version 4 header")
+    assert forge_header(data, 4) == data
+    rejects(forge_header(data, 4, residual_band_growth=0), FormatError, "residual_band_growth 0 in a version 4 header")
     for growth in (65535, 131073):
-        rejects(forge_version_4(data, residual_band_growth=growth), FormatError,
+        rejects(forge_header(data, 4, residual_band_growth=growth), FormatError,
                 f"residual_band_growth {growth} out of range 65536..131072")
-    rejects(forge_version_4(data, residual_band_start=34), FormatError, "residual_band_start 34 out of range")
-    rejects(forge_version_4(data, residual_bins=0, residual_stride=0, residual_step=0.0), FormatError,
+    rejects(forge_header(data, 4, residual_band_start=34), FormatError, "residual_band_start 34 out of range")
+    rejects(forge_header(data, 4, residual_bins=0, residual_stride=0, residual_step=0.0), FormatError,
             "residual_band_growth without a residual layer")
-    rejects(forge_version_4(data, tables_hash=b"\1" * 8), FormatError, "tables_hash without rANS-coded codes")
+    rejects(forge_header(data, 4, tables_hash=b"\1" * 8), FormatError, "tables_hash without rANS-coded codes")
     # the growth and the start size the body: a file claiming others fails on raw_size
-    rejects(forge_version_4(data, residual_band_growth=65536), FormatError, "chunk 0: raw_size")
-    rejects(forge_version_4(data, residual_band_start=9), FormatError, "chunk 0: raw_size")
+    rejects(forge_header(data, 4, residual_band_growth=65536), FormatError, "chunk 0: raw_size")
+    rejects(forge_header(data, 4, residual_band_start=9), FormatError, "chunk 0: raw_size")
     with pytest.raises(ValueError, match="residual_band_start 3 out of range 0..residual_bins .0 before version 4."):
         pack(make_header(residual_bins=5, residual_stride=2, residual_step=1.0, residual_band_start=3), [])
     with pytest.raises(ValueError, match="residual_band_growth without a residual layer"):
@@ -449,26 +435,16 @@ def test_version_5_header_bytes_and_round_trip():
     assert bitstream.pack(header, decoded) == data
 
 
-def forge_version_5(data: bytes, **fields) -> bytes:
-    """``data``'s v5 header with fields changed, CRC recomputed."""
-    head = bytearray(data[:102])
-    offsets = {"residual_band_growth": (90, "<I"), "residual_step_slope": (94, "<H"), "residual_step_span": (96, "<H")}
-    for name, value in fields.items():
-        struct.pack_into(offsets[name][1], head, offsets[name][0], value)
-    struct.pack_into("<I", head, 98, zlib.crc32(bytes(head[:98])))
-    return bytes(head) + data[102:]
-
-
 def test_version_5_header_rules():
     _, _, data = make_stream(**V5)
-    assert forge_version_5(data) == data
-    rejects(forge_version_5(data, residual_step_slope=0), FormatError, "residual_step_slope 0 in a version 5 header")
-    rejects(forge_version_5(data, residual_step_slope=4097), FormatError,
+    assert forge_header(data, 5) == data
+    rejects(forge_header(data, 5, residual_step_slope=0), FormatError, "residual_step_slope 0 in a version 5 header")
+    rejects(forge_header(data, 5, residual_step_slope=4097), FormatError,
             "residual_step_slope 4097 out of range 0..4096")
     for span in (0, 4097):
-        rejects(forge_version_5(data, residual_step_span=span), FormatError,
+        rejects(forge_header(data, 5, residual_step_span=span), FormatError,
                 f"residual_step_span {span} out of range 1..4096")
-    rejects(forge_version_5(data, residual_band_growth=0), FormatError, "residual_step_slope without residual bands")
+    rejects(forge_header(data, 5, residual_band_growth=0), FormatError, "residual_step_slope without residual bands")
     with pytest.raises(ValueError, match="residual_step_span 5 out of range 1..4096 .0 without residual_step_slope."):
         pack(make_header(**{**V4, "residual_step_span": 5}), [])
     with pytest.raises(ValueError, match="residual_step_slope without residual bands"):
