@@ -190,7 +190,7 @@ class StreamHeader:
 
     @property
     def version_major(self) -> int:
-        """1 plain, 2 with a residual layer, 3 with rANS-coded codes, 4 with rANS-coded residual rows, 5 with adaptive steps.
+        """1 plain, 2 residual layer, 3 rANS-coded codes, 4 rANS-coded residual rows, 5 level-adaptive steps.
 
         Writers use the oldest version that holds the stream.
         """
@@ -505,9 +505,9 @@ def _header_problem(h: StreamHeader) -> str | None:
         return "residual_step_slope without residual bands (a version 5 stream has them)"
     if not 0 <= h.residual_step_slope <= SLOPE_ONE:
         return f"residual_step_slope {h.residual_step_slope} out of range 0..{SLOPE_ONE}"
-    if not (1 if h.residual_step_slope else 0) <= h.residual_step_span <= (16 * SPAN_ONE if h.residual_step_slope else 0):
-        return (f"residual_step_span {h.residual_step_span} out of range 1..{16 * SPAN_ONE} "
-                "(0 without residual_step_slope)")
+    low, high = (1, 16 * SPAN_ONE) if h.residual_step_slope else (0, 0)
+    if not low <= h.residual_step_span <= high:
+        return f"residual_step_span {h.residual_step_span} out of range 1..{16 * SPAN_ONE} (0 without residual_step_slope)"
     if not 0 <= h.residual_band_start <= (h.residual_bins if h.residual_band_growth else 0):
         return f"residual_band_start {h.residual_band_start} out of range 0..residual_bins (0 before version 4)"
     if not 0 <= h.code_range <= _code_limit(h):

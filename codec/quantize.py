@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .stft import MAX_LOG_MAGNITUDE
+
 CODE_DTYPES = {8: np.int8, 16: np.int16}
 PHASE_DTYPES = {8: np.uint8, 16: np.uint16}
 
@@ -163,9 +165,12 @@ def residual_steps(
     the highest level in the same column. A row far below its column's
     loudest is masked by it, so its errors are heard less and it gets a
     coarser step (format_spec.md section 9). ``slope`` 0 gives ``step``
-    everywhere. float64 throughout, from float32 inputs.
+    everywhere. ``d`` is held to ``[F, MAX_LOG_MAGNITUDE]`` (NaN as ``F``),
+    so a hostile stream's overflowing prediction still gives finite steps;
+    float64 throughout, from float32 inputs.
     """
-    start = np.maximum(np.asarray(decoded, np.float32), np.float32(RESIDUAL_FLOOR))
+    start = np.clip(np.nan_to_num(np.asarray(decoded, np.float32), nan=RESIDUAL_FLOOR), RESIDUAL_FLOOR,
+                    MAX_LOG_MAGNITUDE)
     levels = np.stack([
         (_log_energy(start[..., low:high, :]) - np.log(high - low)) / 2
         for low, high in zip(row_edges, row_edges[1:])

@@ -9,12 +9,13 @@ the harness alone. Every crashing input found so far is kept in
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from codec import api, bitstream
+from codec import api, bitstream, zoo
 from codec.settings import EncoderSettings
 from conftest import load_tool
 
@@ -68,6 +69,20 @@ def test_huge_scales_decode_to_finite_audio(speech):
         chunk.codes[:] = 127
     data = bitstream.pack(header, chunks)
     decoded, _ = api.decode(data)
+    assert decoded.shape == (1, rate // 2) and np.isfinite(decoded).all()
+
+
+def test_huge_scales_with_level_adaptive_steps_decode_to_finite_audio_without_warnings(speech):
+    """The v5 steps follow the prediction, which such scales overflow: they must stay finite and quiet."""
+    audio, rate = speech
+    settings = EncoderSettings(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_slope=0.2)
+    header, chunks = api.unpack(api.encode(audio[:, : rate // 2], rate, settings))
+    for chunk in chunks:
+        chunk.scales[:] = np.float32(3.4e38)
+    data = bitstream.pack(header, chunks, zoo.load_model().tables_for(header))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decoded, _ = api.decode(data)
     assert decoded.shape == (1, rate // 2) and np.isfinite(decoded).all()
 
 
