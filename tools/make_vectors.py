@@ -250,10 +250,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
         } if "residual_band_start" in v else {}),
         **({
             "residual_step_slope": (str(v["residual_step_slope"]),
-                                    f"steps widen by exp({v['residual_step_slope'] / 4096:g} per log-magnitude unit "
-                                    "below the column's loudest row) (/ 4096)"),
+                                    f"steps widen by exp({v['residual_step_slope'] / bitstream.SLOPE_ONE:g} per "
+                                    f"log-magnitude unit below the column's loudest row) (/ {bitstream.SLOPE_ONE})"),
             "residual_step_span": (str(v["residual_step_span"]),
-                                   f"for at most {v['residual_step_span'] / 256:g} units (/ 256)"),
+                                   f"for at most {v['residual_step_span'] / bitstream.SPAN_ONE:g} units "
+                                   f"(/ {bitstream.SPAN_ONE})"),
         } if "residual_step_slope" in v else {}),
     }
 
@@ -536,8 +537,7 @@ def _bands_section(data: bytes, model: zoo.ModelEntry) -> list[str]:
 def _slope_section(data: bytes, bands: bytes, model: zoo.ModelEntry) -> list[str]:
     """Appendix A.6: a version 5.0 header, the residual steps' two fields."""
     base = bitstream.HEADER_SIZES[5]
-    codes = api.unpack(data)[1][0].residual
-    same = codes.shape == api.unpack(bands)[1][0].residual.shape
+    codes, band_codes = (api.unpack(stream)[1][0].residual for stream in (data, bands))
     return [
         f"### A.6 `speech-slope-0.25s.nac`: a version 5.0 file ({len(data)} bytes in all)",
         "",
@@ -546,10 +546,10 @@ def _slope_section(data: bytes, bands: bytes, model: zoo.ModelEntry) -> list[str
         "",
         *_header_block(data, model, ("version", "header_size", "residual_step_slope", "residual_step_span")),
         "",
-        f"The chunk record at offset {base} is laid out as in A.5" + (" with as many residual codes" if same else "")
+        f"The chunk record at offset {base} is laid out as in A.5"
+        + (" with as many residual codes" if codes.shape == band_codes.shape else "")
         + f"; rows a decoder finds quiet next to their column's loudest have wider steps, so they hold smaller "
-        f"codes ({int(np.abs(codes).sum())} in absolute sum, against "
-        f"{int(np.abs(api.unpack(bands)[1][0].residual).sum())} in A.5).",
+        f"codes ({int(np.abs(codes).sum())} in absolute sum, against {int(np.abs(band_codes).sum())} in A.5).",
         "",
     ]
 
