@@ -191,6 +191,8 @@ def encode_parts(
     column_stride = (RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1) if low_bins else 0
     slope = round(settings.residual_slope * bitstream.SLOPE_ONE) if low_bins else 0
     span = round(settings.residual_span * bitstream.SPAN_ONE) if slope else 0
+    fine_bins = min(residual_bins(config, settings.residual_fine_hz), band_start, low_bins)
+    fine_step = float(np.float32(settings.fine_step)) if fine_bins else 0.0
     model_samples = round(samples * config.sample_rate / sample_rate)
     latent_frames = streaming.latent_frame_count(net, model_samples)
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
@@ -223,6 +225,8 @@ def encode_parts(
         residual_band_growth=band_growth if low_bins else 0,
         residual_step_slope=slope,
         residual_step_span=span,
+        residual_fine_bins=fine_bins,
+        residual_fine_step=fine_step,
     )
     layer = residual_layer(header)
 
@@ -254,7 +258,8 @@ def residual_layer(header: "bitstream.StreamHeader") -> ResidualLayer | None:
         return None
     return ResidualLayer(header.residual_step, tuple(header.residual_row_edges()), header.residual_stride,
                          header.residual_step_slope / bitstream.SLOPE_ONE,
-                         header.residual_step_span / bitstream.SPAN_ONE)
+                         header.residual_step_span / bitstream.SPAN_ONE, header.residual_fine_bins,
+                         header.residual_fine_step)
 
 
 def _check_stream_matches_model(header: "bitstream.StreamHeader", config) -> None:

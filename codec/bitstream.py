@@ -90,10 +90,11 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2, 3, 4, 5)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
-# residual codes in rows and bands, 5.0 level-adaptive residual steps (format_spec.md section 5)
+VERSION_MAJORS = (1, 2, 3, 4, 5, 6)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
+# residual codes in rows and bands, 5.0 level-adaptive residual steps, 6.0 fine residual bins coded at every
+# frame (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -187,13 +188,18 @@ class StreamHeader:
     residual_band_growth: int = 0  # u32, v4+: band widening in 16.16 fixed point (0: before v4, per-bin rows)
     residual_step_slope: int = 0  # u16, v5: how fast a row's step grows below its column's loudest row, / 4096
     residual_step_span: int = 0  # u16, v5: how far below that row the step stops growing, / 256 (log-magnitude)
+    residual_fine_bins: int = 0  # u16, v6: lowest residual bins coded at every STFT frame, not every stride frames
+    residual_fine_step: float = 0.0  # f32, v6: log-magnitude step of the fine bins' codes
 
     @property
     def version_major(self) -> int:
-        """1 plain, 2 residual layer, 3 rANS-coded codes, 4 rANS-coded residual rows, 5 level-adaptive steps.
+        """1 plain, 2 residual layer, 3 rANS-coded codes, 4 rANS-coded residual rows, 5 level-adaptive steps,
+        6 fine bins.
 
         Writers use the oldest version that holds the stream.
         """
+        if self.residual_fine_bins:
+            return 6
         if self.residual_step_slope:
             return 5
         return 4 if self.residual_band_growth else 3 if self.code_range else 2 if self.residual_bins else 1
@@ -230,8 +236,11 @@ class StreamHeader:
 
     @property
     def residual_rows(self) -> int:
-        """Residual codes per column: one per row of :meth:`residual_row_edges`."""
-        return len(self.residual_row_edges()) - 1 if self.residual_bins else 0
+        """Residual codes per column: one per row of :meth:`residual_row_edges`, and ``residual_stride - 1``
+        more per fine bin (its frames between the columns)."""
+        if not self.residual_bins:
+            return 0
+        return len(self.residual_row_edges()) - 1 + self.residual_fine_bins * (self.residual_stride - 1)
 
     def residual_columns(self, frames: int) -> int:
         """Residual columns of a chunk of ``frames`` latent frames: one every ``residual_stride`` STFT frames."""
@@ -372,6 +381,7 @@ _HEADER_BODY = Struct(
     "code" / If(this.version.major >= 3, Struct("range" / Int16ul, "tables_hash" / Bytes(8))),
     "bands" / If(this.version.major >= 4, Struct("start" / Int16ul, "growth" / Int32ul)),
     "steps" / If(this.version.major >= 5, Struct("slope" / Int16ul, "span" / Int16ul)),
+    "fine" / If(this.version.major >= 6, Struct("bins" / Int16ul, "step" / Float32l)),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -420,6 +430,8 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
         layout.update(residual_band_start=(offset + 18, "<H"), residual_band_growth=(offset + 20, "<I"))
     if major >= 5:
         layout.update(residual_step_slope=(offset + 24, "<H"), residual_step_span=(offset + 26, "<H"))
+    if major >= 6:
+        layout.update(residual_fine_bins=(offset + 28, "<H"), residual_fine_step=(offset + 30, "<f"))
     return layout
 
 
@@ -427,7 +439,7 @@ _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
     if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
                       "code_range", "tables_hash", "residual_band_start", "residual_band_growth",
-                      "residual_step_slope", "residual_step_span")
+                      "residual_step_slope", "residual_step_span", "residual_fine_bins", "residual_fine_step")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -510,6 +522,12 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"residual_step_span {h.residual_step_span} out of range 1..{16 * SPAN_ONE} (0 without residual_step_slope)"
     if not 0 <= h.residual_band_start <= (h.residual_bins if h.residual_band_growth else 0):
         return f"residual_band_start {h.residual_band_start} out of range 0..residual_bins (0 before version 4)"
+    if not 0 <= h.residual_fine_bins <= h.residual_band_start:
+        return f"residual_fine_bins {h.residual_fine_bins} out of range 0..residual_band_start ({h.residual_band_start})"
+    if h.residual_fine_bins and not 0.0 < h.residual_fine_step <= MAX_RESIDUAL_STEP:  # NaN fails too
+        return f"residual_fine_step {h.residual_fine_step} out of range (0, {MAX_RESIDUAL_STEP:g}]"
+    if not h.residual_fine_bins and h.residual_fine_step != 0.0:
+        return "residual_fine_step without fine bins (must be 0)"
     if not 0 <= h.code_range <= _code_limit(h):
         return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
     if h.code_range > MAX_CODE_RANGE:
@@ -766,6 +784,10 @@ def pack_parts(
             {"slope": header.residual_step_slope, "span": header.residual_step_span}
             if header.version_major >= 5 else None
         ),
+        fine=(
+            {"bins": header.residual_fine_bins, "step": header.residual_fine_step}
+            if header.version_major >= 6 else None
+        ),
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -808,7 +830,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 5.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 6.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -822,6 +844,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     code = value.code or {"range": 0, "tables_hash": b""}
     bands = value.bands or {"start": 0, "growth": 0}
     steps = value.steps or {"slope": 0, "span": 0}
+    fine = value.fine or {"bins": 0, "step": 0.0}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     if major == 3 and not code["range"]:
@@ -830,6 +853,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         raise FormatError(f"residual_band_growth 0 in a version 4 header (must be {GROWTH_ONE}..{2 * GROWTH_ONE})")
     if major == 5 and not steps["slope"]:
         raise FormatError(f"residual_step_slope 0 in a version 5 header (must be 1..{SLOPE_ONE})")
+    if major == 6 and not fine["bins"]:
+        raise FormatError("residual_fine_bins 0 in a version 6 header (must be 1..residual_band_start)")
     if not code["range"] and code["tables_hash"] not in (b"", bytes(8)):
         raise FormatError("tables_hash without rANS-coded codes (must be 0)")
     header = StreamHeader(
@@ -845,6 +870,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         residual_band_growth=bands["growth"],
         residual_step_slope=steps["slope"],
         residual_step_span=steps["span"],
+        residual_fine_bins=fine["bins"],
+        residual_fine_step=fine["step"],
     )
     problem = _header_problem(header)
     if problem:

@@ -83,6 +83,15 @@ ResidualSpanOption = Annotated[
     typer.Option("--residual-span", help="How far below the loudest row (log-magnitude units) the step stops "
                  f"widening [default: {DEFAULT_RESIDUAL_SPAN:g}]."),
 ]
+ResidualFineHzOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-fine-hz", help="Correct the bins under this many Hz (at most --residual-bands-hz) at "
+                 "every STFT frame, not every second one: pitch harmonics stay sharp (format 6.0) [default: 0, none]."),
+]
+ResidualFineStepOption = Annotated[
+    Optional[float],
+    typer.Option("--residual-fine-step", help="Log-magnitude step of those bins [default: --residual-step]."),
+]
 ClosedLoopOption = Annotated[
     bool,
     typer.Option("--closed-loop", help="Aim the residual layer at what the decoder's own output lacks: "
@@ -133,6 +142,8 @@ def encode(
     bands_per_octave: BandsPerOctaveOption = None,
     residual_slope: ResidualSlopeOption = None,
     residual_span: ResidualSpanOption = None,
+    residual_fine_hz: ResidualFineHzOption = None,
+    residual_fine_step: ResidualFineStepOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -143,7 +154,8 @@ def encode(
     settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
-                              residual_slope=residual_slope, residual_span=residual_span)
+                              residual_slope=residual_slope, residual_span=residual_span,
+                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, settings, overwrite=force, model=model, on_progress=on_progress)
@@ -327,6 +339,8 @@ def batch_command(
     bands_per_octave: BandsPerOctaveOption = None,
     residual_slope: ResidualSlopeOption = None,
     residual_span: ResidualSpanOption = None,
+    residual_fine_hz: ResidualFineHzOption = None,
+    residual_fine_step: ResidualFineStepOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -341,7 +355,8 @@ def batch_command(
     settings = _code_settings(bitrate, model, store_phase, closed_loop, bits=bits, code_bits=code_bits,
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
-                              residual_slope=residual_slope, residual_span=residual_span)
+                              residual_slope=residual_slope, residual_span=residual_span,
+                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step)
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if not decode:

@@ -11,6 +11,7 @@ frame and adds it to the decoded log-magnitude. The writer may code the
 upper part of the band as one gain per band (bands a fraction of an octave
 wide) instead of per bin (v4+), and the step may grow where the decoded
 spectrum is quiet next to its loudest row (v5, :func:`residual_steps`).
+The lowest bins may be coded at every frame with a step of their own (v6).
 """
 
 from __future__ import annotations
@@ -222,9 +223,12 @@ class ResidualLayer:
     """A stream's residual layer as its header fixes it: what encoder and decoder both compute.
 
     Arrays are shaped (..., bins, frames) for log-magnitudes (``bins`` the
-    layer's lowest STFT bins) and (..., rows, columns) for codes, with one
-    column every ``stride`` frames. The steps depend on the decoded
-    log-magnitude only, so the decoder finds the encoder's from its own prediction.
+    layer's lowest STFT bins) and (..., code rows, columns) for codes, with
+    one column every ``stride`` frames. The steps depend on the decoded
+    log-magnitude only, so the decoder finds the encoder's from its own
+    prediction. The lowest ``fine_bins`` bins (v6) are coded at every frame,
+    in steps of ``fine_step``: each takes ``stride`` code rows, row ``k``
+    holding its frames ``j * stride + k``, ahead of the other rows.
     """
 
     step: float
@@ -232,34 +236,76 @@ class ResidualLayer:
     stride: int
     slope: float = 0.0
     span: float = 0.0
+    fine_bins: int = 0
+    fine_step: float = 0.0
 
     @property
     def bins(self) -> int:
         return self.row_edges[-1]
 
+    @property
+    def _coarse_edges(self) -> list[int]:
+        """Bin edges of the rows after the fine bins, counted from the first of them."""
+        return [edge - self.fine_bins for edge in self.row_edges[self.fine_bins :]]
+
+    def _fine_rows(self, frames: np.ndarray) -> np.ndarray:
+        """(..., fine_bins, frames) -> the fine bins' code rows (..., fine_bins * stride, columns)."""
+        *lead, bins, count = frames.shape
+        split = frames.reshape(*lead, bins, count // self.stride, self.stride)
+        return np.swapaxes(split, -1, -2).reshape(*lead, bins * self.stride, count // self.stride)
+
+    def _fine_frames(self, rows: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`_fine_rows`."""
+        *lead, count, columns = rows.shape
+        split = rows.reshape(*lead, count // self.stride, self.stride, columns)
+        return np.swapaxes(split, -1, -2).reshape(*lead, count // self.stride, columns * self.stride)
+
     def steps(self, decoded: np.ndarray) -> float | np.ndarray:
-        """The step, or with a slope one per row and column (:func:`residual_steps`)."""
-        if not self.slope:
+        """The step, or one per code row and column: grown with a slope (:func:`residual_steps`), and
+        ``fine_step`` for the fine bins."""
+        if not self.slope and not self.fine_bins:
             return self.step
-        return residual_steps(decoded[..., :: self.stride], self.step, list(self.row_edges), self.slope, self.span)
+        edges, fine = list(self.row_edges), self.fine_bins
+        if self.slope:
+            growth = residual_steps(decoded, 1.0, edges, self.slope, self.span)
+        else:
+            growth = np.ones((*decoded.shape[:-2], len(edges) - 1, decoded.shape[-1]))
+        coarse = self.step * growth[..., fine:, :: self.stride]
+        if not fine:
+            return coarse
+        return np.concatenate([self._fine_rows(self.fine_step * growth[..., :fine, :]), coarse], axis=-2)
 
     def quantize(self, original: np.ndarray, aimed: np.ndarray, decoded: np.ndarray) -> np.ndarray:
         """Codes taking ``aimed`` towards ``original`` (:func:`quantize_residual`), at the steps ``decoded`` sets."""
+        steps, fine = self.steps(decoded), self.fine_bins * self.stride
         columns = slice(None, None, self.stride)
-        return quantize_residual(original[..., columns], aimed[..., columns], self.steps(decoded),
-                                 list(self.row_edges))
+        coarse = quantize_residual(original[..., self.fine_bins :, columns], aimed[..., self.fine_bins :, columns],
+                                   steps if np.isscalar(steps) else steps[..., fine:, :], self._coarse_edges)
+        if not fine:
+            return coarse
+        codes = quantize_residual(self._fine_rows(original[..., : self.fine_bins, :]),
+                                  self._fine_rows(aimed[..., : self.fine_bins, :]), steps[..., :fine, :])
+        return np.concatenate([codes, coarse], axis=-2)
 
     def correction(self, codes: np.ndarray, decoded: np.ndarray) -> np.ndarray:
         """float32 log-magnitude to add to ``decoded``, every frame, from its ``codes``."""
-        return upsample_residual(expand_rows(dequantize_residual(codes, self.steps(decoded)), self.row_edges),
-                                 self.stride)
+        return self._every_frame(dequantize_residual(codes, self.steps(decoded)))
 
     def frame_steps(self, decoded: np.ndarray) -> float | np.ndarray:
-        """The step at every bin and frame of ``decoded`` (one number without a slope)."""
+        """The step at every bin and frame of ``decoded`` (one number with neither a slope nor fine bins)."""
         steps = self.steps(decoded)
         if np.isscalar(steps):
             return steps
-        return upsample_residual(expand_rows(steps, self.row_edges), self.stride)
+        return self._every_frame(steps)
+
+    def _every_frame(self, rows: np.ndarray) -> np.ndarray:
+        """Per code row and column -> per bin and frame: coarse rows spread over their bins and interpolated
+        between columns, fine bins' rows put back on their frames."""
+        fine = self.fine_bins * self.stride
+        coarse = upsample_residual(expand_rows(rows[..., fine:, :], self._coarse_edges), self.stride)
+        if not fine:
+            return coarse
+        return np.concatenate([self._fine_frames(rows[..., :fine, :]), coarse], axis=-2)
 
 
 def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:

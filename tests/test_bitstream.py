@@ -230,7 +230,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -450,6 +450,48 @@ def test_version_5_header_rules():
         pack(make_header(residual_step_slope=5, residual_step_span=5), [])
 
 
+V6 = {**V5, "residual_fine_bins": 5, "residual_fine_step": 0.25}
+
+
+def test_version_6_header_bytes_and_round_trip():
+    header, chunks, data = make_stream(**V6)
+    assert data[8] == 0x60 and struct.unpack_from("<H", data, 10)[0] == 108
+    # v5's fields stay in place, then the fine bins and their step
+    assert struct.unpack_from("<HHHf", data, 94) == (1024, 1024, 5, 0.25)
+    assert struct.unpack_from("<I", data, 104)[0] == zlib.crc32(data[:104])
+    assert bitstream.header_layout(6) == {**bitstream.header_layout(5), "residual_fine_bins": (98, "<H"),
+                                          "residual_fine_step": (100, "<f")}
+    assert read_header(data) == header and header.version_major == 6
+    # each fine bin adds residual_stride - 1 code rows to every column
+    v5 = make_header(**V5)
+    assert header.residual_rows == v5.residual_rows + 5
+    assert chunks[0].residual.shape == (2, v5.residual_rows + 5, 3)
+    decoded_header, decoded = unpack(data)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        np.testing.assert_array_equal(back.residual, original.residual)
+    assert bitstream.pack(header, decoded) == data
+    # without a slope, a 6.0 header still carries the (zero) slope fields
+    flat = make_header(**{**V4, "residual_fine_bins": 5, "residual_fine_step": 0.25})
+    assert flat.version_major == 6 and read_header(pack(flat, make_chunks(flat))) == flat
+
+
+def test_version_6_header_rules():
+    _, _, data = make_stream(**V6)
+    assert forge_header(data, 6) == data
+    rejects(forge_header(data, 6, residual_fine_bins=0), FormatError, "residual_fine_bins 0 in a version 6 header")
+    rejects(forge_header(data, 6, residual_fine_bins=9), FormatError,
+            "residual_fine_bins 9 out of range 0..residual_band_start (8)")
+    for step in (0.0, -1.0, 17.0, float("nan")):
+        rejects(forge_header(data, 6, residual_fine_step=step), FormatError, f"residual_fine_step {step} out of range")
+    _, _, flat = make_stream(**{**V4, "residual_fine_bins": 5, "residual_fine_step": 0.25})
+    # fine bins are rows of one bin each, so a stream without bands (band_start 0) has none
+    rejects(forge_header(flat, 6, residual_band_growth=0, residual_band_start=0), FormatError,
+            "residual_fine_bins 5 out of range 0..residual_band_start (0)")
+    with pytest.raises(ValueError, match="residual_fine_step without fine bins"):
+        pack(make_header(**{**V4, "residual_fine_step": 0.25}), [])
+
+
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
 def test_chunk_and_end_record_bytes(changes):
     header, chunks, data = make_stream(**({"store_phase": True} | changes))
@@ -500,7 +542,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x60, 0x61, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x70, 0x71, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

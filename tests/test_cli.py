@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x60
+    data[8] = 0x70
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -220,6 +220,24 @@ def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
                   ["--coarse-channels", "12"], ["--residual-bands-hz", "1000"], ["--bands-per-octave", "8"]):
         result = run("encode", clip, "-f", "--bitrate", "6k", *extra)
         assert result.exit_code == 2 and "give one or the other" in result.output
+
+
+def test_residual_fine_options(clip: Path, tmp_path: Path):
+    out = tmp_path / "fine.nac"
+    layer = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000"]
+    result = run("encode", clip, out, *layer, "--residual-fine-hz", "500", "--residual-fine-step", "0.25")
+    assert result.exit_code == 0, result.output
+    header = json.loads(run("inspect", out, "--json").stdout)["header"]
+    assert (header["residual_fine_bins"], header["residual_fine_step"]) == (16, 0.25)
+    assert run("decode", out).exit_code == 0
+    for extra, message in ((["--residual-hz", "4000", "--residual-fine-hz", "500", "--residual-fine-step", "0"],
+                            "residual fine step 0 is outside (0, 16]"),
+                           ([*layer, "--residual-fine-hz", "2000"],
+                            "fine residual bins under 2000 Hz need residual bins of one row each up there"),
+                           (["--residual-fine-hz", "500"], "fine residual bins under 500 Hz need")):
+        result = run("encode", clip, tmp_path / "bad.nac", *extra)
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "bad.nac").exists()
 
 
 def test_residual_slope_options(clip: Path, tmp_path: Path):

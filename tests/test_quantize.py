@@ -157,6 +157,34 @@ def test_residual_steps_widen_below_the_loudest_row_of_each_column_up_to_the_spa
 
 
 @pytest.mark.parametrize("slope", [0.0, 0.3])
+def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
+    rng = np.random.default_rng(8)
+    decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)
+    original = decoded + rng.normal(0.0, 1.5, decoded.shape).astype(np.float32)
+    coarse = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
+    layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0, fine_bins=3, fine_step=0.2)
+    codes = layer.quantize(original, decoded, decoded)
+    # each fine bin takes two rows (its even frames, then its odd ones) ahead of the other nine
+    assert codes.shape == (2, 15, 4)
+    np.testing.assert_array_equal(codes[:, 6:], coarse.quantize(original, decoded, decoded)[:, 3:])
+    steps = np.broadcast_to(layer.frame_steps(decoded), decoded.shape)
+    corrected = decoded + layer.correction(codes, decoded)
+    error = np.abs(corrected - np.maximum(original, RESIDUAL_FLOOR))
+    # every frame of a fine bin lands within half its step; other bins only at the columns
+    assert (error[:, :3] <= steps[:, :3] / 2 * (1 + 1e-5)).all()
+    assert (error[:, 3:, ::2] <= steps[:, 3:, ::2] / 2 * (1 + 1e-5)).all()
+    # the fine step scales as the other rows' step does: by the same growth at that frame
+    growth = residual_steps(decoded, 1.0, list(range(13)), slope, 4.0) if slope else np.ones(decoded.shape)
+    np.testing.assert_allclose(steps[:, :3], 0.2 * growth[:, :3], rtol=1e-6)
+    np.testing.assert_allclose(steps[:, 3:, ::2], 0.5 * growth[:, 3:, ::2], rtol=1e-6)
+    # bin 1's odd frames are its second row: a code there moves only that bin and frame
+    bumped = codes.copy()
+    bumped[0, 3, 2] += 1
+    change = layer.correction(bumped, decoded) - layer.correction(codes, decoded)
+    assert np.flatnonzero(change).tolist() == [np.ravel_multi_index((0, 1, 5), change.shape)]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.3])
 def test_residual_layer_corrections_land_within_half_their_own_step(slope):
     rng = np.random.default_rng(7)
     decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)

@@ -52,6 +52,8 @@ class Vector:
     residual_bands_hz: float = 0.0  # > 0: residual bands from here up
     bands_per_octave: float = 8.0
     residual_slope: float = 0.0  # > 0: level-adaptive residual steps (a version 5.0 file)
+    residual_fine_hz: float = 0.0  # > 0: residual bins under it coded at every frame (a version 6.0 file)
+    residual_fine_step: float | None = None  # their step (None: the residual step)
     code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
     kept_from: str = ""  # the earlier writer that made a kept vector ("" for one this script makes)
     start: float = 0.0  # seconds into the clip where the slice begins
@@ -100,6 +102,12 @@ VECTORS = (
         "the audio and layer of speech-bands-0.25s with level-adaptive residual steps: slope 0.25, span 4 "
         "(format 5.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25, start=1.0,
     ),
+    Vector(
+        "speech-fine-0.25s",
+        "the audio and layer of speech-slope-0.25s with the bins under 500 Hz coded at every frame in steps of "
+        "0.25 (format 6.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25,
+        residual_fine_hz=500.0, residual_fine_step=0.25, start=1.0,
+    ),
 )
 
 
@@ -124,7 +132,8 @@ def encode(item: Vector) -> bytes:
     """The ``.nac`` bytes of ``item`` with the shipped default model and today's writer."""
     settings = EncoderSettings(bits=item.bits, store_phase=item.store_phase, residual_hz=item.residual_hz,
                                code_bits=item.code_bits, residual_bands_hz=item.residual_bands_hz,
-                               bands_per_octave=item.bands_per_octave, residual_slope=item.residual_slope)
+                               bands_per_octave=item.bands_per_octave, residual_slope=item.residual_slope,
+                               residual_fine_hz=item.residual_fine_hz, residual_fine_step=item.residual_fine_step)
     return api.encode(source(item), item.rate, settings)
 
 
@@ -151,6 +160,8 @@ def describe(item: Vector, data: bytes) -> dict:
             "residual_bands_hz": item.residual_bands_hz,
             "bands_per_octave": item.bands_per_octave,
             "residual_slope": item.residual_slope,
+            "residual_fine_hz": item.residual_fine_hz,
+            "residual_fine_step": item.residual_fine_step,
             "kept_from": item.kept_from,
         },
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
@@ -256,6 +267,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
                                    f"for at most {v['residual_step_span'] / bitstream.SPAN_ONE:g} units "
                                    f"(/ {bitstream.SPAN_ONE})"),
         } if "residual_step_slope" in v else {}),
+        **({
+            "residual_fine_bins": (str(v["residual_fine_bins"]), f"bins 0 .. {v['residual_fine_bins'] - 1} are "
+                                   "coded at every STFT frame"),
+            "residual_fine_step": (f"{v['residual_fine_step']:g}", "log-magnitude step of their codes (f32)"),
+        } if "residual_fine_bins" in v else {}),
     }
 
 
@@ -337,6 +353,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
     rans, bands, slope = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"], vectors["speech-slope-0.25s"]
+    fine = vectors["speech-fine-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -457,6 +474,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         *_rans_section(rans, model),
         *_bands_section(bands, model),
         *_slope_section(slope, bands, model),
+        *_fine_section(fine, slope, model),
     ]
     return "\n".join(lines)
 
@@ -550,6 +568,28 @@ def _slope_section(data: bytes, bands: bytes, model: zoo.ModelEntry) -> list[str
         + (" with as many residual codes" if codes.shape == band_codes.shape else "")
         + f"; rows a decoder finds quiet next to their column's loudest have wider steps, so they hold smaller "
         f"codes ({int(np.abs(codes).sum())} in absolute sum, against {int(np.abs(band_codes).sum())} in A.5).",
+        "",
+    ]
+
+
+def _fine_section(data: bytes, slope: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.7: a version 6.0 header, the fine bins' two fields and their extra code rows."""
+    h, base = bitstream.read_header(data), bitstream.HEADER_SIZES[6]
+    columns = h.residual_columns(h.latent_frames)
+    coarse_rows = len(h.residual_row_edges()) - 1
+    return [
+        f"### A.7 `speech-fine-0.25s.nac`: a version 6.0 file ({len(data)} bytes in all)",
+        "",
+        f"The audio and settings of A.6 with the bins under 500 Hz coded at every STFT frame (section 9). The "
+        f"header grows to {base} bytes; A.6's fields keep their places:",
+        "",
+        *_header_block(data, model, ("version", "header_size", "residual_fine_bins", "residual_fine_step")),
+        "",
+        f"The chunk record at offset {base} is laid out as in A.6. Each column now holds {h.residual_rows} codes: "
+        f"{h.residual_stride} rows for each of the {h.residual_fine_bins} fine bins (row `k` of bin `b` its "
+        f"frames `j * {h.residual_stride} + k`), then the other {coarse_rows - h.residual_fine_bins} rows; "
+        f"`raw_size` is {bitstream.chunk_body_size(h, h.latent_frames)}, with {h.residual_rows * columns} `i8` "
+        f"residual codes against A.6's {coarse_rows * columns}.",
         "",
     ]
 
