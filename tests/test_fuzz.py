@@ -72,10 +72,12 @@ def test_huge_scales_decode_to_finite_audio(speech):
     assert decoded.shape == (1, rate // 2) and np.isfinite(decoded).all()
 
 
-def test_huge_scales_with_level_adaptive_steps_decode_to_finite_audio_without_warnings(speech):
-    """The v5 steps follow the prediction, which such scales overflow: they must stay finite and quiet."""
+@pytest.mark.parametrize("fine_hz", [0.0, 500.0])
+def test_huge_scales_with_level_adaptive_steps_decode_to_finite_audio_without_warnings(speech, fine_hz):
+    """The v5 / v6 steps follow the prediction, which such scales overflow: they must stay finite and quiet."""
     audio, rate = speech
-    settings = EncoderSettings(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_slope=0.2)
+    settings = EncoderSettings(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_slope=0.2,
+                               residual_fine_hz=fine_hz)
     header, chunks = api.unpack(api.encode(audio[:, : rate // 2], rate, settings))
     for chunk in chunks:
         chunk.scales[:] = np.float32(3.4e38)
