@@ -222,37 +222,32 @@ def test_bitrate_with_bits_or_code_bits_is_a_usage_error(clip: Path):
         assert result.exit_code == 2 and "give one or the other" in result.output
 
 
-def test_residual_fine_options(clip: Path, tmp_path: Path):
-    out = tmp_path / "fine.nac"
-    layer = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000"]
-    result = run("encode", clip, out, *layer, "--residual-fine-hz", "500", "--residual-fine-step", "0.25")
-    assert result.exit_code == 0, result.output
-    header = json.loads(run("inspect", out, "--json").stdout)["header"]
-    assert (header["residual_fine_bins"], header["residual_fine_step"]) == (16, 0.25)
-    assert run("decode", out).exit_code == 0
-    for extra, message in ((["--residual-hz", "4000", "--residual-fine-hz", "500", "--residual-fine-step", "0"],
-                            "residual fine step 0 is outside (0, 16]"),
-                           ([*layer, "--residual-fine-hz", "2000"],
-                            "fine residual bins under 2000 Hz need residual bins of one row each up there"),
-                           (["--residual-fine-hz", "500"], "fine residual bins under 500 Hz need")):
-        result = run("encode", clip, tmp_path / "bad.nac", *extra)
-        assert result.exit_code == 2 and message in result.output
-        assert not (tmp_path / "bad.nac").exists()
+LAYER_OPTIONS = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000"]
 
 
-def test_residual_slope_options(clip: Path, tmp_path: Path):
-    out = tmp_path / "slope.nac"
-    layer = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-hz", "1000"]
-    result = run("encode", clip, out, *layer, "--residual-slope", "0.15", "--residual-span", "6")
+@pytest.mark.parametrize("options, fields, rejected", [
+    (["--residual-slope", "0.15", "--residual-span", "6"], {"residual_step_slope": 614, "residual_step_span": 1536},
+     ((["--residual-slope", "0.2"], "a residual slope needs the residual layer"),
+      ([*LAYER_OPTIONS, "--residual-slope", "1.5"], "residual slope 1.5 is outside 0..1"),
+      ([*LAYER_OPTIONS, "--residual-slope", "0.0001"], "below the format's resolution 1/4096"),
+      ([*LAYER_OPTIONS, "--residual-slope", "0.2", "--residual-span", "17"],
+       "residual span 17 is outside 0.00390625..16"))),
+    (["--residual-fine-hz", "500", "--residual-fine-step", "0.25"],
+     {"residual_fine_bins": 16, "residual_fine_step": 0.25},
+     ((["--residual-hz", "4000", "--residual-fine-hz", "500", "--residual-fine-step", "0"],
+       "residual fine step 0 is outside (0, 16]"),
+      ([*LAYER_OPTIONS, "--residual-fine-hz", "2000"],
+       "fine residual bins under 2000 Hz need residual bins of one row each up there"),
+      (["--residual-fine-hz", "500"], "fine residual bins under 500 Hz need"))),
+], ids=["slope", "fine"])
+def test_residual_step_options(clip: Path, tmp_path: Path, options, fields, rejected):
+    out = tmp_path / "layer.nac"
+    result = run("encode", clip, out, *LAYER_OPTIONS, *options)
     assert result.exit_code == 0, result.output
     header = json.loads(run("inspect", out, "--json").stdout)["header"]
-    assert (header["residual_step_slope"], header["residual_step_span"]) == (614, 1536)
+    assert {name: header[name] for name in fields} == fields
     assert run("decode", out).exit_code == 0
-    for extra, message in ((["--residual-slope", "0.2"], "a residual slope needs the residual layer"),
-                           ([*layer, "--residual-slope", "1.5"], "residual slope 1.5 is outside 0..1"),
-                           ([*layer, "--residual-slope", "0.0001"], "below the format's resolution 1/4096"),
-                           ([*layer, "--residual-slope", "0.2", "--residual-span", "17"],
-                            "residual span 17 is outside 0.00390625..16")):
+    for extra, message in rejected:
         result = run("encode", clip, tmp_path / "bad.nac", *extra)
         assert result.exit_code == 2 and message in result.output
         assert not (tmp_path / "bad.nac").exists()

@@ -156,11 +156,16 @@ def test_residual_steps_widen_below_the_loudest_row_of_each_column_up_to_the_spa
     np.testing.assert_array_equal(residual_steps(decoded, 0.5, edges, 0.0, 3.0), np.full((1, 3, 3), 0.5))
 
 
+def decoded_and_original(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random log-magnitudes (2 channels, 12 bins, 8 frames) as a decoder predicts them, and the truth."""
+    rng = np.random.default_rng(seed)
+    decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)
+    return decoded, decoded + rng.normal(0.0, 1.5, decoded.shape).astype(np.float32)
+
+
 @pytest.mark.parametrize("slope", [0.0, 0.3])
 def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
-    rng = np.random.default_rng(8)
-    decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)
-    original = decoded + rng.normal(0.0, 1.5, decoded.shape).astype(np.float32)
+    decoded, original = decoded_and_original(8)
     coarse = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
     layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0, fine_bins=3, fine_step=0.2)
     codes = layer.quantize(original, decoded, decoded)
@@ -186,9 +191,7 @@ def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
 
 @pytest.mark.parametrize("slope", [0.0, 0.3])
 def test_residual_layer_corrections_land_within_half_their_own_step(slope):
-    rng = np.random.default_rng(7)
-    decoded = rng.uniform(-3.0, 4.0, (2, 12, 8)).astype(np.float32)
-    original = decoded + rng.normal(0.0, 1.5, decoded.shape).astype(np.float32)
+    decoded, original = decoded_and_original(7)
     layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
     codes = layer.quantize(original, decoded, decoded)
     assert codes.shape == (2, 12, 4)
