@@ -227,6 +227,7 @@ def encode_parts(
         residual_step_span=span,
         residual_fine_bins=fine_bins,
         residual_fine_step=fine_step,
+        residual_fine_contexts=bool(fine_bins),
     )
     layer = residual_layer(header)
 

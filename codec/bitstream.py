@@ -90,11 +90,11 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2, 3, 4, 5, 6)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
+VERSION_MAJORS = (1, 2, 3, 4, 5, 6, 7)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
 # residual codes in rows and bands, 5.0 level-adaptive residual steps, 6.0 fine residual bins coded at every
-# frame (format_spec.md section 5)
+# frame, 7.0 the fine bins' codes in contexts of their own (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -190,16 +190,17 @@ class StreamHeader:
     residual_step_span: int = 0  # u16, v5: how far below that row the step stops growing, / 256 (log-magnitude)
     residual_fine_bins: int = 0  # u16, v6: lowest residual bins coded at every STFT frame, not every stride frames
     residual_fine_step: float = 0.0  # f32, v6: log-magnitude step of the fine bins' codes
+    residual_fine_contexts: bool = False  # v7 (no field of its own): fine bins' codes in contexts of their own
 
     @property
     def version_major(self) -> int:
         """1 plain, 2 residual layer, 3 rANS-coded codes, 4 rANS-coded residual rows, 5 level-adaptive steps,
-        6 fine bins.
+        6 fine bins, 7 fine bins with contexts of their own.
 
         Writers use the oldest version that holds the stream.
         """
         if self.residual_fine_bins:
-            return 6
+            return 7 if self.residual_fine_contexts else 6
         if self.residual_step_slope:
             return 5
         return 4 if self.residual_band_growth else 3 if self.code_range else 2 if self.residual_bins else 1
@@ -439,7 +440,8 @@ _HEADER_FIELD_NAMES = tuple(
     f.name for f in dataclasses.fields(StreamHeader)
     if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
                       "code_range", "tables_hash", "residual_band_start", "residual_band_growth",
-                      "residual_step_slope", "residual_step_span", "residual_fine_bins", "residual_fine_step")
+                      "residual_step_slope", "residual_step_span", "residual_fine_bins", "residual_fine_step",
+                      "residual_fine_contexts")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -528,6 +530,8 @@ def _header_problem(h: StreamHeader) -> str | None:
         return f"residual_fine_step {h.residual_fine_step} out of range (0, {MAX_RESIDUAL_STEP:g}]"
     if not h.residual_fine_bins and h.residual_fine_step != 0.0:
         return "residual_fine_step without fine bins (must be 0)"
+    if h.residual_fine_contexts and not h.residual_fine_bins:
+        return "fine-bin contexts without fine bins (a version 7 stream has them)"
     if not 0 <= h.code_range <= _code_limit(h):
         return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
     if h.code_range > MAX_CODE_RANGE:
@@ -708,10 +712,15 @@ def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: np.nda
         frame = _compress_segments(latent, _segments(records, scale_bytes))
         payload = frame if residual is None else struct.pack("<I", len(frame)) + frame
     if residual is not None and h.residual_band_growth:
-        payload += entropy.encode_residual(residual)
+        payload += entropy.encode_residual(residual, *_fine_contexts(h))
     elif residual is not None:
         payload += _compress_segments(residual_compressor, [residual.tobytes()])
     return payload
+
+
+def _fine_contexts(h: StreamHeader) -> tuple[int, int]:
+    """(fine rows, rows per fine bin) that :mod:`codec.entropy` codes in their own contexts: v7's fine bins."""
+    return (h.residual_fine_bins * h.residual_stride, h.residual_stride) if h.residual_fine_contexts else (0, 1)
 
 
 def _compress_segments(compressor: zstandard.ZstdCompressor, segments: list[bytes]) -> bytes:
@@ -830,7 +839,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 6.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 7.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -853,8 +862,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         raise FormatError(f"residual_band_growth 0 in a version 4 header (must be {GROWTH_ONE}..{2 * GROWTH_ONE})")
     if major == 5 and not steps["slope"]:
         raise FormatError(f"residual_step_slope 0 in a version 5 header (must be 1..{SLOPE_ONE})")
-    if major == 6 and not fine["bins"]:
-        raise FormatError("residual_fine_bins 0 in a version 6 header (must be 1..residual_band_start)")
+    if major >= 6 and not fine["bins"]:
+        raise FormatError(f"residual_fine_bins 0 in a version {major} header (must be 1..residual_band_start)")
     if not code["range"] and code["tables_hash"] not in (b"", bytes(8)):
         raise FormatError("tables_hash without rANS-coded codes (must be 0)")
     header = StreamHeader(
@@ -872,6 +881,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         residual_step_span=steps["span"],
         residual_fine_bins=fine["bins"],
         residual_fine_step=fine["step"],
+        residual_fine_contexts=major >= 7,
     )
     problem = _header_problem(header)
     if problem:
@@ -967,7 +977,8 @@ def _residual_part(h: StreamHeader, data: bytes, size: int, frames: int, where: 
     if not h.residual_band_growth:
         return _decompress(data, size, where, "residual frame")
     try:
-        return entropy.decode_residual(data, (h.channels, h.residual_rows, h.residual_columns(frames))).tobytes()
+        shape = (h.channels, h.residual_rows, h.residual_columns(frames))
+        return entropy.decode_residual(data, shape, *_fine_contexts(h)).tobytes()
     except ValueError as err:
         raise FormatError(f"{where}: residual stream: {err}") from None
 

@@ -86,7 +86,7 @@ ResidualSpanOption = Annotated[
 ResidualFineHzOption = Annotated[
     Optional[float],
     typer.Option("--residual-fine-hz", help="Correct the bins under this many Hz (at most --residual-bands-hz) at "
-                 "every STFT frame, not every second one: pitch harmonics stay sharp (format 6.0) [default: 0, none]."),
+                 "every STFT frame, not every second one: pitch harmonics stay sharp (format 7.0) [default: 0, none]."),
 ]
 ResidualFineStepOption = Annotated[
     Optional[float],

@@ -8,6 +8,8 @@ picked by the code before it (code 0 before the first).
 Residual codes (format 4.0): adaptive models, one per context of the codes
 left of and below each, start from fixed counts in every chunk and learn the
 chunk as it is coded, so they need no tables and fit any residual setting.
+From format 7.0 the fine bins' rows have contexts of their own, from the same
+bin one frame earlier and the bin below in the same frame.
 
 Frequencies are integers, each >= 1 and summing to ``2**PRECISION``, so
 coding is integer-only and every machine agrees.
@@ -190,19 +192,25 @@ class _AdaptiveModel:
             self.total = sum(self.counts)
 
 
-# Context parts of a neighbouring code v (index v + 128): 5 * (clamp(v) + 2) for the code
-# to the left, clamp(v) + 2 for the code below, clamp(v) = min(2, max(-2, v)).
+# Context parts of a neighbouring code v (index v + 128): 5 * (clamp(v) + 2) for the first
+# neighbour, clamp(v) + 2 for the second, clamp(v) = min(2, max(-2, v)).
 _CLAMPED = [min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v - 128)) + RESIDUAL_CONTEXT_CLAMP
             for v in range(256)]
 _LEFT_PART = [(2 * RESIDUAL_CONTEXT_CLAMP + 1) * part for part in _CLAMPED]
+RESIDUAL_CONTEXTS = (2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2  # per set: the other rows' set, then the fine rows' (v7)
 
 
-def _coding_order(values: list, shape: tuple[int, int, int]) -> Iterator[tuple[int, int, int, int]]:
+def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0,
+                  stride: int = 1) -> Iterator[tuple[int, int, int, int]]:
     """(channel, row, column, context) of each code in coding order: channel, column (time), row (upwards).
 
     The context ``5 * (a + 2) + (b + 2)`` comes from the clamped codes left of
-    (previous column) and below (previous row) it, read from ``values`` when
-    the code's turn comes, so a decoder may fill ``values`` as it goes.
+    (previous column) and below (previous row) it. The first ``fine_rows``
+    rows (v7: the fine bins, ``stride`` rows each, row ``k`` of a bin holding
+    its frames ``j * stride + k``) take ``25 + 5 * (a + 2) + (b + 2)`` instead,
+    ``a`` the same bin's code one frame earlier and ``b`` the code of the bin
+    below in the same frame. Codes are read from ``values`` when the code's
+    turn comes (0 where there is none), so a decoder may fill ``values`` as it goes.
     """
     channels, rows, columns = shape
     for c in range(channels):
@@ -210,17 +218,26 @@ def _coding_order(values: list, shape: tuple[int, int, int]) -> Iterator[tuple[i
         for column in range(columns):
             below = 128
             for row in range(rows):
-                left = plane[row][column - 1] + 128 if column else 128
-                yield c, row, column, _LEFT_PART[left] + _CLAMPED[below]
+                if row < fine_rows:
+                    if row % stride:
+                        earlier = plane[row - 1][column] + 128
+                    else:
+                        earlier = plane[row + stride - 1][column - 1] + 128 if column else 128
+                    lower = plane[row - stride][column] + 128 if row >= stride else 128
+                    yield c, row, column, RESIDUAL_CONTEXTS + _LEFT_PART[earlier] + _CLAMPED[lower]
+                else:
+                    left = plane[row][column - 1] + 128 if column else 128
+                    yield c, row, column, _LEFT_PART[left] + _CLAMPED[below]
                 below = plane[row][column] + 128
 
 
-def encode_residual(codes: np.ndarray) -> bytes:
-    """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]."""
+def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1) -> bytes:
+    """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]; the first
+    ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts (v7)."""
     values = np.asarray(codes, np.int64).tolist()
-    models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
+    models = [_AdaptiveModel() for _ in range(2 * RESIDUAL_CONTEXTS)]
     intervals = []
-    for c, row, column, context in _coding_order(values, np.shape(codes)):
+    for c, row, column, context in _coding_order(values, np.shape(codes), fine_rows, stride):
         value = values[c][row][column]
         model = models[context]
         s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
@@ -231,14 +248,15 @@ def encode_residual(codes: np.ndarray) -> bytes:
     return _encode_intervals(intervals)
 
 
-def decode_residual(data: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-    """Residual codes shaped ``shape`` from a stream of :func:`encode_residual`; ValueError if not sound."""
+def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1) -> np.ndarray:
+    """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``
+    and ``stride``; ValueError if not sound."""
     channels, rows, columns = shape
     values = [[[0] * columns for _ in range(rows)] for _ in range(channels)]
-    models = [_AdaptiveModel() for _ in range((2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2)]
+    models = [_AdaptiveModel() for _ in range(2 * RESIDUAL_CONTEXTS)]
     escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
     reader = _Reader(data)
-    for c, row, column, context in _coding_order(values, shape):
+    for c, row, column, context in _coding_order(values, shape, fine_rows, stride):
         model = models[context]
         s, start, f = model.find(reader.slot())
         reader.advance(start, f)

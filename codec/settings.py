@@ -53,7 +53,7 @@ class EncoderSettings:
     decoded spectrum puts below their column's loudest, by ``exp(slope * d)``
     for ``d`` up to ``residual_span`` log-magnitude units below it: errors
     there are masked, and coarser steps leave bits for what is heard.
-    ``residual_fine_hz`` > 0 (a version 6.0 file; at most ``residual_bands_hz``)
+    ``residual_fine_hz`` > 0 (a version 7.0 file; at most ``residual_bands_hz``)
     codes the layer's bins under it at every STFT frame instead of every
     second one, in steps of ``residual_fine_step`` (None: ``residual_step``):
     pitch harmonics move faster than interpolation between columns follows,

@@ -230,7 +230,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -492,6 +492,45 @@ def test_version_6_header_rules():
         pack(make_header(**{**V4, "residual_fine_step": 0.25}), [])
 
 
+V7 = {**V6, "residual_fine_contexts": True}
+
+
+def test_version_7_is_version_6_with_the_fine_rows_in_contexts_of_their_own():
+    header, chunks, data = make_stream(**V7)
+    v6_header, _, v6_data = make_stream(**V6)
+    assert header.version_major == 7 and data[8] == 0x70 and bitstream.header_layout(7) == bitstream.header_layout(6)
+    # the same header fields, byte for byte, apart from the version and the CRC
+    assert data[9:104] == v6_data[9:104] and read_header(data) == header
+    decoded_header, decoded = unpack(data)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        np.testing.assert_array_equal(back.residual, original.residual)
+    assert bitstream.pack(header, decoded) == data
+    # the residual stream ends the payload, coded with the fine bins' contexts
+    offset = chunk_offsets(data)[1]
+    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    fine = (5 * header.residual_stride, header.residual_stride)
+    assert payload.endswith(entropy.encode_residual(chunks[1].residual, *fine))
+    assert not payload.endswith(entropy.encode_residual(chunks[1].residual))
+
+
+def test_version_7_header_rules():
+    _, _, data = make_stream(**V7)
+    assert forge_header(data, 7) == data
+    rejects(forge_header(data, 7, residual_fine_bins=0), FormatError, "residual_fine_bins 0 in a version 7 header")
+    with pytest.raises(ValueError, match="fine-bin contexts without fine bins"):
+        pack(make_header(**{**V5, "residual_fine_contexts": True}), [])
+    # a 6.0 stream read as 7.0 decodes its fine rows in the wrong contexts
+    _, chunks, v6_data = make_stream(**V6)
+    relabelled = forge_header(v6_data, 6, version=0x70)
+    try:
+        _, misread = unpack(relabelled)
+    except FormatError as error:
+        assert "residual stream" in str(error)
+    else:
+        assert any(not np.array_equal(a.residual, b.residual) for a, b in zip(misread, chunks))
+
+
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
 def test_chunk_and_end_record_bytes(changes):
     header, chunks, data = make_stream(**({"store_phase": True} | changes))
@@ -542,7 +581,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x70, 0x71, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x80, 0x81, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

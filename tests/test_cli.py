@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x70
+    data[8] = 0x80
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 

@@ -52,7 +52,7 @@ class Vector:
     residual_bands_hz: float = 0.0  # > 0: residual bands from here up
     bands_per_octave: float = 8.0
     residual_slope: float = 0.0  # > 0: level-adaptive residual steps (a version 5.0 file)
-    residual_fine_hz: float = 0.0  # > 0: residual bins under it coded at every frame (a version 6.0 file)
+    residual_fine_hz: float = 0.0  # > 0: residual bins under it coded at every frame (a version 7.0 file)
     residual_fine_step: float | None = None  # their step (None: the residual step)
     code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
     kept_from: str = ""  # the earlier writer that made a kept vector ("" for one this script makes)
@@ -105,8 +105,15 @@ VECTORS = (
     Vector(
         "speech-fine-0.25s",
         "the audio and layer of speech-slope-0.25s with the bins under 500 Hz coded at every frame in steps of "
-        "0.25 (format 6.0)", 0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25,
-        residual_fine_hz=500.0, residual_fine_step=0.25, start=1.0,
+        "0.25 (format 6.0, kept from the writer of 2026-11-26)", 0.25, residual_hz=4000.0,
+        residual_bands_hz=1000.0, residual_slope=0.25, residual_fine_hz=500.0, residual_fine_step=0.25, start=1.0,
+        kept_from="format 6.0 writer",
+    ),
+    Vector(
+        "speech-context-0.25s",
+        "the audio and layer of speech-fine-0.25s, its fine bins' codes in contexts of their own (format 7.0)",
+        0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25, residual_fine_hz=500.0,
+        residual_fine_step=0.25, start=1.0,
     ),
 )
 
@@ -353,7 +360,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
     rans, bands, slope = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"], vectors["speech-slope-0.25s"]
-    fine = vectors["speech-fine-0.25s"]
+    fine, context = vectors["speech-fine-0.25s"], vectors["speech-context-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -475,6 +482,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         *_bands_section(bands, model),
         *_slope_section(slope, bands, model),
         *_fine_section(fine, slope, model),
+        *_context_section(context, fine, model),
     ]
     return "\n".join(lines)
 
@@ -590,6 +598,29 @@ def _fine_section(data: bytes, slope: bytes, model: zoo.ModelEntry) -> list[str]
         f"frames `j * {h.residual_stride} + k`), then the other {coarse_rows - h.residual_fine_bins} rows; "
         f"`raw_size` is {bitstream.chunk_body_size(h, h.latent_frames)}, with {h.residual_rows * columns} `i8` "
         f"residual codes against A.6's {coarse_rows * columns}.",
+        "",
+    ]
+
+
+def _context_section(data: bytes, fine: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.8: a version 7.0 file, A.7's header and codes with the fine rows in their own contexts."""
+    h, base = bitstream.read_header(data), bitstream.HEADER_SIZES[7]
+    sizes = []
+    for stream in (data, fine):
+        payload_size, _, stream_size, stream_at = _rans_payload(stream)
+        sizes.append(base + 20 + payload_size - stream_at - stream_size)
+    same = all(np.array_equal(a.residual, b.residual) for a, b in zip(api.unpack(data)[1], api.unpack(fine)[1]))
+    return [
+        f"### A.8 `speech-context-0.25s.nac`: a version 7.0 file ({len(data)} bytes in all)",
+        "",
+        f"A.7's audio, settings and {'codes' if same else 'layout'}, written by today's encoder: the header is "
+        f"A.7's but for the version and the CRC:",
+        "",
+        *_header_block(data, model, ("version",)),
+        "",
+        f"The chunk record at offset {base} is laid out as in A.7. Its residual stream codes the "
+        f"{h.residual_fine_bins * h.residual_stride} fine rows in their own contexts (section 9.2): "
+        f"{sizes[0]} bytes against A.7's {sizes[1]}.",
         "",
     ]
 
