@@ -187,6 +187,12 @@ def test_record_rates_writes_operating_points_and_quality(tmp_path):
     assert (row["rates"][4]["residual_bands_hz"], row["rates"][4]["bands_per_octave"]) == (1000.0, 8.0)
     assert row["rates"][1]["scores"] == {"pesq_wb": 1.9, "stoi": 0.9}
     assert row["quality"]["dev_kbps"] == 8.0 and row["quality"]["pesq_wb"] == 2.2
+    # a newer report, listed first, measured cb3 again (fewer bits, say): its point replaces the older one's
+    (tmp_path / "newer.json").write_text(json.dumps({"systems": [system("m cb3", 4.5, 1.95)]}))
+    result = run_tool("record_rates.py", "m", tmp_path / "newer.json", tmp_path / "eval.json", "--models-dir", models)
+    assert result.returncode == 0, result.stderr
+    rates = json.loads((models / "manifest.json").read_text())["models"][0]["rates"]
+    assert [(p["code_bits"], p["kbps"], p["scores"]["pesq_wb"]) for p in rates[:2]] == [(4, 4.0, 1.8), (3, 4.5, 1.95)]
 
 
 def _report(files, *systems):

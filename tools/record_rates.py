@@ -4,6 +4,9 @@
         --presets cb2,cb3,cb4,cb5,cb6,cb8,bits16+cb10,bits16 -o results/eval-rates
     python tools/record_rates.py NAME results/eval-rates/eval.json [more eval.json ...]
 
+Reports go newest first: where two measured the same settings (a format
+change made the same preset cheaper, say), the first one's point counts.
+
 Each nac preset of that model (store-phase presets aside) becomes one
 operating point: bits, code bits, residual layer, the measured kbps and
 PESQ-WB / ViSQOL / STOI. A point that a cheaper one matches or beats on
@@ -42,7 +45,9 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             if settings.store_phase or phase_iters is not None:
                 continue  # not an encoder setting --bitrate can pick (or decoded unlike a plain decode)
             point = replace(settings, code_bits=settings.effective_code_bits).to_json()
-            setting_key = tuple(point.items())  # the same settings from two reports: the later one counts
+            setting_key = tuple(point.items())
+            if setting_key in points:
+                continue  # the same settings in two reports: the first counts (newest first, as rd_plot merges)
             point.update(kbps=round(system["kbps"], 2),
                          scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
             points[setting_key] = point
