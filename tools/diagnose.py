@@ -1,11 +1,13 @@
 """Where does a model lose quality? PESQ-WB of decodes with parts of the truth swapped in.
 
     python tools/diagnose.py CORPUS [--model NAME|PATH | --checkpoint RUN/last.pt] [--files 12] [--code-bits 5]
-        [--phase-iters N] [--decoded-only]
+        [--preset PRESET] [--phase-iters N] [--decoded-only]
 
 For evenly spread dev files, codes each one with the model (``--code-bits``
-codes, as ``nac encode``), then rebuilds the waveform several ways and prints
-mean PESQ-WB (and STOI) per way:
+codes, as ``nac encode``; or with ``--preset``, a ``nac eval`` preset such as
+``--bitrate 24k``'s settings, through ``nac encode`` itself, residual layer
+included), then rebuilds the waveform several ways and prints mean PESQ-WB
+(and STOI) per way:
 
 - ``decoded``: what ``nac decode`` does (predicted magnitude and phase, the
   model's Griffin-Lim iterations);
@@ -14,8 +16,9 @@ mean PESQ-WB (and STOI) per way:
   the Griffin-Lim iterations run from it;
 - ``true magnitude``: the original magnitude with the predicted phase and
   Griffin-Lim (how good phase recovery is when the magnitude is right);
-- ``true magnitude under F Hz``: decoded magnitude with the bins below F
-  replaced by the original's (which frequencies the metric hangs on).
+- ``true magnitude at A-B Hz``: decoded magnitude with the bins from A to B
+  replaced by the original's (which frequencies the metric hangs on; at a
+  rate point, where the bits would buy most).
 
 A research aid: the truth is only available here, never to a decoder. With
 ``--checkpoint`` it judges a training checkpoint without exporting it, and
@@ -33,20 +36,43 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec import evaluate, metrics, quantize, train, zoo  # noqa: E402
+from codec import api, evaluate, metrics, quantize, train, zoo  # noqa: E402
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
-SPLIT_HZ = (500, 1000, 1500)
+BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
+
+
+def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-magnitude (residual layer applied) and predicted phase a decoder synthesizes from a stream's
+    header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a whole, where ``nac decode``
+    goes a window at a time."""
+    latent = np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
+    log_mag, phase = net.decode_spectrum(torch.from_numpy(latent))
+    layer = api.residual_layer(header)
+    if layer is not None:
+        low = log_mag[:, : layer.bins]
+        codes = np.concatenate([c.residual for c in chunks], axis=-1)
+        log_mag = torch.cat([low + torch.from_numpy(layer.correction(codes, low.numpy())), log_mag[:, layer.bins :]],
+                            dim=1)
+    return log_mag, phase
 
 
 def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,
-             decoded_only: bool = False) -> dict[str, torch.Tensor]:
-    """Waveforms (1, T) rebuilt each way from ``wave`` (1, T); ``phase_iters`` overrides the model's."""
+             decoded_only: bool = False, coded: tuple | None = None) -> dict[str, torch.Tensor]:
+    """Waveforms (1, T) rebuilt each way from ``wave`` (1, T); ``phase_iters`` overrides the model's.
+
+    With ``coded``, the (header, chunks) of ``wave`` as ``nac encode`` coded
+    it with ``net``, the decoded spectrum is the stream's
+    (:func:`stream_spectrum`; ``code_bits`` unused).
+    """
     length = wave.shape[-1]
     spec = net.spectrum(wave)
-    latent = net.encode_spectrum(spec).numpy()
-    codes, scales = quantize.quantize(latent, 8, code_bits)
-    log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+    if coded is None:
+        latent = net.encode_spectrum(spec).numpy()
+        codes, scales = quantize.quantize(latent, 8, code_bits)
+        log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+    else:
+        log_mag, phase = stream_spectrum(net, *coded)
     decoded = net.synthesize(log_mag, phase, length, phase_iters)
     if decoded_only:
         return {"decoded": decoded}
@@ -61,10 +87,11 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
         "true magnitude": griffin_lim(stft, spec.abs(), phase, length, iters),
     }
     bin_hz = net.config.sample_rate / net.config.n_fft
-    for hz in SPLIT_HZ:
-        split = int(round(hz / bin_hz))
-        mixed = torch.cat([true_log_mag[:, :split], log_mag[:, split:]], dim=1)
-        ways[f"true magnitude under {hz} Hz"] = net.synthesize(mixed, phase, length, phase_iters)
+    edges = [round(hz / bin_hz) for hz in BAND_EDGES_HZ] + [net.stft.bins]
+    bands_hz = zip(BAND_EDGES_HZ, (*BAND_EDGES_HZ[1:], net.config.sample_rate // 2))
+    for (low_hz, high_hz), low, high in zip(bands_hz, edges, edges[1:]):
+        mixed = torch.cat([log_mag[:, :low], true_log_mag[:, low:high], log_mag[:, high:]], dim=1)
+        ways[f"true magnitude at {low_hz}-{high_hz} Hz"] = net.synthesize(mixed, phase, length, phase_iters)
     return ways
 
 
@@ -76,11 +103,15 @@ def main() -> None:
     source.add_argument("--checkpoint", type=Path, default=None, help="a training checkpoint (RUN/last.pt)")
     parser.add_argument("--files", type=int, default=12, help="files evenly spread over the split")
     parser.add_argument("--code-bits", type=int, default=5)
+    parser.add_argument("--preset", default=None,
+                        help="code with nac encode at this eval preset (e.g. a rate point's settings), not --code-bits")
     parser.add_argument("--split", default="dev")
     parser.add_argument("--kind", default="speech_wb")
     parser.add_argument("--phase-iters", type=int, default=None, help="Griffin-Lim iterations [default: the model's]")
     parser.add_argument("--decoded-only", action="store_true", help="score only the decode nac makes")
     args = parser.parse_args()
+    if args.preset is not None and args.checkpoint is not None:
+        parser.error("--preset codes through nac encode, which needs a shipped model (--model), not --checkpoint")
     torch.set_num_threads(1)
     if args.checkpoint is not None:
         net, state = train.model_from_checkpoint(args.checkpoint)
@@ -92,19 +123,28 @@ def main() -> None:
     rate = net.config.sample_rate
     if rate != evaluate.SCORE_RATE:
         raise SystemExit(f"{model_name}: diagnose handles {evaluate.SCORE_RATE} Hz models only")
+    settings, phase_iters, coding = None, args.phase_iters, f"--code-bits {args.code_bits}"
+    if args.preset is not None:
+        settings, preset_iters = evaluate.parse_preset(args.preset)
+        phase_iters = next((n for n in (args.phase_iters, preset_iters) if n is not None),
+                           api.residual_phase_iters(net.config) if settings.residual_hz else None)
+        coding = f"preset {args.preset}"
     files = evaluate.spread(evaluate.collect_inputs([args.corpus], args.split, args.kind), args.files)
     scores: dict[str, list[tuple[float, float]]] = {}
     for path in files:
         reference = evaluate.load_reference(path)  # mono at the model's rate
+        coded = None
+        if settings is not None:
+            coded = api.unpack(api.encode(reference, rate, settings, model=args.model), model=args.model)
         with torch.inference_mode():
-            ways = rebuilds(net, torch.from_numpy(reference), args.code_bits, args.phase_iters, args.decoded_only)
+            ways = rebuilds(net, torch.from_numpy(reference), args.code_bits, phase_iters, args.decoded_only, coded)
         for name, wave in ways.items():
             estimate = wave.numpy()
             pesq = metrics.pesq_wb(reference, estimate, rate)
             stoi = metrics.stoi(reference, estimate, rate)
             scores.setdefault(name, []).append((np.nan if pesq is None else pesq, np.nan if stoi is None else stoi))
-    iters = net.config.phase_iters if args.phase_iters is None else args.phase_iters
-    print(f"{len(files)} files, model {model_name}, --code-bits {args.code_bits}, {iters} Griffin-Lim iterations")
+    iters = net.config.phase_iters if phase_iters is None else phase_iters
+    print(f"{len(files)} files, model {model_name}, {coding}, {iters} Griffin-Lim iterations")
     print(f"{'rebuilt with':40s} PESQ-WB  STOI")
     for name, values in scores.items():
         table = np.asarray(values)
