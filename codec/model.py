@@ -195,13 +195,18 @@ class _Codec(nn.Module):
         raise NotImplementedError
 
     def synthesize(
-        self, log_mag: torch.Tensor, phase: torch.Tensor, length: int, phase_iters: int | None = None
+        self,
+        log_mag: torch.Tensor,
+        phase: torch.Tensor,
+        length: int,
+        phase_iters: int | None = None,
+        slack: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Waveform (B, length) from log-magnitude and a phase estimate."""
+        """Waveform (B, length) from log-magnitude and a phase estimate; ``slack`` as :func:`griffin_lim`'s."""
         iters = self.config.phase_iters if phase_iters is None else phase_iters
         if iters == 0:
             return self.stft.synthesize(from_log_magnitude(log_mag, phase), length)
-        return griffin_lim(self.stft, magnitude_from_log(log_mag), phase, length, iters)
+        return griffin_lim(self.stft, magnitude_from_log(log_mag), phase, length, iters, slack=slack)
 
     def decode(
         self,
@@ -209,19 +214,21 @@ class _Codec(nn.Module):
         length: int,
         phase: torch.Tensor | None = None,
         phase_iters: int | None = None,
-        correct: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        correct: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
     ) -> torch.Tensor:
         """Waveform (B, length). A stored ``phase`` replaces the predicted one as is.
 
         ``correct`` maps the decoded log-magnitude (B, bins, frames) to the
-        one to synthesize: a coded correction that may depend on it.
+        one to synthesize, a coded correction that may depend on it, and the
+        phase iterations' ``slack`` there (or None).
         """
         log_mag, predicted = self.decode_spectrum(latent)
+        slack = None
         if correct is not None:
-            log_mag = correct(log_mag)
+            log_mag, slack = correct(log_mag)
         if phase is not None:
             return self.synthesize(log_mag, phase, length, phase_iters=0)
-        return self.synthesize(log_mag, predicted, length, phase_iters)
+        return self.synthesize(log_mag, predicted, length, phase_iters, slack)
 
 
 def _split_prediction(out: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -119,13 +119,24 @@ def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tens
 
 
 def griffin_lim(
-    stft: Stft, magnitude: torch.Tensor, phase: torch.Tensor, length: int, iters: int, momentum: float = 0.99
+    stft: Stft,
+    magnitude: torch.Tensor,
+    phase: torch.Tensor,
+    length: int,
+    iters: int,
+    momentum: float = 0.99,
+    slack: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Refine ``phase`` for ``magnitude`` with fast Griffin-Lim; returns the waveform.
 
     Each iteration projects onto consistent spectra (iSTFT then STFT) and keeps
     the target magnitude; the momentum term is the "fast" variant of the
     algorithm (Perraudin et al., 2013), which converges in far fewer steps.
+    With ``slack`` (log-magnitude, broadcastable to ``magnitude``) each bin
+    keeps the rebuilt magnitude where it lies within ``exp(+-slack)`` of the
+    target, and the nearer edge otherwise: a coded magnitude only says that
+    the truth lies in its quantization cell, and a spectrum free to move
+    inside the cells can be more nearly consistent.
     Work runs in the frame-major layout :meth:`Stft.analyze` returns; it is
     differentiable, so training can judge the waveform the decoder will output.
     """
@@ -135,12 +146,15 @@ def griffin_lim(
     tracked = torch.is_grad_enabled() and (magnitude.requires_grad or phase.requires_grad)
     magnitude = magnitude.transpose(1, 2).contiguous().transpose(1, 2)
     spec = polar(magnitude, phase.transpose(1, 2).contiguous().transpose(1, 2))
+    if slack is not None:
+        lowest, highest = magnitude * torch.exp(-slack), magnitude * torch.exp(slack)
     magnitude = torch.complex(magnitude, torch.zeros_like(magnitude))  # complex * real would convert each time
     previous = None
     for _ in range(iters):
         rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
         direction = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep))
+        target = magnitude if slack is None else torch.minimum(torch.maximum(rebuilt.abs(), lowest), highest)
         # in place unless training through the iterations (sgn's backward needs its output)
-        spec = direction * magnitude if tracked else direction.mul_(magnitude)
+        spec = direction * target if tracked else direction.mul_(target)
         previous = rebuilt
     return stft.synthesize(spec, length)

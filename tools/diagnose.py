@@ -36,25 +36,26 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec import api, evaluate, metrics, quantize, train, zoo  # noqa: E402
+from codec import api, evaluate, metrics, quantize, streaming, train, zoo  # noqa: E402
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
 
 
-def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """The log-magnitude (residual layer applied) and predicted phase a decoder synthesizes from a stream's
-    header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a whole, where ``nac decode``
-    goes a window at a time."""
+def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The log-magnitude (residual layer applied), predicted phase and phase slack a decoder synthesizes from a
+    stream's header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a whole, where
+    ``nac decode`` goes a window at a time."""
     latent = np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
     log_mag, phase = net.decode_spectrum(torch.from_numpy(latent))
     layer = api.residual_layer(header)
-    if layer is not None:
-        low = log_mag[:, : layer.bins]
-        codes = np.concatenate([c.residual for c in chunks], axis=-1)
-        log_mag = torch.cat([low + torch.from_numpy(layer.correction(codes, low.numpy())), log_mag[:, layer.bins :]],
-                            dim=1)
-    return log_mag, phase
+    if layer is None:
+        return log_mag, phase, None
+    low = log_mag[:, : layer.bins]
+    codes = np.concatenate([c.residual for c in chunks], axis=-1)
+    slack = streaming.phase_slack(layer, low.numpy(), log_mag.shape[1])
+    log_mag = torch.cat([low + torch.from_numpy(layer.correction(codes, low.numpy())), log_mag[:, layer.bins :]], dim=1)
+    return log_mag, phase, slack
 
 
 def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,
@@ -67,13 +68,14 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
     """
     length = wave.shape[-1]
     spec = net.spectrum(wave)
+    slack = None
     if coded is None:
         latent = net.encode_spectrum(spec).numpy()
         codes, scales = quantize.quantize(latent, 8, code_bits)
         log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
     else:
-        log_mag, phase = stream_spectrum(net, *coded)
-    decoded = net.synthesize(log_mag, phase, length, phase_iters)
+        log_mag, phase, slack = stream_spectrum(net, *coded)
+    decoded = net.synthesize(log_mag, phase, length, phase_iters, slack)
     if decoded_only:
         return {"decoded": decoded}
     true_log_mag, true_phase = log_magnitude(spec), torch.angle(spec)
@@ -91,7 +93,8 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
     bands_hz = zip(BAND_EDGES_HZ, (*BAND_EDGES_HZ[1:], net.config.sample_rate // 2))
     for (low_hz, high_hz), low, high in zip(bands_hz, edges, edges[1:]):
         mixed = torch.cat([log_mag[:, :low], true_log_mag[:, low:high], log_mag[:, high:]], dim=1)
-        ways[f"true magnitude at {low_hz}-{high_hz} Hz"] = net.synthesize(mixed, phase, length, phase_iters)
+        held = None if slack is None else torch.cat([slack[:, :low], 0 * slack[:, low:high], slack[:, high:]], dim=1)
+        ways[f"true magnitude at {low_hz}-{high_hz} Hz"] = net.synthesize(mixed, phase, length, phase_iters, held)
     return ways
 
 
