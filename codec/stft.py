@@ -153,7 +153,7 @@ def griffin_lim(
     for _ in range(iters):
         rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
         direction = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep))
-        target = magnitude if slack is None else torch.minimum(torch.maximum(rebuilt.abs(), lowest), highest)
+        target = magnitude if slack is None else rebuilt.abs().clamp_(lowest, highest)
         # in place unless training through the iterations (sgn's backward needs its output)
         spec = direction * target if tracked else direction.mul_(target)
         previous = rebuilt
