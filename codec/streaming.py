@@ -196,23 +196,23 @@ def closed_loop_aim(
     layer, before = loop.layer, decoded.numpy()
     correction = torch.from_numpy(layer.correction(layer.quantize(original.numpy(), before, before), before))
     corrected = torch.cat([decoded + correction, log_mag[:, low_bins:]], dim=1)
-    slack = phase_slack(layer, before, log_mag.shape[1])
+    steps = layer.frame_steps(before)
+    slack = phase_slack(steps, before.shape, log_mag.shape[1])
     wave = torch.cat([net.synthesize(corrected[c : c + 1], predicted[c : c + 1], length, loop.phase_iters,
                                      slack[c : c + 1]) for c in range(corrected.shape[0])])
     achieved = log_magnitude(net.stft.analyze(wave, original.shape[-1])[:, :low_bins])
     shortfall = original.clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
-    steps = layer.frame_steps(before)
     steps = steps if np.isscalar(steps) else torch.from_numpy(steps)
     return decoded - steps * torch.round(CLOSED_LOOP_GAIN * shortfall / steps)
 
 
-def phase_slack(layer: ResidualLayer, decoded: np.ndarray, bins: int) -> torch.Tensor:
-    """The phase iterations' slack (C, bins, frames) for a spectrum of ``bins`` bins whose lowest the layer corrects:
-    ``PHASE_SLACK`` of the step at each of those bins and frames (``decoded`` as the layer sees it), 0 above."""
-    channels, low_bins, frames = decoded.shape
-    steps = np.broadcast_to(np.asarray(layer.frame_steps(decoded), np.float32), decoded.shape)
+def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int], bins: int) -> torch.Tensor:
+    """The phase iterations' slack (C, bins, frames) for a spectrum of ``bins`` bins whose lowest a residual layer
+    corrects: ``PHASE_SLACK`` of its ``steps`` there (:meth:`ResidualLayer.frame_steps`, ``shape`` (C, layer bins,
+    frames)), 0 above."""
+    channels, low_bins, frames = shape
     slack = torch.zeros(channels, bins, frames)
-    slack[:, :low_bins] = torch.from_numpy(PHASE_SLACK * steps)
+    slack[:, :low_bins] = torch.from_numpy(PHASE_SLACK * np.broadcast_to(np.asarray(steps, np.float32), shape))
     return slack
 
 
@@ -290,7 +290,7 @@ def decode_chunks(
             def correct(log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 low = log_mag[:, : residual.bins]
                 change = torch.from_numpy(residual.correction(codes[c : c + 1], low.numpy()))
-                slack = phase_slack(residual, low.numpy(), log_mag.shape[1])
+                slack = phase_slack(residual.frame_steps(low.numpy()), low.shape, log_mag.shape[1])
                 return torch.cat([low + change, log_mag[:, residual.bins :]], dim=1), slack
 
             return correct

@@ -162,7 +162,7 @@ def test_phase_iterations_let_residual_bins_move_within_half_a_code_step(short_s
     layered = api.encode(clip, rate, settings)
     layer = api.residual_layer(bitstream.read_header(layered))
     decoded = np.random.default_rng(0).normal(-2.0, 2.0, (1, layer.bins, 16)).astype(np.float32)
-    slack = streaming.phase_slack(layer, decoded, net.stft.bins).numpy()
+    slack = streaming.phase_slack(layer.frame_steps(decoded), decoded.shape, net.stft.bins).numpy()
     assert slack.shape == (1, net.stft.bins, 16) and not slack[:, layer.bins :].any()
     np.testing.assert_allclose(slack[:, : layer.bins], streaming.PHASE_SLACK * layer.frame_steps(decoded), rtol=1e-6)
     assert slack[:, : layer.fine_bins].max() < slack[:, layer.fine_bins : layer.bins].max()  # fine bins: finer
