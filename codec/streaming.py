@@ -216,6 +216,16 @@ def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int], bins: in
     return slack
 
 
+def apply_residual(layer: ResidualLayer, codes: np.ndarray, log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoded log-magnitude (C, bins, frames) with the layer's ``codes`` applied to its lowest bins, and the
+    phase iterations' slack (:func:`phase_slack`): what the decoder synthesizes from."""
+    low = log_mag[:, : layer.bins]
+    decoded = low.numpy()
+    change = torch.from_numpy(layer.correction(codes, decoded))
+    slack = phase_slack(layer.frame_steps(decoded), low.shape, log_mag.shape[1])
+    return torch.cat([low + change, log_mag[:, layer.bins :]], dim=1), slack
+
+
 def decode_chunks(
     net: torch.nn.Module,
     chunk_count: int,
@@ -287,13 +297,7 @@ def decode_chunks(
             if codes is None:
                 return None
 
-            def correct(log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                low = log_mag[:, : residual.bins]
-                change = torch.from_numpy(residual.correction(codes[c : c + 1], low.numpy()))
-                slack = phase_slack(residual.frame_steps(low.numpy()), low.shape, log_mag.shape[1])
-                return torch.cat([low + change, log_mag[:, residual.bins :]], dim=1), slack
-
-            return correct
+            return lambda log_mag: apply_residual(residual, codes[c : c + 1], log_mag)
 
         with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
             wave = np.concatenate([

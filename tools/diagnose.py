@@ -51,10 +51,7 @@ def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tens
     layer = api.residual_layer(header)
     if layer is None:
         return log_mag, phase, None
-    low = log_mag[:, : layer.bins]
-    codes = np.concatenate([c.residual for c in chunks], axis=-1)
-    slack = streaming.phase_slack(layer.frame_steps(low.numpy()), low.shape, log_mag.shape[1])
-    log_mag = torch.cat([low + torch.from_numpy(layer.correction(codes, low.numpy())), log_mag[:, layer.bins :]], dim=1)
+    log_mag, slack = streaming.apply_residual(layer, np.concatenate([c.residual for c in chunks], axis=-1), log_mag)
     return log_mag, phase, slack
 
 
