@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# MKL's kernels round by CPU: pinned to SSE4.2, as tests/conftest.py does, so vectors re-encode alike anywhere
+os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
 
 import numpy as np  # noqa: E402
 
