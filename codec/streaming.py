@@ -155,11 +155,11 @@ def encode_chunks(
             original = decoded = aimed = None
             if low_bins:
                 coded = torch.from_numpy(code_roundtrip(window_latent.numpy()))
-                log_mag, predicted = net.decode_spectrum(coded)
+                log_mag, _ = net.decode_spectrum(coded)
                 original = log_magnitude(spec[:, :low_bins])
                 decoded = aimed = log_mag[:, :low_bins]
                 if closed_loop is not None:
-                    aimed = closed_loop_aim(net, log_mag, predicted, original, closed_loop, segment.shape[-1])
+                    aimed = closed_loop_aim(net, coded, log_mag, original, closed_loop, segment.shape[-1])
                 original, decoded, aimed = (part[..., frames].numpy() for part in (original, decoded, aimed))
         yield ChunkAnalysis(latent, phase, original, decoded, aimed)
 
@@ -173,8 +173,8 @@ class ClosedLoop(NamedTuple):
 
 def closed_loop_aim(
     net: torch.nn.Module,
+    coded: torch.Tensor,
     log_mag: torch.Tensor,
-    predicted: torch.Tensor,
     original: torch.Tensor,
     loop: ClosedLoop,
     length: int,
@@ -188,8 +188,9 @@ def closed_loop_aim(
     ``CLOSED_LOOP_GAIN`` of that shortfall comes to at least half a step, the
     decoded value moves the other way by those whole steps (the layer's step there), so the codes aim past it;
     smaller shortfalls leave the codes as they were. Both sides are held at
-    the residual floor first, as the quantizer does. Inputs are (C, bins,
-    frames) for the whole window.
+    the residual floor first, as the quantizer does. ``coded`` is the window's
+    coded latents, ``log_mag`` the log-magnitude (C, bins, frames) the
+    network decodes from them; ``original`` the lowest bins' true one.
     """
     low_bins = original.shape[1]
     decoded = log_mag[:, :low_bins]
@@ -198,6 +199,7 @@ def closed_loop_aim(
     corrected = torch.cat([decoded + correction, log_mag[:, low_bins:]], dim=1)
     steps = layer.frame_steps(before)
     slack = phase_slack(steps, before.shape, log_mag.shape[1])
+    corrected, predicted, slack = net.synthesis_spectrum(coded, lambda _: (corrected, slack))
     wave = torch.cat([net.synthesize(corrected[c : c + 1], predicted[c : c + 1], length, loop.phase_iters,
                                      slack[c : c + 1]) for c in range(corrected.shape[0])])
     achieved = log_magnitude(net.stft.analyze(wave, original.shape[-1])[:, :low_bins])

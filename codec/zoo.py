@@ -22,7 +22,7 @@ from safetensors.torch import load as load_safetensors
 
 from . import entropy
 from .errors import ModelError
-from .model import ModelConfig, build_model
+from .model import LowBandPhase, ModelConfig, build_model
 from .settings import EncoderSettings
 
 MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
@@ -69,6 +69,8 @@ class ModelEntry:
     channel_order: tuple[int, ...] = ()  # latent channels, least important first (tools/channel_order.py)
     code_tables: str = ""  # file of the rANS code tables (tools/code_tables.py), "" if none
     code_tables_sha256: str = ""
+    phase_init: str = ""  # file of the decoder's phase initializer (tools/train_phase.py), "" if none
+    phase_init_sha256: str = ""
 
     @property
     def hash_prefix(self) -> bytes:
@@ -181,12 +183,29 @@ def build_from_bytes(data: bytes, config: ModelConfig, source: Path) -> torch.nn
         tensors = load_safetensors(data)
     except Exception as err:  # safetensors raises its own error types for malformed files
         raise ModelError(f"{source}: unreadable weights ({err})") from None
-    model = build_model(config)
-    expected = model.state_dict()
+    return _loaded(build_model(config), tensors, f"{source}: weights do not match the model config")
+
+
+def _loaded(module: torch.nn.Module, tensors: dict, mismatch: str) -> torch.nn.Module:
+    """``module`` in eval mode holding ``tensors``, which must match its own names and shapes (else ``mismatch``)."""
+    expected = module.state_dict()
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        raise ModelError(f"{source}: weights do not match the model config")
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return model.eval()
+        raise ModelError(mismatch)
+    module.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return module.eval()
+
+
+def _read_listed(path: Path, sha256: str, what: str) -> bytes:
+    """The bytes of a file the manifest lists (``what`` it holds), checked against its sha256 there."""
+    try:
+        if path.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise ModelError(f"{path}: {what} file too large")
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read {what} ({err.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelError(f"{path}: {what} do not match their sha256 in the manifest (file altered?)")
+    return data
 
 
 @functools.lru_cache(maxsize=4)
@@ -197,7 +216,26 @@ def _load_entry(entry: ModelEntry, models_dir: Path) -> torch.nn.Module:
         raise ModelError(f"{path}: weights do not match their sha256 in the manifest (file altered?)")
     if model_id != entry.id:
         raise ModelError(f"{path}: model id {model_id} does not match the manifest's {entry.id}")
-    return build_from_bytes(data, config, path)
+    net = build_from_bytes(data, config, path)
+    if entry.phase_init:
+        net.phase_init = _load_phase_init(models_dir / entry.phase_init, entry.phase_init_sha256, config)
+    return net
+
+
+def _load_phase_init(path: Path, sha256: str, config: ModelConfig) -> LowBandPhase:
+    """The phase initializer in ``path``, checked against its sha256 and the model it starts."""
+    data = _read_listed(path, sha256, "phase initializer weights")
+    try:
+        shape = {key: int(value) for key, value in json.loads(_safetensors_metadata(data, path)["phase_init"]).items()}
+        tensors = load_safetensors(data)
+    except Exception as err:  # a missing key, a malformed shape, or safetensors' own error types
+        raise ModelError(f"{path}: not a phase initializer ({err})") from None
+    bins = config.n_fft // 2 + 1
+    if (config.arch != "spec1d" or shape.get("hidden") != config.width or not 0 < shape.get("bins", 0) <= bins
+            or not 0 < shape.get("magnitude_bins", 0) <= bins or not 0 < shape.get("channels", 0) <= 1024):
+        raise ModelError(f"{path}: phase initializer does not fit its model")
+    initializer = LowBandPhase(config.width, shape["bins"], shape["magnitude_bins"], shape["channels"])
+    return _loaded(initializer, tensors, f"{path}: phase initializer weights do not match its shape")
 
 
 @dataclass(frozen=True)
@@ -226,12 +264,7 @@ class LoadedModel:
 def _load_tables(entry: ModelEntry, models_dir: Path) -> dict:
     """Code range -> tables from the entry's tables file, checked against its sha256 and the model."""
     path = models_dir / entry.code_tables
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"{path}: cannot read code tables ({err.strerror})") from None
-    if hashlib.sha256(data).hexdigest() != entry.code_tables_sha256:
-        raise ModelError(f"{path}: code tables do not match their sha256 in the manifest (file altered?)")
+    data = _read_listed(path, entry.code_tables_sha256, "code tables")
     try:
         tensors = load_safetensors(data)
     except Exception as err:  # safetensors raises its own error types for malformed files

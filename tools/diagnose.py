@@ -11,11 +11,14 @@ included), then rebuilds the waveform several ways and prints mean PESQ-WB
 
 - ``decoded``: what ``nac decode`` does (predicted magnitude and phase, the
   model's Griffin-Lim iterations);
-- ``predicted phase, no refinement``: the phase head's output as is;
+- ``predicted phase, no refinement``: the starting phase as is (the phase
+  head's, and the model's phase initializer's under 1 kHz where it has one);
 - ``true phase``: decoded magnitude under the original phase, as is, and with
   the Griffin-Lim iterations run from it;
 - ``true magnitude``: the original magnitude with the predicted phase and
   Griffin-Lim (how good phase recovery is when the magnitude is right);
+- ``true phase under 1000 Hz as the start``: the decode with the original
+  phase under 1 kHz as the iterations' start (what a phase initializer could give);
 - ``true magnitude at A-B Hz``: decoded magnitude with the bins from A to B
   replaced by the original's (which frequencies the metric hangs on; at a
   rate point, where the bits would buy most).
@@ -40,19 +43,20 @@ from codec import api, evaluate, metrics, quantize, streaming, train, zoo  # noq
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
+SEED_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better starting phase there could give
 
 
 def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The log-magnitude (residual layer applied), predicted phase and phase slack a decoder synthesizes from a
+    """The log-magnitude (residual layer applied), starting phase and phase slack a decoder synthesizes from a
     stream's header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a whole, where
     ``nac decode`` goes a window at a time."""
     latent = np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
-    log_mag, phase = net.decode_spectrum(torch.from_numpy(latent))
     layer = api.residual_layer(header)
-    if layer is None:
-        return log_mag, phase, None
-    log_mag, slack = streaming.apply_residual(layer, np.concatenate([c.residual for c in chunks], axis=-1), log_mag)
-    return log_mag, phase, slack
+    correct = None
+    if layer is not None:
+        codes = np.concatenate([c.residual for c in chunks], axis=-1)
+        correct = lambda log_mag: streaming.apply_residual(layer, codes, log_mag)  # noqa: E731
+    return net.synthesis_spectrum(torch.from_numpy(latent), correct)
 
 
 def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,
@@ -65,11 +69,10 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
     """
     length = wave.shape[-1]
     spec = net.spectrum(wave)
-    slack = None
     if coded is None:
         latent = net.encode_spectrum(spec).numpy()
         codes, scales = quantize.quantize(latent, 8, code_bits)
-        log_mag, phase = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+        log_mag, phase, slack = net.synthesis_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
     else:
         log_mag, phase, slack = stream_spectrum(net, *coded)
     decoded = net.synthesize(log_mag, phase, length, phase_iters, slack)
@@ -85,6 +88,9 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
         f"true phase + {iters} Griffin-Lim": griffin_lim(stft, magnitude_from_log(log_mag), true_phase, length, iters),
         "true magnitude": griffin_lim(stft, spec.abs(), phase, length, iters),
     }
+    seed_bins = round(SEED_TEST_HZ * net.config.n_fft / net.config.sample_rate)
+    start = torch.cat([true_phase[:, :seed_bins], phase[:, seed_bins:]], dim=1)
+    ways[f"true phase under {SEED_TEST_HZ} Hz as the start"] = net.synthesize(log_mag, start, length, phase_iters, slack)
     bin_hz = net.config.sample_rate / net.config.n_fft
     edges = [round(hz / bin_hz) for hz in BAND_EDGES_HZ] + [net.stft.bins]
     bands_hz = zip(BAND_EDGES_HZ, (*BAND_EDGES_HZ[1:], net.config.sample_rate // 2))
