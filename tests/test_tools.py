@@ -193,6 +193,13 @@ def test_record_rates_writes_operating_points_and_quality(tmp_path):
     assert result.returncode == 0, result.stderr
     rates = json.loads((models / "manifest.json").read_text())["models"][0]["rates"]
     assert [(p["code_bits"], p["kbps"], p["scores"]["pesq_wb"]) for p in rates[:2]] == [(4, 4.0, 1.8), (3, 4.5, 1.95)]
+    # with --keep-others a report of one setting updates that point and keeps the manifest's others
+    (tmp_path / "one.json").write_text(json.dumps({"systems": [system("m cb5", 7.5, 2.25)]}))
+    result = run_tool("record_rates.py", "m", tmp_path / "one.json", "--models-dir", models, "--keep-others")
+    assert result.returncode == 0, result.stderr
+    kept = json.loads((models / "manifest.json").read_text())["models"][0]["rates"]
+    assert [(p["code_bits"], p["kbps"]) for p in kept] == [(4, 4.0), (3, 4.5), (5, 7.5), (4, 14.0), (4, 15.0)]
+    assert kept[2]["scores"]["pesq_wb"] == 2.25
 
 
 def _report(files, *systems):

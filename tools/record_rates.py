@@ -13,7 +13,8 @@ PESQ-WB / ViSQOL / STOI. A point that a cheaper one matches or beats on
 PESQ-WB is left out, so `nac encode --bitrate K` (which takes the point with
 the most kbps at or below K) never picks a worse setting for a higher
 target; `nac models` lists the points. The default preset's scores also
-become the model's "quality".
+become the model's "quality". With ``--keep-others`` the manifest's points
+that no report measured stay (reports of earlier runs may be gone).
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from codec.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
 SCORES = ("pesq_wb", "visqol", "stoi")
 
 
-def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None]:
-    """(operating points by rising kbps, the default preset's system) of model ``name``."""
+def setting_key(point: dict) -> tuple:
+    """What makes two operating points the same setting: everything but the measurements."""
+    return tuple((key, value) for key, value in point.items() if key not in ("kbps", "scores"))
+
+
+def rate_points(name: str, reports: list[dict], older: list[dict] = ()) -> tuple[list[dict], dict | None]:
+    """(operating points by rising kbps, the default preset's system) of model ``name``; ``older`` points (the
+    manifest's) count where no report measured their settings."""
     points, default = {}, None
     for report in reports:
         for system in report["systems"]:
@@ -45,14 +52,15 @@ def rate_points(name: str, reports: list[dict]) -> tuple[list[dict], dict | None
             if settings.store_phase or phase_iters is not None:
                 continue  # not an encoder setting --bitrate can pick (or decoded unlike a plain decode)
             point = replace(settings, code_bits=settings.effective_code_bits).to_json()
-            setting_key = tuple(point.items())
-            if setting_key in points:
+            if setting_key(point) in points:
                 continue  # the same settings in two reports: the first counts (newest first, as rd_plot merges)
             point.update(kbps=round(system["kbps"], 2),
                          scores={key: round(system[key], 3) for key in SCORES if system.get(key) is not None})
-            points[setting_key] = point
+            points[setting_key(point)] = point
             if preset == "default":
                 default = system
+    for point in older:
+        points.setdefault(setting_key(point), point)
     # at equal kbps the better point comes first, so the others count as matched by it
     by_rate = sorted(points.values(), key=lambda point: (point["kbps"], -point["scores"].get("pesq_wb", 0.0)))
     return undominated(by_rate), default
@@ -74,9 +82,15 @@ def main() -> None:
     parser.add_argument("model", help="model name in the manifest")
     parser.add_argument("reports", nargs="+", type=Path, help="eval.json files written by nac eval")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the manifest's points whose settings the reports did not measure")
     args = parser.parse_args()
     reports = [json.loads(path.read_text()) for path in args.reports]
-    points, default = rate_points(args.model, reports)
+    older = []
+    if args.keep_others:
+        manifest = json.loads((args.models_dir / "manifest.json").read_text())
+        older = next((row.get("rates", []) for row in manifest["models"] if row["name"] == args.model), [])
+    points, default = rate_points(args.model, reports, older)
     if not points:
         raise SystemExit(f"no nac rows of {args.model} in the reports")
     fields = {"rates": points}
