@@ -217,9 +217,10 @@ class _Codec(nn.Module):
 
     def decode_spectrum(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted (log-magnitude, phase), each (B, bins, T' * time_stride)."""
-        return self._spectrum(self.decode_hidden(latent))
+        return self.spectrum_from_hidden(self.decode_hidden(latent))
 
-    def _spectrum(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def spectrum_from_hidden(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`decode_spectrum` from the decoder network's features (:meth:`decode_hidden`)."""
         log_mag, phase = self.decode_head(hidden)
         if self.refiner is not None:
             log_mag = self.refiner(log_mag)
@@ -238,7 +239,7 @@ class _Codec(nn.Module):
         model has one, then sets the low band's starting phase.
         """
         hidden = self.decode_hidden(latent)
-        log_mag, phase = self._spectrum(hidden)
+        log_mag, phase = self.spectrum_from_hidden(hidden)
         slack = None
         if correct is not None:
             log_mag, slack = correct(log_mag)

@@ -72,7 +72,7 @@ def decoder_view(net, data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     layer = api.residual_layer(header)
     with torch.inference_mode():
         hidden = net.decode_hidden(latent)
-        log_mag, phase = net.decode_spectrum(latent)
+        log_mag, phase = net.spectrum_from_hidden(hidden)
         if layer is not None:
             log_mag, _ = streaming.apply_residual(layer, np.concatenate([c.residual for c in chunks], -1), log_mag)
     return hidden[0], log_mag[0, :MAGNITUDE_BINS], phase[0]
