@@ -43,7 +43,7 @@ from codec import api, evaluate, metrics, quantize, streaming, train, zoo  # noq
 from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
-SEED_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better starting phase there could give
+START_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better starting phase there could give
 
 
 def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -88,9 +88,9 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
         f"true phase + {iters} Griffin-Lim": griffin_lim(stft, magnitude_from_log(log_mag), true_phase, length, iters),
         "true magnitude": griffin_lim(stft, spec.abs(), phase, length, iters),
     }
-    seed_bins = round(SEED_TEST_HZ * net.config.n_fft / net.config.sample_rate)
-    start = torch.cat([true_phase[:, :seed_bins], phase[:, seed_bins:]], dim=1)
-    ways[f"true phase under {SEED_TEST_HZ} Hz as the start"] = net.synthesize(log_mag, start, length, phase_iters, slack)
+    start_bins = round(START_TEST_HZ * net.config.n_fft / net.config.sample_rate)
+    start = torch.cat([true_phase[:, :start_bins], phase[:, start_bins:]], dim=1)
+    ways[f"true phase under {START_TEST_HZ} Hz as the start"] = net.synthesize(log_mag, start, length, phase_iters, slack)
     bin_hz = net.config.sample_rate / net.config.n_fft
     edges = [round(hz / bin_hz) for hz in BAND_EDGES_HZ] + [net.stft.bins]
     bands_hz = zip(BAND_EDGES_HZ, (*BAND_EDGES_HZ[1:], net.config.sample_rate // 2))
