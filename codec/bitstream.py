@@ -1,4 +1,4 @@
-"""The ``.nac`` container (versions 1.0 to 4.0): header, checksummed chunks, end record.
+"""The ``.nac`` container (versions 1.0 to 8.0): header, checksummed chunks, end record.
 
 ``format_spec.md`` is the normative description; this module implements it
 and nothing else (no torch, no model).  Layers:
@@ -90,11 +90,11 @@ __all__ = [
 MAGIC = b"\x89NAC\r\n\x1a\n"
 CHUNK_SYNC = b"NACK"
 END_SYNC = b"NEND"
-VERSION_MAJORS = (1, 2, 3, 4, 5, 6, 7)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
+VERSION_MAJORS = (1, 2, 3, 4, 5, 6, 7, 8)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
 # residual codes in rows and bands, 5.0 level-adaptive residual steps, 6.0 fine residual bins coded at every
-# frame, 7.0 the fine bins' codes in contexts of their own (format_spec.md section 5)
+# frame, 7.0 the fine bins' codes in contexts of their own, 8.0 phase hints (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108}  # x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108, 8: 114}  # x.0 header, magic through header_crc, per major
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc
@@ -137,6 +137,8 @@ MAX_CHANNELS = _RANGES["channels"][3]
 MAX_RESIDUAL_STEP = 16.0  # residual_step range (0, 16]: a step of e^16 is already absurd
 MAX_CODE_RANGE = 127  # implementation limit on code_range (tables of 255 x 255 per latent channel)
 RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
+HINT_ROWS = 2  # v8: per residual column, a delay code and a turn code
+MAX_HINT_TURNS = 256  # phase_hint_turns range 1..256
 GROWTH_ONE = 1 << 16  # residual_band_growth's fixed-point 1.0 (every row one bin); 2.0 is its maximum
 SLOPE_ONE = 1 << 12  # residual_step_slope's fixed-point 1.0, also its maximum
 SPAN_ONE = 1 << 8  # residual_step_span's fixed-point 1.0 (one log-magnitude unit); 16.0 is its maximum
@@ -191,14 +193,19 @@ class StreamHeader:
     residual_fine_bins: int = 0  # u16, v6: lowest residual bins coded at every STFT frame, not every stride frames
     residual_fine_step: float = 0.0  # f32, v6: log-magnitude step of the fine bins' codes
     residual_fine_contexts: bool = False  # v7 (no field of its own): fine bins' codes in contexts of their own
+    phase_hint_bins: int = 0  # u16, v8: lowest STFT bins whose starting phase the hints turn (0: no hints)
+    phase_hint_delay: int = 0  # u16, v8: model-rate samples of delay per delay code
+    phase_hint_turns: int = 0  # u16, v8: turn codes per full turn of phase
 
     @property
     def version_major(self) -> int:
         """1 plain, 2 residual layer, 3 rANS-coded codes, 4 rANS-coded residual rows, 5 level-adaptive steps,
-        6 fine bins, 7 fine bins with contexts of their own.
+        6 fine bins, 7 fine bins with contexts of their own, 8 phase hints.
 
         Writers use the oldest version that holds the stream.
         """
+        if self.phase_hint_bins:
+            return 8
         if self.residual_fine_bins:
             return 7 if self.residual_fine_contexts else 6
         if self.residual_step_slope:
@@ -237,11 +244,12 @@ class StreamHeader:
 
     @property
     def residual_rows(self) -> int:
-        """Residual codes per column: one per row of :meth:`residual_row_edges`, and ``residual_stride - 1``
-        more per fine bin (its frames between the columns)."""
+        """Residual codes per column: one per row of :meth:`residual_row_edges`, ``residual_stride - 1``
+        more per fine bin (its frames between the columns), and (v8) the two phase-hint codes last."""
         if not self.residual_bins:
             return 0
-        return len(self.residual_row_edges()) - 1 + self.residual_fine_bins * (self.residual_stride - 1)
+        hints = HINT_ROWS if self.phase_hint_bins else 0
+        return len(self.residual_row_edges()) - 1 + self.residual_fine_bins * (self.residual_stride - 1) + hints
 
     def residual_columns(self, frames: int) -> int:
         """Residual columns of a chunk of ``frames`` latent frames: one every ``residual_stride`` STFT frames."""
@@ -266,7 +274,8 @@ class Chunk:
     scales: np.ndarray  # float32 (channels, latent_channels), finite, >= 0
     codes: np.ndarray  # int8/int16 (channels, latent_channels, latent_height, frames)
     phase: np.ndarray | None  # uint8/uint16 (channels, n_fft//2+1, frames*time_stride)
-    residual: np.ndarray | None = None  # int8 (channels, residual_rows, residual_columns(frames)), v2+
+    residual: np.ndarray | None = None  # int8 (channels, residual_rows, residual_columns(frames)), v2+; v8's
+    # last two rows are the phase hints' delay and turn codes
 
 
 @dataclass(frozen=True)
@@ -383,6 +392,7 @@ _HEADER_BODY = Struct(
     "bands" / If(this.version.major >= 4, Struct("start" / Int16ul, "growth" / Int32ul)),
     "steps" / If(this.version.major >= 5, Struct("slope" / Int16ul, "span" / Int16ul)),
     "fine" / If(this.version.major >= 6, Struct("bins" / Int16ul, "step" / Float32l)),
+    "hints" / If(this.version.major >= 8, Struct("bins" / Int16ul, "delay" / Int16ul, "turns" / Int16ul)),
     Check(lambda ctx: ctx.header_size >= HEADER_SIZES[ctx.version.major]),
     "extension" / Bytes(lambda ctx: ctx.header_size - HEADER_SIZES[ctx.version.major]),  # a newer minor's fields
 )
@@ -433,6 +443,9 @@ def header_layout(major: int = 1) -> dict[str, tuple[int, str]]:
         layout.update(residual_step_slope=(offset + 24, "<H"), residual_step_span=(offset + 26, "<H"))
     if major >= 6:
         layout.update(residual_fine_bins=(offset + 28, "<H"), residual_fine_step=(offset + 30, "<f"))
+    if major >= 8:
+        layout.update(phase_hint_bins=(offset + 34, "<H"), phase_hint_delay=(offset + 36, "<H"),
+                      phase_hint_turns=(offset + 38, "<H"))
     return layout
 
 
@@ -441,7 +454,7 @@ _HEADER_FIELD_NAMES = tuple(
     if f.name not in ("version_minor", "store_phase", "residual_bins", "residual_stride", "residual_step",
                       "code_range", "tables_hash", "residual_band_start", "residual_band_growth",
                       "residual_step_slope", "residual_step_span", "residual_fine_bins", "residual_fine_step",
-                      "residual_fine_contexts")
+                      "residual_fine_contexts", "phase_hint_bins", "phase_hint_delay", "phase_hint_turns")
 )
 _TRUNCATED_PART = {"payload": " payload", "crc": " CRC"}
 
@@ -532,6 +545,15 @@ def _header_problem(h: StreamHeader) -> str | None:
         return "residual_fine_step without fine bins (must be 0)"
     if h.residual_fine_contexts and not h.residual_fine_bins:
         return "fine-bin contexts without fine bins (a version 7 stream has them)"
+    if h.phase_hint_bins and not (h.residual_fine_bins and h.residual_fine_contexts):
+        return "phase hints without fine bins in contexts of their own (a version 8 stream has them)"
+    if not 0 <= h.phase_hint_bins <= h.phase_bins:
+        return f"phase_hint_bins {h.phase_hint_bins} out of range 0..n_fft/2+1 ({h.phase_bins})"
+    low, high = ((1, h.n_fft), (1, MAX_HINT_TURNS)) if h.phase_hint_bins else ((0, 0), (0, 0))
+    if not low[0] <= h.phase_hint_delay <= low[1]:
+        return f"phase_hint_delay {h.phase_hint_delay} out of range {low[0]}..{low[1]} (n_fft; 0 without hints)"
+    if not high[0] <= h.phase_hint_turns <= high[1]:
+        return f"phase_hint_turns {h.phase_hint_turns} out of range {high[0]}..{high[1]} (0 without hints)"
     if not 0 <= h.code_range <= _code_limit(h):
         return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
     if h.code_range > MAX_CODE_RANGE:
@@ -712,15 +734,17 @@ def _payload(h: StreamHeader, frames: int, records: np.ndarray, residual: np.nda
         frame = _compress_segments(latent, _segments(records, scale_bytes))
         payload = frame if residual is None else struct.pack("<I", len(frame)) + frame
     if residual is not None and h.residual_band_growth:
-        payload += entropy.encode_residual(residual, *_fine_contexts(h))
+        payload += entropy.encode_residual(residual, *_contexts(h))
     elif residual is not None:
         payload += _compress_segments(residual_compressor, [residual.tobytes()])
     return payload
 
 
-def _fine_contexts(h: StreamHeader) -> tuple[int, int]:
-    """(fine rows, rows per fine bin) that :mod:`codec.entropy` codes in their own contexts: v7's fine bins."""
-    return (h.residual_fine_bins * h.residual_stride, h.residual_stride) if h.residual_fine_contexts else (0, 1)
+def _contexts(h: StreamHeader) -> tuple[int, int, int]:
+    """(fine rows, rows per fine bin, hint rows) that :mod:`codec.entropy` codes in their own contexts: v7's
+    fine bins and v8's phase hints."""
+    fine = (h.residual_fine_bins * h.residual_stride, h.residual_stride) if h.residual_fine_contexts else (0, 1)
+    return (*fine, HINT_ROWS if h.phase_hint_bins else 0)
 
 
 def _compress_segments(compressor: zstandard.ZstdCompressor, segments: list[bytes]) -> bytes:
@@ -797,6 +821,10 @@ def pack_parts(
             {"bins": header.residual_fine_bins, "step": header.residual_fine_step}
             if header.version_major >= 6 else None
         ),
+        hints=(
+            {"bins": header.phase_hint_bins, "delay": header.phase_hint_delay, "turns": header.phase_hint_turns}
+            if header.version_major >= 8 else None
+        ),
         extension=b"",
     )
     yield _HEADER.build({"signed": {"value": fields}})
@@ -839,7 +867,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     pre = _parse(_PREAMBLE, stream, "header")
     major, minor = pre.version.major, pre.version.minor
     if major not in VERSION_MAJORS:
-        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 7.x)")
+        raise VersionError(f"unsupported format version {major}.{minor} (this decoder reads 1.x to 8.x)")
     size = HEADER_SIZES[major]
     if pre.header_size < size:
         raise FormatError(f"header_size {pre.header_size} smaller than {size} (version {major}.x)")
@@ -854,6 +882,7 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
     bands = value.bands or {"start": 0, "growth": 0}
     steps = value.steps or {"slope": 0, "span": 0}
     fine = value.fine or {"bins": 0, "step": 0.0}
+    hints = value.hints or {"bins": 0, "delay": 0, "turns": 0}
     if major == 2 and not residual["bins"]:
         raise FormatError("residual_bins 0 in a version 2 header (a stream without the layer is 1.0)")
     if major == 3 and not code["range"]:
@@ -864,6 +893,8 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         raise FormatError(f"residual_step_slope 0 in a version 5 header (must be 1..{SLOPE_ONE})")
     if major >= 6 and not fine["bins"]:
         raise FormatError(f"residual_fine_bins 0 in a version {major} header (must be 1..residual_band_start)")
+    if major >= 8 and not hints["bins"]:
+        raise FormatError(f"phase_hint_bins 0 in a version {major} header (must be 1..n_fft/2+1)")
     if not code["range"] and code["tables_hash"] not in (b"", bytes(8)):
         raise FormatError("tables_hash without rANS-coded codes (must be 0)")
     header = StreamHeader(
@@ -882,6 +913,9 @@ def _read_header(stream: io.BytesIO) -> tuple[StreamHeader, int]:
         residual_fine_bins=fine["bins"],
         residual_fine_step=fine["step"],
         residual_fine_contexts=major >= 7,
+        phase_hint_bins=hints["bins"],
+        phase_hint_delay=hints["delay"],
+        phase_hint_turns=hints["turns"],
     )
     problem = _header_problem(header)
     if problem:
@@ -895,7 +929,7 @@ def read_header(data: bytes) -> StreamHeader:
     Raises
     ------
     VersionError
-        For a major version other than 1 to 5.
+        For a major version other than 1 to 8.
     FormatError
         For anything else wrong with the header.
     """
@@ -939,7 +973,7 @@ def _decompress_parts(
     v1: one zstd frame. v2: a u32 size, the latent frame, the residual frame.
     v3: a u32 size and the latent frame without codes, a u32 size and the rANS
     stream of the codes (decoded with ``code_tables(h)``), then the residual
-    frame if there is a layer. v4, v5: as v2 or v3, with the residual codes' rANS
+    frame if there is a layer. v4 to v8: as v2 or v3, with the residual codes' rANS
     stream in place of the residual frame.
     """
     sizes = _part_sizes(h, frames)
@@ -978,7 +1012,7 @@ def _residual_part(h: StreamHeader, data: bytes, size: int, frames: int, where: 
         return _decompress(data, size, where, "residual frame")
     try:
         shape = (h.channels, h.residual_rows, h.residual_columns(frames))
-        return entropy.decode_residual(data, shape, *_fine_contexts(h)).tobytes()
+        return entropy.decode_residual(data, shape, *_contexts(h)).tobytes()
     except ValueError as err:
         raise FormatError(f"{where}: residual stream: {err}") from None
 
@@ -1020,7 +1054,7 @@ def unpack(data: bytes, code_tables: Callable | None = None) -> tuple[StreamHead
     Raises
     ------
     VersionError
-        For a major version other than 1 to 5.
+        For a major version other than 1 to 8.
     ModelError
         For rANS-coded codes without usable ``code_tables``.
     FormatError

@@ -92,6 +92,11 @@ ResidualFineStepOption = Annotated[
     Optional[float],
     typer.Option("--residual-fine-step", help="Log-magnitude step of those bins [default: --residual-step]."),
 ]
+PhaseHintOption = Annotated[
+    Optional[float],
+    typer.Option("--phase-hint-hz", help="Code a delay and a turn of the starting phase of the bins under this "
+                 "many Hz every second frame: needs --residual-fine-hz (format 8.0) [default: 0, none]."),
+]
 ClosedLoopOption = Annotated[
     bool,
     typer.Option("--closed-loop", help="Aim the residual layer at what the decoder's own output lacks: "
@@ -144,6 +149,7 @@ def encode(
     residual_span: ResidualSpanOption = None,
     residual_fine_hz: ResidualFineHzOption = None,
     residual_fine_step: ResidualFineStepOption = None,
+    phase_hint_hz: PhaseHintOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -155,7 +161,8 @@ def encode(
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
                               residual_slope=residual_slope, residual_span=residual_span,
-                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step)
+                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step,
+                              phase_hint_hz=phase_hint_hz)
     streaming.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, settings, overwrite=force, model=model, on_progress=on_progress)
@@ -341,6 +348,7 @@ def batch_command(
     residual_span: ResidualSpanOption = None,
     residual_fine_hz: ResidualFineHzOption = None,
     residual_fine_step: ResidualFineStepOption = None,
+    phase_hint_hz: PhaseHintOption = None,
     closed_loop: ClosedLoopOption = False,
     bitrate: BitrateOption = None,
     model: ModelOption = None,
@@ -356,7 +364,8 @@ def batch_command(
                               coarse_channels=coarse_channels, residual_hz=residual_hz, residual_step=residual_step,
                               residual_bands_hz=residual_bands_hz, bands_per_octave=bands_per_octave,
                               residual_slope=residual_slope, residual_span=residual_span,
-                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step)
+                              residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step,
+                              phase_hint_hz=phase_hint_hz)
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if not decode:

@@ -10,6 +10,8 @@ left of and below each, start from fixed counts in every chunk and learn the
 chunk as it is coded, so they need no tables and fit any residual setting.
 From format 7.0 the fine bins' rows have contexts of their own, from the same
 bin one frame earlier and the bin below in the same frame.
+From format 8.0 the phase hints' two rows follow, each in contexts of the same
+row's code one column earlier.
 
 Frequencies are integers, each >= 1 and summing to ``2**PRECISION``, so
 coding is integer-only and every machine agrees.
@@ -198,10 +200,13 @@ _CLAMPED = [min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v - 128)) +
             for v in range(256)]
 _LEFT_PART = [(2 * RESIDUAL_CONTEXT_CLAMP + 1) * part for part in _CLAMPED]
 RESIDUAL_CONTEXTS = (2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2  # per set: the other rows' set, then the fine rows' (v7)
+_HINT_CONTEXTS = 2 * RESIDUAL_CONTEXTS  # then per hint row (v8), 5: the same row's clamped code a column earlier
+_CLAMP_WIDTH = 2 * RESIDUAL_CONTEXT_CLAMP + 1
+_MODELS = _HINT_CONTEXTS + 2 * _CLAMP_WIDTH
 
 
-def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0,
-                  stride: int = 1) -> Iterator[tuple[int, int, int, int]]:
+def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
+                  hint_rows: int = 0) -> Iterator[tuple[int, int, int, int]]:
     """(channel, row, column, context) of each code in coding order: channel, column (time), row (upwards).
 
     The context ``5 * (a + 2) + (b + 2)`` comes from the clamped codes left of
@@ -209,16 +214,22 @@ def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0,
     rows (v7: the fine bins, ``stride`` rows each, row ``k`` of a bin holding
     its frames ``j * stride + k``) take ``25 + 5 * (a + 2) + (b + 2)`` instead,
     ``a`` the same bin's code one frame earlier and ``b`` the code of the bin
-    below in the same frame. Codes are read from ``values`` when the code's
+    below in the same frame. The last ``hint_rows`` rows (v8: a delay row and
+    a turn row) take ``50 + 5 * h + (a + 2)``, ``h`` the hint row and ``a`` its
+    code a column earlier. Codes are read from ``values`` when the code's
     turn comes (0 where there is none), so a decoder may fill ``values`` as it goes.
     """
     channels, rows, columns = shape
+    first_hint = rows - hint_rows
     for c in range(channels):
         plane = values[c]
         for column in range(columns):
             below = 128
             for row in range(rows):
-                if row < fine_rows:
+                if row >= first_hint:
+                    left = plane[row][column - 1] + 128 if column else 128
+                    yield c, row, column, _HINT_CONTEXTS + _CLAMP_WIDTH * (row - first_hint) + _CLAMPED[left]
+                elif row < fine_rows:
                     if row % stride:
                         earlier = plane[row - 1][column] + 128
                     else:
@@ -231,13 +242,14 @@ def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0,
                 below = plane[row][column] + 128
 
 
-def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1) -> bytes:
+def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint_rows: int = 0) -> bytes:
     """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]; the first
-    ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts (v7)."""
+    ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts (v7), the last ``hint_rows`` in the
+    phase hints' (v8)."""
     values = np.asarray(codes, np.int64).tolist()
-    models = [_AdaptiveModel() for _ in range(2 * RESIDUAL_CONTEXTS)]
+    models = [_AdaptiveModel() for _ in range(_MODELS)]
     intervals = []
-    for c, row, column, context in _coding_order(values, np.shape(codes), fine_rows, stride):
+    for c, row, column, context in _coding_order(values, np.shape(codes), fine_rows, stride, hint_rows):
         value = values[c][row][column]
         model = models[context]
         s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
@@ -248,15 +260,16 @@ def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1) -> b
     return _encode_intervals(intervals)
 
 
-def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1) -> np.ndarray:
-    """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``
-    and ``stride``; ValueError if not sound."""
+def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
+                    hint_rows: int = 0) -> np.ndarray:
+    """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``,
+    ``stride`` and ``hint_rows``; ValueError if not sound."""
     channels, rows, columns = shape
     values = [[[0] * columns for _ in range(rows)] for _ in range(channels)]
-    models = [_AdaptiveModel() for _ in range(2 * RESIDUAL_CONTEXTS)]
+    models = [_AdaptiveModel() for _ in range(_MODELS)]
     escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
     reader = _Reader(data)
-    for c, row, column, context in _coding_order(values, shape, fine_rows, stride):
+    for c, row, column, context in _coding_order(values, shape, fine_rows, stride, hint_rows):
         model = models[context]
         s, start, f = model.find(reader.slot())
         reader.advance(start, f)

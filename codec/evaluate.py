@@ -71,13 +71,14 @@ PRESETS = {
 # the residual layer's band, step and banded part (nac encode --residual-hz N --residual-step S
 # --residual-bands-hz B --bands-per-octave O), the coarse channels (--coarse-channels N) and the
 # decoder's Griffin-Lim iterations (nac decode --phase-iters N), any value; fineF and fstepS the fine bins
-# (--residual-fine-hz F --residual-fine-step S)
+# (--residual-fine-hz F --residual-fine-step S), hintH the phase hints (--phase-hint-hz H)
 NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", float),
                     "bands": ("residual_bands_hz", float), "oct": ("bands_per_octave", float),
                     "slope": ("residual_slope", float), "span": ("residual_span", float),
                     "fine": ("residual_fine_hz", float), "fstep": ("residual_fine_step", float),
+                    "hint": ("phase_hint_hz", float),
                     "coarse": ("coarse_channels", int), "it": ("phase_iters", int)}
-_NUMBERED = re.compile(r"(res|step|bands|oct|slope|span|fine|fstep)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
+_NUMBERED = re.compile(r"(res|step|bands|oct|slope|span|fine|fstep|hint)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")

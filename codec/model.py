@@ -230,13 +230,15 @@ class _Codec(nn.Module):
         self,
         latent: torch.Tensor,
         correct: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
+        steer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """What the phase iterations start from: (log-magnitude, phase, slack).
 
         ``correct`` maps the decoded log-magnitude (B, bins, frames) to the
         one to synthesize, a coded correction that may depend on it, and the
         phase iterations' ``slack`` there (or None). The phase initializer, if the
-        model has one, then sets the low band's starting phase.
+        model has one, then sets the low band's starting phase, and ``steer``
+        (coded phase hints) maps that phase to the one to start from.
         """
         hidden = self.decode_hidden(latent)
         log_mag, phase = self.spectrum_from_hidden(hidden)
@@ -245,6 +247,8 @@ class _Codec(nn.Module):
             log_mag, slack = correct(log_mag)
         if self.phase_init is not None:
             phase = self.phase_init(hidden, log_mag, phase)
+        if steer is not None:
+            phase = steer(phase)
         return log_mag, phase, slack
 
     def decode_hidden(self, latent: torch.Tensor) -> torch.Tensor:
@@ -279,12 +283,13 @@ class _Codec(nn.Module):
         phase: torch.Tensor | None = None,
         phase_iters: int | None = None,
         correct: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
+        steer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Waveform (B, length). A stored ``phase`` replaces the predicted one as is.
 
-        ``correct`` as :meth:`synthesis_spectrum`'s.
+        ``correct`` and ``steer`` as :meth:`synthesis_spectrum`'s.
         """
-        log_mag, predicted, slack = self.synthesis_spectrum(latent, correct)
+        log_mag, predicted, slack = self.synthesis_spectrum(latent, correct, steer)
         if phase is not None:
             return self.synthesize(log_mag, phase, length, phase_iters=0)
         return self.synthesize(log_mag, predicted, length, phase_iters, slack)

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from .quantize import RESIDUAL_FLOOR, ResidualLayer
+from .quantize import RESIDUAL_FLOOR, PhaseHints, ResidualLayer
 from .stft import log_magnitude
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a chunk when encoding
@@ -117,6 +117,7 @@ class ChunkAnalysis(NamedTuple):
     original: np.ndarray | None  # (C, low_bins, frames * S): log-magnitude of the lowest bins, if asked for
     decoded: np.ndarray | None  # the same bins as the decoder will predict them from the coded latents
     aimed: np.ndarray | None  # where the residual codes start from: ``decoded``, moved by a closed loop
+    residual: np.ndarray | None = None  # with hints: the residual codes (C, rows, columns), hint rows last
 
 
 def encode_chunks(
@@ -127,6 +128,7 @@ def encode_chunks(
     low_bins: int = 0,
     code_roundtrip: Callable[[np.ndarray], np.ndarray] | None = None,
     closed_loop: ClosedLoop | None = None,
+    hinted: tuple[ResidualLayer, PhaseHints] | None = None,
 ) -> Iterator[ChunkAnalysis]:
     """Per chunk: latents, and as asked the phase and the lowest ``low_bins`` bins' log-magnitudes.
 
@@ -137,6 +139,10 @@ def encode_chunks(
     chunk's the decoder's prediction differs slightly from this one.
 
     ``aimed`` is ``decoded``, or with ``closed_loop`` :func:`closed_loop_aim`.
+    With ``hinted`` (the stream's residual layer and phase hints) the chunk's
+    residual codes come quantized, with the hints that turn the starting phase
+    the decoder will find from them towards the original's appended
+    (:meth:`PhaseHints.choose`, on the window, context included).
     """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
@@ -152,7 +158,7 @@ def encode_chunks(
             latent = window_latent[..., start - first : stop - first].numpy()
             frames = slice((start - first) * stride, (stop - first) * stride)
             phase = torch.angle(spec[..., frames]).numpy() if with_phase else None
-            original = decoded = aimed = None
+            original = decoded = aimed = residual = None
             if low_bins:
                 coded = torch.from_numpy(code_roundtrip(window_latent.numpy()))
                 log_mag, _ = net.decode_spectrum(coded)
@@ -160,8 +166,24 @@ def encode_chunks(
                 decoded = aimed = log_mag[:, :low_bins]
                 if closed_loop is not None:
                     aimed = closed_loop_aim(net, coded, log_mag, original, closed_loop, segment.shape[-1])
+                if hinted is not None:
+                    residual = hinted_codes(net, coded, spec, (original, decoded, aimed), *hinted)
+                    residual = residual[..., frames.start // hinted[1].stride : frames.stop // hinted[1].stride]
                 original, decoded, aimed = (part[..., frames].numpy() for part in (original, decoded, aimed))
-        yield ChunkAnalysis(latent, phase, original, decoded, aimed)
+        yield ChunkAnalysis(latent, phase, original, decoded, aimed, residual)
+
+
+def hinted_codes(net: torch.nn.Module, coded: torch.Tensor, spec: torch.Tensor, low: tuple, layer: ResidualLayer,
+                 hints: PhaseHints) -> np.ndarray:
+    """A window's residual codes (C, rows, columns) for ``low`` = (original, decoded, aimed) log-magnitudes of
+    the layer's bins, with the phase hints' rows appended: chosen from the starting phase that the decoder
+    synthesizes from ``coded`` (the window's coded latents) and those codes, and from ``spec``, the window's
+    STFT."""
+    original, decoded, aimed = (part.numpy() for part in low)
+    codes = layer.quantize(original, aimed, decoded)
+    _, start, _ = net.synthesis_spectrum(coded, lambda log_mag: apply_residual(layer, codes, log_mag))
+    chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins].numpy())
+    return np.concatenate([codes.astype(np.int8), chosen], axis=1)
 
 
 class ClosedLoop(NamedTuple):
@@ -220,10 +242,11 @@ def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int], bins: in
 
 def apply_residual(layer: ResidualLayer, codes: np.ndarray, log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoded log-magnitude (C, bins, frames) with the layer's ``codes`` applied to its lowest bins, and the
-    phase iterations' slack (:func:`phase_slack`): what the decoder synthesizes from."""
+    phase iterations' slack (:func:`phase_slack`): what the decoder synthesizes from. Code rows after the
+    layer's own (phase hints) are not the layer's."""
     low = log_mag[:, : layer.bins]
     decoded = low.numpy()
-    change = torch.from_numpy(layer.correction(codes, decoded))
+    change = torch.from_numpy(layer.correction(codes[:, : layer.rows], decoded))
     slack = phase_slack(layer.frame_steps(decoded), low.shape, log_mag.shape[1])
     return torch.cat([low + change, log_mag[:, layer.bins :]], dim=1), slack
 
@@ -240,13 +263,15 @@ def decode_chunks(
     on_progress: Callable[[int, int], None] | None = None,
     residual_at: Callable[[int], np.ndarray] | None = None,
     residual: ResidualLayer | None = None,
+    hints: PhaseHints | None = None,
 ) -> Iterator[np.ndarray]:
     """Waveform (C, samples) of chunks ``first_chunk .. last_chunk``, in order, a few chunks per block.
 
     Consecutive chunks are decoded together in windows of about
     ``DECODE_WINDOW`` latent frames, so the context on each side costs less.
     ``latent_at(i)`` / ``phase_at(i)`` / ``residual_at(i)`` give chunk ``i``'s
-    dequantized latents / phase and residual codes (of the layer ``residual``);
+    dequantized latents / phase and residual codes (of the layer ``residual``,
+    and the rows of phase ``hints`` after its own, if the stream has them);
     neighbours are asked for as context,
     each at most once.
     ``phase_iters`` overrides the model's Griffin-Lim iterations;
@@ -301,10 +326,16 @@ def decode_chunks(
 
             return lambda log_mag: apply_residual(residual, codes[c : c + 1], log_mag)
 
+        def steerer(c: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+            """Channel ``c``'s phase hints (the code rows after the layer's) applied to the starting phase."""
+            if hints is None or codes is None:
+                return None
+            return lambda start: hints.apply(codes[c : c + 1, residual.rows :], start)
+
         with torch.inference_mode():  # one channel at a time: memory per window does not grow with channels
             wave = np.concatenate([
                 net.decode(window[c : c + 1], window.shape[-1] * span, channel(phase, c), phase_iters,
-                           corrector(c)).numpy()
+                           corrector(c), steerer(c)).numpy()
                 for c in range(window.shape[0])
             ])
         return wave[:, keep_from : keep_from + keep], done

@@ -14,6 +14,7 @@ os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
 
 import numpy as np
 import pytest
+import torch
 
 from codec.audio_io import read_audio
 
@@ -46,3 +47,10 @@ def load_tool(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def phase_closeness(truth, phase, bins: int = 32) -> float:
+    """Magnitude-weighted mean cosine between ``phase`` (1, >= bins, frames) and the phase of the complex
+    ``truth`` (>= bins, frames) in the lowest ``bins`` bins: 1 where they agree, about 0 for unrelated phase."""
+    weight = truth[:bins].abs()
+    return float((weight * torch.cos(phase[0, :bins] - torch.angle(truth[:bins]))).sum() / weight.sum())

@@ -121,6 +121,20 @@ def with_header_crc(head: bytes) -> bytes:
     return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
 
 
+def assert_residual_round_trip(header: StreamHeader, chunks: list[Chunk], data: bytes) -> None:
+    """``data`` unpacks to ``header`` and the chunks' residual codes, and packs back to the same bytes."""
+    decoded_header, decoded = unpack(data)
+    assert decoded_header == header
+    for original, back in zip(chunks, decoded):
+        np.testing.assert_array_equal(back.residual, original.residual)
+    assert bitstream.pack(header, decoded) == data
+
+
+def chunk_payload(data: bytes, index: int) -> bytes:
+    offset = chunk_offsets(data)[index]
+    return data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+
+
 def forge_header(data: bytes, major: int = 1, **fields) -> bytes:
     """Change fields of a ``major``.0 header in place (offsets as test_version_*_header_bytes pin them) and
     recompute the header CRC."""
@@ -230,7 +244,7 @@ def test_header_layout_read_off_the_schema_matches_the_spec():
 
 def test_version_2_header_bytes():
     header, chunks, data = make_stream(residual_bins=6, residual_stride=2, residual_step=0.5)
-    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108}
+    assert bitstream.HEADER_SIZES == {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108, 8: 114}
     assert data[8] == 0x20  # major 2, minor 0
     assert struct.unpack_from("<H", data, 10)[0] == 82
     for name, (offset, fmt) in HEADER_LAYOUT.items():
@@ -274,8 +288,7 @@ def test_version_3_round_trip(changes):
 def test_version_3_payload_rules():
     header, chunks, data = make_stream(**V3, residual_bins=4, residual_stride=2, residual_step=1.0)
     tables = make_tables(header)
-    offset = chunk_offsets(data)[1]
-    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    payload = chunk_payload(data, 1)
     (first,) = struct.unpack_from("<I", payload)
     (second,) = struct.unpack_from("<I", payload, 4 + first)
     frame, coded, residual = payload[4 : 4 + first], payload[8 + first : 8 + first + second], payload[8 + first + second :]
@@ -371,8 +384,7 @@ def test_version_4_round_trip(changes):
 
 def test_version_4_payload_ends_with_the_residual_rows_rans_stream():
     header, chunks, data = make_stream(**V4)
-    offset = chunk_offsets(data)[1]
-    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    payload = chunk_payload(data, 1)
     (first,) = struct.unpack_from("<I", payload)
     latent, coded = payload[4 : 4 + first], payload[4 + first :]
     assert zstandard.ZstdDecompressor().decompress(latent) == raw_body(header, chunks[1])
@@ -427,11 +439,7 @@ def test_version_5_header_bytes_and_round_trip():
     assert read_header(data) == header and header.version_major == 5
     # the chunk and end records are those of v4, byte for byte
     assert data[102:] == make_stream(**V4)[2][98:]
-    decoded_header, decoded = unpack(data)
-    assert decoded_header == header
-    for original, back in zip(chunks, decoded):
-        np.testing.assert_array_equal(back.residual, original.residual)
-    assert bitstream.pack(header, decoded) == data
+    assert_residual_round_trip(header, chunks, data)
 
 
 def test_version_5_header_rules():
@@ -466,11 +474,7 @@ def test_version_6_header_bytes_and_round_trip():
     v5 = make_header(**V5)
     assert header.residual_rows == v5.residual_rows + 5
     assert chunks[0].residual.shape == (2, v5.residual_rows + 5, 3)
-    decoded_header, decoded = unpack(data)
-    assert decoded_header == header
-    for original, back in zip(chunks, decoded):
-        np.testing.assert_array_equal(back.residual, original.residual)
-    assert bitstream.pack(header, decoded) == data
+    assert_residual_round_trip(header, chunks, data)
     # without a slope, a 6.0 header still carries the (zero) slope fields
     flat = make_header(**{**V4, "residual_fine_bins": 5, "residual_fine_step": 0.25})
     assert flat.version_major == 6 and read_header(pack(flat, make_chunks(flat))) == flat
@@ -501,14 +505,9 @@ def test_version_7_is_version_6_with_the_fine_rows_in_contexts_of_their_own():
     assert header.version_major == 7 and data[8] == 0x70 and bitstream.header_layout(7) == bitstream.header_layout(6)
     # the same header fields, byte for byte, apart from the version and the CRC
     assert data[9:104] == v6_data[9:104] and read_header(data) == header
-    decoded_header, decoded = unpack(data)
-    assert decoded_header == header
-    for original, back in zip(chunks, decoded):
-        np.testing.assert_array_equal(back.residual, original.residual)
-    assert bitstream.pack(header, decoded) == data
+    assert_residual_round_trip(header, chunks, data)
     # the residual stream ends the payload, coded with the fine bins' contexts
-    offset = chunk_offsets(data)[1]
-    payload = data[offset + 20 : offset + 20 + struct.unpack_from("<I", data, offset + 16)[0]]
+    payload = chunk_payload(data, 1)
     fine = (5 * header.residual_stride, header.residual_stride)
     assert payload.endswith(entropy.encode_residual(chunks[1].residual, *fine))
     assert not payload.endswith(entropy.encode_residual(chunks[1].residual))
@@ -529,6 +528,44 @@ def test_version_7_header_rules():
         assert "residual stream" in str(error)
     else:
         assert any(not np.array_equal(a.residual, b.residual) for a, b in zip(misread, chunks))
+
+
+V8 = {**V7, "phase_hint_bins": 4, "phase_hint_delay": 3, "phase_hint_turns": 4}
+
+
+def test_version_8_header_bytes_and_round_trip():
+    header, chunks, data = make_stream(**V8)
+    _, _, v7_data = make_stream(**V7)
+    assert header.version_major == 8 and data[8] == 0x80 and struct.unpack_from("<H", data, 10)[0] == 114
+    # 7.0's fields stay in place, then the hints' bins, delay and turns
+    assert data[12:104] == v7_data[12:104] and struct.unpack_from("<HHH", data, 104) == (4, 3, 4)
+    assert struct.unpack_from("<I", data, 110)[0] == zlib.crc32(data[:110])
+    assert bitstream.header_layout(8) == {**bitstream.header_layout(7), "phase_hint_bins": (104, "<H"),
+                                          "phase_hint_delay": (106, "<H"), "phase_hint_turns": (108, "<H")}
+    # every residual column gains two codes, the hints' delay and turn, after the layer's rows
+    assert header.residual_rows == make_header(**V7).residual_rows + 2
+    assert bitstream.chunk_body_size(header, 3) == bitstream.chunk_body_size(make_header(**V7), 3) + 2 * 2 * 3
+    assert_residual_round_trip(header, chunks, data)
+    # the residual stream ends the payload; the last two rows are coded in the hints' contexts
+    payload = chunk_payload(data, 1)
+    fine = (5 * header.residual_stride, header.residual_stride)
+    assert payload.endswith(entropy.encode_residual(chunks[1].residual, *fine, 2))
+    assert not payload.endswith(entropy.encode_residual(chunks[1].residual, *fine))
+
+
+def test_version_8_header_rules():
+    _, _, data = make_stream(**V8)
+    assert forge_header(data, 8) == data
+    rejects(forge_header(data, 8, phase_hint_bins=0), FormatError, "phase_hint_bins 0 in a version 8 header")
+    rejects(forge_header(data, 8, phase_hint_bins=34), FormatError, "phase_hint_bins 34 out of range 0..n_fft/2+1 (33)")
+    for delay in (0, 65):
+        rejects(forge_header(data, 8, phase_hint_delay=delay), FormatError, f"phase_hint_delay {delay} out of range 1..64")
+    for turns in (0, 257):
+        rejects(forge_header(data, 8, phase_hint_turns=turns), FormatError, f"phase_hint_turns {turns} out of range 1..256")
+    with pytest.raises(ValueError, match="phase hints without fine bins in contexts of their own"):
+        pack(make_header(**{**V6, "phase_hint_bins": 4, "phase_hint_delay": 3, "phase_hint_turns": 4}), [])
+    with pytest.raises(ValueError, match="phase_hint_turns 4 out of range 0..0"):
+        pack(make_header(**{**V7, "phase_hint_turns": 4}), [])
 
 
 @pytest.mark.parametrize("changes", [{}, {"residual_bins": 33, "residual_stride": 2, "residual_step": 2.0}])
@@ -581,7 +618,7 @@ def test_bad_magic():
         read_header(b"hello")
 
 
-@pytest.mark.parametrize("version", [0x80, 0x81, 0xF0, 0x00])
+@pytest.mark.parametrize("version", [0x90, 0x91, 0xF0, 0x00])
 def test_other_major_version(version):
     _, _, data = make_stream()
     # A different major may lay out everything after the version byte differently.

@@ -94,7 +94,7 @@ def test_corrupt_chunk_fails_decode_and_inspect(encoded: Path):
 
 def test_future_major_version(encoded: Path):
     data = bytearray(encoded.read_bytes())
-    data[8] = 0x80
+    data[8] = 0x90
     encoded.write_bytes(bytes(data))
     assert run("decode", encoded).exit_code == 5
 
@@ -239,7 +239,12 @@ LAYER_OPTIONS = ["--code-bits", "4", "--residual-hz", "4000", "--residual-bands-
       ([*LAYER_OPTIONS, "--residual-fine-hz", "2000"],
        "fine residual bins under 2000 Hz need residual bins of one row each up there"),
       (["--residual-fine-hz", "500"], "fine residual bins under 500 Hz need"))),
-], ids=["slope", "fine"])
+    (["--residual-fine-hz", "500", "--phase-hint-hz", "1000"],
+     {"version": "8.0", "phase_hint_bins": 32, "phase_hint_delay": 4, "phase_hint_turns": 4},
+     (([*LAYER_OPTIONS, "--phase-hint-hz", "1000"], "phase hints under 1000 Hz need the fine residual bins"),
+      ([*LAYER_OPTIONS, "--residual-fine-hz", "500", "--phase-hint-hz", "-5"],
+       "phase hints under -5 Hz need the fine residual bins"))),
+], ids=["slope", "fine", "hints"])
 def test_residual_step_options(clip: Path, tmp_path: Path, options, fields, rejected):
     out = tmp_path / "layer.nac"
     result = run("encode", clip, out, *LAYER_OPTIONS, *options)

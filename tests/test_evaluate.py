@@ -186,10 +186,12 @@ def test_presets_and_bitrates_parse():
                                                                      bands_per_octave=8.0)
     assert evaluate.parse_preset("res4000+bands1000+fine500+fstep0.2") == preset(
         residual_hz=4000.0, residual_bands_hz=1000.0, residual_fine_hz=500.0, residual_fine_step=0.2)
+    assert evaluate.parse_preset("res4000+bands1000+fine500+hint1000") == preset(
+        residual_hz=4000.0, residual_bands_hz=1000.0, residual_fine_hz=500.0, phase_hint_hz=1000.0)
     assert evaluate.parse_preset("cb4+it64") == preset(64, code_bits=4)
     assert evaluate.parse_preset("it0") == preset(0)
     for bad in ("bits4", "res", "res-5", "step.5", "cb17", "res100x", "coarse1.5", "coarse", "bands", "oct-2",
-                "it", "it1.5", "it-4", "fine", "fstep"):
+                "it", "it1.5", "it-4", "fine", "fstep", "hint"):
         with pytest.raises(UsageError, match="unknown preset"):
             evaluate.parse_preset(bad)
     with pytest.raises(UsageError, match="'it257': Griffin-Lim iterations must be in 0..256"):

@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import save
 
+from conftest import phase_closeness
+
 from codec import api, zoo
 from codec.errors import ModelError
 from codec.model import LowBandPhase
@@ -84,12 +86,7 @@ def test_the_initializer_starts_nearer_the_true_phase_under_1_khz_on_real_speech
         with without_initializer(net):
             _, head, _ = diagnose.stream_spectrum(net, *coded)
         truth = net.spectrum(torch.from_numpy(clip))[0, :32]
-    weight = truth.abs()
-
-    def closeness(phase: torch.Tensor) -> float:
-        return float((weight * torch.cos(phase[0, :32] - torch.angle(truth))).sum() / weight.sum())
-
-    assert closeness(initialized) > closeness(head) + 0.1
+    assert phase_closeness(truth, initialized) > phase_closeness(truth, head) + 0.1
     assert torch.equal(initialized[:, 32:], head[:, 32:])
 
 

@@ -47,16 +47,18 @@ START_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better 
 
 
 def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The log-magnitude (residual layer applied), starting phase and phase slack a decoder synthesizes from a
-    stream's header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a whole, where
-    ``nac decode`` goes a window at a time."""
+    """The log-magnitude (residual layer applied), starting phase (phase hints applied) and phase slack a decoder
+    synthesizes from a stream's header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a
+    whole, where ``nac decode`` goes a window at a time."""
     latent = np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
-    layer = api.residual_layer(header)
-    correct = None
+    layer, hints = api.residual_layer(header), api.phase_hints(header)
+    correct = steer = None
     if layer is not None:
         codes = np.concatenate([c.residual for c in chunks], axis=-1)
         correct = lambda log_mag: streaming.apply_residual(layer, codes, log_mag)  # noqa: E731
-    return net.synthesis_spectrum(torch.from_numpy(latent), correct)
+    if hints is not None:
+        steer = lambda phase: hints.apply(codes[:, layer.rows :], phase)  # noqa: E731
+    return net.synthesis_spectrum(torch.from_numpy(latent), correct, steer)
 
 
 def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,

@@ -57,6 +57,7 @@ class Vector:
     residual_slope: float = 0.0  # > 0: level-adaptive residual steps (a version 5.0 file)
     residual_fine_hz: float = 0.0  # > 0: residual bins under it coded at every frame (a version 7.0 file)
     residual_fine_step: float | None = None  # their step (None: the residual step)
+    phase_hint_hz: float = 0.0  # > 0: phase hints for the bins under it (a version 8.0 file)
     code_bits: int | None = None  # None: the default; the default model has rANS tables for 3-5 bits only
     kept_from: str = ""  # the earlier writer that made a kept vector ("" for one this script makes)
     start: float = 0.0  # seconds into the clip where the slice begins
@@ -118,6 +119,12 @@ VECTORS = (
         0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25, residual_fine_hz=500.0,
         residual_fine_step=0.25, start=1.0,
     ),
+    Vector(
+        "speech-hint-0.25s",
+        "the audio and layer of speech-context-0.25s with phase hints for the bins under 500 Hz (format 8.0)",
+        0.25, residual_hz=4000.0, residual_bands_hz=1000.0, residual_slope=0.25, residual_fine_hz=500.0,
+        residual_fine_step=0.25, phase_hint_hz=500.0, start=1.0,
+    ),
 )
 
 
@@ -143,7 +150,8 @@ def encode(item: Vector) -> bytes:
     settings = EncoderSettings(bits=item.bits, store_phase=item.store_phase, residual_hz=item.residual_hz,
                                code_bits=item.code_bits, residual_bands_hz=item.residual_bands_hz,
                                bands_per_octave=item.bands_per_octave, residual_slope=item.residual_slope,
-                               residual_fine_hz=item.residual_fine_hz, residual_fine_step=item.residual_fine_step)
+                               residual_fine_hz=item.residual_fine_hz, residual_fine_step=item.residual_fine_step,
+                               phase_hint_hz=item.phase_hint_hz)
     return api.encode(source(item), item.rate, settings)
 
 
@@ -172,6 +180,7 @@ def describe(item: Vector, data: bytes) -> dict:
             "residual_slope": item.residual_slope,
             "residual_fine_hz": item.residual_fine_hz,
             "residual_fine_step": item.residual_fine_step,
+            "phase_hint_hz": item.phase_hint_hz,
             "kept_from": item.kept_from,
         },
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
@@ -282,6 +291,11 @@ def _header_meanings(h: dict, model: zoo.ModelEntry) -> dict[str, tuple[str, str
                                    "coded at every STFT frame"),
             "residual_fine_step": (f"{v['residual_fine_step']:g}", "log-magnitude step of their codes (f32)"),
         } if "residual_fine_bins" in v else {}),
+        **({
+            "phase_hint_bins": (str(v["phase_hint_bins"]), f"bins 0 .. {v['phase_hint_bins'] - 1} take the hints"),
+            "phase_hint_delay": (str(v["phase_hint_delay"]), "samples of delay per delay code"),
+            "phase_hint_turns": (str(v["phase_hint_turns"]), f"a turn code is 1/{v['phase_hint_turns']} turn"),
+        } if "phase_hint_bins" in v else {}),
     }
 
 
@@ -363,7 +377,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
     """The text of Appendix A (without its heading) for the given vector bytes."""
     empty, speech, residual = vectors["empty"], vectors["speech-0.25s"], vectors["speech-residual-0.25s"]
     rans, bands, slope = vectors["speech-rans-0.25s"], vectors["speech-bands-0.25s"], vectors["speech-slope-0.25s"]
-    fine, context = vectors["speech-fine-0.25s"], vectors["speech-context-0.25s"]
+    fine, context, hint = vectors["speech-fine-0.25s"], vectors["speech-context-0.25s"], vectors["speech-hint-0.25s"]
     model = zoo.find_entry(bitstream.read_header(empty).model_id)
 
     header = _fields(empty, HEADER_FIELDS, 0)
@@ -486,6 +500,7 @@ def appendix(vectors: dict[str, bytes]) -> str:
         *_slope_section(slope, bands, model),
         *_fine_section(fine, slope, model),
         *_context_section(context, fine, model),
+        *_hint_section(hint, context, model),
     ]
     return "\n".join(lines)
 
@@ -624,6 +639,30 @@ def _context_section(data: bytes, fine: bytes, model: zoo.ModelEntry) -> list[st
         f"The chunk record at offset {base} is laid out as in A.7. Its residual stream codes the "
         f"{h.residual_fine_bins * h.residual_stride} fine rows in their own contexts (section 9.2): "
         f"{sizes[0]} bytes against A.7's {sizes[1]}.",
+        "",
+    ]
+
+
+def _hint_section(data: bytes, context: bytes, model: zoo.ModelEntry) -> list[str]:
+    """Appendix A.9: a version 8.0 header, the phase hints' three fields and their two code rows."""
+    h, base = bitstream.read_header(data), bitstream.HEADER_SIZES[8]
+    codes = api.unpack(data)[1][0].residual
+    layer = codes[:, : bitstream.read_header(context).residual_rows]
+    same = np.array_equal(layer, api.unpack(context)[1][0].residual)
+    delays, turns = (" ".join(str(int(v)) for v in row) for row in codes[0, -2:])
+    return [
+        f"### A.9 `speech-hint-0.25s.nac`: a version 8.0 file ({len(data)} bytes in all)",
+        "",
+        f"The audio and settings of A.8 with phase hints for the bins under 500 Hz (section 9.3). The header "
+        f"grows to {base} bytes; A.8's fields keep their places:",
+        "",
+        *_header_block(data, model, ("version", "header_size", "phase_hint_bins", "phase_hint_delay",
+                                     "phase_hint_turns")),
+        "",
+        f"The chunk record at offset {base} is laid out as in A.8. Each column holds {h.residual_rows} codes: "
+        f"A.8's {h.residual_rows - 2}{' (the same codes)' if same else ''}, then the delay code and the turn "
+        f"code. The {codes.shape[-1]} columns' delay codes are {delays}; their turn codes {turns}. `raw_size` "
+        f"is {bitstream.chunk_body_size(h, h.latent_frames)}.",
         "",
     ]
 

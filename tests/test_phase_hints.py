@@ -1,0 +1,84 @@
+"""Phase hints (format 8.0): the encoder's choice, the decoder's rule, and what they do on real speech."""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conftest import phase_closeness
+
+from codec import api, bitstream, zoo
+from codec.quantize import HINT_DELAY_RANGE, PhaseHints
+
+ROOT = Path(__file__).resolve().parent.parent
+HINTS = PhaseHints(bins=6, delay_step=3, turns=4, n_fft=64, stride=2)
+
+
+def hinted_spectrum(start: np.ndarray, codes: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """A spectrum whose phase is ``start`` turned by ``codes`` (the decoder's rule written out)."""
+    bins = np.arange(start.shape[1])[None, :, None]
+    delay = np.repeat(codes[:, 0], HINTS.stride, axis=-1)[:, None, :]
+    turn = np.repeat(codes[:, 1], HINTS.stride, axis=-1)[:, None, :]
+    shift = 2 * np.pi * (turn / HINTS.turns + bins * delay * HINTS.delay_step / HINTS.n_fft)
+    return magnitude * np.exp(1j * (start + shift))
+
+
+def test_the_encoder_finds_a_known_delay_and_turn_and_the_decoder_applies_them():
+    rng = np.random.default_rng(0)
+    start = rng.uniform(-np.pi, np.pi, (2, 6, 10))
+    codes = np.stack([rng.integers(-HINT_DELAY_RANGE, HINT_DELAY_RANGE + 1, (2, 5)),
+                      rng.integers(-1, 3, (2, 5))], axis=1)
+    spectrum = hinted_spectrum(start, codes, rng.uniform(0.5, 2.0, start.shape))
+    chosen = HINTS.choose(spectrum, start)
+    assert chosen.dtype == np.int8 and chosen.shape == (2, 2, 5)
+    np.testing.assert_array_equal(chosen, codes)
+    turned = HINTS.apply(chosen, torch.from_numpy(start).float()).numpy()
+    np.testing.assert_allclose(np.cos(turned - np.angle(spectrum)), 1.0, atol=1e-5)
+
+
+def test_bins_above_the_hints_keep_their_phase():
+    phase = torch.rand(1, 9, 4) * 6 - 3
+    turned = HINTS.apply(np.array([[[2, -3], [1, 2]]], np.int8), phase)
+    assert torch.equal(turned[:, 6:], phase[:, 6:]) and not torch.equal(turned[:, :6], phase[:, :6])
+
+
+def test_columns_under_the_residual_floor_get_zero_codes():
+    rng = np.random.default_rng(1)
+    start = rng.uniform(-np.pi, np.pi, (1, 6, 4))
+    spectrum = hinted_spectrum(start, np.array([[[3, 3], [1, 1]]]), np.full(start.shape, 1.0))
+    spectrum[..., 2:] *= 1e-3  # the second column is quiet
+    chosen = HINTS.choose(spectrum, start)
+    np.testing.assert_array_equal(chosen[0, :, 0], [3, 1])
+    np.testing.assert_array_equal(chosen[0, :, 1], [0, 0])
+
+
+def test_hints_start_the_phase_iterations_nearer_the_original_on_real_speech(speech):
+    """The bundled clip at the 24 kbps point with hints under 1 kHz: a version 8.0 file with the same residual
+    codes and two more rows, whose starting phase under 1 kHz is nearer the original's (magnitude-weighted
+    cosine measured 0.83 against 0.77 without the hints)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import diagnose
+
+    audio, rate = speech
+    clip = audio[:, : 6 * rate]
+    settings = zoo.rate_point(zoo.find_entry(None), 24).settings
+    net = zoo.load_model().net
+    plain = api.unpack(api.encode(clip, rate, settings))
+    hinted = api.unpack(api.encode(clip, rate, replace(settings, phase_hint_hz=1000.0)))
+    header = hinted[0]
+    assert header.version_major == 8 and header.phase_hint_bins == 32
+    assert (header.phase_hint_delay, header.phase_hint_turns) == (api.HINT_DELAY, api.HINT_TURNS)
+    layer_rows = plain[0].residual_rows
+    for a, b in zip(plain[1], hinted[1]):
+        np.testing.assert_array_equal(b.residual[:, :layer_rows], a.residual)
+        assert b.residual.shape[1] == layer_rows + bitstream.HINT_ROWS
+    with torch.inference_mode():
+        _, start_plain, _ = diagnose.stream_spectrum(net, *plain)
+        _, start_hinted, _ = diagnose.stream_spectrum(net, *hinted)
+        truth = net.spectrum(torch.from_numpy(clip))[0, :32]
+    assert phase_closeness(truth, start_hinted) > phase_closeness(truth, start_plain) + 0.04
+    assert torch.equal(start_hinted[:, 32:], start_plain[:, 32:])
+    decoded, out_rate = api.decode(api.encode(clip, rate, replace(settings, phase_hint_hz=1000.0)))
+    assert out_rate == rate and decoded.shape == clip.shape
