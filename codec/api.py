@@ -56,8 +56,8 @@ RESIDUAL_STRIDE = 2
 RESIDUAL_PHASE_ITERS = 64
 # Phase hints (format 8.0): delay codes of 4 samples (16 kHz model: 0.25 ms, up to
 # +-1.5 ms) and a quarter turn. Scratch probe on 30 dev files at the 24 kbps
-# setting, bins under 1 kHz: steps of 4 samples and 4 turns +0.041 PESQ-WB, 2
-# samples and 8 turns +0.036, each for about 4.5 bits a column.
+# setting, bins under 1 kHz: steps of 4 samples and 4 turns +0.038 PESQ-WB for
+# about 4.2 bits a column, steps of 2 (+-32) and 8 turns +0.036 for 6.
 HINT_DELAY = 4
 HINT_TURNS = 4
 
@@ -252,15 +252,12 @@ def encode_parts(
         with torch_threads(ENCODE_THREADS):
             loop = (streaming.ClosedLoop(layer, residual_phase_iters(config))
                     if low_bins and settings.closed_loop else None)
-            analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, low_bins, code_roundtrip, loop,
-                                               (layer, hints) if hints else None)
+            analyses = streaming.encode_chunks(net, source, chunk_frames, store_phase, layer, code_roundtrip, loop,
+                                               hints)
             for index, part in enumerate(analyses):
                 codes, scales = quantize(part.latent, bits, channel_bits)
                 phase_codes = None if part.phase is None else quantize_phase(part.phase, bits)
-                residual = part.residual
-                if residual is None and low_bins:
-                    residual = layer.quantize(part.original, part.aimed, part.decoded)
-                yield bitstream.Chunk(index, part.latent.shape[-1], scales, codes, phase_codes, residual)
+                yield bitstream.Chunk(index, part.latent.shape[-1], scales, codes, phase_codes, part.residual)
                 if on_progress is not None:
                     on_progress(index + 1, chunk_count)
 

@@ -94,7 +94,8 @@ VERSION_MAJORS = (1, 2, 3, 4, 5, 6, 7, 8)  # 2.0 adds the residual layer, 3.0 rA
 # residual codes in rows and bands, 5.0 level-adaptive residual steps, 6.0 fine residual bins coded at every
 # frame, 7.0 the fine bins' codes in contexts of their own, 8.0 phase hints (format_spec.md section 5)
 VERSION_MINOR = 0  # what this encoder writes, for either major
-HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108, 8: 114}  # x.0 header, magic through header_crc, per major
+# x.0 header, magic through header_crc, per major
+HEADER_SIZES = {1: 74, 2: 82, 3: 92, 4: 98, 5: 102, 6: 108, 7: 108, 8: 114}
 HEADER_SIZE = HEADER_SIZES[1]
 CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 END_SIZE = 24  # sync, chunk_count, latent_frames, sample_count, crc

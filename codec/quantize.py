@@ -315,11 +315,11 @@ class ResidualLayer:
         return np.concatenate([self._fine_frames(rows[..., :fine, :]), coarse], axis=-2)
 
 
-# Phase hints (format_spec.md section 9.3). The encoder's choices: delay codes in
-# -6..6 (the residual stream's symbols without escape). On 30 dev files at the 24
+# Phase hints (format_spec.md section 9.3). The encoder's choice: delay codes in
+# -6..6, the residual stream's symbols without escape. On 30 dev files at the 24
 # kbps setting (scratch probe, bins under 1 kHz, a hint every 2 frames) a free
 # delay and turn per column gave +0.045 PESQ-WB; delays in steps of 4 samples
-# up to +-32 with 4 turns +0.041 at about 4.5 bits a column.
+# (+-24) with 4 turns +0.038 for about 4.2 bits a column (the codes' entropy).
 HINT_DELAY_RANGE = 6
 HINT_ROWS = 2  # per column: the delay code, then the turn code
 
@@ -348,7 +348,8 @@ class PhaseHints:
 
     def choose(self, spectrum: np.ndarray, start: np.ndarray) -> np.ndarray:
         """int8 codes (C, 2, columns) that best turn ``start`` (C, >= bins, frames) towards the phase of the
-        complex ``spectrum`` (the same shape), weighting each bin by its magnitude; (0, 0) where it all lies under the residual floor."""
+        complex ``spectrum`` (the same shape), each bin weighted by its magnitude; (0, 0) for a column whose
+        bins all lie under the residual floor."""
         low, phase = spectrum[:, : self.bins], start[:, : self.bins]
         channels, _, frames = low.shape
         columns = frames // self.stride

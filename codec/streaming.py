@@ -114,10 +114,7 @@ class ChunkAnalysis(NamedTuple):
 
     latent: np.ndarray  # (C, K, H, frames)
     phase: np.ndarray | None  # (C, bins, frames * S): the STFT phase, if asked for
-    original: np.ndarray | None  # (C, low_bins, frames * S): log-magnitude of the lowest bins, if asked for
-    decoded: np.ndarray | None  # the same bins as the decoder will predict them from the coded latents
-    aimed: np.ndarray | None  # where the residual codes start from: ``decoded``, moved by a closed loop
-    residual: np.ndarray | None = None  # with hints: the residual codes (C, rows, columns), hint rows last
+    residual: np.ndarray | None  # (C, rows, columns): the residual layer's codes (phase hints' rows last), if asked for
 
 
 def encode_chunks(
@@ -125,24 +122,18 @@ def encode_chunks(
     source: SampleWindow,
     chunk_frames: int,
     with_phase: bool = False,
-    low_bins: int = 0,
+    layer: ResidualLayer | None = None,
     code_roundtrip: Callable[[np.ndarray], np.ndarray] | None = None,
     closed_loop: ClosedLoop | None = None,
-    hinted: tuple[ResidualLayer, PhaseHints] | None = None,
+    hints: PhaseHints | None = None,
 ) -> Iterator[ChunkAnalysis]:
-    """Per chunk: latents, and as asked the phase and the lowest ``low_bins`` bins' log-magnitudes.
+    """Per chunk: latents, and as asked the phase and the codes of the residual ``layer`` (:func:`residual_codes`).
 
     For the decoded log-magnitude, the window's latents (context included) go
     through ``code_roundtrip`` (quantize then dequantize) and the decoder
     network. They are quantized together, with scales over the window where
     the file has one set per chunk, so where a neighbour's peaks exceed the
     chunk's the decoder's prediction differs slightly from this one.
-
-    ``aimed`` is ``decoded``, or with ``closed_loop`` :func:`closed_loop_aim`.
-    With ``hinted`` (the stream's residual layer and phase hints) the chunk's
-    residual codes come quantized, with the hints that turn the starting phase
-    the decoder will find from them towards the original's appended
-    (:meth:`PhaseHints.choose`, on the window, context included).
     """
     config = net.config
     stride, span = config.time_stride, config.hop_length * config.time_stride
@@ -158,32 +149,36 @@ def encode_chunks(
             latent = window_latent[..., start - first : stop - first].numpy()
             frames = slice((start - first) * stride, (stop - first) * stride)
             phase = torch.angle(spec[..., frames]).numpy() if with_phase else None
-            original = decoded = aimed = residual = None
-            if low_bins:
+            residual = None
+            if layer is not None:
                 coded = torch.from_numpy(code_roundtrip(window_latent.numpy()))
-                log_mag, _ = net.decode_spectrum(coded)
-                original = log_magnitude(spec[:, :low_bins])
-                decoded = aimed = log_mag[:, :low_bins]
-                if closed_loop is not None:
-                    aimed = closed_loop_aim(net, coded, log_mag, original, closed_loop, segment.shape[-1])
-                if hinted is not None:
-                    residual = hinted_codes(net, coded, spec, (original, decoded, aimed), *hinted)
-                    residual = residual[..., frames.start // hinted[1].stride : frames.stop // hinted[1].stride]
-                original, decoded, aimed = (part[..., frames].numpy() for part in (original, decoded, aimed))
-        yield ChunkAnalysis(latent, phase, original, decoded, aimed, residual)
+                residual = residual_codes(net, coded, spec, layer, closed_loop, hints, segment.shape[-1])
+                residual = residual[..., frames.start // layer.stride : frames.stop // layer.stride]
+        yield ChunkAnalysis(latent, phase, residual)
 
 
-def hinted_codes(net: torch.nn.Module, coded: torch.Tensor, spec: torch.Tensor, low: tuple, layer: ResidualLayer,
-                 hints: PhaseHints) -> np.ndarray:
-    """A window's residual codes (C, rows, columns) for ``low`` = (original, decoded, aimed) log-magnitudes of
-    the layer's bins, with the phase hints' rows appended: chosen from the starting phase that the decoder
-    synthesizes from ``coded`` (the window's coded latents) and those codes, and from ``spec``, the window's
-    STFT."""
-    original, decoded, aimed = (part.numpy() for part in low)
-    codes = layer.quantize(original, aimed, decoded)
+def residual_codes(net: torch.nn.Module, coded: torch.Tensor, spec: torch.Tensor, layer: ResidualLayer,
+                   closed_loop: ClosedLoop | None, hints: PhaseHints | None, length: int) -> np.ndarray:
+    """A window's residual codes (C, rows, columns) from its coded latents ``coded`` and STFT ``spec`` (``length``
+    samples).
+
+    They take the log-magnitude the decoder network predicts towards the
+    original's, from where :func:`closed_loop_aim` moves it with
+    ``closed_loop``. With ``hints``, the rows of the phase hints follow: those
+    that turn the starting phase the decoder synthesizes from these codes
+    towards the original's (:meth:`PhaseHints.choose`).
+    """
+    log_mag, _ = net.decode_spectrum(coded)
+    original = log_magnitude(spec[:, : layer.bins])
+    decoded = aimed = log_mag[:, : layer.bins]
+    if closed_loop is not None:
+        aimed = closed_loop_aim(net, coded, log_mag, original, closed_loop, length)
+    codes = layer.quantize(original.numpy(), aimed.numpy(), decoded.numpy())
+    if hints is None:
+        return codes
     _, start, _ = net.synthesis_spectrum(coded, lambda log_mag: apply_residual(layer, codes, log_mag))
     chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins].numpy())
-    return np.concatenate([codes.astype(np.int8), chosen], axis=1)
+    return np.concatenate([codes, chosen], axis=1)
 
 
 class ClosedLoop(NamedTuple):

@@ -559,9 +559,11 @@ def test_version_8_header_rules():
     rejects(forge_header(data, 8, phase_hint_bins=0), FormatError, "phase_hint_bins 0 in a version 8 header")
     rejects(forge_header(data, 8, phase_hint_bins=34), FormatError, "phase_hint_bins 34 out of range 0..n_fft/2+1 (33)")
     for delay in (0, 65):
-        rejects(forge_header(data, 8, phase_hint_delay=delay), FormatError, f"phase_hint_delay {delay} out of range 1..64")
+        rejects(forge_header(data, 8, phase_hint_delay=delay), FormatError,
+                f"phase_hint_delay {delay} out of range 1..64")
     for turns in (0, 257):
-        rejects(forge_header(data, 8, phase_hint_turns=turns), FormatError, f"phase_hint_turns {turns} out of range 1..256")
+        rejects(forge_header(data, 8, phase_hint_turns=turns), FormatError,
+                f"phase_hint_turns {turns} out of range 1..256")
     with pytest.raises(ValueError, match="phase hints without fine bins in contexts of their own"):
         pack(make_header(**{**V6, "phase_hint_bins": 4, "phase_hint_delay": 3, "phase_hint_turns": 4}), [])
     with pytest.raises(ValueError, match="phase_hint_turns 4 out of range 0..0"):
