@@ -550,11 +550,12 @@ def _header_problem(h: StreamHeader) -> str | None:
         return "phase hints without fine bins in contexts of their own (a version 8 stream has them)"
     if not 0 <= h.phase_hint_bins <= h.phase_bins:
         return f"phase_hint_bins {h.phase_hint_bins} out of range 0..n_fft/2+1 ({h.phase_bins})"
-    low, high = ((1, h.n_fft), (1, MAX_HINT_TURNS)) if h.phase_hint_bins else ((0, 0), (0, 0))
-    if not low[0] <= h.phase_hint_delay <= low[1]:
-        return f"phase_hint_delay {h.phase_hint_delay} out of range {low[0]}..{low[1]} (n_fft; 0 without hints)"
-    if not high[0] <= h.phase_hint_turns <= high[1]:
-        return f"phase_hint_turns {h.phase_hint_turns} out of range {high[0]}..{high[1]} (0 without hints)"
+    (delay_low, delay_high), (turns_low, turns_high) = (
+        ((1, h.n_fft), (1, MAX_HINT_TURNS)) if h.phase_hint_bins else ((0, 0), (0, 0)))
+    if not delay_low <= h.phase_hint_delay <= delay_high:
+        return f"phase_hint_delay {h.phase_hint_delay} out of range {delay_low}..{delay_high} (n_fft; 0 without hints)"
+    if not turns_low <= h.phase_hint_turns <= turns_high:
+        return f"phase_hint_turns {h.phase_hint_turns} out of range {turns_low}..{turns_high} (0 without hints)"
     if not 0 <= h.code_range <= _code_limit(h):
         return f"code_range {h.code_range} out of range 0..{_code_limit(h)}"
     if h.code_range > MAX_CODE_RANGE:

@@ -323,7 +323,7 @@ def decode_chunks(
 
         def steerer(c: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
             """Channel ``c``'s phase hints (the code rows after the layer's) applied to the starting phase."""
-            if hints is None or codes is None:
+            if hints is None:  # a stream with hints has the layer, so codes
                 return None
             return lambda start: hints.apply(codes[c : c + 1, residual.rows :], start)
 
