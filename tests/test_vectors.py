@@ -20,7 +20,7 @@ from codec.errors import FormatError, VersionError
 from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT / "tests" / "vectors"
+VECTORS = ROOT / "tests" / "vectors" / "legacy"
 
 
 make_vectors = load_tool("make_vectors")

@@ -22,7 +22,7 @@ from codec.errors import ModelError
 from codec.settings import EncoderSettings
 from codec.model import ModelConfig, build_model, parameter_count
 
-VECTOR = Path(__file__).resolve().parent / "vectors" / "speech-0.25s.nac"
+VECTOR = Path(__file__).resolve().parent / "vectors" / "legacy" / "speech-0.25s.nac"
 MAX_SHIPPED_BYTES = 4 * 1024 * 1024
 TINY = ModelConfig(width=8, latent_channels=2, downsample=1)
 

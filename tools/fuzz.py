@@ -91,7 +91,7 @@ from codec.errors import NacError  # noqa: E402
 from codec.quantize import dequantize, quantize  # noqa: E402
 from codec.settings import EncoderSettings  # noqa: E402
 
-VECTORS = ROOT / "tests" / "vectors"
+VECTORS = ROOT / "tests" / "vectors" / "legacy"
 CLIP = ROOT / "samples" / "speech-en-allison.flac"
 DEFAULT_SAVE_DIR = VECTORS / "bad"
 MEMORY_HEADROOM = 2**30  # bytes of address space allowed above the warmed-up baseline

@@ -35,7 +35,7 @@ from codec.settings import EncoderSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "samples" / "speech-en-allison.flac"
-VECTORS_DIR = ROOT / "tests" / "vectors"
+VECTORS_DIR = ROOT / "tests" / "vectors" / "legacy"
 SPEC = ROOT / "format_spec.md"
 APPENDIX_HEADING = "## Appendix A: worked example"
 
