@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec.audio_io import read_audio
+from nac.audio import read_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "speech-en-allison.flac"

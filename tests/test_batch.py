@@ -1,12 +1,12 @@
-"""Folder batches and the size report (codec.batch)."""
+"""Folder batches and the size report (nac.batch)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from codec import batch
-from codec.audio_io import write_audio
+from nac import batch
+from nac.audio import write_audio
 
 
 @pytest.fixture()

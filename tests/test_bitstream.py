@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from codec import bitstream, entropy
-from codec.bitstream import Chunk, StreamHeader, pack, read_header, scan, unpack
-from codec.errors import FormatError, ModelError, VersionError
+from nac.format import container, rans
+from nac.format.legacy import Chunk, StreamHeader, pack, read_header, scan, unpack
+from nac.errors import FormatError, ModelError, VersionError
 from conftest import load_tool
 
 make_vectors = load_tool("make_vectors")
@@ -93,7 +93,7 @@ def make_chunks(header: StreamHeader, seed: int = 0) -> list[Chunk]:
 def make_tables(header: StreamHeader, seed: int = 1) -> np.ndarray:
     """Code tables for a v3 header: one per latent channel, from random counts."""
     size = 2 * header.code_range + 1
-    return entropy.tables_from_counts(np.random.default_rng(seed).integers(1, 50, (header.latent_channels, size, size)))
+    return rans.tables_from_counts(np.random.default_rng(seed).integers(1, 50, (header.latent_channels, size, size)))
 
 
 def make_stream(**changes) -> tuple[StreamHeader, list[Chunk], bytes]:
@@ -388,7 +388,7 @@ def test_version_4_payload_ends_with_the_residual_rows_rans_stream():
     (first,) = struct.unpack_from("<I", payload)
     latent, coded = payload[4 : 4 + first], payload[4 + first :]
     assert zstandard.ZstdDecompressor().decompress(latent) == raw_body(header, chunks[1])
-    np.testing.assert_array_equal(entropy.decode_residual(coded, chunks[1].residual.shape), chunks[1].residual)
+    np.testing.assert_array_equal(rans.decode_residual(coded, chunks[1].residual.shape), chunks[1].residual)
     size = bitstream.chunk_body_size(header, 3)
     assert size == len(raw_body(header, chunks[1])) + chunks[1].residual.size
 
@@ -509,8 +509,8 @@ def test_version_7_is_version_6_with_the_fine_rows_in_contexts_of_their_own():
     # the residual stream ends the payload, coded with the fine bins' contexts
     payload = chunk_payload(data, 1)
     fine = (5 * header.residual_stride, header.residual_stride)
-    assert payload.endswith(entropy.encode_residual(chunks[1].residual, *fine))
-    assert not payload.endswith(entropy.encode_residual(chunks[1].residual))
+    assert payload.endswith(rans.encode_residual(chunks[1].residual, *fine))
+    assert not payload.endswith(rans.encode_residual(chunks[1].residual))
 
 
 def test_version_7_header_rules():
@@ -549,8 +549,8 @@ def test_version_8_header_bytes_and_round_trip():
     # the residual stream ends the payload; the last two rows are coded in the hints' contexts
     payload = chunk_payload(data, 1)
     fine = (5 * header.residual_stride, header.residual_stride)
-    assert payload.endswith(entropy.encode_residual(chunks[1].residual, *fine, 2))
-    assert not payload.endswith(entropy.encode_residual(chunks[1].residual, *fine))
+    assert payload.endswith(rans.encode_residual(chunks[1].residual, *fine, 2))
+    assert not payload.endswith(rans.encode_residual(chunks[1].residual, *fine))
 
 
 def test_version_8_header_rules():

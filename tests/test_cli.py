@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from codec import bitstream
-from codec.audio_io import read_audio
-from codec.cli import app
+from nac.format import container
+from nac.audio import read_audio
+from nac.cli import app
 
 runner = CliRunner()
 
@@ -20,7 +20,7 @@ def run(*args: str):
 
 @pytest.fixture()
 def clip(tmp_path: Path, short_speech) -> Path:
-    from codec.audio_io import write_audio
+    from nac.audio import write_audio
 
     audio, rate = short_speech
     path = tmp_path / "clip.wav"
@@ -116,7 +116,7 @@ def test_models_lists_the_default():
 
 
 def test_batch_and_report(tmp_path: Path, short_speech):
-    from codec.audio_io import write_audio
+    from nac.audio import write_audio
 
     audio, rate = short_speech
     source = tmp_path / "in"

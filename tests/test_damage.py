@@ -16,11 +16,15 @@ import zstandard
 from test_vectors import _single_bit_flips, vector_bytes
 from typer.testing import CliRunner
 
-from codec import api, bitstream, zoo
-from codec.audio_io import read_audio
-from codec.cli import app
-from codec.errors import FormatError, NacError, SalvagedError, UsageError
-from codec.settings import EncoderSettings
+from nac import api
+
+from nac.format import container
+
+from nac.model import zoo
+from nac.audio import read_audio
+from nac.cli import app
+from nac.errors import FormatError, NacError, SalvagedError, UsageError
+from nac.settings import EncoderSettings
 
 runner = CliRunner()
 CHUNK_SECONDS = 0.25  # 8 latent frames of 512 samples at 16 kHz: 0.256 s per chunk

@@ -18,10 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from codec import api
-from codec.audio_io import write_audio
-from codec.cli import app
-from codec.settings import EncoderSettings
+from nac import api
+from nac.audio import write_audio
+from nac.cli import app
+from nac.settings import EncoderSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_THREADS = max(2, os.cpu_count() or 1)
@@ -88,7 +88,7 @@ def _small_file_limit():
 def nac_with_small_file_limit(*args) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(
-        [sys.executable, "-m", "codec.cli", *map(str, args)],
+        [sys.executable, "-m", "nac.cli", *map(str, args)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, preexec_fn=_small_file_limit,
     )
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.audio_io import write_audio
-from codec.train import load_checkpoint
+from nac.audio import write_audio
+from nac.lab.train import load_checkpoint
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def _torchrun(data: Path, run_dir: Path, steps: int) -> str:
     command = [
-        str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "codec.train", str(data),
+        str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "nac.lab.train", str(data),
         "--run-dir", str(run_dir), "--steps", str(steps), "--width", "16", "--model-channels", "4",
         "--crop-seconds", "0.25", "--batch-size", "2", "--threads", "1", "--log-every", "1", "--device", "cpu",
     ]

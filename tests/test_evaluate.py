@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from codec import api, evaluate, metrics, opus
-from codec.audio_io import read_audio, write_audio
-from codec.cli import app
-from codec.errors import FormatError, UsageError
-from codec.settings import EncoderSettings
+from nac import api
+
+from nac.lab import evaluate, metrics, opus
+from nac.audio import read_audio, write_audio
+from nac.cli import app
+from nac.errors import FormatError, UsageError
+from nac.settings import EncoderSettings
 
 needs_opus = pytest.mark.skipif(not (shutil.which("opusenc") and shutil.which("opusdec")), reason="opus-tools missing")
 RATE = 16000

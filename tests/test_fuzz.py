@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec import api, bitstream, zoo
-from codec.settings import EncoderSettings
+from nac import api
+
+from nac.format import container
+
+from nac.model import zoo
+from nac.settings import EncoderSettings
 from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent

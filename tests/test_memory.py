@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec.audio_io import write_audio
+from nac.audio import write_audio
 
 # Measured here (one thread), 10 s -> 300 s -> 900 s of speech: encode 277 ->
-# 292 -> 295 MB, decode 300 -> 307 -> 301 MB (streaming.tune_heap() keeps the
+# 292 -> 295 MB, decode 300 -> 307 -> 301 MB (codec.tune_heap() keeps the
 # window arrays on a heap that is reused; chunk records go straight to the
 # output). Before that, encoding grew ~0.1 MB per second of audio and
 # whole-file decoding added ~150 MB at 300 s. With the residual layer
@@ -42,7 +42,7 @@ REPORT_CHILD_PEAK = (
 
 def peak_rss_mb(*args: str) -> float:
     result = subprocess.run(
-        [sys.executable, "-c", REPORT_CHILD_PEAK, sys.executable, "-m", "codec.cli", *args],
+        [sys.executable, "-c", REPORT_CHILD_PEAK, sys.executable, "-m", "nac.cli", *args],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr

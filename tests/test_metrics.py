@@ -1,12 +1,12 @@
-"""Known-answer tests for codec.metrics."""
+"""Known-answer tests for nac.lab.metrics."""
 
 import sys
 
 import numpy as np
 import pytest
 
-from codec import metrics
-from codec.metrics import MAX_DB, align_lengths, lsd_db, si_sdr_db, snr_db
+from nac.lab import metrics
+from nac.lab.metrics import MAX_DB, align_lengths, lsd_db, si_sdr_db, snr_db
 
 RATE = 16000
 

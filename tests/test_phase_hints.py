@@ -9,8 +9,12 @@ import torch
 
 from conftest import phase_closeness
 
-from codec import api, bitstream, zoo
-from codec.quantize import HINT_DELAY_RANGE, PhaseHints
+from nac import api
+
+from nac.format import container
+
+from nac.model import zoo
+from nac.layers.residual import HINT_DELAY_RANGE, PhaseHints
 
 ROOT = Path(__file__).resolve().parent.parent
 HINTS = PhaseHints(bins=6, delay_step=3, turns=4, n_fft=64, stride=2)

@@ -1,4 +1,4 @@
-"""The decoder's phase initializer (codec.model.LowBandPhase): what it does, where it loads from, how it is refused."""
+"""The decoder's phase initializer (nac.model.networks.LowBandPhase): what it does, where it loads from, how it is refused."""
 
 import hashlib
 import json
@@ -16,9 +16,11 @@ from safetensors.torch import save
 
 from conftest import phase_closeness
 
-from codec import api, zoo
-from codec.errors import ModelError
-from codec.model import LowBandPhase
+from nac import api
+
+from nac.model import zoo
+from nac.errors import ModelError
+from nac.model.networks import LowBandPhase
 
 ROOT = Path(__file__).resolve().parent.parent
 INIT_FILE = "nac-speech-16k-v5.phase.safetensors"

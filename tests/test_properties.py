@@ -13,7 +13,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codec import api
+from nac import api
 
 from test_fuzz import fuzz
 

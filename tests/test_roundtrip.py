@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from codec import api, bitstream, streaming, zoo
-from codec.errors import UsageError
-from codec.metrics import lsd_db, mel_distance_db, pesq_wb, si_sdr_db, snr_db
-from codec.settings import EncoderSettings
-from codec.stft import griffin_lim
+from nac import api, codec
+from nac.audio import resample
+from nac.errors import UsageError
+from nac.format import container
+from nac.format.header import Companion
+from nac.lab.metrics import lsd_db, mel_distance_db, pesq_wb, si_sdr_db, snr_db
+from nac.layers import residual
+from nac.model import zoo
+from nac.model.stft import griffin_lim
+from nac.settings import EncoderSettings
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +56,25 @@ def test_store_phase_mode_is_near_lossless_in_phase(speech):
     assert lsd_db(audio, decoded, rate) < LSD_DEFAULT_MAX
 
 
+def read_info(data: bytes):
+    return container.read_info(data)[0]
+
+
+def repack(data: bytes, **residual_changes) -> bytes:
+    """The file's codes with its residual layer's header fields changed: how a decoder misreads them."""
+    info, chunks = api.unpack(data)
+    changed = dataclasses.replace(info, residual=dataclasses.replace(info.residual, **residual_changes))
+    return container.pack(changed, chunks, zoo.for_stream(info).tables)
+
+
 def test_residual_layer_corrects_the_low_band(short_speech):
     audio, rate = short_speech
     plain = api.encode(audio, rate)
     coded = {step: api.encode(audio, rate, EncoderSettings(residual_hz=1000, residual_step=step)) for step in (1.0, 0.5)}
-    header = bitstream.read_header(coded[1.0])
-    assert (header.version_major, header.residual_bins, header.residual_stride) == (4, 32, 2)
-    assert header.code_range and header.residual_rows == 32  # rANS-coded latent codes too; no bands: a row a bin
-    assert header.residual_step == 1.0
+    info = read_info(coded[1.0])
+    assert (info.version, info.residual.bins, info.residual.stride) == ((9, 0), 32, 2)
+    assert info.latent.entropy_coded and info.residual.rows == 32  # rANS-coded latent codes too; no bands: a row a bin
+    assert info.residual.step == 1.0
     assert len(plain) < len(coded[1.0]) < len(coded[0.5])
     low = {"plain": lsd_db(audio, api.decode(plain)[0], rate, max_hz=1000)}
     for step, data in coded.items():
@@ -83,7 +99,7 @@ def test_closed_loop_residual_aims_at_what_the_decoded_output_lacks(short_speech
     open_loop = api.encode(audio, rate, EncoderSettings(**layer))
     closed = api.encode(audio, rate, EncoderSettings(**layer, closed_loop=True))
     assert closed == api.encode(audio, rate, EncoderSettings(**layer, closed_loop=True))  # deterministic
-    assert bitstream.read_header(closed) == bitstream.read_header(open_loop)  # the same format and layer
+    assert read_info(closed) == read_info(open_loop)  # the same format and layer
     assert closed != open_loop and len(closed) < 1.1 * len(open_loop)
     decoded = {name: api.decode(data)[0] for name, data in (("open", open_loop), ("closed", closed))}
     lsd = {name: lsd_db(audio, out, rate) for name, out in decoded.items()}
@@ -98,8 +114,8 @@ def test_level_adaptive_steps_code_quiet_rows_coarser_and_the_decoder_follows_th
     layer = dict(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_step=0.3)
     flat = api.encode(audio, rate, EncoderSettings(**layer))
     adaptive = api.encode(audio, rate, EncoderSettings(**layer, residual_slope=0.2))
-    header, chunks = api.unpack(adaptive)
-    assert (header.version_major, header.residual_step_slope, header.residual_step_span) == (5, 819, 1024)
+    info = read_info(adaptive)
+    assert (info.residual.slope, info.residual.span) == (819, 1024)
     assert len(adaptive) < 0.9 * len(flat)  # measured 5357 against 6611 bytes
     decoded = api.decode(adaptive)[0]
     band = {"flat": lsd_db(audio, api.decode(flat)[0], rate, max_hz=4000),
@@ -108,8 +124,7 @@ def test_level_adaptive_steps_code_quiet_rows_coarser_and_the_decoder_follows_th
     # coarser steps of quiet rows drift further)
     assert band["adaptive"] < band["flat"] + 0.25
     # the same codes read with one step everywhere (a 4.0 header) miss the original by more
-    as_v4 = dataclasses.replace(header, residual_step_slope=0, residual_step_span=0)
-    misread = bitstream.pack(as_v4, chunks, zoo.load_model().tables_for(as_v4))
+    misread = repack(adaptive, slope=0, span=0)
     # measured 2.35 against 2.19 dB (by LSD they are level since the phase slack: 5.39 against 5.42)
     assert mel_distance_db(audio, api.decode(misread)[0], rate) > mel_distance_db(audio, decoded, rate) + 0.05
 
@@ -119,8 +134,8 @@ def test_fine_bins_track_every_frame_and_the_decoder_reads_them_in_their_own_ste
     layer = dict(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_step=0.3, residual_slope=0.2)
     coarse = api.encode(audio, rate, EncoderSettings(**layer))
     fine = api.encode(audio, rate, EncoderSettings(**layer, residual_fine_hz=500, residual_fine_step=0.2))
-    header, chunks = api.unpack(fine)
-    assert (header.version_major, header.residual_fine_bins, header.residual_fine_step) == (7, 16, np.float32(0.2))
+    info = read_info(fine)
+    assert (info.residual.fine_bins, info.residual.fine_step) == (16, np.float32(0.2))
     assert len(fine) < 1.4 * len(coarse)  # measured 6845 against 5357 bytes (7011 in format 6.0)
     decoded = api.decode(fine)[0]
     low = {"coarse": lsd_db(audio, api.decode(coarse)[0], rate, max_hz=500), "fine": lsd_db(audio, decoded, rate,
@@ -129,8 +144,7 @@ def test_fine_bins_track_every_frame_and_the_decoder_reads_them_in_their_own_ste
     if importlib.util.find_spec("pesq"):  # the [eval] extra
         assert pesq_wb(audio, decoded, rate) > pesq_wb(audio, api.decode(coarse)[0], rate) + FINE_PESQ_GAIN_MIN
     # the same codes read with twice the fine step miss the original by far more
-    misread = bitstream.pack(dataclasses.replace(header, residual_fine_step=0.4), chunks,
-                             zoo.load_model().tables_for(header))
+    misread = repack(fine, fine_step=0.4)
     assert lsd_db(audio, api.decode(misread)[0], rate, max_hz=500) > low["fine"] + FINE_MISREAD_LSD_MIN
 
 
@@ -140,10 +154,10 @@ def test_a_residual_layer_raises_the_griffin_lim_iterations(short_speech):
     plain = api.encode(clip, rate, EncoderSettings(code_bits=4))
     layered = api.encode(clip, rate, EncoderSettings(code_bits=4, residual_hz=1000))
     model_iters = zoo.load_model().net.config.phase_iters
-    assert model_iters < api.RESIDUAL_PHASE_ITERS
+    assert model_iters < codec.RESIDUAL_PHASE_ITERS
     np.testing.assert_array_equal(api.decode(plain)[0], api.decode(plain, phase_iters=model_iters)[0])
     default = api.decode(layered)[0]
-    np.testing.assert_array_equal(default, api.decode(layered, phase_iters=api.RESIDUAL_PHASE_ITERS)[0])
+    np.testing.assert_array_equal(default, api.decode(layered, phase_iters=codec.RESIDUAL_PHASE_ITERS)[0])
     assert np.abs(default - api.decode(layered, phase_iters=model_iters)[0]).max() > 1e-3
 
 
@@ -160,15 +174,15 @@ def test_phase_iterations_let_residual_bins_move_within_half_a_code_step(short_s
     settings = EncoderSettings(code_bits=4, residual_hz=4000, residual_bands_hz=1000, residual_slope=0.2,
                                residual_fine_hz=500, residual_fine_step=0.25)
     layered = api.encode(clip, rate, settings)
-    layer = api.residual_layer(bitstream.read_header(layered))
+    layer = read_info(layered).residual
     decoded = np.random.default_rng(0).normal(-2.0, 2.0, (1, layer.bins, 16)).astype(np.float32)
-    slack = streaming.phase_slack(layer.frame_steps(decoded), decoded.shape, net.stft.bins).numpy()
+    slack = residual.phase_slack(layer.frame_steps(decoded), decoded.shape, net.stft.bins).numpy()
     assert slack.shape == (1, net.stft.bins, 16) and not slack[:, layer.bins :].any()
-    np.testing.assert_allclose(slack[:, : layer.bins], streaming.PHASE_SLACK * layer.frame_steps(decoded), rtol=1e-6)
+    np.testing.assert_allclose(slack[:, : layer.bins], residual.PHASE_SLACK * layer.frame_steps(decoded), rtol=1e-6)
     assert slack[:, : layer.fine_bins].max() < slack[:, layer.fine_bins : layer.bins].max()  # fine bins: finer
 
     with_slack = api.decode(layered)[0]
-    monkeypatch.setattr(streaming, "PHASE_SLACK", 0.0)
+    monkeypatch.setattr(residual, "PHASE_SLACK", 0.0)
     assert np.abs(with_slack - api.decode(layered)[0]).max() > 1e-3  # the decoder uses it
 
 
@@ -177,7 +191,7 @@ def test_banded_residual_gets_the_envelope_right_for_a_fraction_of_per_bin_codes
     coded = {name: api.encode(audio, rate, EncoderSettings(code_bits=4, **layer)) for name, layer in (
         ("plain", {}), ("per_bin_1k", {"residual_hz": 1000}), ("per_bin_4k", {"residual_hz": 4000}),
         ("banded", {"residual_hz": 4000, "residual_bands_hz": 1000}))}
-    assert bitstream.read_header(coded["banded"]).residual_bins == 128
+    assert read_info(coded["banded"]).residual.bins == 128
     assert len(coded["banded"]) < 0.6 * len(coded["per_bin_4k"])
     mel = {name: mel_distance_db(audio, api.decode(data)[0], rate) for name, data in coded.items()}
     assert mel["banded"] < MEL_BANDED_MAX and mel["banded"] < mel["per_bin_1k"] - 0.2 < mel["plain"] - 0.4
@@ -213,10 +227,12 @@ def test_two_dimensional_latents_are_rans_coded_with_one_table_per_latent_channe
     """seed2d's 33 frequency rows of each latent channel share its table; the codes survive unchanged."""
     audio, rate = short_speech
     data = api.encode(audio, rate, EncoderSettings(code_bits=6), model="nac-seed2d-16k-v2")
-    header, chunks = api.unpack(data)
-    assert (header.version_major, header.code_range, header.latent_height) == (3, 31, 33)
-    zstd_coded = bitstream.pack(dataclasses.replace(header, code_range=0, tables_hash=b""), chunks)  # a 1.0 file
-    assert bitstream.read_header(zstd_coded).version_major == 1 and len(data) < len(zstd_coded)
+    info, chunks = api.unpack(data)
+    assert (info.latent.entropy_coded, info.latent.code_range, info.latent.latent_height) == (True, 31, 33)
+    plain = dataclasses.replace(info, latent=dataclasses.replace(info.latent, entropy_coded=False),
+                                companions=tuple(c for c in info.companions if c[0] != Companion.CODE_TABLES))
+    zstd_coded = container.pack(plain, chunks)
+    assert not read_info(zstd_coded).latent.entropy_coded and len(data) < len(zstd_coded)
     assert np.array_equal(api.decode(data)[0], api.decode(zstd_coded)[0])
 
 
@@ -229,7 +245,7 @@ def test_sixteen_bit_codes_are_not_worse_than_eight(short_speech):
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
 def test_other_rates_and_stereo_are_restored(short_speech, rate):
     audio, source_rate = short_speech
-    mono = api.resample(audio, source_rate, rate)
+    mono = resample(audio, source_rate, rate)
     stereo = np.concatenate([mono, 0.5 * mono[:, ::-1]], axis=0)
     decoded, out_rate = api.decode(api.encode(stereo, rate))
     assert out_rate == rate and decoded.shape == stereo.shape
@@ -237,7 +253,7 @@ def test_other_rates_and_stereo_are_restored(short_speech, rate):
 
 def test_keep_model_rate(short_speech):
     audio, rate = short_speech
-    at_44k = api.resample(audio, rate, 44100)
+    at_44k = resample(audio, rate, 44100)
     decoded, out_rate = api.decode(api.encode(at_44k, 44100), keep_model_rate=True)
     assert out_rate == 16000 and abs(decoded.shape[1] - audio.shape[1]) <= 1
 

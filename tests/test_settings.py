@@ -2,8 +2,8 @@
 
 import pytest
 
-from codec.errors import UsageError
-from codec.settings import EncoderSettings
+from nac.errors import UsageError
+from nac.settings import EncoderSettings
 
 LAYERED = EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=4000.0, residual_step=0.45,
                           residual_bands_hz=1250.0, bands_per_octave=12.0)

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from codec import api, streaming, zoo
-from codec.settings import EncoderSettings
+from nac import api, codec
+
+from nac.model import zoo
+from nac.settings import EncoderSettings
 
 CHUNK = 64  # latent frames: short chunks put many boundaries in a short clip
 # Measured on the bundled clip (x2, 30 s): latents differ by ~1.5e-6 (float
@@ -30,13 +32,13 @@ def test_windowed_encoder_matches_whole_file(net, long_speech):
     with torch.inference_mode():
         whole = net.encode(torch.from_numpy(audio)).numpy()
     blocks = np.array_split(audio, 37, axis=1)  # odd block sizes exercise the sliding buffer
-    source = streaming.SampleWindow(blocks, audio.shape[0], audio.shape[1])
-    windowed = np.concatenate([part.latent for part in streaming.encode_chunks(net, source, CHUNK)], axis=-1)
+    source = codec.SampleWindow(blocks, audio.shape[0], audio.shape[1])
+    windowed = np.concatenate([part.latent for part in codec.encode_chunks(net, source, CHUNK)], axis=-1)
     assert windowed.shape == whole.shape
     assert np.abs(windowed - whole).max() < LATENT_BOUND
 
 
-@pytest.mark.parametrize("window", [CHUNK, streaming.DECODE_WINDOW])  # one chunk per window, or several
+@pytest.mark.parametrize("window", [CHUNK, codec.DECODE_WINDOW])  # one chunk per window, or several
 def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, window, monkeypatch):
     monkeypatch.setattr(streaming, "DECODE_WINDOW", window)
     audio, _ = long_speech
@@ -45,7 +47,7 @@ def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, wi
         whole = net.decode(latent, audio.shape[1]).numpy()
     latent = latent.numpy()
     chunks = -(-latent.shape[-1] // CHUNK)
-    pieces = streaming.decode_chunks(net, chunks, CHUNK, lambda i: latent[..., i * CHUNK : (i + 1) * CHUNK])
+    pieces = codec.decode_chunks(net, chunks, CHUNK, lambda i: latent[..., i * CHUNK : (i + 1) * CHUNK])
     windowed = np.concatenate(list(pieces), axis=-1)[:, : audio.shape[1]]
     assert np.abs(windowed - whole).max() < WAVE_BOUND
     # No clicks: at every chunk boundary the sample step is the one the
@@ -71,14 +73,14 @@ def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate, residual_hz):
 
 
 def test_encode_file_streams_blocks_to_the_same_bytes(tmp_path, long_speech):
-    from codec.audio_io import write_audio
+    from nac.audio import write_audio
 
     audio, rate = long_speech
     stereo = np.concatenate([audio, 0.5 * audio], axis=0)
     at_44k = api.resample(stereo, rate, 44100)
     path = tmp_path / "long.flac"
     write_audio(path, at_44k, 44100)
-    from codec.audio_io import read_audio
+    from nac.audio import read_audio
 
     stored, _ = read_audio(path)
     api.encode_file(path, tmp_path / "long.nac")

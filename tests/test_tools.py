@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec.audio_io import read_audio, write_audio
-from codec.errors import OutputError, UsageError
-from codec.settings import EncoderSettings
+from nac.audio import read_audio, write_audio
+from nac.errors import OutputError, UsageError
+from nac.settings import EncoderSettings
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -101,7 +101,7 @@ def test_prepare_split_rejects_a_bad_ratio(source, tmp_path):
 
 def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
     """tools/eval.py is a wrapper of `nac eval` that still takes the old flags."""
-    pytest.importorskip("codec.api")
+    pytest.importorskip("nac.api")
     corpus = tmp_path / "corpus"
     rows = [("a.flac", "speech_wb", "dev"), ("b.flac", "speech_wb", "train"), ("c.flac", "music", "dev")]
     for i, (name, _, _) in enumerate(rows):
@@ -140,14 +140,14 @@ def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
 
 
 def test_eval_without_inputs_is_a_usage_error(tmp_path):
-    pytest.importorskip("codec.api")
+    pytest.importorskip("nac.api")
     (tmp_path / "empty").mkdir()
     result = run_tool("eval.py", tmp_path / "empty", "--out", tmp_path / "eval")
     assert result.returncode == UsageError.exit_code and "no input files" in result.stderr
 
 
 def test_smoke_test_writes_recon_and_residual(tmp_path):
-    pytest.importorskip("codec.api")
+    pytest.importorskip("nac.api")
     result = run_tool("smoke_test.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "near_lossless" in result.stdout and "degraded" in result.stdout
@@ -233,7 +233,9 @@ def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
     import torch
     from conftest import load_tool
 
-    from codec import api, zoo
+    from nac import api
+
+    from nac.model import zoo
 
     diagnose = load_tool("diagnose")
     wav = tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)
@@ -260,7 +262,9 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
     import torch
     from conftest import load_tool
 
-    from codec import api, zoo
+    from nac import api
+
+    from nac.model import zoo
 
     diagnose = load_tool("diagnose")
     wav = tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)
@@ -288,8 +292,8 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
 def test_diagnose_judges_a_training_checkpoint(tmp_path):
     import torch
 
-    from codec.model import ModelConfig, build_model
-    from codec.train import save_checkpoint
+    from nac.model.networks import ModelConfig, build_model
+    from nac.lab.train import save_checkpoint
 
     tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)
     model = build_model(ModelConfig(width=16, latent_channels=4))
@@ -302,7 +306,7 @@ def test_diagnose_judges_a_training_checkpoint(tmp_path):
 
 
 def test_channel_order_ranks_every_latent_channel_into_the_manifest(tmp_path):
-    from codec import zoo
+    from nac.model import zoo
 
     entry = zoo.find_entry(None)
     models = tmp_path / "models"

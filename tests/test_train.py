@@ -18,12 +18,18 @@ import torch
 
 from conftest import load_tool
 
-from codec import api, bitstream, losses, zoo
-from codec.adversarial import Adversary
-from codec.audio_io import write_audio
-from codec.errors import ModelError
-from codec.model import ModelConfig, build_model, parameter_count
-from codec.train import (
+from nac import api
+
+from nac.format import container
+
+from nac.lab import losses
+
+from nac.model import zoo
+from nac.lab.adversarial import Adversary
+from nac.audio import write_audio
+from nac.errors import ModelError
+from nac.model.networks import ModelConfig, build_model, parameter_count
+from nac.lab.train import (
     TrainSettings, initial_model, list_training_files, load_checkpoint, parse_args, train, training_loss,
 )
 

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from codec import api, bitstream, zoo
-from codec.errors import FormatError, VersionError
+from nac import api
+
+from nac.format import container
+
+from nac.model import zoo
+from nac.errors import FormatError, VersionError
 from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent

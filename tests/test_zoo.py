@@ -17,10 +17,14 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from codec import api, bitstream, zoo
-from codec.errors import ModelError
-from codec.settings import EncoderSettings
-from codec.model import ModelConfig, build_model, parameter_count
+from nac import api
+
+from nac.format import container
+
+from nac.model import zoo
+from nac.errors import ModelError
+from nac.settings import EncoderSettings
+from nac.model.networks import ModelConfig, build_model, parameter_count
 
 VECTOR = Path(__file__).resolve().parent / "vectors" / "legacy" / "speech-0.25s.nac"
 MAX_SHIPPED_BYTES = 4 * 1024 * 1024
@@ -328,7 +332,7 @@ def test_bitrate_text_is_read_as_kbps(text):
 
 @pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "2000k"])
 def test_a_bitrate_that_is_not_kbps_is_a_usage_error(text):
-    from codec.errors import UsageError
+    from nac.errors import UsageError
 
     with pytest.raises(UsageError, match="bitrate"):
         api.bitrate_settings(text)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from codec.audio_io import read_audio, write_audio  # noqa: E402
+from nac.audio import read_audio, write_audio  # noqa: E402
 
 SAMPLE = ROOT / "samples" / "speech-en-allison.flac"
 

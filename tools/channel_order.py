@@ -23,9 +23,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zstandard  # noqa: E402
 
-from codec import bitstream, quantize, zoo  # noqa: E402
-from codec.evaluate import collect_inputs, load_reference, spread  # noqa: E402
-from codec.stft import log_magnitude  # noqa: E402
+from nac.format import container  # noqa: E402
+
+from nac.layers import residual  # noqa: E402
+
+from nac.model import zoo  # noqa: E402
+from nac.lab.evaluate import collect_inputs, load_reference, spread  # noqa: E402
+from nac.model.stft import log_magnitude  # noqa: E402
 
 
 def channel_costs(net: torch.nn.Module, files: list[Path], code_bits: int) -> tuple[np.ndarray, np.ndarray]:

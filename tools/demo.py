@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codec.audio_io import read_audio  # noqa: E402
-from codec.metrics import lsd_db, pesq_wb, si_sdr_db, snr_db, stoi  # noqa: E402
+from nac.audio import read_audio  # noqa: E402
+from nac.lab.metrics import lsd_db, pesq_wb, si_sdr_db, snr_db, stoi  # noqa: E402
 
 
 def nac(*args: object) -> None:

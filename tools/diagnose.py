@@ -39,8 +39,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec import api, evaluate, metrics, quantize, streaming, train, zoo  # noqa: E402
-from codec.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
+from nac import api, codec  # noqa: E402
+
+from nac.lab import evaluate, metrics, train  # noqa: E402
+
+from nac.layers import residual  # noqa: E402
+
+from nac.model import zoo  # noqa: E402
+from nac.model.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
 START_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better starting phase there could give
@@ -55,7 +61,7 @@ def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tens
     correct = steer = None
     if layer is not None:
         codes = np.concatenate([c.residual for c in chunks], axis=-1)
-        correct = lambda log_mag: streaming.apply_residual(layer, codes, log_mag)  # noqa: E731
+        correct = lambda log_mag: codec.apply_residual(layer, codes, log_mag)  # noqa: E731
     if hints is not None:
         steer = lambda phase: hints.apply(codes[:, layer.rows :], phase)  # noqa: E731
     return net.synthesis_spectrum(torch.from_numpy(latent), correct, steer)

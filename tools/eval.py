@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.cli import app  # noqa: E402
+from nac.cli import app  # noqa: E402
 
 
 def translate(argv: list[str]) -> list[str]:

@@ -85,11 +85,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zstandard  # noqa: E402
 
-from codec import api, bitstream, zoo  # noqa: E402
-from codec.audio_io import read_audio  # noqa: E402
-from codec.errors import NacError  # noqa: E402
-from codec.quantize import dequantize, quantize  # noqa: E402
-from codec.settings import EncoderSettings  # noqa: E402
+from nac import api  # noqa: E402
+
+from nac.format import container  # noqa: E402
+
+from nac.model import zoo  # noqa: E402
+from nac.audio import read_audio  # noqa: E402
+from nac.errors import NacError  # noqa: E402
+from nac.layers.residual import dequantize, quantize  # noqa: E402
+from nac.settings import EncoderSettings  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors" / "legacy"
 CLIP = ROOT / "samples" / "speech-en-allison.flac"

@@ -29,9 +29,13 @@ os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
 
 import numpy as np  # noqa: E402
 
-from codec import api, bitstream, zoo  # noqa: E402
-from codec.audio_io import read_audio  # noqa: E402
-from codec.settings import EncoderSettings  # noqa: E402
+from nac import api  # noqa: E402
+
+from nac.format import container  # noqa: E402
+
+from nac.model import zoo  # noqa: E402
+from nac.audio import read_audio  # noqa: E402
+from nac.settings import EncoderSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "samples" / "speech-en-allison.flac"

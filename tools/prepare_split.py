@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.errors import NacError, OutputError, UsageError  # noqa: E402
+from nac.errors import NacError, OutputError, UsageError  # noqa: E402
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SPLITS = ("train", "test")

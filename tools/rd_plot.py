@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec.evaluate import EvalReport, plot_rd  # noqa: E402
+from nac.lab.evaluate import EvalReport, plot_rd  # noqa: E402
 
 
 def merged(reports: list[dict]) -> EvalReport:

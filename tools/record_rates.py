@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec.evaluate import parse_preset  # noqa: E402
-from codec.errors import ModelError  # noqa: E402
-from codec.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
+from nac.lab.evaluate import parse_preset  # noqa: E402
+from nac.errors import ModelError  # noqa: E402
+from nac.model.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
 
 SCORES = ("pesq_wb", "visqol", "stoi")
 

@@ -19,10 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec import api, metrics  # noqa: E402
-from codec.audio_io import read_audio, write_audio  # noqa: E402
-from codec.errors import NacError  # noqa: E402
-from codec.settings import EncoderSettings  # noqa: E402
+from nac import api  # noqa: E402
+
+from nac.lab import metrics  # noqa: E402
+from nac.audio import read_audio, write_audio  # noqa: E402
+from nac.errors import NacError  # noqa: E402
+from nac.settings import EncoderSettings  # noqa: E402
 
 SETTINGS = {  # name: (store_phase, bits)
     "near_lossless": (True, 16),

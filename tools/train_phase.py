@@ -35,8 +35,14 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec import api, evaluate, quantize, streaming, zoo  # noqa: E402
-from codec.model import LowBandPhase  # noqa: E402
+from nac import api, codec  # noqa: E402
+
+from nac.lab import evaluate  # noqa: E402
+
+from nac.layers import residual  # noqa: E402
+
+from nac.model import zoo  # noqa: E402
+from nac.model.networks import LowBandPhase  # noqa: E402
 
 INIT_BINS, MAGNITUDE_BINS = 32, 64  # 0-1 kHz initialized, 0-2 kHz seen, at 16 kHz / 512-point STFT
 TRUTH_RATE = 4000
@@ -74,7 +80,7 @@ def decoder_view(net, data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Te
         hidden = net.decode_hidden(latent)
         log_mag, phase = net.spectrum_from_hidden(hidden)
         if layer is not None:
-            log_mag, _ = streaming.apply_residual(layer, np.concatenate([c.residual for c in chunks], -1), log_mag)
+            log_mag, _ = codec.apply_residual(layer, np.concatenate([c.residual for c in chunks], -1), log_mag)
     return hidden[0], log_mag[0, :MAGNITUDE_BINS], phase[0]
 
 

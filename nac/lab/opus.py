@@ -13,7 +13,7 @@ opusenc's resampler delay, recorded in OpusHead) and trims the tail to the
 final granule position, so at ``--rate`` equal to the input rate its output
 has the input's length and lines up with it: cross-correlation of the
 decoded speech with the original peaks at a lag of 0 samples at 16 kHz at
-6-32 kbps (:func:`codec.evaluate.estimate_lag`, checked in
+6-32 kbps (:func:`nac.lab.evaluate.estimate_lag`, checked in
 ``tests/test_evaluate.py``; ``nac eval`` records the lag of every file).
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import read_audio, write_audio
-from .errors import FormatError, NacError, UsageError
+from ..audio import read_audio, write_audio
+from ..errors import FormatError, NacError, UsageError
 
 INSTALL_HINT = "install opus-tools (Debian/Ubuntu: apt-get install opus-tools)"
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # rates opusdec decodes at natively

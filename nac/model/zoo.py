@@ -1,9 +1,11 @@
-"""Shipped models: ``models/manifest.json`` plus one safetensors file per model.
+"""Shipped models: ``nac/models/manifest.json`` plus one safetensors file per model and its companions.
 
 Every model has an explicit numeric id that is never reused; a ``.nac`` file
-records that id and the first 8 bytes of the weights' sha256, so a decoder
-can refuse a file made by other weights. Weights load from safetensors (the
-config is JSON in the file's metadata); nothing is ever unpickled.
+records that id and the first 8 bytes of the weights' sha256, and the hash of
+every companion file its decoding depends on (code tables, residual tables,
+phase initializer), so a decoder refuses a file made with other data.
+Weights load from safetensors (the config is JSON in the file's metadata);
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 
-from . import entropy
-from .errors import ModelError
-from .model import LowBandPhase, ModelConfig, build_model
-from .settings import EncoderSettings
+from ..errors import FormatError, ModelError
+from ..format import rans
+from ..format.container import Tables
+from ..format.header import Companion, StreamInfo
+from ..settings import EncoderSettings
+from .networks import LowBandPhase, ModelConfig, build_model
 
 MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
 CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
@@ -71,6 +75,8 @@ class ModelEntry:
     code_tables_sha256: str = ""
     phase_init: str = ""  # file of the decoder's phase initializer (tools/train_phase.py), "" if none
     phase_init_sha256: str = ""
+    residual_tables: str = ""  # file of the residual coder's starting counts (tools/code_tables.py), "" if none
+    residual_tables_sha256: str = ""
 
     @property
     def hash_prefix(self) -> bytes:
@@ -248,16 +254,11 @@ class LoadedModel:
     name: str
     channel_order: tuple[int, ...] = ()  # from the manifest; none for a model given by path
     code_tables: dict = field(default_factory=dict)  # code range U -> rANS tables (latent_channels, 2U+1, 2U+1)
-    tables_hash: bytes = b""  # first 8 bytes of the tables file's SHA-256, as a v3 header records it
+    residual_counts: np.ndarray | None = None  # the residual coder's starting counts (contexts, symbols)
+    companions: dict = field(default_factory=dict)  # Companion role -> first 8 bytes of the file's SHA-256
 
-    def tables_for(self, header) -> np.ndarray:
-        """The tables a stream's ``code_range`` needs; ModelError if this model lacks them."""
-        if header.tables_hash != self.tables_hash:
-            raise ModelError(f"model {self.name} has code tables {self.tables_hash.hex() or 'none'}, "
-                             f"but the file was coded with tables {header.tables_hash.hex()}")
-        if header.code_range not in self.code_tables:
-            raise ModelError(f"model {self.name} has no code tables for code range {header.code_range}")
-        return self.code_tables[header.code_range]
+    def __hash__(self) -> int:
+        return hash((self.model_id, self.hash_prefix, self.name))
 
 
 @functools.lru_cache(maxsize=4)
@@ -274,11 +275,24 @@ def _load_tables(entry: ModelEntry, models_dir: Path) -> dict:
         code_range = int(name.removeprefix("u")) if name.startswith("u") and name[1:].isdigit() else -1
         freq = tensor.numpy().astype(np.int64)
         try:
-            entropy.check_tables(freq, code_range)
+            rans.check_tables(freq, code_range)
         except ValueError as err:
             raise ModelError(f"{path}: code table {name}: {err}") from None
         tables[code_range] = freq
     return tables
+
+
+@functools.lru_cache(maxsize=4)
+def _load_residual_counts(entry: ModelEntry, models_dir: Path) -> np.ndarray:
+    """The entry's residual starting counts, checked against their sha256 and shape."""
+    path = models_dir / entry.residual_tables
+    data = _read_listed(path, entry.residual_tables_sha256, "residual tables")
+    try:
+        counts = load_safetensors(data)["counts"].numpy().astype(np.int64)
+        rans.check_counts(counts)
+    except Exception as err:  # a missing tensor, a wrong shape, or safetensors' own error types
+        raise ModelError(f"{path}: not residual tables ({err})") from None
+    return counts
 
 
 def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> LoadedModel:
@@ -289,22 +303,67 @@ def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> L
         net = build_from_bytes(data, config, path)
         return LoadedModel(net, model_id, hashlib.sha256(data).digest()[:8], path.stem)
     entry = find_entry(key, models_dir)
-    tables, tables_hash = {}, b""
+    tables, counts, companions = {}, None, {}
     if entry.code_tables:
-        tables, tables_hash = _load_tables(entry, models_dir), bytes.fromhex(entry.code_tables_sha256)[:8]
+        tables = _load_tables(entry, models_dir)
+        companions[Companion.CODE_TABLES] = bytes.fromhex(entry.code_tables_sha256)[:8]
+    if entry.residual_tables:
+        counts = _load_residual_counts(entry, models_dir)
+        companions[Companion.RESIDUAL_TABLES] = bytes.fromhex(entry.residual_tables_sha256)[:8]
+    if entry.phase_init:
+        companions[Companion.PHASE_INIT] = bytes.fromhex(entry.phase_init_sha256)[:8]
     return LoadedModel(_load_entry(entry, models_dir), entry.id, entry.hash_prefix, entry.name, entry.channel_order,
-                       tables, tables_hash)
+                       tables, counts, companions)
 
 
-def model_for_stream(model_id: int, hash_prefix: bytes, override: str | None = None) -> LoadedModel:
-    """The model that made a stream: by its id, or ``override``; its hash must match."""
-    loaded = load_model(override if override is not None else _id_or_fail(model_id))
-    if loaded.hash_prefix != hash_prefix:
+@dataclass(frozen=True)
+class StreamModel:
+    """What decoding a stream takes from its model: the model, the entropy tables, whether the phase
+    initializer is used (the stream lists it, or a legacy stream's model has one)."""
+
+    loaded: LoadedModel
+    tables: Tables
+    phase_init: bool
+
+
+def for_stream(info: StreamInfo, override: str | None = None) -> StreamModel:
+    """The model that made a stream (its id, or ``override``), checked against everything the header
+    records before any chunk is read: weights hash, every companion's hash, and the model's sizes."""
+    loaded = load_model(override if override is not None else _id_or_fail(info.model_id))
+    if loaded.hash_prefix != info.weights_hash:
         raise ModelError(
             f"model {loaded.name} (id {loaded.model_id}) has weights {loaded.hash_prefix.hex()}, "
-            f"but the file was made by weights {hash_prefix.hex()}"
+            f"but the file was made by weights {info.weights_hash.hex()}"
         )
-    return loaded
+    for role, digest in info.companions:
+        have = loaded.companions.get(role)
+        if digest is not None and have != digest:
+            raise ModelError(f"model {loaded.name} has {Companion(role).name.lower().replace('_', ' ')} "
+                             f"{have.hex() if have else 'none'}, but the file was made with {digest.hex()}")
+    _check_sizes(info, loaded.net.config)
+    listed_counts = info.companion(Companion.RESIDUAL_TABLES)[0]
+    tables = Tables(loaded.code_tables, loaded.residual_counts if listed_counts else None)
+    listed, _ = info.companion(Companion.PHASE_INIT)
+    return StreamModel(loaded, tables, listed and Companion.PHASE_INIT in loaded.companions)
+
+
+def _check_sizes(info: StreamInfo, config: ModelConfig) -> None:
+    """FormatError unless the stream's sizes are its model's: a forged header cannot make the reader decode
+    bodies no model could use."""
+    expected = {
+        "model_sample_rate": config.sample_rate,
+        "n_fft": config.n_fft,
+        "hop_length": config.hop_length,
+        "time_stride": config.time_stride,
+    }
+    wrong = [name for name, value in expected.items() if getattr(info, name) != value]
+    if (info.latent.latent_channels, info.latent.latent_height) != (config.latent_channels, config.latent_height):
+        wrong.append("latent size")
+    if wrong:
+        raise FormatError(f"header does not match its model in {', '.join(wrong)}")
+    frames = config.stft.frame_count(info.model_sample_count, config.time_stride)
+    if info.latent_frames * config.time_stride != frames:
+        raise FormatError("latent frame count does not match the sample count")
 
 
 def _id_or_fail(model_id: int) -> int:

@@ -9,7 +9,7 @@ Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
 :data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``,
 ``octN``, ``slopeS``, ``spanD``), or a ``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``
 or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
-(:mod:`codec.opus`).
+(:mod:`nac.lab.opus`).
 
 Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,
 CRCs, zstd payload): ``kbps = bytes * 8 / seconds / 1000``. Opus is charged
@@ -30,7 +30,7 @@ each Opus output is shifted by its integer cross-correlation lag within
 (A lag is not measured for nac: with a poor predicted phase the peak lands
 anywhere, and shifting by it would move STOI at random.)
 
-Scores (:mod:`codec.metrics`): SNR, SI-SDR, LSD, multi-resolution mel
+Scores (:mod:`nac.lab.metrics`): SNR, SI-SDR, LSD, multi-resolution mel
 distance, PESQ-WB, STOI, ESTOI and ViSQOL (speech mode). A metric whose
 package is missing is left out with a note; one that is undefined for a file
 (PESQ and STOI need about 0.4 s or more of speech) is None there and left
@@ -52,10 +52,14 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import api, metrics, opus, zoo
-from .audio_io import read_audio, write_atomic, write_audio
-from .errors import NacError, UsageError
-from .settings import EncoderSettings
+from .. import api
+from ..audio import read_audio, resample, write_atomic, write_audio
+from ..codec import torch_threads
+from ..errors import NacError, UsageError
+from ..model import zoo
+from ..model.networks import MAX_PHASE_ITERS
+from ..settings import EncoderSettings
+from . import metrics, opus
 
 SCORE_RATE = 16000
 DEFAULT_BITRATES = (6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
@@ -192,8 +196,8 @@ def parse_preset(name: str) -> Preset:
             key, parse = NUMBERED_PRESETS[kind]
             if key == "phase_iters":
                 phase_iters = parse(value)
-                if phase_iters > api.MAX_PHASE_ITERS:
-                    raise UsageError(f"preset {part!r}: Griffin-Lim iterations must be in 0..{api.MAX_PHASE_ITERS}")
+                if phase_iters > MAX_PHASE_ITERS:
+                    raise UsageError(f"preset {part!r}: Griffin-Lim iterations must be in 0..{MAX_PHASE_ITERS}")
             else:
                 fields[key] = parse(value)
         elif part in PRESETS:
@@ -257,7 +261,7 @@ def load_reference(path: Path) -> np.ndarray:
     """The file as float32 (1, time) mono at :data:`SCORE_RATE`."""
     audio, rate = read_audio(path)
     mono = audio.mean(axis=0, keepdims=True).astype(np.float32)
-    return api.resample(mono, rate, SCORE_RATE)
+    return resample(mono, rate, SCORE_RATE)
 
 
 def estimate_lag(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> int:
@@ -284,7 +288,7 @@ def shift(audio: np.ndarray, lag: int) -> np.ndarray:
 
 
 def score(reference: np.ndarray, estimate: np.ndarray, rate: int = SCORE_RATE) -> dict:
-    """Every metric of :mod:`codec.metrics` on mono ``(1, time)`` signals; None where undefined or not installed."""
+    """Every metric of :mod:`nac.lab.metrics` on mono ``(1, time)`` signals; None where undefined or not installed."""
     return {
         "pesq_wb": metrics.pesq_wb(reference, estimate, rate),
         "visqol": metrics.visqol_speech(reference, estimate, rate),
@@ -423,7 +427,7 @@ def run(
     rows: list[dict] = []
     failed: list[dict] = []
     taken: set[str] = set()
-    with api.torch_threads(options.threads) if options.threads else contextlib.nullcontext():
+    with torch_threads(options.threads) if options.threads else contextlib.nullcontext():
         for index, path in enumerate(files):
             try:
                 reference = load_reference(path)

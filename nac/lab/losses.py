@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import torch
 
-from .stft import LOG_EPS, Stft, log_magnitude
+from ..model.stft import LOG_EPS, Stft, log_magnitude
 
 
 @functools.lru_cache(maxsize=8)

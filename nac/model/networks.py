@@ -1,4 +1,4 @@
-"""The nac autoencoders: waveform tensors in, latents out, and back. Never bytes.
+"""The nac networks: tensors only (spectra in, latents out, and back), no coding and no bytes.
 
 Two architectures share one interface and one frozen config:
 
@@ -13,7 +13,7 @@ Both decoders predict log-magnitude and phase (as a unit vector). An optional
 refiner (``refine_channels`` > 0) then corrects the low band's log-magnitude
 with small 2-D convolutions over (frequency, time). At decode time the
 predicted phase starts a few fast Griffin-Lim iterations (``phase_iters``; 0
-keeps the network's phase as it is).
+keeps the network's phase as it is). :mod:`nac.codec` runs the decoding stages in order.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -203,7 +201,7 @@ class _Codec(nn.Module):
         self.refiner = (
             LowBandRefiner(config.refine_bins, config.refine_channels) if config.refine_channels else None
         )
-        self.phase_init: LowBandPhase | None = None  # set from a companion file (codec.zoo)
+        self.phase_init: LowBandPhase | None = None  # set from a companion file (nac.model.zoo)
 
     def spectrum(self, wave: torch.Tensor) -> torch.Tensor:
         """Complex STFT (B, bins, frames) framed for this model's stride."""
@@ -225,31 +223,6 @@ class _Codec(nn.Module):
         if self.refiner is not None:
             log_mag = self.refiner(log_mag)
         return log_mag, phase
-
-    def synthesis_spectrum(
-        self,
-        latent: torch.Tensor,
-        correct: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
-        steer: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """What the phase iterations start from: (log-magnitude, phase, slack).
-
-        ``correct`` maps the decoded log-magnitude (B, bins, frames) to the
-        one to synthesize, a coded correction that may depend on it, and the
-        phase iterations' ``slack`` there (or None). The phase initializer, if the
-        model has one, then sets the low band's starting phase, and ``steer``
-        (coded phase hints) maps that phase to the one to start from.
-        """
-        hidden = self.decode_hidden(latent)
-        log_mag, phase = self.spectrum_from_hidden(hidden)
-        slack = None
-        if correct is not None:
-            log_mag, slack = correct(log_mag)
-        if self.phase_init is not None:
-            phase = self.phase_init(hidden, log_mag, phase)
-        if steer is not None:
-            phase = steer(phase)
-        return log_mag, phase, slack
 
     def decode_hidden(self, latent: torch.Tensor) -> torch.Tensor:
         """The decoder network's features before its output layer."""
@@ -275,24 +248,6 @@ class _Codec(nn.Module):
         if iters == 0:
             return self.stft.synthesize(from_log_magnitude(log_mag, phase), length)
         return griffin_lim(self.stft, magnitude_from_log(log_mag), phase, length, iters, slack=slack)
-
-    def decode(
-        self,
-        latent: torch.Tensor,
-        length: int,
-        phase: torch.Tensor | None = None,
-        phase_iters: int | None = None,
-        correct: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
-        steer: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Waveform (B, length). A stored ``phase`` replaces the predicted one as is.
-
-        ``correct`` and ``steer`` as :meth:`synthesis_spectrum`'s.
-        """
-        log_mag, predicted, slack = self.synthesis_spectrum(latent, correct, steer)
-        if phase is not None:
-            return self.synthesize(log_mag, phase, length, phase_iters=0)
-        return self.synthesize(log_mag, predicted, length, phase_iters, slack)
 
 
 def _split_prediction(out: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:

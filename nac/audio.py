@@ -1,4 +1,4 @@
-"""Audio file I/O: the only module that uses soundfile.
+"""Audio in and out: files (the only module that uses soundfile), layout, resampling (soxr).
 
 Arrays are float32 shaped (channels, time) everywhere in nac; the conversion
 from soundfile's (frames, channels) happens here, once. Writes are atomic:
@@ -17,13 +17,45 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
+import soxr
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, UsageError
 
 WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
 STDIO = "-"  # as a path: standard input or standard output
+
+
+def as_channels_first(audio: np.ndarray) -> np.ndarray:
+    """float32 (channels, time) from a (time,) or (channels, time) array."""
+    array = np.asarray(audio, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise UsageError(f"audio must be (time,) or (channels, time), not shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """(channels, time) audio at ``target_rate`` (soxr, high quality)."""
+    if source_rate == target_rate or audio.shape[1] == 0:
+        return audio
+    out = soxr.resample(audio.T, source_rate, target_rate, quality="HQ")
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, audio.shape[0]).T)
+
+
+def resample_blocks(
+    blocks: Iterable[np.ndarray], source_rate: int, target_rate: int, channels: int
+) -> Iterator[np.ndarray]:
+    """Blocks of (channels, n) audio resampled as they stream (same samples as :func:`resample`)."""
+    if source_rate == target_rate:
+        yield from blocks
+        return
+    stream = soxr.ResampleStream(source_rate, target_rate, channels, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield np.ascontiguousarray(stream.resample_chunk(np.ascontiguousarray(block.T)).T)
+    yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
 
 
 def is_stdio(path: str | os.PathLike) -> bool:

@@ -1,7 +1,7 @@
-"""The ``nac`` command line: thin wrappers over :mod:`codec.api`.
+"""The ``nac`` command line: thin wrappers over :mod:`nac.api`.
 
 Every command maps the project's errors to a one-line message on stderr and
-the exit code of its class (see :mod:`codec.errors`); set ``NAC_DEBUG=1`` to
+the exit code of its class (see :mod:`nac.errors`); set ``NAC_DEBUG=1`` to
 see the full traceback instead.
 """
 
@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import api, batch, streaming, zoo
-from .audio_io import is_stdio, write_atomic
+from . import api, batch, codec
+from .model import zoo
+from .audio import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
 from .settings import DEFAULT_BANDS_PER_OCTAVE, DEFAULT_RESIDUAL_SPAN, DEFAULT_RESIDUAL_STEP, EncoderSettings
 
@@ -163,7 +164,7 @@ def encode(
                               residual_slope=residual_slope, residual_span=residual_span,
                               residual_fine_hz=residual_fine_hz, residual_fine_step=residual_fine_step,
                               phase_hint_hz=phase_hint_hz)
-    streaming.tune_heap()
+    codec.tune_heap()
     with chunk_progress("encoding") as on_progress:
         report = api.encode_file(input, output, settings, overwrite=force, model=model, on_progress=on_progress)
     kbps = f"{report.kbps:.2f} kbps" if report.kbps else "empty"
@@ -213,7 +214,7 @@ def decode(
     phase_iters: Annotated[
         Optional[int],
         typer.Option("--phase-iters", help="Griffin-Lim iterations [default: the model's, at least "
-                     f"{api.RESIDUAL_PHASE_ITERS} with a residual layer]; fewer is faster."),
+                     f"{codec.RESIDUAL_PHASE_ITERS} with a residual layer]; fewer is faster."),
     ] = None,
     keep_model_rate: Annotated[
         bool, typer.Option("--keep-model-rate", help="Write at the model's rate instead of the original rate.")
@@ -233,7 +234,7 @@ def decode(
     output = output or _default_output(input, ".decoded.wav")
     if salvage and (start is not None or duration is not None):
         raise UsageError("--salvage decodes the whole file: drop --start/--duration")
-    streaming.tune_heap()
+    codec.tune_heap()
     with chunk_progress("decoding") as on_progress:
         report = api.decode_file(
             input, output, overwrite=force, keep_model_rate=keep_model_rate, model=model, salvage=salvage,
@@ -273,7 +274,7 @@ def inspect(
 
 
 def format_inspection(path: Path, info: dict) -> str:
-    """The human-readable form of :func:`codec.api.inspect`'s report."""
+    """The human-readable form of :func:`nac.api.inspect`'s report."""
     kbps = f"{info['kbps']:.2f} kbps" if info["kbps"] else "-"
     lines = [
         f"{path}: {info['file_bytes']} bytes, {info['duration_s']:.3f} s, {kbps}, model {info['model_name']}",
@@ -464,7 +465,7 @@ def eval_command(
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads for decoding.")] = None,
 ) -> None:
     """Score nac (and Opus) on speech: quality per bit, with a summary table and a rate-quality plot."""
-    from . import evaluate
+    from .lab import evaluate
 
     if against not in (None, "opus"):
         raise UsageError(f"--against: only opus is supported, not {against!r}")

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import api, bitstream, metrics, streaming, zoo
-from .audio_io import audio_info, read_audio
+from . import api, codec
+from .audio import audio_info, read_audio
+from .format import container
+from .model import zoo
 from .errors import InputError, NacError, UsageError
 from .settings import EncoderSettings
 
@@ -72,10 +74,10 @@ def _finished(task: Task, options: Options) -> float | None:
         if options.decode:
             frames, rate, _ = audio_info(task.target)
             return frames / rate
-        header, _ = api.unpack(task.target.read_bytes(), options.model)
+        info, _ = api.unpack(task.target.read_bytes(), options.model)
     except NacError:
         return None
-    return header.sample_count / header.original_sample_rate if header.original_sample_rate else 0.0
+    return info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0
 
 
 def run_task(task: Task, options: Options) -> Outcome:
@@ -88,14 +90,14 @@ def run_task(task: Task, options: Options) -> Outcome:
             return outcome
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
-        streaming.tune_heap()
+        codec.tune_heap()
         if options.decode:
             report = api.decode_file(task.source, task.target, overwrite=True, model=options.model)
             outcome.seconds = report.samples / report.sample_rate
         else:
             api.encode_file(task.source, task.target, options.settings, overwrite=True, model=options.model)
-            header = bitstream.read_header(task.target.read_bytes())
-            outcome.seconds = header.sample_count / header.original_sample_rate
+            info, _ = container.read_info(task.target.read_bytes())
+            outcome.seconds = info.sample_count / info.original_sample_rate
     except NacError as err:
         outcome.error = str(err)
     except OSError as err:
@@ -192,8 +194,8 @@ class ReportRow:
     kbps: float | None
     overhead_bytes: int
     model: str
-    bits: int
-    store_phase: bool
+    code_bits: int  # the latent layer's widest codes
+    layers: str  # the stream's layers beyond the latent one, "+"-joined
     original: str | None = None
     original_bytes: int | None = None
     ratio_vs_original: float | None = None
@@ -229,7 +231,7 @@ def find_original(nac_path: Path, root: Path | None, originals: Path | None) -> 
 def report_row(path: Path, original: Path | None = None, with_metrics: bool = False) -> ReportRow:
     data = api.read_input_bytes(path)
     try:
-        scan = bitstream.scan(data)
+        scan = container.scan(data)
     except NacError as err:
         raise type(err)(f"{path}: {err}") from None
     h = scan.header
@@ -247,10 +249,11 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
         pcm16_bytes=pcm,
         nac_bytes=len(data),
         kbps=len(data) * 8 / duration / 1000 if duration else None,
-        overhead_bytes=scan.header_size + bitstream.CHUNK_OVERHEAD * len(scan.chunks) + bitstream.END_SIZE,
+        overhead_bytes=len(data) - sum(chunk.payload for chunk in scan.chunks),
         model=model,
-        bits=h.bits,
-        store_phase=h.store_phase,
+        code_bits=max(h.latent.code_bits),
+        layers="+".join(name for name, present in (("residual", h.residual), ("phase", h.stored_phase_bits))
+                        if present),
         ratio_vs_pcm16=pcm / len(data),
     )
     if original is not None:
@@ -264,6 +267,8 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
 
 def score(original: Path, data: bytes) -> dict:
     """Quality of decoded ``data`` against the original file (PESQ/STOI when installed)."""
+    from .lab import metrics  # the runtime path does not import the lab
+
     reference, rate = read_audio(original)
     decoded, _ = api.decode(data)
     scores = {
@@ -326,7 +331,8 @@ COLUMNS = (  # (key, heading, format)
     ("kbps", "kbps", "{:.2f}"),
     ("overhead_bytes", "ovh B", "{}"),
     ("model", "model", "{}"),
-    ("bits", "bits", "{}"),
+    ("code_bits", "bits", "{}"),
+    ("layers", "layers", "{}"),
 )
 
 
@@ -347,7 +353,7 @@ def format_report(rows: list[ReportRow], summary: dict, style: str) -> str:
         writer.writerow([key for key, _, _ in columns])
         writer.writerows([[record.get(key) for key, _, _ in columns] for record in records])
         return out.getvalue().rstrip("\n")
-    total = {"file": f"TOTAL ({summary['files']} files)", "model": "", "bits": None, "sample_rate": None,
+    total = {"file": f"TOTAL ({summary['files']} files)", "model": "", "code_bits": None, "layers": "", "sample_rate": None,
              "channels": None, **summary, **{name: summary[f"mean_{name}"] for name in score_names}}
     table = [[heading for _, heading, _ in columns]]
     table += [[_cell(record.get(key), fmt) for key, _, fmt in columns] for record in records + [total]]

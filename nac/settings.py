@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .bitstream import MAX_RESIDUAL_STEP, SLOPE_ONE, SPAN_ONE
 from .errors import UsageError
-from .quantize import DEFAULT_BANDS_PER_OCTAVE
+from .layers.residual import DEFAULT_BANDS_PER_OCTAVE, SLOPE_ONE, SPAN_ONE
+from .layers.residual import MAX_STEP as MAX_RESIDUAL_STEP
 
 BITS_CHOICES = (8, 16)
 # Latent code precision used when the caller names none (format_spec.md section 9):
@@ -37,7 +37,7 @@ MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """What :func:`codec.api.encode` is asked to make (the defaults: a plain file with 5-bit codes).
+    """What :func:`nac.api.encode` is asked to make (the defaults: a plain file with 5-bit codes).
 
     ``code_bits`` (2..bits; None: :data:`DEFAULT_CODE_BITS`) limits the latent
     codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser

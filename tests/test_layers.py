@@ -1,78 +1,120 @@
-"""The quantizers of format_spec.md section 9, as pure functions."""
+"""The layers' quantizers (format_spec.md sections 7 and 8), as pure functions."""
 
 import numpy as np
 import pytest
 
-from codec.quantize import (
+from nac.layers import latent, stored_phase
+from nac.layers.latent import LatentParams
+from nac.layers.residual import (
+    GROWTH_ONE,
     RESIDUAL_FLOOR,
+    SLOPE_ONE,
+    SPAN_ONE,
     ResidualLayer,
-    dequantize,
-    dequantize_phase,
     dequantize_residual,
     expand_rows,
-    levels,
-    quantize,
-    quantize_phase,
     quantize_residual,
     residual_steps,
-    round_up_scale,
     upsample_residual,
 )
 
 
-@pytest.mark.parametrize("bits, code_bits", [(8, None), (16, None), (8, 4), (8, 2), (16, 9)])
-def test_latent_round_trip_error_is_half_a_step(bits, code_bits):
-    x = np.random.default_rng(bits).standard_normal((2, 3, 1, 50)).astype(np.float32)
-    codes, scales = quantize(x, bits, code_bits)
-    used = 2 ** ((code_bits or bits) - 1) - 1
-    assert codes.dtype == (np.int8 if bits == 8 else np.int16)
-    peak = np.abs(x).max(axis=(2, 3))
-    # the scale is the max-norm one rounded up by less than 1/16 (5 significant bits)
-    exact = peak * levels(bits) / used
-    assert (scales >= exact * (1 - 1e-6)).all() and (scales < exact * (1 + 1 / 16)).all()
-    assert (scales.view(np.uint32) & 0x7FFFF == 0).all()
-    step = scales[..., None, None] / levels(bits)
-    assert np.abs(codes).max() <= used and (np.abs(codes).max(axis=(2, 3)) >= used * 15 // 16).all()
-    error = np.abs(dequantize(codes, scales, bits) - x)
-    assert (error <= step / 2 * (1 + 1e-5)).all()
+def params(*code_bits: int, height: int = 1) -> LatentParams:
+    return LatentParams(len(code_bits), height, tuple(code_bits), False)
 
 
-def test_scales_round_up_to_five_significant_bits_and_stay_finite():
-    scales = np.array([1.0, 1.0625, 1.0000001, 1.07, 0.0, 3.0e38, 3.4028235e38], np.float32)
-    rounded = round_up_scale(scales)
-    assert rounded[:5].tolist() == [1.0, 1.0625, 1.0625, 1.125, 0.0]
-    assert rounded[5] == np.float32(3.0e38) or rounded[5] > 3.0e38
-    assert np.isfinite(rounded).all() and rounded[6].view(np.uint32) == 0x7F780000
+def layer_of(slope: float, fine_bins: int = 0, fine_step: float = 0.0) -> ResidualLayer:
+    """A residual layer of 12 single-bin rows, a column every 2 frames, step 0.5, span 4."""
+    return ResidualLayer(bins=12, stride=2, step=0.5, band_start=12, band_growth=GROWTH_ONE,
+                         slope=round(slope * SLOPE_ONE), span=4 * SPAN_ONE if slope else 0, fine_bins=fine_bins,
+                         fine_step=fine_step)
+
+
+def test_peak_grid_is_sixteen_steps_an_octave_exact_in_float32():
+    values = latent.peak_values(np.arange(256))
+    assert values[0] == 0 and values[1] == 2.0**-8 and values[17] == 2.0**-7 and values[255] == latent.MAX_PEAK == 240
+    assert (np.diff(values[1:]) > 0).all() and (values[1:] / np.float32(values[1:]).astype(np.float64) == 1).all()
+    ratios = values[2:] / values[1:-1]
+    assert ratios.max() <= 17 / 16 + 1e-9 and ratios.min() >= 32 / 31 - 1e-9
+
+
+def test_peak_codes_round_up_and_hold_at_the_ends():
+    peaks = np.array([0.0, 2.0**-9, 2.0**-8, 1.0, 1.0000001, 1.07, 240.0, 1e30, np.inf, np.nan], np.float32)
+    codes = latent.peak_codes(peaks)
+    assert codes.dtype == np.uint8
+    assert codes.tolist()[:4] == [0, 1, 1, 129] and codes[4:6].tolist() == [130, 131] and codes[6:9].tolist() == [255] * 3
+    assert codes[9] == 0
+    assert (latent.peak_values(codes[1:8]) >= np.minimum(peaks[1:8], 240)).all()
+
+
+@pytest.mark.parametrize("code_bits", [(5, 5, 5), (4, 3, 4), (2, 2, 2), (16, 16, 16), (9, 8, 9)])
+def test_latent_round_trip_error_is_half_a_step(code_bits):
+    x = np.random.default_rng(sum(code_bits)).standard_normal((2, 3, 1, 50)).astype(np.float32)
+    p = params(*code_bits)
+    codes, peaks = latent.quantize(x, p)
+    assert codes.dtype == (np.int8 if max(code_bits) <= 8 else np.int16) and peaks.dtype == np.uint8
+    limits = np.array([2 ** (b - 1) - 1 for b in code_bits])
+    assert (np.abs(codes).max(axis=(0, 2, 3)) <= limits).all()
+    step = latent.steps(peaks, p)
+    assert step.dtype == np.float32
+    np.testing.assert_array_equal(step, latent.peak_values(peaks) / limits.astype(np.float32))
+    error = np.abs(latent.dequantize(codes, step) - x)
+    assert (error <= step[..., None, None] / 2 * (1 + 1e-5)).all()
 
 
 def test_zero_and_non_finite_channels():
     x = np.zeros((1, 2, 1, 4), np.float32)
     x[0, 1] = [[np.nan, np.inf, -np.inf, 0.5]]
-    codes, scales = quantize(x, 8)
-    assert scales.tolist() == [[0.0, 0.5]] and codes[0, 0].tolist() == [[0, 0, 0, 0]]
-    assert codes[0, 1].tolist() == [[0, 0, 0, 127]] and np.isfinite(dequantize(codes, scales, 8)).all()
+    codes, peaks = latent.quantize(x, params(8, 8))
+    assert peaks.tolist() == [[0, latent.peak_codes(np.float32(0.5))]] and codes[0, 0].tolist() == [[0, 0, 0, 0]]
+    assert codes[0, 1].tolist() == [[0, 0, 0, 127]]
+    assert np.isfinite(latent.dequantize(codes, latent.steps(peaks, params(8, 8)))).all()
 
 
 def test_codes_follow_the_spec_formula():
-    # peak 120 has 5 significant bits: the scale stays 120, and L / s = 127 / 120
+    # a peak of 120 is on the grid (15/16 * 2**7): step 120 / 127, codes rint(x / step), half to even
     x = np.array([[[[120.0, -60.0, 0.5, 3.0]]]], np.float32)
-    codes, scales = quantize(x, 8)
-    assert scales.tolist() == [[120.0]]
-    assert codes.ravel().tolist() == np.rint(x * np.float32(127 / 120)).astype(int).ravel().tolist() == [127, -63, 1, 3]
-    # 16-bit codes with U = 1: s = 2 * 32767 rounds up to 65536, so m / 2 lands just under 0.5
-    x = np.array([[[[2.0, 1.0, -1.9, 0.25]]]], np.float32)
-    codes, scales = quantize(x, 16, 2)
-    assert scales.tolist() == [[65536.0]]
-    assert codes.ravel().tolist() == [1, 0, -1, 0]
+    codes, peaks = latent.quantize(x, params(8))
+    step = np.float32(120.0) / np.float32(127.0)
+    assert latent.peak_values(peaks).tolist() == [[120.0]]
+    assert codes.ravel().tolist() == np.rint(x / step).astype(int).ravel().tolist() == [127, -64, 1, 3]
+    # larger than the grid's top: clipped to +-U
+    codes, peaks = latent.quantize(np.array([[[[1000.0, 124.0, -500.0]]]], np.float32), params(3))
+    assert peaks.tolist() == [[255]] and codes.ravel().tolist() == [3, 2, -3]
+
+
+def test_each_latent_channel_has_its_own_code_bits():
+    x = np.random.default_rng(5).standard_normal((2, 3, 1, 40)).astype(np.float32)
+    codes, peaks = latent.quantize(x, params(3, 4, 2))
+    assert [int(np.abs(codes[:, k]).max()) for k in range(3)] == [3, 7, 1]
+    uniform_codes, uniform_peaks = latent.quantize(x[:, 1:2], params(4))
+    np.testing.assert_array_equal(codes[:, 1:2], uniform_codes)
+    np.testing.assert_array_equal(peaks[:, 1:2], uniform_peaks)
+    assert latent.channel_code_bits(4, 5, (3, 1, 0, 2, 4), 2) == (4, 3, 4, 3, 4)
+    with pytest.raises(ValueError, match="code bits must be 2..16"):
+        latent.code_limit(17)
 
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_phase_round_trip(bits):
     phase = np.linspace(-np.pi, np.pi, 1001, dtype=np.float32)
-    restored = dequantize_phase(quantize_phase(phase, bits), bits)
+    restored = stored_phase.dequantize(stored_phase.quantize(phase, bits), bits)
     error = np.angle(np.exp(1j * (restored - phase)))
     assert np.abs(error).max() <= np.pi / 2**bits * 1.0001
     assert restored.min() > -np.pi and restored.max() <= np.pi
+
+
+def test_residual_rows_follow_the_header_formula():
+    layer = ResidualLayer(bins=40, stride=2, step=0.5, band_start=8, band_growth=round(2 ** 0.25 * GROWTH_ONE))
+    edges = layer.row_edges
+    assert edges[:9] == tuple(range(9)) and edges[-1] == 40
+    for low, high in zip(edges[8:], edges[9:]):
+        assert high == min(40, max(low + 1, (low * layer.band_growth + 2**15) >> 16))
+    assert layer.rows == len(edges) - 1 and layer.code_rows == layer.rows and layer.columns(13) == 6
+    hinted = ResidualLayer(bins=40, stride=2, step=0.5, band_start=8, fine_bins=4, fine_step=0.25, hint_bins=4,
+                           hint_delay=4, hint_turns=4)
+    assert hinted.rows == 4 * 2 + 36 and hinted.code_rows == hinted.rows + 2
+    assert hinted.hints(512).bins == 4 and layer.hints(512) is None
 
 
 @pytest.mark.parametrize("step", [0.5, 1.0, 1.5])
@@ -128,17 +170,6 @@ def test_residual_columns_are_interpolated_between_and_held_after_the_last():
     assert upsample_residual(columns[..., :0], 2).shape == (1, 2, 0)
 
 
-def test_each_latent_channel_can_have_its_own_code_bits():
-    x = np.random.default_rng(5).standard_normal((2, 3, 1, 40)).astype(np.float32)
-    codes, scales = quantize(x, 8, np.array([3, 4, 2]))
-    assert [int(np.abs(codes[:, k]).max()) for k in range(3)] == [3, 7, 1]
-    uniform_codes, uniform_scales = quantize(x[:, 1:2], 8, 4)
-    np.testing.assert_array_equal(codes[:, 1:2], uniform_codes)
-    np.testing.assert_array_equal(scales[:, 1:2], uniform_scales)
-    with pytest.raises(ValueError, match="code bits must be 2..8"):
-        quantize(x, 8, np.array([3, 9, 4]))
-
-
 def test_residual_steps_widen_below_the_loudest_row_of_each_column_up_to_the_span():
     decoded = np.full((1, 6, 3), RESIDUAL_FLOOR, np.float32)
     decoded[0, 0] = [2.0, 0.0, -9.0]  # row 0: one bin
@@ -166,8 +197,8 @@ def decoded_and_original(seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("slope", [0.0, 0.3])
 def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
     decoded, original = decoded_and_original(8)
-    coarse = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
-    layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0, fine_bins=3, fine_step=0.2)
+    coarse = layer_of(slope)
+    layer = layer_of(slope, fine_bins=3, fine_step=0.2)
     codes = layer.quantize(original, decoded, decoded)
     # each fine bin takes two rows (its even frames, then its odd ones) ahead of the other nine
     assert codes.shape == (2, 15, 4)
@@ -179,7 +210,7 @@ def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
     assert (error[:, :3] <= steps[:, :3] / 2 * (1 + 1e-5)).all()
     assert (error[:, 3:, ::2] <= steps[:, 3:, ::2] / 2 * (1 + 1e-5)).all()
     # the fine step scales as the other rows' step does: by the same growth at that frame
-    growth = residual_steps(decoded, 1.0, list(range(13)), slope, 4.0) if slope else np.ones(decoded.shape)
+    growth = residual_steps(decoded, 1.0, list(range(13)), layer.slope_value, 4.0) if slope else np.ones(decoded.shape)
     np.testing.assert_allclose(steps[:, :3], 0.2 * growth[:, :3], rtol=1e-6)
     np.testing.assert_allclose(steps[:, 3:, ::2], 0.5 * growth[:, 3:, ::2], rtol=1e-6)
     # bin 1's odd frames are its second row: a code there moves only that bin and frame
@@ -192,7 +223,7 @@ def test_fine_bins_are_corrected_at_every_frame_in_their_own_step(slope):
 @pytest.mark.parametrize("slope", [0.0, 0.3])
 def test_residual_layer_corrections_land_within_half_their_own_step(slope):
     decoded, original = decoded_and_original(7)
-    layer = ResidualLayer(0.5, tuple(range(13)), 2, slope, 4.0)
+    layer = layer_of(slope)
     codes = layer.quantize(original, decoded, decoded)
     assert codes.shape == (2, 12, 4)
     steps = layer.frame_steps(decoded)
@@ -203,7 +234,6 @@ def test_residual_layer_corrections_land_within_half_their_own_step(slope):
     assert (error <= bound).all()
     if slope:  # quieter rows get wider steps, so fewer code values than with one step
         assert np.ptp(steps) > 0.5
-        assert np.abs(codes).sum() < np.abs(ResidualLayer(0.5, tuple(range(13)), 2).quantize(
-            original, decoded, decoded)).sum()
+        assert np.abs(codes).sum() < np.abs(layer_of(0.0).quantize(original, decoded, decoded)).sum()
     else:
         assert steps == 0.5

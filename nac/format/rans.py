@@ -1,17 +1,16 @@
-"""rANS coding of codes (pure functions; format_spec.md sections 9.1 and 9.2).
+"""rANS coding of integer codes (pure functions; format_spec.md section 9).
 
-Latent codes (format 3.0 and 4.0): each row of codes (one latent channel's
-values over a chunk's frames) is coded in time order; the probability of a
-code comes from the model's static table of its latent channel, in the row
-picked by the code before it (code 0 before the first).
+Latent codes: each row of codes (one latent channel's values over a chunk's
+frames) is coded in time order; the probability of a code comes from the
+model's static table of its latent channel, in the row picked by the code
+before it (code 0 before the first).
 
-Residual codes (format 4.0): adaptive models, one per context of the codes
-left of and below each, start from fixed counts in every chunk and learn the
-chunk as it is coded, so they need no tables and fit any residual setting.
-From format 7.0 the fine bins' rows have contexts of their own, from the same
-bin one frame earlier and the bin below in the same frame.
-From format 8.0 the phase hints' two rows follow, each in contexts of the same
-row's code one column earlier.
+Residual codes: adaptive models, one per context of the codes left of and
+below each, start from fixed counts in every chunk (the model's residual
+tables, or :func:`default_counts`) and learn the chunk as it is coded. The
+fine bins' rows have contexts of their own, from the same bin one frame
+earlier and the bin below in the same frame; the phase hints' two rows
+follow, each in contexts of the same row's code one column earlier.
 
 Frequencies are integers, each >= 1 and summing to ``2**PRECISION``, so
 coding is integer-only and every machine agrees.
@@ -141,13 +140,7 @@ def decode(data: bytes, tables: np.ndarray, freq: np.ndarray, frames: int) -> np
     return np.array(rows, dtype=np.int64).reshape(len(rows), frames) - code_range
 
 
-# Residual codes (format_spec.md section 9.2): adaptive models, one per context.
-# On the 100 dev files `nac eval --max-files 100` picks (v5, the 15.20 kbps
-# setting) this coding took the residual part from 9.88 kbit/s in zstd to
-# 8.46. Estimates from code lengths on the same files: order-0 static tables
-# per row (fitted to 40 train files) 9.51; these contexts with counts from 1
-# instead of the peaked start 8.67; wider contexts (7 x 7 neighbour values,
-# or a third neighbour) 8.8-9.4, learning too slowly within a file.
+# Residual codes: adaptive models, one per context (docs/results.md compares other contexts).
 RESIDUAL_DIRECT = 6  # codes -6..6 are symbols 0..12; others are escaped
 RESIDUAL_ESCAPE = 2 * RESIDUAL_DIRECT + 1  # symbol 13: the code follows as a byte, code + 128
 RESIDUAL_SYMBOLS = RESIDUAL_ESCAPE + 1
@@ -158,16 +151,29 @@ _ESCAPED_BYTE = (1 << PRECISION) // 256  # frequency of each of the 256 escaped 
 _SPREAD = (1 << PRECISION) - RESIDUAL_SYMBOLS  # the share of 2**P the counts divide (each symbol also gets 1)
 
 
-def _initial_counts() -> list[int]:
-    """Counts a context starts from: 64 for code 0, halving with each step away (1 at +-6), 1 for the escape."""
-    return [64 >> abs(s - RESIDUAL_DIRECT) for s in range(RESIDUAL_ESCAPE)] + [1]
+def default_counts() -> np.ndarray:
+    """The counts every context starts from without residual tables: 64 for code 0, halving with each step
+    away (1 at +-6), 1 for the escape; (contexts, symbols) int64."""
+    row = [64 >> abs(s - RESIDUAL_DIRECT) for s in range(RESIDUAL_ESCAPE)] + [1]
+    return np.tile(np.array(row, np.int64), (RESIDUAL_MODELS, 1))
+
+
+def check_counts(counts: np.ndarray) -> None:
+    """Raise ValueError unless ``counts`` are residual tables: (contexts, symbols) integers >= 1, each row's sum
+    at most the count limit."""
+    if counts.shape != (RESIDUAL_MODELS, RESIDUAL_SYMBOLS):
+        raise ValueError(f"residual tables shaped {counts.shape}, expected ({RESIDUAL_MODELS}, {RESIDUAL_SYMBOLS})")
+    if not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1:
+        raise ValueError("residual table counts must be integers >= 1")
+    if (counts.sum(axis=-1) > RESIDUAL_COUNT_LIMIT).any():
+        raise ValueError(f"every residual table row must sum to at most {RESIDUAL_COUNT_LIMIT}")
 
 
 class _AdaptiveModel:
     """Integer symbol counts of one context and the coding intervals they give."""
 
-    def __init__(self):
-        self.counts = _initial_counts()
+    def __init__(self, counts: list[int]):
+        self.counts = list(counts)
         self.total = sum(self.counts)
 
     def interval(self, s: int) -> tuple[int, int]:
@@ -202,7 +208,32 @@ _LEFT_PART = [(2 * RESIDUAL_CONTEXT_CLAMP + 1) * part for part in _CLAMPED]
 RESIDUAL_CONTEXTS = (2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2  # per set: the other rows' set, then the fine rows' (v7)
 _HINT_CONTEXTS = 2 * RESIDUAL_CONTEXTS  # then per hint row (v8), 5: the same row's clamped code a column earlier
 _CLAMP_WIDTH = 2 * RESIDUAL_CONTEXT_CLAMP + 1
-_MODELS = _HINT_CONTEXTS + 2 * _CLAMP_WIDTH
+RESIDUAL_MODELS = _HINT_CONTEXTS + 2 * _CLAMP_WIDTH
+
+
+def residual_symbols(codes: np.ndarray, fine_rows: int = 0, stride: int = 1,
+                     hint_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(context, symbol) of every code of a chunk in coding order (escaped codes as the escape symbol): what
+    residual tables are counted from."""
+    values = np.asarray(codes, np.int64).tolist()
+    order = list(_coding_order(values, np.shape(codes), fine_rows, stride, hint_rows))
+    contexts = np.array([context for *_, context in order], np.int64)
+    picked = np.array([values[c][row][column] for c, row, column, _ in order], np.int64)
+    symbols = np.where(np.abs(picked) <= RESIDUAL_DIRECT, picked + RESIDUAL_DIRECT, RESIDUAL_ESCAPE)
+    return contexts, symbols
+
+
+def counts_from_histogram(histogram: np.ndarray, total: int) -> np.ndarray:
+    """Residual tables from (contexts, symbols) counts: each context's share of ``total``, every count >= 1."""
+    histogram = np.asarray(histogram, np.float64) + 0.5
+    counts = np.maximum(1, np.floor(histogram / histogram.sum(axis=-1, keepdims=True) * total)).astype(np.int64)
+    check_counts(counts)
+    return counts
+
+
+def _models(counts: np.ndarray | None) -> list[_AdaptiveModel]:
+    rows = (default_counts() if counts is None else counts).tolist()
+    return [_AdaptiveModel(row) for row in rows]
 
 
 def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
@@ -242,12 +273,13 @@ def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0,
                 below = plane[row][column] + 128
 
 
-def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint_rows: int = 0) -> bytes:
+def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint_rows: int = 0,
+                    counts: np.ndarray | None = None) -> bytes:
     """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]; the first
-    ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts (v7), the last ``hint_rows`` in the
-    phase hints' (v8)."""
+    ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts, the last ``hint_rows`` in the phase
+    hints'; every context starts from its row of ``counts`` (:func:`default_counts` for None)."""
     values = np.asarray(codes, np.int64).tolist()
-    models = [_AdaptiveModel() for _ in range(_MODELS)]
+    models = _models(counts)
     intervals = []
     for c, row, column, context in _coding_order(values, np.shape(codes), fine_rows, stride, hint_rows):
         value = values[c][row][column]
@@ -261,12 +293,12 @@ def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint
 
 
 def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
-                    hint_rows: int = 0) -> np.ndarray:
+                    hint_rows: int = 0, counts: np.ndarray | None = None) -> np.ndarray:
     """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``,
-    ``stride`` and ``hint_rows``; ValueError if not sound."""
+    ``stride``, ``hint_rows`` and ``counts``; ValueError if not sound."""
     channels, rows, columns = shape
     values = [[[0] * columns for _ in range(rows)] for _ in range(channels)]
-    models = [_AdaptiveModel() for _ in range(_MODELS)]
+    models = _models(counts)
     escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
     reader = _Reader(data)
     for c, row, column, context in _coding_order(values, shape, fine_rows, stride, hint_rows):

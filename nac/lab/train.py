@@ -1,11 +1,11 @@
-"""Train a nac model on a folder of audio (``python -m codec.train`` / ``tools/train.py``).
+"""Train a nac model on a folder of audio (``python -m nac.lab.train`` / ``tools/train.py``).
 
 The seed's knobs are options whose defaults come from the environment:
 MAX_TRAIN_FILES, MAX_AUDIO_SECONDS, MODEL_CHANNELS, MEL_LOSS_WEIGHT, EPOCHS.
 Training audio is decoded once and cached as one int16 array, so a step costs
 only the STFT and the network.
 
-Distributed: run under ``torchrun --nproc_per_node N -m codec.train ...``;
+Distributed: run under ``torchrun --nproc_per_node N -m nac.lab.train ...``;
 each rank draws crops from its own shard of the audio, gradients are averaged
 by DistributedDataParallel (gloo on CPU, NCCL on GPU), and only rank 0 writes
 checkpoints and logs. Every rank resumes from the same ``last.pt``. Checkpoints (``results/<run>/last.pt``) hold
@@ -32,10 +32,9 @@ from torch import distributed as dist
 
 from . import losses
 from .adversarial import Adversary
-from .audio_io import read_audio
-from .model import ModelConfig, build_model, parameter_count
-from .quantize import quantization_noise
-from .stft import from_log_magnitude, log_magnitude
+from ..audio import read_audio
+from ..model.networks import ModelConfig, build_model, parameter_count
+from ..model.stft import from_log_magnitude, log_magnitude
 
 
 def _env(name: str, default, kind=float):
@@ -86,7 +85,7 @@ class TrainSettings:
     refiner_lr_scale: float = 1.0  # the refiner's learning rate over the rest's
     widen_latent: int = 0  # with init_from: grow the latent to this many channels; 0 = keep
     phase_iters: int | None = None  # Griffin-Lim iterations of the model from here on; None = keep its own
-    # Adversarial loss on the decoded low band (codec/adversarial.py); 0 = off.
+    # Adversarial loss on the decoded low band (nac/lab/adversarial.py); 0 = off.
     adversarial_weight: float = 0.0
     feature_matching_weight: float = 0.0
     adversarial_hz: float = 3000.0  # the discriminator sees the bins under this
@@ -148,6 +147,18 @@ class CropSampler:
         gain_db = self.rng.uniform(-18.0, 6.0, (size, 1))
         waves = np.clip(waves * 10 ** (gain_db / 20), -1.0, 1.0)
         return torch.from_numpy(waves.astype(np.float32))
+
+
+def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:
+    """Training stand-in for quantize+dequantize: uniform noise of one code step.
+
+    The step is the per-(item, channel) max-norm over all but the first two
+    axes divided by the code range ``2**(code_bits-1) - 1``, as the encoder's
+    quantizer does with that many code bits.
+    """
+    reduce_dims = tuple(range(2, latent.dim()))
+    step = latent.detach().abs().amax(dim=reduce_dims, keepdim=True) / (2 ** (code_bits - 1) - 1)
+    return latent + (torch.rand_like(latent) - 0.5) * step
 
 
 def training_loss(

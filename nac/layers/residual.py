@@ -1,116 +1,40 @@
-"""Latent and phase quantizers: pure functions, the formulas of format_spec.md §9.
+"""The residual layer: coded corrections of the decoded log-magnitude, and phase hints (format_spec.md section 8).
 
-Latents: per (audio channel, latent channel) max-norm scale ``s`` (float32,
-rounded up to 5 significant bits so zstd stores it in few bytes) and integer
-codes ``q = clamp(round_half_even(x * L / s), -U, U)`` with
-``L = 2**(bits-1) - 1`` and ``U <= L``; dequantized as ``q * (s / L)``.
-Phase: uniform over a full turn with ``2**bits`` levels.
-Log-magnitude residual (v2+ files): int8 codes ``r`` of step ``d``, one
-column every few STFT frames; the decoder interpolates ``r * d`` to every
-frame and adds it to the decoded log-magnitude. The writer may code the
-upper part of the band as one gain per band (bands a fraction of an octave
-wide) instead of per bin (v4+), and the step may grow where the decoded
-spectrum is quiet next to its loudest row (v5, :func:`residual_steps`).
-The lowest bins may be coded at every frame with a step of their own (v6).
-Phase hints (v8): per residual column, a delay and a turn of the low band's
-starting phase (:class:`PhaseHints`).
+The layer corrects the lowest ``bins`` STFT bins. Its codes come in columns,
+one every ``stride`` STFT frames; each column has one code per row: single
+bins up to ``band_start``, then bands that widen by ``band_growth`` (16.16
+fixed point) up to ``bins``. The lowest ``fine_bins`` bins are coded at every
+frame instead (``stride`` rows each), in steps of ``fine_step``. A row's step
+widens where the decoded spectrum lies below its column's loudest row
+(``slope`` / 4096, up to ``span`` / 256 log-magnitude units). With phase
+hints, every column ends with a delay code and a turn code that turn the
+starting phase of the lowest ``hint_bins`` bins. Steps depend only on the
+decoded log-magnitude, so the decoder finds the encoder's from its own
+prediction.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .stft import MAX_LOG_MAGNITUDE
+from ..model.stft import MAX_LOG_MAGNITUDE
 
-CODE_DTYPES = {8: np.int8, 16: np.int16}
-PHASE_DTYPES = {8: np.uint8, 16: np.uint16}
+# Share of its code step by which a corrected bin's magnitude may move during the phase
+# iterations: the truth lies within half a step of the corrected value (docs/results.md).
+PHASE_SLACK = 0.5
 
+GROWTH_ONE = 1 << 16  # band_growth's fixed-point 1.0 (every row one bin); it stays under 2.0
+SLOPE_ONE = 1 << 12  # slope's fixed-point 1.0, also its maximum
+SPAN_ONE = 1 << 8  # span's fixed-point 1.0 (one log-magnitude unit); 16.0 is its maximum
+MAX_STEP = 16.0  # steps lie in (0, 16]: a step of e^16 is already absurd
+HINT_ROWS = 2  # per column with phase hints: a delay code and a turn code
+MAX_HINT_TURNS = 256
 
-def levels(bits: int) -> int:
-    """Largest code magnitude L for ``bits``-bit signed codes."""
-    if bits not in CODE_DTYPES:
-        raise ValueError(f"bits must be 8 or 16, not {bits}")
-    return 2 ** (bits - 1) - 1
-
-
-def quantize(
-    latent: np.ndarray, bits: int, code_bits: int | np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and scales for ``latent`` shaped (channels, latent_channels, ...).
-
-    Returns (codes with the shape of ``latent``, float32 scales (channels, latent_channels)).
-    Non-finite values count as 0; an all-zero channel gets scale 0 and zero codes.
-    ``code_bits`` < ``bits`` uses only ``U = levels(code_bits)`` steps each side:
-    stored scale ``s``, ``m * (L / U)`` (``m = max |x|``) rounded up by
-    :func:`round_up_scale`, and codes ``round(x * L / s)``, so
-    :func:`dequantize` (and any v1.0 decoder) needs nothing new, and zstd
-    turns the smaller code alphabet into fewer bytes. An array of
-    ``code_bits`` gives each latent channel its own.
-    """
-    limit = levels(bits)
-    x = np.nan_to_num(np.asarray(latent, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if code_bits is None:
-        used = np.full(x.shape[1], limit, np.float32)
-    else:
-        per_channel = np.broadcast_to(np.asarray(code_bits), (x.shape[1],))
-        used = np.array([levels_within(int(n), bits) for n in per_channel], np.float32)
-    reduce_axes = tuple(range(2, x.ndim))
-    peaks = np.abs(x).max(axis=reduce_axes) if x.size else np.zeros(x.shape[:2], np.float32)
-    scales = round_up_scale((peaks.astype(np.float32) * (np.float32(limit) / used)).astype(np.float32))
-    trailing = (1,) * len(reduce_axes)
-    safe = np.where(scales > 0, scales, np.float32(1.0)).reshape(scales.shape + trailing)
-    bound = used.reshape((1, -1) + trailing)
-    codes = np.clip(np.rint(x * (np.float32(limit) / safe)), -bound, bound)
-    return codes.astype(CODE_DTYPES[bits]), scales
-
-
-# Scales keep this many of float32's 23 mantissa bits: the lower bytes of every
-# stored scale are then zero, which zstd stores almost for free (about 100
-# instead of 190 bytes for 48 scales), while a code step grows by under 6.25 %.
-SCALE_MANTISSA_BITS = 4
-_LARGEST_SCALE = np.uint32(0x7F7FFFFF & ~((1 << (23 - SCALE_MANTISSA_BITS)) - 1))
-
-
-def round_up_scale(scales: np.ndarray) -> np.ndarray:
-    """The least float32 >= each scale with only :data:`SCALE_MANTISSA_BITS` mantissa bits (capped below inf)."""
-    raw = np.ascontiguousarray(scales, dtype=np.float32).view(np.uint32)
-    low = np.uint32((1 << (23 - SCALE_MANTISSA_BITS)) - 1)
-    rounded = np.where(raw & low, (raw | low) + np.uint32(1), raw).astype(np.uint32)
-    return np.minimum(rounded, _LARGEST_SCALE).view(np.float32)
-
-
-def levels_within(code_bits: int, bits: int) -> int:
-    """Steps each side for ``code_bits``-bit codes held in ``bits``-bit integers."""
-    if not 2 <= code_bits <= bits:
-        raise ValueError(f"code bits must be 2..{bits}, not {code_bits}")
-    return 2 ** (code_bits - 1) - 1
-
-
-def dequantize(codes: np.ndarray, scales: np.ndarray, bits: int) -> np.ndarray:
-    """float32 latent from codes and scales made by :func:`quantize`."""
-    step = (scales.astype(np.float32) / np.float32(levels(bits))).reshape(scales.shape + (1,) * (codes.ndim - 2))
-    return codes.astype(np.float32) * step
-
-
-def quantize_phase(phase: np.ndarray, bits: int) -> np.ndarray:
-    """Unsigned codes ``floor(phi * P / 2pi + 0.5) mod P`` with ``P = 2**bits``."""
-    steps = 2**bits
-    codes = np.floor(np.asarray(phase, dtype=np.float64) * (steps / (2 * np.pi)) + 0.5)
-    return np.mod(codes, steps).astype(PHASE_DTYPES[bits])
-
-
-def dequantize_phase(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Phase in radians, wrapped to (-pi, pi]."""
-    steps = 2**bits
-    turns = codes.astype(np.float64) / steps
-    turns = np.where(turns > 0.5, turns - 1.0, turns)
-    return (turns * 2 * np.pi).astype(np.float32)
-
-
-RESIDUAL_LIMIT = 127  # int8 residual codes use the symmetric range of 8-bit latent codes
+RESIDUAL_LIMIT = 127  # residual codes lie in [-127, 127]
 # Encoder choice: log-magnitudes below this (about -60 dB of a full-scale
 # sine's peak bin) are not worth bits; where both the decoded and the original
 # value lie below it, the residual is 0.
@@ -127,7 +51,7 @@ def quantize_residual(
     brings it within ``step / 2`` of ``original`` wherever both lie above the
     floor (and never moves a value that both leave below it).
 
-    With ``row_edges`` (bins ``0 = e0 < e1 < ... = bins``, :meth:`StreamHeader.residual_row_edges`)
+    With ``row_edges`` (bins ``0 = e0 < e1 < ... = bins``, :attr:`ResidualLayer.row_edges`)
     there is one code per row ``[e_i, e_i+1)`` and column instead, shaped
     (..., rows, columns); a row wider than one bin gets the step nearest to
     the gain that gives the decoded band the original's energy,
@@ -167,7 +91,7 @@ def residual_steps(
     the floor first, ``(log sum exp(2 max(d, F)) - log width) / 2``; ``P`` is
     the highest level in the same column. A row far below its column's
     loudest is masked by it, so its errors are heard less and it gets a
-    coarser step (format_spec.md section 9). ``slope`` 0 gives ``step``
+    coarser step (format_spec.md section 8). ``slope`` 0 gives ``step``
     everywhere. ``d`` is held to ``[F, MAX_LOG_MAGNITUDE]`` (NaN as ``F``),
     so a hostile stream's overflowing prediction still gives finite steps;
     float64 throughout, from float32 inputs.
@@ -187,11 +111,7 @@ def _log_energy(log_mag: np.ndarray) -> np.ndarray:
     return np.logaddexp.reduce(2 * log_mag.astype(np.float64), axis=-2)
 
 
-# Bands of the residual layer (StreamHeader.residual_row_edges). On 100 dev files (v5, 4-bit
-# latents, step 0.5, bands from 500 Hz to 5 kHz), 9 / 10 bands per octave
-# gave PESQ-WB 3.81 / 3.85 at 11.30 / 11.72 kbps, where 8 bands from 1 kHz to
-# 4 kHz gave 3.75 at 11.76 and 6 gave 3.69 at 11.13. Ten keep the bands
-# under about 650 Hz single bins and two bins wide up to about 1.1 kHz.
+# Ten bands per octave keep the bands under about 650 Hz single bins (16 kHz model; docs/results.md).
 DEFAULT_BANDS_PER_OCTAVE = 10
 
 
@@ -222,33 +142,65 @@ def upsample_residual(columns: np.ndarray, stride: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ResidualLayer:
-    """A stream's residual layer as its header fixes it: what encoder and decoder both compute.
+    """A stream's residual layer as its header fixes it (integers as stored): what encoder and decoder compute.
 
     Arrays are shaped (..., bins, frames) for log-magnitudes (``bins`` the
     layer's lowest STFT bins) and (..., code rows, columns) for codes, with
-    one column every ``stride`` frames. The steps depend on the decoded
-    log-magnitude only, so the decoder finds the encoder's from its own
-    prediction. The lowest ``fine_bins`` bins (v6) are coded at every frame,
-    in steps of ``fine_step``: each takes ``stride`` code rows, row ``k``
-    holding its frames ``j * stride + k``, ahead of the other rows.
+    one column every ``stride`` frames. Code rows: ``stride`` per fine bin
+    (row ``k`` of a bin holding its frames ``j * stride + k``), then one per
+    other row of :attr:`row_edges`, then (with hints) the delay and turn rows.
     """
 
-    step: float
-    row_edges: tuple[int, ...]
+    bins: int
     stride: int
-    slope: float = 0.0
-    span: float = 0.0
+    step: float
+    band_start: int
+    band_growth: int = GROWTH_ONE
+    slope: int = 0
+    span: int = 0
     fine_bins: int = 0
     fine_step: float = 0.0
+    hint_bins: int = 0
+    hint_delay: int = 0
+    hint_turns: int = 0
 
-    @property
-    def bins(self) -> int:
-        return self.row_edges[-1]
+    @functools.cached_property
+    def row_edges(self) -> tuple[int, ...]:
+        """Bin edges of the rows: ``[0, 1, ..., band_start]``, then ``e[i+1] = min(bins, max(e[i] + 1,
+        (e[i] * band_growth + 2**15) >> 16))`` up to ``bins``: integers only, so every decoder finds the same."""
+        edges = list(range(min(self.band_start, self.bins) + 1))
+        while edges[-1] < self.bins:
+            grown = (edges[-1] * self.band_growth + (GROWTH_ONE >> 1)) >> 16
+            edges.append(min(self.bins, max(edges[-1] + 1, grown)))
+        return tuple(edges)
 
     @property
     def rows(self) -> int:
-        """Code rows per column: ``stride`` per fine bin, then one per other row."""
+        """The layer's own code rows per column: ``stride`` per fine bin, then one per other row."""
         return self.fine_bins * self.stride + len(self.row_edges) - 1 - self.fine_bins
+
+    @property
+    def code_rows(self) -> int:
+        """Code rows per column, the hints' included."""
+        return self.rows + (HINT_ROWS if self.hint_bins else 0)
+
+    def columns(self, frames: int) -> int:
+        """Columns of ``frames`` STFT frames."""
+        return frames // self.stride
+
+    @property
+    def slope_value(self) -> float:
+        return self.slope / SLOPE_ONE
+
+    @property
+    def span_value(self) -> float:
+        return self.span / SPAN_ONE
+
+    def hints(self, n_fft: int) -> PhaseHints | None:
+        """The layer's phase hints for an STFT of ``n_fft``, None without them."""
+        if not self.hint_bins:
+            return None
+        return PhaseHints(self.hint_bins, self.hint_delay, self.hint_turns, n_fft, self.stride)
 
     @property
     def _coarse_edges(self) -> list[int]:
@@ -274,7 +226,7 @@ class ResidualLayer:
             return self.step
         edges, fine = list(self.row_edges), self.fine_bins
         if self.slope:
-            growth = residual_steps(decoded, 1.0, edges, self.slope, self.span)
+            growth = residual_steps(decoded, 1.0, edges, self.slope_value, self.span_value)
         else:
             growth = np.ones((*decoded.shape[:-2], len(edges) - 1, decoded.shape[-1]))
         coarse = self.step * growth[..., fine:, :: self.stride]
@@ -314,12 +266,27 @@ class ResidualLayer:
             return coarse
         return np.concatenate([self._fine_frames(rows[..., :fine, :]), coarse], axis=-2)
 
+    def apply(self, codes: np.ndarray, log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoded log-magnitude (C, all bins, frames) with ``codes`` (the layer's rows first) applied to its
+        lowest bins, and the phase iterations' slack there (:func:`phase_slack`)."""
+        low = log_mag[:, : self.bins]
+        decoded = low.numpy()
+        change = torch.from_numpy(self.correction(codes[:, : self.rows], decoded))
+        slack = phase_slack(self.frame_steps(decoded), low.shape, log_mag.shape[1])
+        return torch.cat([low + change, log_mag[:, self.bins :]], dim=1), slack
 
-# Phase hints (format_spec.md section 9.3). The encoder's choice: delay codes in
-# -6..6, the residual stream's symbols without escape. On 30 dev files at the 24
-# kbps setting (scratch probe, bins under 1 kHz, a hint every 2 frames) a free
-# delay and turn per column gave +0.045 PESQ-WB; delays in steps of 4 samples
-# (+-24) with 4 turns +0.038 for about 4.2 bits a column (the codes' entropy).
+
+def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int], bins: int) -> torch.Tensor:
+    """The phase iterations' slack (C, bins, frames) for a spectrum of ``bins`` bins whose lowest a residual layer
+    corrects: ``PHASE_SLACK`` of its ``steps`` there (:meth:`ResidualLayer.frame_steps`, ``shape`` (C, layer bins,
+    frames)), 0 above."""
+    channels, low_bins, frames = shape
+    slack = torch.zeros(channels, bins, frames)
+    slack[:, :low_bins] = torch.from_numpy(PHASE_SLACK * np.broadcast_to(np.asarray(steps, np.float32), shape))
+    return slack
+
+
+# The encoder's choice of delay codes, -6..6: the residual stream's symbols without escape.
 HINT_DELAY_RANGE = 6
 
 
@@ -375,13 +342,3 @@ class PhaseHints:
         return turned
 
 
-def quantization_noise(latent: torch.Tensor, code_bits: int) -> torch.Tensor:
-    """Training stand-in for quantize+dequantize: uniform noise of one code step.
-
-    The step is the per-(item, channel) max-norm over all but the first two
-    axes divided by the code range ``2**(code_bits-1) - 1``, matching what
-    :func:`quantize` does at encode time with that many code bits.
-    """
-    reduce_dims = tuple(range(2, latent.dim()))
-    step = latent.detach().abs().amax(dim=reduce_dims, keepdim=True) / (2 ** (code_bits - 1) - 1)
-    return latent + (torch.rand_like(latent) - 0.5) * step

@@ -1,1 +1,0 @@
-"""nac: a neural audio codec (STFT-domain convolutional autoencoder)."""

@@ -1,0 +1,511 @@
+"""The codec as explicit stages over windows of audio, encoder and decoder mirror images.
+
+Encode, one scale group (about 8 s) at a time:
+audio window -> STFT -> encoder network -> latents -> codes and peak codes
+-> (residual layer) the decoder's spectrum from the coded latents -> residual codes and phase hints -> chunks.
+
+Decode, a few groups at a time, each window with context on both sides:
+chunks -> latents -> decoder network -> spectrum -> residual correction
+-> starting phase (phase initializer, phase hints) -> phase reconstruction -> waveform.
+
+Windowed inference keeps memory flat with the file's length: each window
+sees ``ENCODE_CONTEXT`` / ``DECODE_CONTEXT`` latent frames on either side,
+more than the networks' receptive fields (encoder +-7, decoder +-6 frames)
+and most of the reach of the phase iterations, so chunk boundaries leave no
+step in the waveform. Nothing here reads or writes bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import ctypes
+import ctypes.util
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+from .format.header import Companion, StreamInfo, derived_counts
+from .format.records import Chunk
+from .layers import latent as latent_layer
+from .layers import stored_phase
+from .layers.latent import LatentParams, code_limit
+from .layers.residual import GROWTH_ONE, RESIDUAL_FLOOR, SLOPE_ONE, SPAN_ONE, ResidualLayer
+from .model.networks import MAX_PHASE_ITERS
+from .model.stft import log_magnitude
+from .model.zoo import LoadedModel
+from .settings import EncoderSettings
+
+ENCODE_CONTEXT = 10  # latent frames of audio on each side of a scale group when encoding
+DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
+DECODE_WINDOW = 256  # latent frames decoded together (whole chunks, at least one)
+CHUNK_SECONDS = 1.0  # a chunk's length: what one damaged record costs
+GROUP_CHUNKS = 8  # chunks per scale group: the peak codes' reach
+# The encoder runs on one torch thread whatever the caller set: oneDNN and MKL split convolution sums
+# differently for different thread counts, so codes would depend on torch.get_num_threads().
+ENCODE_THREADS = 1
+SILENCE = 2.0**-16  # a chunk whose model-rate samples all stay below this is coded as digital silence
+# Encoder choices for the residual layer (docs/results.md): a column every 2 STFT frames, phase hints of
+# 4-sample delays and quarter turns, and the share of the synthesis shortfall a closed loop makes up.
+RESIDUAL_STRIDE = 2
+HINT_DELAY = 4
+HINT_TURNS = 4
+CLOSED_LOOP_GAIN = 0.5
+# Phase iterations (at least) for a stream with a residual layer, whose magnitude is close enough to the
+# original's that longer refinement pays (docs/results.md).
+RESIDUAL_PHASE_ITERS = 64
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+HEAP_THRESHOLD = 256 << 20  # bytes: arrays below this live on the heap, which keeps this much free
+
+
+def tune_heap() -> None:
+    """Fix glibc's mmap and trim thresholds high for a process that encodes or decodes.
+
+    Windows allocate and free large arrays over and over (the phase iterations
+    once per iteration); with fixed high thresholds their pages are reused
+    instead of mapped and faulted in afresh each time. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run the block with ``count`` torch intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if previous == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------
+# The stream's description from the encoder's settings
+# --------------------------------------------------------------------------
+
+
+def bins_below(hz: float, n_fft: int, sample_rate: int) -> int:
+    """STFT bins whose centre lies below ``hz``."""
+    return min(n_fft // 2 + 1, math.ceil(hz * n_fft / sample_rate))
+
+
+def residual_layer(settings: EncoderSettings, config) -> ResidualLayer | None:
+    """The residual layer ``settings`` ask for from a model of ``config``, None without one."""
+    bins = bins_below(settings.residual_hz, config.n_fft, config.sample_rate)
+    if not bins:
+        return None
+    band_start = bins_below(settings.residual_bands_hz, config.n_fft, config.sample_rate) \
+        if settings.residual_bands_hz else bins
+    fine_bins = min(bins_below(settings.residual_fine_hz, config.n_fft, config.sample_rate), band_start, bins)
+    hint_bins = bins_below(settings.phase_hint_hz, config.n_fft, config.sample_rate) if fine_bins else 0
+    slope = round(settings.residual_slope * SLOPE_ONE)
+    return ResidualLayer(
+        bins=bins,
+        stride=RESIDUAL_STRIDE if config.time_stride % RESIDUAL_STRIDE == 0 else 1,
+        step=float(np.float32(settings.residual_step)),
+        band_start=min(band_start, bins),
+        band_growth=min(2 * GROWTH_ONE - 1, round(2 ** (1 / settings.bands_per_octave) * GROWTH_ONE)),
+        slope=slope,
+        span=round(settings.residual_span * SPAN_ONE) if slope else 0,
+        fine_bins=fine_bins,
+        fine_step=float(np.float32(settings.fine_step)) if fine_bins else 0.0,
+        hint_bins=hint_bins,
+        hint_delay=HINT_DELAY if hint_bins else 0,
+        hint_turns=HINT_TURNS if hint_bins else 0,
+    )
+
+
+def latent_params(settings: EncoderSettings, loaded: LoadedModel) -> LatentParams:
+    """The latent layer ``settings`` ask for: code widths per channel, rANS-coded where the model has tables."""
+    config = loaded.net.config
+    code_bits = settings.effective_code_bits
+    if not 0 <= settings.coarse_channels <= config.latent_channels:
+        raise UsageError(f"coarse channels must be 0..{config.latent_channels} for model {loaded.name}, "
+                         f"not {settings.coarse_channels}")
+    if settings.coarse_channels and not loaded.channel_order:
+        raise UsageError(f"model {loaded.name} has no measured channel order: coarse channels need one")
+    if settings.coarse_channels and code_bits <= 2:
+        raise UsageError(f"coarse channels need code bits of at least 3, not {code_bits}")
+    bits = latent_layer.channel_code_bits(code_bits, config.latent_channels, loaded.channel_order,
+                                          settings.coarse_channels)
+    return LatentParams(config.latent_channels, config.latent_height, bits, code_limit(code_bits) in loaded.code_tables)
+
+
+def stream_info(loaded: LoadedModel, settings: EncoderSettings, channels: int, sample_rate: int,
+                samples: int) -> StreamInfo:
+    """The header of a stream of ``samples`` samples of ``channels`` channels at ``sample_rate``."""
+    config = loaded.net.config
+    chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
+    counts = derived_counts(samples, sample_rate, config.sample_rate, config.n_fft, config.hop_length,
+                            config.time_stride, chunk_frames)
+    latent = latent_params(settings, loaded)
+    residual = residual_layer(settings, config)
+    companions = []
+    if latent.entropy_coded:
+        companions.append((Companion.CODE_TABLES, loaded.companions[Companion.CODE_TABLES]))
+    if residual is not None and Companion.RESIDUAL_TABLES in loaded.companions:
+        companions.append((Companion.RESIDUAL_TABLES, loaded.companions[Companion.RESIDUAL_TABLES]))
+    if Companion.PHASE_INIT in loaded.companions and not settings.store_phase:
+        companions.append((Companion.PHASE_INIT, loaded.companions[Companion.PHASE_INIT]))
+    return StreamInfo(
+        model_id=loaded.model_id, weights_hash=loaded.hash_prefix, original_sample_rate=sample_rate,
+        model_sample_rate=config.sample_rate, channels=channels, sample_count=samples, n_fft=config.n_fft,
+        hop_length=config.hop_length, time_stride=config.time_stride, chunk_frames=chunk_frames,
+        group_chunks=GROUP_CHUNKS, **counts, latent=latent,
+        residual=residual, stored_phase_bits=settings.bits if settings.store_phase else 0,
+        companions=tuple(companions),
+    )
+
+
+# --------------------------------------------------------------------------
+# Decoding stages, shared by the encoder (which foresees the decoder) and the decoder
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Spectrum:
+    """What the phase reconstruction starts from (C, bins, frames)."""
+
+    log_mag: torch.Tensor
+    phase: torch.Tensor  # the starting phase
+    slack: torch.Tensor | None  # how far each bin's magnitude may move (log units), None: not at all
+
+
+class Synthesis:
+    """The decoder's stages from latents to waveform, for a stream's model and layers."""
+
+    def __init__(self, net: torch.nn.Module, info: StreamInfo, phase_init: bool, phase_iters: int | None = None):
+        self.net, self.residual = net, info.residual
+        self.hints = info.residual.hints(info.n_fft) if info.residual else None
+        self.phase_init = net.phase_init if phase_init else None
+        if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
+            raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
+        if phase_iters is None:
+            phase_iters = net.config.phase_iters
+            if info.residual is not None:
+                phase_iters = max(phase_iters, RESIDUAL_PHASE_ITERS)
+        self.phase_iters = phase_iters
+
+    def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
+        """Latents (C, K, H, T') -> the network's spectrum -> residual correction -> starting phase (the phase
+        hints' rows of ``residual`` applied last, unless not ``hinted``: the encoder chooses them from what
+        comes before)."""
+        hidden = self.net.decode_hidden(latent)
+        log_mag, phase = self.net.spectrum_from_hidden(hidden)
+        slack = None
+        if self.residual is not None and residual is not None:
+            log_mag, slack = self.residual.apply(residual, log_mag)
+        if self.phase_init is not None:
+            phase = self.phase_init(hidden, log_mag, phase)
+        if self.hints is not None and residual is not None and hinted:
+            phase = self.hints.apply(residual[:, self.residual.rows :], phase)
+        return Spectrum(log_mag, phase, slack)
+
+    def waveform(self, spectrum: Spectrum, length: int, stored: torch.Tensor | None = None) -> torch.Tensor:
+        """Phase reconstruction: the waveform (C, length), one channel at a time (memory does not grow with
+        channels); a stored phase is used as it is."""
+        if stored is not None:
+            return self.net.synthesize(spectrum.log_mag, stored, length, phase_iters=0)
+        return torch.cat([
+            self.net.synthesize(spectrum.log_mag[c : c + 1], spectrum.phase[c : c + 1], length, self.phase_iters,
+                                None if spectrum.slack is None else spectrum.slack[c : c + 1])
+            for c in range(spectrum.log_mag.shape[0])
+        ])
+
+
+# --------------------------------------------------------------------------
+# Encoder
+# --------------------------------------------------------------------------
+
+
+class SampleWindow:
+    """Random access to a forward-moving span of a signal that arrives in blocks.
+
+    ``blocks`` yields (channels, n) float32 arrays; the signal is cut or
+    zero-padded to ``length`` samples. Memory holds only the blocks that reach
+    past the last :meth:`release` point, up to the furthest sample asked for.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray], channels: int, length: int):
+        self.blocks, self.channels, self.length = iter(blocks), channels, length
+        self.held: collections.deque[tuple[int, np.ndarray]] = collections.deque()  # (first sample, block)
+        self.read = 0  # samples taken from ``blocks`` so far
+
+    def get(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) (start >= the release point), zeros past ``length``."""
+        available = min(stop, self.length)
+        while self.read < available:
+            block = next(self.blocks, None)
+            if block is None:
+                break
+            self.held.append((self.read, block.astype(np.float32, copy=False)))
+            self.read += block.shape[1]
+        window = np.zeros((self.channels, stop - start), np.float32)
+        for first, block in self.held:
+            low, high = max(start, first), min(available, first + block.shape[1])
+            if low < high:
+                window[:, low - start : high - start] = block[:, low - first : high - first]
+        return window
+
+    def release(self, before: int) -> None:
+        """Forget the samples before ``before``."""
+        while self.held and self.held[0][0] + self.held[0][1].shape[1] <= before:
+            self.held.popleft()
+
+
+class Encoder:
+    """Audio at the model rate -> the stream's chunks, one scale group at a time."""
+
+    def __init__(self, loaded: LoadedModel, info: StreamInfo, settings: EncoderSettings):
+        self.net, self.info, self.settings = loaded.net, info, settings
+        self.synthesis = Synthesis(loaded.net, info, Companion.PHASE_INIT in dict(info.companions))
+
+    def chunks(self, source: SampleWindow) -> Iterator[Chunk]:
+        """Every chunk of the stream, in order; ``source`` holds the model-rate audio."""
+        info = self.info
+        group_frames = info.chunk_frames * info.group_chunks
+        for start in range(0, info.latent_frames, group_frames):
+            stop = min(start + group_frames, info.latent_frames)
+            with torch_threads(ENCODE_THREADS), torch.inference_mode():
+                yield from self._group(source, start, stop)
+
+    def _group(self, source: SampleWindow, start: int, stop: int) -> Iterator[Chunk]:
+        info, net = self.info, self.net
+        stride, span = info.time_stride, info.samples_per_frame
+        first, last = max(0, start - ENCODE_CONTEXT), min(info.latent_frames, stop + ENCODE_CONTEXT)
+        source.release(first * span)
+        audio = source.get(first * span, last * span)
+        segment = torch.from_numpy(audio)
+        spec = net.stft.analyze(segment, (last - first) * stride)
+        window_latent = net.encode_spectrum(spec).numpy()
+        silent = self._silent_frames(audio, first, last)
+        window_latent[..., silent] = 0.0
+        own = slice(start - first, stop - first)
+        codes, peaks = latent_layer.quantize(window_latent[..., own], info.latent)
+        frames = slice(own.start * stride, own.stop * stride)
+        residual = phase = None
+        if info.residual is not None:
+            # the window's codes as the decoder will see them, context included (quantized together here)
+            window_codes, window_peaks = latent_layer.quantize(window_latent, info.latent)
+            coded = latent_layer.dequantize(window_codes, latent_layer.steps(window_peaks, info.latent))
+            residual = self._residual_codes(torch.from_numpy(coded), spec, segment.shape[-1])
+            residual = residual[..., frames.start // info.residual.stride : frames.stop // info.residual.stride]
+        if info.stored_phase_bits:
+            phase = stored_phase.quantize(torch.angle(spec[..., frames]).numpy(), info.stored_phase_bits)
+        first_chunk = start // info.chunk_frames
+        for index in range(first_chunk, first_chunk + -(-(stop - start) // info.chunk_frames)):
+            chunk_start, chunk_stop = index * info.chunk_frames - start, min(stop, (index + 1) * info.chunk_frames) - start
+            steps = latent_layer.steps(peaks, info.latent)
+            if silent[own][chunk_start:chunk_stop].all():
+                yield Chunk(index, chunk_stop - chunk_start, steps, None, peaks=peaks)
+                continue
+            columns = slice(chunk_start * stride // (info.residual.stride if info.residual else 1),
+                            chunk_stop * stride // (info.residual.stride if info.residual else 1))
+            yield Chunk(
+                index, chunk_stop - chunk_start, steps, np.ascontiguousarray(codes[..., chunk_start:chunk_stop]),
+                phase=None if phase is None else np.ascontiguousarray(
+                    phase[..., chunk_start * stride : chunk_stop * stride]),
+                residual=None if residual is None else np.ascontiguousarray(residual[..., columns]),
+                peaks=peaks,
+            )
+
+    def _silent_frames(self, audio: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Per latent frame of the window, whether it lies in a chunk of digital silence."""
+        info = self.info
+        span = info.samples_per_frame
+        silent = np.zeros(last - first, bool)
+        for index in range(first // info.chunk_frames, -(-last // info.chunk_frames)):
+            low, high = index * info.chunk_frames, min(info.latent_frames, (index + 1) * info.chunk_frames)
+            if low < first or high > last:
+                continue  # a chunk only partly in the context: not known here, taken as sound
+            samples = audio[:, (low - first) * span : min(info.model_sample_count, high * span) - first * span]
+            silent[low - first : high - first] = not (np.abs(samples) >= SILENCE).any()
+        return silent
+
+    def _residual_codes(self, coded: torch.Tensor, spec: torch.Tensor, length: int) -> np.ndarray:
+        """A window's residual codes (C, code rows, columns) from its coded latents and STFT (``length`` samples).
+
+        They take the log-magnitude the decoder will predict towards the
+        original's (from where the closed loop moves it, if asked for); the
+        phase hints' rows follow, those that turn the starting phase the
+        decoder will synthesize from these codes towards the original's.
+        """
+        layer, net = self.info.residual, self.net
+        log_mag, _ = net.decode_spectrum(coded)
+        original = log_magnitude(spec[:, : layer.bins])
+        decoded = aimed = log_mag[:, : layer.bins]
+        if self.settings.closed_loop:
+            aimed = self._closed_loop_aim(coded, log_mag, original, length)
+        codes = layer.quantize(original.numpy(), aimed.numpy(), decoded.numpy())
+        if self.synthesis.hints is None:
+            return codes
+        hints = self.synthesis.hints
+        start = self.synthesis.spectrum(coded, codes, hinted=False).phase
+        chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins].numpy())
+        return np.concatenate([codes, chosen], axis=1)
+
+    def _closed_loop_aim(self, coded: torch.Tensor, log_mag: torch.Tensor, original: torch.Tensor,
+                         length: int) -> torch.Tensor:
+        """Where the residual codes should start from: the decoded low-bin log-magnitude, moved so that they also
+        make up what synthesis loses.
+
+        Phase reconstruction cannot reach an inconsistent magnitude: the output's
+        own log-magnitude (after the open-loop codes and the decoder's phase
+        iterations) falls short of the original where the codes aimed. Where
+        ``CLOSED_LOOP_GAIN`` of that shortfall comes to at least half a step, the
+        decoded value moves the other way by those whole steps, so the codes aim
+        past it. Both sides are held at the residual floor first, as the
+        quantizer does.
+        """
+        layer = self.info.residual
+        decoded = log_mag[:, : layer.bins].numpy()
+        open_loop = layer.quantize(original.numpy(), decoded, decoded)
+        wave = self.synthesis.waveform(self.synthesis.spectrum(coded, open_loop, hinted=False), length)
+        achieved = log_magnitude(self.net.stft.analyze(wave, original.shape[-1])[:, : layer.bins])
+        shortfall = original.clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
+        steps = layer.frame_steps(decoded)
+        steps = steps if np.isscalar(steps) else torch.from_numpy(steps)
+        return torch.from_numpy(decoded) - steps * torch.round(CLOSED_LOOP_GAIN * shortfall / steps)
+
+
+# --------------------------------------------------------------------------
+# Decoder
+# --------------------------------------------------------------------------
+
+
+class Decoder:
+    """A stream's chunks -> waveform, a few chunks per window with context on both sides."""
+
+    def __init__(self, net: torch.nn.Module, info: StreamInfo, phase_init: bool, phase_iters: int | None = None):
+        self.info = info
+        self.synthesis = Synthesis(net, info, phase_init, phase_iters)
+
+    def blocks(self, chunk_at: Callable[[int], Chunk | None], first_chunk: int = 0, last_chunk: int | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+        """Model-rate waveform (C, samples) of chunks ``first_chunk .. last_chunk``, in order, a window per block.
+
+        ``chunk_at(i)`` gives chunk ``i`` (None for a lost chunk, decoded as
+        silence); neighbours are asked for as context, each at most once.
+        Silent chunks come out as exact zeros.
+        """
+        info = self.info
+        last_chunk = info.chunk_count - 1 if last_chunk is None else last_chunk
+        context_chunks = -(-DECODE_CONTEXT // info.chunk_frames)
+        group = max(1, DECODE_WINDOW // info.chunk_frames)
+        cache: dict[int, Chunk] = {}
+
+        def chunk(index: int) -> Chunk:
+            if index not in cache:
+                found = chunk_at(index)
+                cache[index] = found if found is not None else _lost(info, index)
+            return cache[index]
+
+        def windows() -> Iterator[tuple]:
+            for begin in range(first_chunk, last_chunk + 1, group):
+                end = min(begin + group, last_chunk + 1)
+                for stale in [i for i in cache if i < begin - context_chunks]:
+                    del cache[stale]
+                neighbours = [chunk(i) for i in range(max(0, begin - context_chunks),
+                                                      min(info.chunk_count, end + context_chunks))]
+                yield neighbours, begin, end
+
+        def decode(neighbours: list[Chunk], begin: int, end: int) -> tuple[np.ndarray, int]:
+            return self._window(neighbours, begin, end), end - first_chunk
+
+        for wave, done in _ordered_map(decode, windows(), torch.get_num_threads()):
+            if on_progress is not None:
+                on_progress(done, last_chunk - first_chunk + 1)
+            yield wave
+
+    def _window(self, neighbours: list[Chunk], begin: int, end: int) -> np.ndarray:
+        """The waveform of chunks ``begin .. end - 1`` from them and their ``neighbours`` (context included)."""
+        info = self.info
+        stride, span = info.time_stride, info.samples_per_frame
+        offset = sum(c.frames for c in neighbours if c.index < begin)
+        frames = sum(c.frames for c in neighbours if begin <= c.index < end)
+        total = sum(c.frames for c in neighbours)
+        first, last = max(0, offset - DECODE_CONTEXT), min(total, offset + frames + DECODE_CONTEXT)
+        latent = np.concatenate([latent_layer.dequantize(_codes(info, c), c.steps) for c in neighbours], axis=-1)
+        residual = stored = None
+        if info.residual is not None:
+            per_frame = stride // info.residual.stride
+            residual = np.concatenate([_residual(info, c) for c in neighbours], axis=-1)
+            residual = np.ascontiguousarray(residual[..., first * per_frame : last * per_frame])
+        with torch.inference_mode():
+            window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
+            spectrum = self.synthesis.spectrum(window, residual)
+            if info.stored_phase_bits:
+                phase = np.concatenate([_stored_phase(info, c) for c in neighbours], axis=-1)
+                stored = torch.from_numpy(np.ascontiguousarray(phase[..., first * stride : last * stride]))
+            wave = self.synthesis.waveform(spectrum, (last - first) * span, stored).numpy()
+        wave = wave[:, (offset - first) * span : (offset - first + frames) * span]
+        position = 0
+        for chunk in neighbours:
+            if begin <= chunk.index < end:
+                if chunk.silent:
+                    wave[:, position : position + chunk.frames * span] = 0.0
+                position += chunk.frames * span
+        return wave
+
+
+def _lost(info: StreamInfo, index: int) -> Chunk:
+    """A lost chunk, decoded as silence."""
+    steps = np.zeros((info.channels, info.latent.latent_channels), np.float32)
+    return Chunk(index, info.chunk_frames_at(index), steps, None)
+
+
+def _codes(info: StreamInfo, chunk: Chunk) -> np.ndarray:
+    if chunk.codes is not None:
+        return chunk.codes
+    return np.zeros((info.channels, info.latent.latent_channels, info.latent.latent_height, chunk.frames), np.int8)
+
+
+def _residual(info: StreamInfo, chunk: Chunk) -> np.ndarray:
+    if chunk.residual is not None:
+        return chunk.residual
+    columns = info.residual.columns(chunk.frames * info.time_stride)
+    return np.zeros((info.channels, info.residual.code_rows, columns), np.int8)
+
+
+def _stored_phase(info: StreamInfo, chunk: Chunk) -> np.ndarray:
+    if chunk.phase is not None:
+        return stored_phase.dequantize(chunk.phase, info.stored_phase_bits)
+    return np.zeros((info.channels, info.phase_bins, chunk.frames * info.time_stride), np.float32)
+
+
+def _ordered_map(function: Callable, items: Iterator[tuple], workers: int) -> Iterator:
+    """``function(*item)`` for each item, in order; with several workers, that many run at once.
+
+    Each worker is a thread running torch with one intra-op thread (torch
+    releases the GIL), so windows decode side by side and each gives the same
+    result as it would alone. At most ``workers`` items are in flight.
+    """
+    if workers <= 1:
+        yield from (function(*item) for item in items)
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            pending: collections.deque = collections.deque()
+            for item in items:
+                pending.append(pool.submit(function, *item))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    finally:
+        torch.set_num_threads(previous)
