@@ -148,7 +148,8 @@ def decode_blocks(
     info = stream.info
     span = seek_span(info, keep_model_rate, start, duration)
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
-    return info.channels, *_output_blocks(decoder, info, stream.chunk, keep_model_rate, span, on_progress)
+    return info.channels, *_output_blocks(decoder, info, stream.chunk, keep_model_rate, span, on_progress,
+                                          stream.silent)
 
 
 def _output_blocks(
@@ -158,9 +159,11 @@ def _output_blocks(
     keep_model_rate: bool,
     span: tuple[int, int] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    silent: frozenset[int] = frozenset(),
 ) -> tuple[int, Iterator[np.ndarray]]:
     """(output rate, audio blocks) of the stream's chunks; ``span`` = (first, stop) samples at the output rate
-    decodes only the chunks that cover it, plus one before so resampling starts where both rates share a sample."""
+    decodes only the chunks that cover it, plus one before so resampling starts where both rates share a sample.
+    The spans of ``silent`` chunks come out as exact zeros at the output rate too."""
     out_rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
     out_length = info.model_sample_count if keep_model_rate else info.sample_count
     first, stop = span if span is not None else (0, out_length)
@@ -180,12 +183,21 @@ def _output_blocks(
             remaining -= piece.shape[1]
             yield piece
 
+    rm = info.model_sample_rate
+    quiet = [(-(-start * out_rate // rm), stop * out_rate // rm) for start, stop in map(info.chunk_span, sorted(silent))]
+
     def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         skip, wanted = max(0, first - round(model_start / to_model)), stop - first
+        position = first
         for block in blocks:
             dropped = min(skip, block.shape[1])
             block, skip = block[:, dropped : dropped + wanted], skip - dropped
             wanted -= block.shape[1]
+            for low, high in quiet:  # a resampler's ringing may reach into silence
+                low, high = max(low, position), min(high, position + block.shape[1])
+                if low < high:
+                    block[:, low - position : high - position] = 0.0
+            position += block.shape[1]
             if block.shape[1]:
                 yield block
             if wanted == 0:
@@ -294,7 +306,8 @@ def decode_salvage(
     used = zoo.for_stream(info, model)
     result = container.salvage(data, used.tables)
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
-    rate, blocks = _output_blocks(decoder, info, lambda index: result.chunks[index], keep_model_rate)
+    silent = frozenset(i for i, chunk in enumerate(result.chunks) if chunk is not None and chunk.silent)
+    rate, blocks = _output_blocks(decoder, info, lambda index: result.chunks[index], keep_model_rate, silent=silent)
     audio = np.concatenate([np.zeros((info.channels, 0), np.float32), *blocks], axis=1)
     spans = lost_spans(info, result.lost, keep_model_rate)
     for span in spans:

@@ -324,6 +324,7 @@ class Stream:
     def __init__(self, data: bytes, info: StreamInfo, report: StreamReport, tables: Tables):
         self.data, self.info, self.tables = data, info, tables
         self.offsets = {chunk.index: chunk.offset for chunk in report.chunks if chunk.sound}
+        self.silent = frozenset(chunk.index for chunk in report.chunks if chunk.sound and chunk.silent)
         self._peaks: dict[int, np.ndarray] = {}
 
     def chunk(self, index: int) -> Chunk:

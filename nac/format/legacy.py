@@ -602,6 +602,11 @@ def describe(h: StreamHeader, header_size: int = 0) -> StreamInfo:
         header_size=header_size)
 
 
+def read_header(data: bytes) -> StreamHeader:
+    """A legacy file's own header, parsed and checked."""
+    return _read_header(io.BytesIO(bytes(data)))[0]
+
+
 def read_info(data: bytes) -> tuple[StreamInfo, int]:
     """The header of a legacy file, checked, as today's description, and its size in bytes."""
     header, size = _read_header(io.BytesIO(bytes(data)))
@@ -614,6 +619,7 @@ class LegacyStream:
     def __init__(self, data: bytes, code_tables: dict):
         header, self.chunks = _unpack(data, code_tables)
         self.info = describe(header)
+        self.silent: frozenset[int] = frozenset()  # no legacy format codes silence
 
     def chunk(self, index: int) -> Chunk:
         return self.chunks[index]
