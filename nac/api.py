@@ -8,6 +8,7 @@ original rate, length and channels.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -169,25 +170,31 @@ def _output_blocks(
     first, stop = span if span is not None else (0, out_length)
     if info.latent_frames == 0 or stop <= first:
         return out_rate, iter([np.zeros((info.channels, max(0, stop - first)), np.float32)])
+    rm = info.model_sample_rate
     chunk_samples = info.chunk_frames * info.samples_per_frame
-    to_model = info.model_sample_rate / out_rate
-    first_chunk = max(0, int(first * to_model) // chunk_samples - 1) if span is not None else 0
+    to_model = rm / out_rate
+    # Output starts a chunk before the span, at a model-rate sample that falls on an output sample too, so
+    # the resampler runs in step with a whole-file decode.
+    shared = rm // math.gcd(rm, out_rate)
+    model_start = max(0, int(first * to_model) - chunk_samples) // shared * shared if span is not None else 0
+    first_chunk = model_start // chunk_samples
     last_chunk = min(info.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
-    model_start = first_chunk * chunk_samples
 
     def model_rate_blocks() -> Iterator[np.ndarray]:
         remaining = info.model_sample_count - model_start
+        skip = model_start - first_chunk * chunk_samples
         for piece in decoder.blocks(chunk_at, first_chunk, last_chunk, on_progress):
+            dropped = min(skip, piece.shape[1])
+            piece, skip = piece[:, dropped:], skip - dropped
             # Valid but absurd latents overflow inside the model; the output stays finite whatever the file holds.
             piece = np.nan_to_num(piece[:, : max(0, remaining)], nan=0.0, posinf=0.0, neginf=0.0)
             remaining -= piece.shape[1]
             yield piece
 
-    rm = info.model_sample_rate
     quiet = [(-(-start * out_rate // rm), stop * out_rate // rm) for start, stop in map(info.chunk_span, sorted(silent))]
 
     def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        skip, wanted = max(0, first - round(model_start / to_model)), stop - first
+        skip, wanted = max(0, first - model_start * out_rate // rm), stop - first
         position = first
         for block in blocks:
             dropped = min(skip, block.shape[1])

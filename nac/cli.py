@@ -285,7 +285,7 @@ def format_inspection(path: Path, info: dict) -> str:
     for chunk in info["chunks"]:
         status = "ok" if chunk["crc_ok"] else "CRC MISMATCH"
         lines.append(
-            f"  #{chunk['index']:<4} offset {chunk['offset']:<8} {chunk['payload_size']:>7} bytes "
+            f"  #{chunk['index']:<4} offset {chunk['offset']:<8} {chunk['size']:>7} bytes "
             f"{chunk['frames']:>5} frames  {status}"
         )
     lines.append(f"end record: {'ok' if info['end_record_ok'] else 'MISSING OR DAMAGED'}")

@@ -176,6 +176,16 @@ def stream_info(loaded: LoadedModel, settings: EncoderSettings, channels: int, s
 
 
 @dataclass
+class Features:
+    """The decoder network's last features and its spectrum, the residual correction applied (C, ., frames)."""
+
+    hidden: torch.Tensor
+    log_mag: torch.Tensor
+    phase: torch.Tensor  # the network's phase head
+    slack: torch.Tensor | None
+
+
+@dataclass
 class Spectrum:
     """What the phase reconstruction starts from (C, bins, frames)."""
 
@@ -187,32 +197,40 @@ class Spectrum:
 class Synthesis:
     """The decoder's stages from latents to waveform, for a stream's model and layers."""
 
-    def __init__(self, net: torch.nn.Module, info: StreamInfo, phase_init: bool, phase_iters: int | None = None):
-        self.net, self.residual = net, info.residual
-        self.hints = info.residual.hints(info.n_fft) if info.residual else None
+    def __init__(self, net: torch.nn.Module, info: StreamInfo | None, phase_init: bool,
+                 phase_iters: int | None = None):
+        """``info`` None: a stream of latents alone (analysis tools)."""
+        self.net = net
+        self.residual = info.residual if info is not None else None
+        self.hints = self.residual.hints(info.n_fft) if self.residual else None
         self.phase_init = net.phase_init if phase_init else None
         if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
             raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
         if phase_iters is None:
             phase_iters = net.config.phase_iters
-            if info.residual is not None:
+            if self.residual is not None:
                 phase_iters = max(phase_iters, RESIDUAL_PHASE_ITERS)
         self.phase_iters = phase_iters
 
-    def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
-        """Latents (C, K, H, T') -> the network's spectrum -> residual correction -> starting phase (the phase
-        hints' rows of ``residual`` applied last, unless not ``hinted``: the encoder chooses them from what
-        comes before)."""
+    def features(self, latent: torch.Tensor, residual: np.ndarray | None = None) -> Features:
+        """Latents (C, K, H, T') -> the decoder network's features and spectrum -> residual correction."""
         hidden = self.net.decode_hidden(latent)
         log_mag, phase = self.net.spectrum_from_hidden(hidden)
         slack = None
         if self.residual is not None and residual is not None:
             log_mag, slack = self.residual.apply(residual, log_mag)
+        return Features(hidden, log_mag, phase, slack)
+
+    def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
+        """:meth:`features`, then the starting phase: the phase initializer's, then the phase hints' rows of
+        ``residual`` (unless not ``hinted``: the encoder chooses them from what comes before)."""
+        features = self.features(latent, residual)
+        phase = features.phase
         if self.phase_init is not None:
-            phase = self.phase_init(hidden, log_mag, phase)
+            phase = self.phase_init(features.hidden, features.log_mag, phase)
         if self.hints is not None and residual is not None and hinted:
             phase = self.hints.apply(residual[:, self.residual.rows :], phase)
-        return Spectrum(log_mag, phase, slack)
+        return Spectrum(features.log_mag, phase, features.slack)
 
     def waveform(self, spectrum: Spectrum, length: int, stored: torch.Tensor | None = None) -> torch.Tensor:
         """Phase reconstruction: the waveform (C, length), one channel at a time (memory does not grow with
@@ -266,6 +284,25 @@ class SampleWindow:
             self.held.popleft()
 
 
+@dataclass
+class Window:
+    """What the encoder's analysis of one scale group holds: latent frames ``start .. stop`` of the stream, and
+    context from frame ``first`` on."""
+
+    start: int
+    stop: int
+    first: int
+    samples: int  # model-rate samples analyzed
+    spec: torch.Tensor  # complex STFT (C, bins, frames)
+    latent: np.ndarray  # (C, K, H, frames), zero in silent chunks
+    silent: np.ndarray  # per latent frame: in a chunk of digital silence
+
+    @property
+    def own(self) -> slice:
+        """The group's own latent frames within the window."""
+        return slice(self.start - self.first, self.stop - self.first)
+
+
 class Encoder:
     """Audio at the model rate -> the stream's chunks, one scale group at a time."""
 
@@ -275,50 +312,54 @@ class Encoder:
 
     def chunks(self, source: SampleWindow) -> Iterator[Chunk]:
         """Every chunk of the stream, in order; ``source`` holds the model-rate audio."""
-        info = self.info
+        with torch_threads(ENCODE_THREADS), torch.inference_mode():
+            for window in self.windows(source):
+                yield from self.code(window)
+
+    def windows(self, source: SampleWindow) -> Iterator[Window]:
+        """The analysis of each scale group: its audio with context, STFT and latents (silent chunks zeroed)."""
+        info, net = self.info, self.net
         group_frames = info.chunk_frames * info.group_chunks
         for start in range(0, info.latent_frames, group_frames):
             stop = min(start + group_frames, info.latent_frames)
-            with torch_threads(ENCODE_THREADS), torch.inference_mode():
-                yield from self._group(source, start, stop)
+            first, last = max(0, start - ENCODE_CONTEXT), min(info.latent_frames, stop + ENCODE_CONTEXT)
+            source.release(first * info.samples_per_frame)
+            audio = source.get(first * info.samples_per_frame, last * info.samples_per_frame)
+            with torch.inference_mode():
+                spec = net.stft.analyze(torch.from_numpy(audio), (last - first) * info.time_stride)
+                latent = net.encode_spectrum(spec).numpy()
+            silent = self._silent_frames(audio, first, last)
+            latent[..., silent] = 0.0
+            yield Window(start, stop, first, audio.shape[-1], spec, latent, silent)
 
-    def _group(self, source: SampleWindow, start: int, stop: int) -> Iterator[Chunk]:
-        info, net = self.info, self.net
-        stride, span = info.time_stride, info.samples_per_frame
-        first, last = max(0, start - ENCODE_CONTEXT), min(info.latent_frames, stop + ENCODE_CONTEXT)
-        source.release(first * span)
-        audio = source.get(first * span, last * span)
-        segment = torch.from_numpy(audio)
-        spec = net.stft.analyze(segment, (last - first) * stride)
-        window_latent = net.encode_spectrum(spec).numpy()
-        silent = self._silent_frames(audio, first, last)
-        window_latent[..., silent] = 0.0
-        own = slice(start - first, stop - first)
-        codes, peaks = latent_layer.quantize(window_latent[..., own], info.latent)
+    def code(self, window: Window) -> Iterator[Chunk]:
+        """A scale group's chunks: its latents quantized with the group's peaks, the layers' codes beside them."""
+        info = self.info
+        stride, own = info.time_stride, window.own
+        codes, peaks = latent_layer.quantize(window.latent[..., own], info.latent)
+        steps = latent_layer.steps(peaks, info.latent)
         frames = slice(own.start * stride, own.stop * stride)
         residual = phase = None
         if info.residual is not None:
-            # the window's codes as the decoder will see them, context included (quantized together here)
-            window_codes, window_peaks = latent_layer.quantize(window_latent, info.latent)
+            # the window's latents as the decoder will see them, context included (quantized together here)
+            window_codes, window_peaks = latent_layer.quantize(window.latent, info.latent)
             coded = latent_layer.dequantize(window_codes, latent_layer.steps(window_peaks, info.latent))
-            residual = self._residual_codes(torch.from_numpy(coded), spec, segment.shape[-1])
+            residual = self._residual_codes(torch.from_numpy(coded), window.spec, window.samples)
             residual = residual[..., frames.start // info.residual.stride : frames.stop // info.residual.stride]
         if info.stored_phase_bits:
-            phase = stored_phase.quantize(torch.angle(spec[..., frames]).numpy(), info.stored_phase_bits)
-        first_chunk = start // info.chunk_frames
-        for index in range(first_chunk, first_chunk + -(-(stop - start) // info.chunk_frames)):
-            chunk_start, chunk_stop = index * info.chunk_frames - start, min(stop, (index + 1) * info.chunk_frames) - start
-            steps = latent_layer.steps(peaks, info.latent)
-            if silent[own][chunk_start:chunk_stop].all():
-                yield Chunk(index, chunk_stop - chunk_start, steps, None, peaks=peaks)
+            phase = stored_phase.quantize(torch.angle(window.spec[..., frames]).numpy(), info.stored_phase_bits)
+        per_column = stride // info.residual.stride if info.residual else stride
+        for index in range(window.start // info.chunk_frames, -(-window.stop // info.chunk_frames)):
+            low = index * info.chunk_frames - window.start
+            high = min(window.stop, (index + 1) * info.chunk_frames) - window.start
+            if window.silent[own][low:high].all():
+                yield Chunk(index, high - low, steps, None, peaks=peaks)
                 continue
-            columns = slice(chunk_start * stride // (info.residual.stride if info.residual else 1),
-                            chunk_stop * stride // (info.residual.stride if info.residual else 1))
             yield Chunk(
-                index, chunk_stop - chunk_start, steps, np.ascontiguousarray(codes[..., chunk_start:chunk_stop]),
-                phase=None if phase is None else np.ascontiguousarray(
-                    phase[..., chunk_start * stride : chunk_stop * stride]),
-                residual=None if residual is None else np.ascontiguousarray(residual[..., columns]),
+                index, high - low, steps, np.ascontiguousarray(codes[..., low:high]),
+                phase=None if phase is None else np.ascontiguousarray(phase[..., low * stride : high * stride]),
+                residual=None if residual is None else np.ascontiguousarray(
+                    residual[..., low * per_column : high * per_column]),
                 peaks=peaks,
             )
 
@@ -429,6 +470,14 @@ class Decoder:
             if on_progress is not None:
                 on_progress(done, last_chunk - first_chunk + 1)
             yield wave
+
+    def whole_stream(self, chunks: list[Chunk]) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The latents and residual codes of a whole (short) stream at once, where :meth:`blocks` goes a window at
+        a time: what analysis tools feed to :attr:`synthesis`'s stages."""
+        info = self.info
+        latent = np.concatenate([latent_layer.dequantize(_codes(info, c), c.steps) for c in chunks], axis=-1)
+        residual = np.concatenate([_residual(info, c) for c in chunks], axis=-1) if info.residual else None
+        return torch.from_numpy(latent), residual
 
     def _window(self, neighbours: list[Chunk], begin: int, end: int) -> np.ndarray:
         """The waveform of chunks ``begin .. end - 1`` from them and their ``neighbours`` (context included)."""

@@ -69,7 +69,7 @@ def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
     a = by_name["a.nac"]
     assert a.pcm16_bytes == 32000 and a.original_bytes == (folder / "a.wav").stat().st_size
     assert a.ratio_vs_pcm16 == pytest.approx(32000 / a.nac_bytes)
-    assert 0 < a.overhead_bytes < a.nac_bytes and a.bits == 8 and a.model
+    assert 0 < a.overhead_bytes < a.nac_bytes and a.code_bits == 5 and a.model
     assert "lsd_db" in a.scores and summary["mean_lsd_db"] is not None
     assert summary["kbps"] == pytest.approx(summary["nac_bytes"] * 8 / summary["duration_s"] / 1000)
     parsed = json.loads(batch.format_report(rows, summary, "json"))

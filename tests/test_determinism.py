@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from nac import api
-from nac.audio import write_audio
+from nac.audio import write_audio, resample
 from nac.cli import app
 from nac.settings import EncoderSettings
 
@@ -38,7 +38,7 @@ def restore_threads():
 def inputs(speech) -> list[tuple[np.ndarray, int, dict]]:
     """1 s mono 16 kHz (8 bits), 0.5 s stereo 44.1 kHz with stored phase (16 bits), and with the residual layer."""
     audio, rate = speech
-    stereo = api.resample(np.concatenate([audio, 0.5 * audio])[:, rate : rate + rate // 2], rate, 44100)
+    stereo = resample(np.concatenate([audio, 0.5 * audio])[:, rate : rate + rate // 2], rate, 44100)
     return [(audio[:, :rate], rate, EncoderSettings()), (stereo, 44100, EncoderSettings(bits=16, store_phase=True)),
             (stereo, 44100, EncoderSettings(residual_hz=2000))]
 

@@ -1,11 +1,12 @@
-"""Chunk-windowed inference against whole-file inference, boundary continuity, and seeking."""
+"""Windowed inference against whole-file inference, boundary continuity, and seeking."""
 
 import numpy as np
 import pytest
 import torch
 
 from nac import api, codec
-
+from nac.audio import read_audio, resample, write_audio
+from nac.format.records import Chunk
 from nac.model import zoo
 from nac.settings import EncoderSettings
 
@@ -23,36 +24,50 @@ def long_speech(speech):
 
 
 @pytest.fixture(scope="module")
-def net():
-    return zoo.load_model().net
+def loaded():
+    return zoo.load_model()
 
 
-def test_windowed_encoder_matches_whole_file(net, long_speech):
+def info_for(loaded, samples: int, monkeypatch, group_chunks: int = 1):
+    """A plain stream's description with chunks of ``CHUNK`` latent frames."""
+    frame_seconds = loaded.net.config.hop_length * loaded.net.config.time_stride / loaded.net.config.sample_rate
+    monkeypatch.setattr(codec, "CHUNK_SECONDS", CHUNK * frame_seconds)
+    monkeypatch.setattr(codec, "GROUP_CHUNKS", group_chunks)
+    return codec.stream_info(loaded, EncoderSettings(), 1, 16000, samples)
+
+
+def test_windowed_encoder_matches_whole_file(loaded, long_speech, monkeypatch):
     audio, _ = long_speech
     with torch.inference_mode():
-        whole = net.encode(torch.from_numpy(audio)).numpy()
+        whole = loaded.net.encode(torch.from_numpy(audio)).numpy()
+    info = info_for(loaded, audio.shape[1], monkeypatch, group_chunks=2)
+    encoder = codec.Encoder(loaded, info, EncoderSettings())
     blocks = np.array_split(audio, 37, axis=1)  # odd block sizes exercise the sliding buffer
     source = codec.SampleWindow(blocks, audio.shape[0], audio.shape[1])
-    windowed = np.concatenate([part.latent for part in codec.encode_chunks(net, source, CHUNK)], axis=-1)
+    windowed = np.concatenate([window.latent[..., window.own] for window in encoder.windows(source)], axis=-1)
     assert windowed.shape == whole.shape
     assert np.abs(windowed - whole).max() < LATENT_BOUND
 
 
 @pytest.mark.parametrize("window", [CHUNK, codec.DECODE_WINDOW])  # one chunk per window, or several
-def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, window, monkeypatch):
-    monkeypatch.setattr(streaming, "DECODE_WINDOW", window)
+def test_windowed_decoder_matches_whole_file_without_clicks(loaded, long_speech, window, monkeypatch):
+    monkeypatch.setattr(codec, "DECODE_WINDOW", window)
     audio, _ = long_speech
+    info = info_for(loaded, audio.shape[1], monkeypatch)
+    synthesis = codec.Synthesis(loaded.net, info, phase_init=False)
     with torch.inference_mode():
-        latent = net.encode(torch.from_numpy(audio))
-        whole = net.decode(latent, audio.shape[1]).numpy()
+        latent = loaded.net.encode(torch.from_numpy(audio))
+        whole = synthesis.waveform(synthesis.spectrum(latent), audio.shape[1]).numpy()
     latent = latent.numpy()
-    chunks = -(-latent.shape[-1] // CHUNK)
-    pieces = codec.decode_chunks(net, chunks, CHUNK, lambda i: latent[..., i * CHUNK : (i + 1) * CHUNK])
+    ones = np.ones((1, latent.shape[1]), np.float32)  # float "codes" with steps of 1: the latents as they are
+    chunks = [Chunk(i, min(CHUNK, latent.shape[-1] - i * CHUNK), ones, latent[..., i * CHUNK : (i + 1) * CHUNK])
+              for i in range(info.chunk_count)]
+    pieces = codec.Decoder(loaded.net, info, phase_init=False).blocks(lambda i: chunks[i])
     windowed = np.concatenate(list(pieces), axis=-1)[:, : audio.shape[1]]
     assert np.abs(windowed - whole).max() < WAVE_BOUND
     # No clicks: at every chunk boundary the sample step is the one the
     # whole-file decode has there (the speech itself may jump at a boundary).
-    span = CHUNK * net.config.hop_length * net.config.time_stride
+    span = CHUNK * info.samples_per_frame
     boundaries = np.arange(span, windowed.shape[1] - 1, span) - 1
     added = np.abs(np.diff(windowed[0]))[boundaries] - np.abs(np.diff(whole[0]))[boundaries]
     assert added.max() < 2 * WAVE_BOUND
@@ -61,7 +76,7 @@ def test_windowed_decoder_matches_whole_file_without_clicks(net, long_speech, wi
 @pytest.mark.parametrize("rate,residual_hz", [(16000, 0.0), (44100, 0.0), (16000, 1000.0)])
 def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate, residual_hz):
     audio, source_rate = long_speech
-    audio = api.resample(audio, source_rate, rate)
+    audio = resample(audio, source_rate, rate)
     data = api.encode(audio, rate, EncoderSettings(residual_hz=residual_hz))
     full, _ = api.decode(data)
     part, out_rate = api.decode(data, start=17.25, duration=3.0)
@@ -72,16 +87,25 @@ def test_seek_matches_a_cut_of_the_full_decode(long_speech, rate, residual_hz):
     assert tail.shape[1] == full.shape[1] - 29 * rate
 
 
-def test_encode_file_streams_blocks_to_the_same_bytes(tmp_path, long_speech):
-    from nac.audio import write_audio
+def test_seek_decodes_only_the_chunks_it_needs(long_speech, monkeypatch):
+    audio, rate = long_speech
+    data = api.encode(audio, rate)
+    decoded = []
+    original = codec.Decoder.blocks
 
+    def counting(self, chunk_at, *args, **kwargs):
+        return original(self, lambda i: decoded.append(i) or chunk_at(i), *args, **kwargs)
+
+    monkeypatch.setattr(codec.Decoder, "blocks", counting)
+    api.decode(data, start=17.25, duration=3.0)
+    assert 4 <= len(set(decoded)) <= 8  # the span's chunks, one before and context: not the file's 31
+
+
+def test_encode_file_streams_blocks_to_the_same_bytes(tmp_path, long_speech):
     audio, rate = long_speech
     stereo = np.concatenate([audio, 0.5 * audio], axis=0)
-    at_44k = api.resample(stereo, rate, 44100)
     path = tmp_path / "long.flac"
-    write_audio(path, at_44k, 44100)
-    from nac.audio import read_audio
-
+    write_audio(path, resample(stereo, rate, 44100), 44100)
     stored, _ = read_audio(path)
     api.encode_file(path, tmp_path / "long.nac")
     assert (tmp_path / "long.nac").read_bytes() == api.encode(stored, 44100)

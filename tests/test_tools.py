@@ -234,7 +234,6 @@ def test_diagnose_rebuilds_match_the_decoder_and_print_a_table(tmp_path):
     from conftest import load_tool
 
     from nac import api
-
     from nac.model import zoo
 
     diagnose = load_tool("diagnose")
@@ -262,8 +261,7 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
     import torch
     from conftest import load_tool
 
-    from nac import api
-
+    from nac import api, codec
     from nac.model import zoo
 
     diagnose = load_tool("diagnose")
@@ -273,10 +271,9 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
     stream = api.encode(audio, rate, settings)
     net = zoo.load_model().net.eval()
     with torch.inference_mode():
-        ways = diagnose.rebuilds(net, torch.from_numpy(audio), 5, api.residual_phase_iters(net.config),
-                                 decoded_only=True, coded=api.unpack(stream))
-        plain = diagnose.rebuilds(net, torch.from_numpy(audio), 4, api.residual_phase_iters(net.config),
-                                  decoded_only=True)
+        ways = diagnose.rebuilds(net, torch.from_numpy(audio), 5, codec.RESIDUAL_PHASE_ITERS,
+                                 decoded_only=True, coded=api.open_stream(stream))
+        plain = diagnose.rebuilds(net, torch.from_numpy(audio), 4, codec.RESIDUAL_PHASE_ITERS, decoded_only=True)
     decoded, _ = api.decode(stream)
     assert np.abs(ways["decoded"].numpy() - decoded).max() < 1e-3  # the residual layer applied, as nac decode does
     assert np.abs(plain["decoded"].numpy() - decoded).max() > 1e-2

@@ -149,8 +149,8 @@ def test_exported_model_loads_by_path_and_codes_audio(spec1d_run, tmp_path, half
 
     audio = tone_and_noise(0.5, seed=3)
     data = api.encode(audio, RATE, model=str(path))
-    header = bitstream.read_header(data)
-    assert (header.model_id, header.weights_hash, header.latent_channels) == (42, loaded.hash_prefix, 4)
+    info = container.read_info(data)[0]
+    assert (info.model_id, info.weights_hash, info.latent.latent_channels) == (42, loaded.hash_prefix, 4)
     decoded, rate = api.decode(data, model=str(path))
     assert rate == RATE and decoded.shape == audio.shape and np.isfinite(decoded).all()
     with pytest.raises(ModelError):  # id 42 is not a shipped model

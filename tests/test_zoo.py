@@ -18,15 +18,13 @@ import torch
 from safetensors.torch import save
 
 from nac import api
-
-from nac.format import container
-
-from nac.model import zoo
 from nac.errors import ModelError
-from nac.settings import EncoderSettings
+from nac.format import container
+from nac.model import zoo
 from nac.model.networks import ModelConfig, build_model, parameter_count
+from nac.settings import EncoderSettings
 
-VECTOR = Path(__file__).resolve().parent / "vectors" / "legacy" / "speech-0.25s.nac"
+VECTOR = Path(__file__).resolve().parent / "vectors" / "speech-0.25s.nac"
 MAX_SHIPPED_BYTES = 4 * 1024 * 1024
 TINY = ModelConfig(width=8, latent_channels=2, downsample=1)
 
@@ -52,8 +50,8 @@ def write_model(path: Path, tensors: dict, metadata: dict) -> Path:
 
 def forged(**changes) -> bytes:
     """The speech vector with header fields changed (the container stays valid)."""
-    header, chunks = bitstream.unpack(VECTOR.read_bytes())
-    return bitstream.pack(dataclasses.replace(header, **changes), chunks)
+    info, chunks = api.unpack(VECTOR.read_bytes())
+    return container.pack(dataclasses.replace(info, **changes), chunks, zoo.for_stream(info).tables)
 
 
 # --------------------------------------------------------------------------
@@ -118,7 +116,7 @@ def test_the_shipped_model_decodes_the_vector_by_id_and_by_path():
 
 @pytest.mark.parametrize("forge", ["zeros", "ones", "last-bit"])
 def test_file_made_by_other_weights_is_refused(forge):
-    real = bitstream.read_header(VECTOR.read_bytes()).weights_hash
+    real = container.read_info(VECTOR.read_bytes())[0].weights_hash
     weights_hash = {"zeros": bytes(8), "ones": b"\xff" * 8, "last-bit": real[:7] + bytes([real[7] ^ 1])}[forge]
     assert weights_hash != real
     data = forged(weights_hash=weights_hash)

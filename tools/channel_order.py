@@ -24,9 +24,9 @@ import torch  # noqa: E402
 import zstandard  # noqa: E402
 
 from nac.format import container  # noqa: E402
-
-from nac.layers import residual  # noqa: E402
-
+from nac.layers import latent as latent_layer  # noqa: E402
+from nac.layers.latent import LatentParams  # noqa: E402
+from nac.layers.residual import RESIDUAL_FLOOR  # noqa: E402
 from nac.model import zoo  # noqa: E402
 from nac.lab.evaluate import collect_inputs, load_reference, spread  # noqa: E402
 from nac.model.stft import log_magnitude  # noqa: E402
@@ -35,13 +35,15 @@ from nac.model.stft import log_magnitude  # noqa: E402
 def channel_costs(net: torch.nn.Module, files: list[Path], code_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Per latent channel: summed log-magnitude MSE rise and zstd bytes saved, over ``files``."""
     channels = net.config.latent_channels
-    floor = quantize.RESIDUAL_FLOOR
-    compressor = zstandard.ZstdCompressor(level=bitstream.ZSTD_LEVEL_LATENT)
+    floor = RESIDUAL_FLOOR
+    compressor = zstandard.ZstdCompressor(level=container.ZSTD_LEVEL_CODES)
     rise, saved = np.zeros(channels), np.zeros(channels)
 
     def decoded_error(latent: np.ndarray, per_channel: np.ndarray, target: torch.Tensor) -> tuple[float, np.ndarray]:
-        codes, scales = quantize.quantize(latent, 8, per_channel)
-        log_mag, _ = net.decode_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+        params = LatentParams(channels, latent.shape[2], tuple(int(b) for b in per_channel), False)
+        codes, peaks = latent_layer.quantize(latent, params)
+        coded = latent_layer.dequantize(codes, latent_layer.steps(peaks, params))
+        log_mag, _ = net.decode_spectrum(torch.from_numpy(coded))
         return float((log_mag.clamp(min=floor) - target).square().mean()), codes
 
     with torch.inference_mode():

@@ -40,49 +40,37 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nac import api, codec  # noqa: E402
-
 from nac.lab import evaluate, metrics, train  # noqa: E402
-
-from nac.layers import residual  # noqa: E402
-
+from nac.layers import latent as latent_layer  # noqa: E402
+from nac.layers.latent import LatentParams  # noqa: E402
 from nac.model import zoo  # noqa: E402
-from nac.model.stft import from_log_magnitude, log_magnitude, magnitude_from_log, griffin_lim, polar  # noqa: E402
+from nac.model.stft import from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
 START_TEST_HZ = 1000  # "true phase under F Hz as the start": how much a better starting phase there could give
-
-
-def stream_spectrum(net, header, chunks: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The log-magnitude (residual layer applied), starting phase (phase hints applied) and phase slack a decoder
-    synthesizes from a stream's header and chunks (:func:`codec.api.unpack`) that ``net`` coded: decoded as a
-    whole, where ``nac decode`` goes a window at a time."""
-    latent = np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], axis=-1)
-    layer, hints = api.residual_layer(header), api.phase_hints(header)
-    correct = steer = None
-    if layer is not None:
-        codes = np.concatenate([c.residual for c in chunks], axis=-1)
-        correct = lambda log_mag: codec.apply_residual(layer, codes, log_mag)  # noqa: E731
-    if hints is not None:
-        steer = lambda phase: hints.apply(codes[:, layer.rows :], phase)  # noqa: E731
-    return net.synthesis_spectrum(torch.from_numpy(latent), correct, steer)
 
 
 def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = None,
              decoded_only: bool = False, coded: tuple | None = None) -> dict[str, torch.Tensor]:
     """Waveforms (1, T) rebuilt each way from ``wave`` (1, T); ``phase_iters`` overrides the model's.
 
-    With ``coded``, the (header, chunks) of ``wave`` as ``nac encode`` coded
-    it with ``net``, the decoded spectrum is the stream's
-    (:func:`stream_spectrum`; ``code_bits`` unused).
+    With ``coded``, the stream ``nac encode`` made of ``wave`` with ``net`` (:func:`nac.api.open_stream`), the
+    decoded spectrum is the stream's (``code_bits`` unused).
     """
     length = wave.shape[-1]
     spec = net.spectrum(wave)
     if coded is None:
         latent = net.encode_spectrum(spec).numpy()
-        codes, scales = quantize.quantize(latent, 8, code_bits)
-        log_mag, phase, slack = net.synthesis_spectrum(torch.from_numpy(quantize.dequantize(codes, scales, 8)))
+        params = LatentParams(latent.shape[1], latent.shape[2], (code_bits,) * latent.shape[1], False)
+        codes, peaks = latent_layer.quantize(latent, params)
+        coded_latent = torch.from_numpy(latent_layer.dequantize(codes, latent_layer.steps(peaks, params)))
+        spectrum = codec.Synthesis(net, None, net.phase_init is not None).spectrum(coded_latent)
     else:
-        log_mag, phase, slack = stream_spectrum(net, *coded)
+        stream, used = coded
+        decoder = codec.Decoder(net, stream.info, used.phase_init)
+        spectrum = decoder.synthesis.spectrum(*decoder.whole_stream([stream.chunk(i)
+                                                                      for i in range(stream.info.chunk_count)]))
+    log_mag, phase, slack = spectrum.log_mag, spectrum.phase, spectrum.slack
     decoded = net.synthesize(log_mag, phase, length, phase_iters, slack)
     if decoded_only:
         return {"decoded": decoded}
@@ -141,7 +129,7 @@ def main() -> None:
     if args.preset is not None:
         settings, preset_iters = evaluate.parse_preset(args.preset)
         phase_iters = next((n for n in (args.phase_iters, preset_iters) if n is not None),
-                           api.residual_phase_iters(net.config) if settings.residual_hz else None)
+                           max(net.config.phase_iters, codec.RESIDUAL_PHASE_ITERS) if settings.residual_hz else None)
         coding = f"preset {args.preset}"
     files = evaluate.spread(evaluate.collect_inputs([args.corpus], args.split, args.kind), args.files)
     scores: dict[str, list[tuple[float, float]]] = {}
@@ -149,7 +137,7 @@ def main() -> None:
         reference = evaluate.load_reference(path)  # mono at the model's rate
         coded = None
         if settings is not None:
-            coded = api.unpack(api.encode(reference, rate, settings, model=args.model), model=args.model)
+            coded = api.open_stream(api.encode(reference, rate, settings, model=args.model), model=args.model)
         with torch.inference_mode():
             ways = rebuilds(net, torch.from_numpy(reference), args.code_bits, phase_iters, args.decoded_only, coded)
         for name, wave in ways.items():

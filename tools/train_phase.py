@@ -35,11 +35,12 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nac.audio import resample
 from nac import api, codec  # noqa: E402
 
 from nac.lab import evaluate  # noqa: E402
 
-from nac.layers import residual  # noqa: E402
+
 
 from nac.model import zoo  # noqa: E402
 from nac.model.networks import LowBandPhase  # noqa: E402
@@ -63,7 +64,7 @@ def prepare(args: argparse.Namespace) -> None:
         name = args.pairs / f"{count:05d}"
         data = api.encode(reference, evaluate.SCORE_RATE, settings[count % len(settings)], model=loaded.name)
         name.with_suffix(".nac").write_bytes(data)
-        truth = api.resample(reference, evaluate.SCORE_RATE, TRUTH_RATE)
+        truth = resample(reference, evaluate.SCORE_RATE, TRUTH_RATE)
         soundfile.write(name.with_suffix(".flac"), truth[0], TRUTH_RATE)
         seconds += reference.shape[-1] / evaluate.SCORE_RATE
         if seconds >= args.minutes * 60:
@@ -73,15 +74,12 @@ def prepare(args: argparse.Namespace) -> None:
 
 def decoder_view(net, data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hidden, synthesized log-magnitude, head phase) a decoder has for a stream, whole."""
-    header, chunks = api.unpack(data)
-    latent = torch.from_numpy(np.concatenate([quantize.dequantize(c.codes, c.scales, header.bits) for c in chunks], -1))
-    layer = api.residual_layer(header)
+    stream, _ = api.open_stream(data)
+    decoder = codec.Decoder(net, stream.info, phase_init=False)
     with torch.inference_mode():
-        hidden = net.decode_hidden(latent)
-        log_mag, phase = net.spectrum_from_hidden(hidden)
-        if layer is not None:
-            log_mag, _ = codec.apply_residual(layer, np.concatenate([c.residual for c in chunks], -1), log_mag)
-    return hidden[0], log_mag[0, :MAGNITUDE_BINS], phase[0]
+        features = decoder.synthesis.features(*decoder.whole_stream([stream.chunk(i)
+                                                                    for i in range(stream.info.chunk_count)]))
+    return features.hidden[0], features.log_mag[0, :MAGNITUDE_BINS], features.phase[0]
 
 
 def load_pair(model: str | None, path: Path) -> dict[str, torch.Tensor] | None:
@@ -90,7 +88,7 @@ def load_pair(model: str | None, path: Path) -> dict[str, torch.Tensor] | None:
     net = zoo.load_model(model).net.eval()
     hidden, log_mag, phase = decoder_view(net, path.read_bytes())
     audio, rate = soundfile.read(path.with_suffix(".flac"), dtype="float32")
-    reference = api.resample(audio[None], rate, net.config.sample_rate)
+    reference = resample(audio[None], rate, net.config.sample_rate)
     with torch.inference_mode():
         truth = net.spectrum(torch.from_numpy(np.ascontiguousarray(reference)))[0, :INIT_BINS]
     frames = min(truth.shape[-1], hidden.shape[-1])

@@ -449,24 +449,29 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
     report = _scan(data, info, header_size)
     lost = report.lost_chunks()
     problems = list(report.problems)
-    offsets: dict[int, int] = {}
+    candidates: dict[int, list[int]] = {}  # chunk index -> offsets of its sound records, in file order
     for record in report.chunks:
         if record.problem is not None:
             problems.append(f"chunk record at offset {record.offset}: {record.problem}")
-        if record.sound and record.index not in offsets:
-            offsets[record.index] = record.offset
+        if record.sound:
+            candidates.setdefault(record.index, []).append(record.offset)
+    offsets = {index: found[0] for index, found in candidates.items()}
     chunks: list[Chunk | None] = [None] * info.chunk_count
     peaks_of: dict[int, np.ndarray | None] = {}
-    for index in sorted(offsets):
+    for index in sorted(candidates):
         group = info.group(index).start
         if group not in peaks_of:
             peaks_of[group] = _salvaged_peaks(data, info, offsets, info.group(index))
         if peaks_of[group] is None:
             lost[index] = "its scale group's peak codes were lost"
             continue
-        try:
-            chunks[index] = _decode_record(data, info, offsets[index], peaks_of[group], tables)
-        except FormatError as err:
-            lost[index] = str(err).removeprefix(f"chunk {index}: ")
-            problems.append(str(err))
+        for offset in candidates[index]:  # a later record of the index may be the sound one (a foreign one first)
+            try:
+                chunks[index] = _decode_record(data, info, offset, peaks_of[group], tables)
+                break
+            except FormatError as err:
+                lost[index] = str(err).removeprefix(f"chunk {index}: ")
+                problems.append(str(err))
+        if chunks[index] is not None:
+            lost.pop(index, None)
     return Salvage(info, chunks, dict(sorted(lost.items())), tuple(problems))

@@ -300,8 +300,12 @@ def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> L
     if key is not None and str(key).endswith(".safetensors"):
         path = Path(key)
         data, config, model_id = read_weights_file(path)
+        digest = hashlib.sha256(data).hexdigest()
+        shipped = next((entry for entry in list_models(models_dir) if entry.sha256 == digest), None)
+        if shipped is not None:  # a shipped model's weights by path: with its companions
+            return load_model(shipped.name, models_dir)
         net = build_from_bytes(data, config, path)
-        return LoadedModel(net, model_id, hashlib.sha256(data).digest()[:8], path.stem)
+        return LoadedModel(net, model_id, bytes.fromhex(digest)[:8], path.stem)
     entry = find_entry(key, models_dir)
     tables, counts, companions = {}, None, {}
     if entry.code_tables:
