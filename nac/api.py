@@ -24,7 +24,7 @@ from .errors import InputError, NacError, OutputError, UsageError
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
-from .model import zoo
+from .model import manifest, zoo
 from .settings import EncoderSettings
 
 MIN_RATE, MAX_RATE = 8000, 192000
@@ -39,7 +39,7 @@ def bitrate_settings(bitrate: str, model: str | None = None) -> EncoderSettings:
         raise UsageError(f"bitrate {bitrate!r}: give kbps, like 6k or 12.5")
     if model is not None and str(model).endswith(".safetensors"):
         raise UsageError("--bitrate needs a shipped model (its measured rates); use --bits / --code-bits")
-    return zoo.rate_point(zoo.find_entry(model), kbps).settings
+    return manifest.rate_point(manifest.find_entry(model), kbps).settings
 
 
 def _check_audio_args(channels: int, sample_rate: int) -> None:
@@ -459,7 +459,7 @@ def inspect(data: bytes) -> dict:
     info = report.header
     duration = info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0
     try:
-        model_name = zoo.find_entry(info.model_id).name
+        model_name = manifest.find_entry(info.model_id).name
     except NacError:
         model_name = None
     return {

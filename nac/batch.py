@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from . import api, codec
 from .audio import audio_info, read_audio
 from .format import container
-from .model import zoo
+from .model import manifest
 from .errors import InputError, NacError, UsageError
 from .settings import EncoderSettings
 
@@ -237,7 +237,7 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
     h = scan.header
     duration = h.sample_count / h.original_sample_rate
     try:
-        model = zoo.find_entry(h.model_id).name
+        model = manifest.find_entry(h.model_id).name
     except NacError:
         model = f"id {h.model_id}"
     pcm = 2 * h.channels * h.sample_count

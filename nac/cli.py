@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import api, batch, codec
-from .model import zoo
+from .model import manifest, zoo
 from .audio import is_stdio, write_atomic
 from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
 from .settings import DEFAULT_BANDS_PER_OCTAVE, DEFAULT_RESIDUAL_SPAN, DEFAULT_RESIDUAL_STEP, EncoderSettings
@@ -308,8 +308,8 @@ def format_inspection(path: Path, info: dict) -> str:
 @reports_errors
 def models() -> None:
     """List the shipped models."""
-    default = zoo.find_entry(None).name
-    for entry in zoo.list_models():
+    default = manifest.find_entry(None).name
+    for entry in manifest.list_models():
         mark = "*" if entry.name == default else " "
         typer.echo(
             f"{mark} {entry.id:>3}  {entry.name:20} {entry.sample_rate} Hz  {entry.parameters:>9,} params  "

@@ -218,7 +218,11 @@ class Synthesis:
         log_mag, phase = self.net.spectrum_from_hidden(hidden)
         slack = None
         if self.residual is not None and residual is not None:
-            log_mag, slack = self.residual.apply(residual, log_mag)
+            bins = self.residual.bins
+            corrected, low_slack = self.residual.apply(residual, log_mag[:, :bins].numpy())
+            log_mag = torch.cat([torch.from_numpy(corrected), log_mag[:, bins:]], dim=1)
+            slack = torch.zeros_like(log_mag)
+            slack[:, :bins] = torch.from_numpy(low_slack)
         return Features(hidden, log_mag, phase, slack)
 
     def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
@@ -229,7 +233,7 @@ class Synthesis:
         if self.phase_init is not None:
             phase = self.phase_init(features.hidden, features.log_mag, phase)
         if self.hints is not None and residual is not None and hinted:
-            phase = self.hints.apply(residual[:, self.residual.rows :], phase)
+            phase = torch.from_numpy(self.hints.apply(residual[:, self.residual.rows :], phase.numpy()))
         return Spectrum(features.log_mag, phase, features.slack)
 
     def waveform(self, spectrum: Spectrum, length: int, stored: torch.Tensor | None = None) -> torch.Tensor:

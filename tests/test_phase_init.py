@@ -20,7 +20,7 @@ from nac import api, codec
 from nac.errors import ModelError
 from nac.format import container
 from nac.format.header import Companion
-from nac.model import zoo
+from nac.model import manifest, zoo
 from nac.model.networks import LowBandPhase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def without_initializer(net):
 
 def models_copy(tmp_path: Path) -> Path:
     models = tmp_path / "models"
-    shutil.copytree(zoo.MODELS_DIR, models)
+    shutil.copytree(manifest.MODELS_DIR, models)
     return models
 
 
@@ -68,7 +68,7 @@ def test_the_default_model_loads_its_initializer_and_decoding_uses_it(short_spee
     audio, rate = short_speech
     net = zoo.load_model().net
     assert isinstance(net.phase_init, LowBandPhase) and not net.phase_init.training
-    data = api.encode(audio[:, :rate], rate, zoo.rate_point(zoo.find_entry(None), 24).settings)
+    data = api.encode(audio[:, :rate], rate, manifest.rate_point(manifest.find_entry(None), 24).settings)
     initialized, _ = api.decode(data)
     with without_initializer(net):
         plain, _ = api.decode(data)
@@ -77,7 +77,7 @@ def test_the_default_model_loads_its_initializer_and_decoding_uses_it(short_spee
 
 def test_a_stream_that_does_not_list_the_initializer_decodes_without_it(short_speech):
     audio, rate = short_speech
-    data = api.encode(audio[:, :rate], rate, zoo.rate_point(zoo.find_entry(None), 24).settings)
+    data = api.encode(audio[:, :rate], rate, manifest.rate_point(manifest.find_entry(None), 24).settings)
     info, chunks = api.unpack(data)
     unlisted = replace(info, companions=tuple(c for c in info.companions if c[0] != Companion.PHASE_INIT))
     without = container.pack(unlisted, chunks, zoo.for_stream(info).tables)
@@ -93,7 +93,7 @@ def test_the_initializer_starts_nearer_the_true_phase_under_1_khz_on_real_speech
     audio, rate = speech
     clip = audio[:, : 6 * rate]
     net = zoo.load_model().net
-    settings = replace(zoo.rate_point(zoo.find_entry(None), 24).settings, phase_hint_hz=0.0)  # the start, unturned
+    settings = replace(manifest.rate_point(manifest.find_entry(None), 24).settings, phase_hint_hz=0.0)  # the start, unturned
     stream, used = api.open_stream(api.encode(clip, rate, settings))
     chunks = [stream.chunk(i) for i in range(stream.info.chunk_count)]
     assert used.phase_init  # the stream lists the initializer: decoders use it
@@ -167,7 +167,7 @@ def test_train_phase_prepares_pairs_and_trains_an_initializer_the_zoo_loads(tmp_
     assert trained.returncode == 0, trained.stderr
     assert "held out: phase head" in trained.stdout and f"wrote {out}" in trained.stdout
     row = next(row for row in json.loads((models / "manifest.json").read_text())["models"]
-               if row["name"] == zoo.find_entry(None).name)
+               if row["name"] == manifest.find_entry(None).name)
     assert row["phase_init"] == out.name
     initializer = zoo.load_model(models_dir=models).net.phase_init
     assert isinstance(initializer, LowBandPhase) and initializer is not zoo.load_model().net.phase_init

@@ -303,12 +303,12 @@ def test_diagnose_judges_a_training_checkpoint(tmp_path):
 
 
 def test_channel_order_ranks_every_latent_channel_into_the_manifest(tmp_path):
-    from nac.model import zoo
+    from nac.model import manifest, zoo
 
-    entry = zoo.find_entry(None)
+    entry = manifest.find_entry(None)
     models = tmp_path / "models"
     models.mkdir()
-    (models / entry.file).write_bytes((zoo.MODELS_DIR / entry.file).read_bytes())
+    (models / entry.file).write_bytes((manifest.MODELS_DIR / entry.file).read_bytes())
     row = {key: getattr(entry, key) for key in ("id", "name", "file", "sha256", "sample_rate", "parameters")}
     (models / "manifest.json").write_text(json.dumps({"default": entry.name, "models": [row]}))
     corpus = tmp_path / "corpus"

@@ -20,7 +20,7 @@ from safetensors.torch import save
 from nac import api
 from nac.errors import ModelError
 from nac.format import container
-from nac.model import zoo
+from nac.model import manifest, zoo
 from nac.model.networks import ModelConfig, build_model, parameter_count
 from nac.settings import EncoderSettings
 
@@ -29,12 +29,12 @@ MAX_SHIPPED_BYTES = 4 * 1024 * 1024
 TINY = ModelConfig(width=8, latent_channels=2, downsample=1)
 
 
-def manifest() -> dict:
-    return json.loads((zoo.MODELS_DIR / "manifest.json").read_text())
+def manifest_json() -> dict:
+    return json.loads((manifest.MODELS_DIR / "manifest.json").read_text())
 
 
 def default_row() -> dict:
-    data = manifest()
+    data = manifest_json()
     return next(row for row in data["models"] if row["name"] == data["default"])
 
 
@@ -61,22 +61,22 @@ def forged(**changes) -> bytes:
 
 def test_manifest_lists_the_default_model_and_its_hash_matches_the_file():
     row = default_row()
-    data = (zoo.MODELS_DIR / row["file"]).read_bytes()
+    data = (manifest.MODELS_DIR / row["file"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == row["sha256"]
-    entry = zoo.find_entry(None)
+    entry = manifest.find_entry(None)
     assert (entry.name, entry.id, entry.sha256) == (row["name"], row["id"], row["sha256"])
     assert entry.hash_prefix == hashlib.sha256(data).digest()[:8]
 
 
 def test_manifest_ids_and_names_are_unique():
-    rows = manifest()["models"]
+    rows = manifest_json()["models"]
     assert len({r["id"] for r in rows}) == len(rows) and len({r["name"] for r in rows}) == len(rows)
     assert all(1 <= r["id"] <= 65535 for r in rows)  # 0 is reserved for models given by path
 
 
 def test_shipped_model_parameter_count_config_and_size():
     row = default_row()
-    path = zoo.MODELS_DIR / row["file"]
+    path = manifest.MODELS_DIR / row["file"]
     loaded = zoo.load_model()
     assert parameter_count(loaded.net) == row["parameters"]
     assert json.loads(loaded.net.config.to_json()) == row["config"]
@@ -88,11 +88,11 @@ def test_shipped_model_parameter_count_config_and_size():
 
 def test_tampered_weights_are_refused(tmp_path):
     models = tmp_path / "models"
-    shutil.copytree(zoo.MODELS_DIR, models)
+    shutil.copytree(manifest.MODELS_DIR, models)
     assert zoo.load_model(models_dir=models).model_id == default_row()["id"]  # the intact copy loads
 
     tampered = tmp_path / "tampered"
-    shutil.copytree(zoo.MODELS_DIR, tampered)
+    shutil.copytree(manifest.MODELS_DIR, tampered)
     weights = tampered / default_row()["file"]
     data = bytearray(weights.read_bytes())
     data[-100] ^= 0x01  # inside the tensor data: still a valid safetensors file
@@ -110,7 +110,7 @@ def test_tampered_weights_are_refused(tmp_path):
 def test_the_shipped_model_decodes_the_vector_by_id_and_by_path():
     data = VECTOR.read_bytes()
     assert api.decode(data)[0].shape == (1, 4000)
-    path = zoo.MODELS_DIR / default_row()["file"]
+    path = manifest.MODELS_DIR / default_row()["file"]
     assert api.decode(data, model=str(path))[0].shape == (1, 4000)
 
 
@@ -123,25 +123,25 @@ def test_file_made_by_other_weights_is_refused(forge):
     with pytest.raises(ModelError, match=weights_hash.hex()):
         api.decode(data)
     with pytest.raises(ModelError):  # naming the model explicitly does not bypass the check
-        api.decode(data, model=str(zoo.MODELS_DIR / default_row()["file"]))
+        api.decode(data, model=str(manifest.MODELS_DIR / default_row()["file"]))
 
 
 @pytest.mark.parametrize("model_id", [999, 65535])
 def test_unknown_model_id_is_refused(model_id):
-    assert model_id not in {row["id"] for row in manifest()["models"]}
+    assert model_id not in {row["id"] for row in manifest_json()["models"]}
     with pytest.raises(ModelError, match="unknown model"):
         api.decode(forged(model_id=model_id))
 
 
 def test_retired_model_id_is_refused_by_name():
-    retired = manifest()["retired"][0]
+    retired = manifest_json()["retired"][0]
     with pytest.raises(ModelError, match=f"{retired['name']} .id {retired['id']}. was retired"):
         api.decode(forged(model_id=retired["id"]))
 
 
 def test_custom_model_id_needs_the_model_by_path():
     with pytest.raises(ModelError, match="custom model"):
-        api.decode(forged(model_id=zoo.CUSTOM_MODEL_ID))
+        api.decode(forged(model_id=manifest.CUSTOM_MODEL_ID))
 
 
 def test_unknown_model_name_is_refused():
@@ -197,7 +197,7 @@ def test_pickles_passed_as_models_are_refused_without_unpickling(tmp_path):
 def test_a_well_formed_custom_model_loads_by_path(tmp_path):
     path = write_model(tmp_path / "ok.safetensors", tiny_tensors(), {"nac_config": TINY.to_json()})
     loaded = zoo.load_model(str(path))
-    assert loaded.net.config == TINY and loaded.model_id == zoo.CUSTOM_MODEL_ID
+    assert loaded.net.config == TINY and loaded.model_id == manifest.CUSTOM_MODEL_ID
     assert loaded.hash_prefix == hashlib.sha256(path.read_bytes()).digest()[:8]
 
 
@@ -277,7 +277,7 @@ def test_a_missing_model_file_is_refused(tmp_path):
 
 
 def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
-    entry = zoo.find_entry(None)
+    entry = manifest.find_entry(None)
     kbps = [point.kbps for point in entry.rates]
     assert kbps == sorted(kbps) and kbps[0] < 6.0 and kbps[-1] > 20.0
     assert all(point.settings.check().code_bits is not None for point in entry.rates)  # valid, code bits named
@@ -291,7 +291,7 @@ def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_desc
                                       {"bits": 8, "code_bits": 4, "residual_hz": 4000, "residual_step": 0.5,
                                        "residual_bands_hz": 1000, "bands_per_octave": 8, "kbps": 11.5}],
            "channel_order": [2, 0, 1]}
-    entry = zoo._entry(row)
+    entry = manifest._entry(row)
     assert entry.channel_order == (2, 0, 1)
     plain, banded, residual = entry.rates
     assert plain.settings == EncoderSettings(code_bits=3)
@@ -300,31 +300,31 @@ def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_desc
     assert "residual" not in plain.describe() and "coarse" not in plain.describe()
     assert banded.settings == EncoderSettings(code_bits=4, residual_hz=4000.0, residual_step=0.5,
                                               residual_bands_hz=1000.0, bands_per_octave=8.0)
-    assert zoo._entry({**row, "rates": [point.settings.to_json() | {"kbps": point.kbps} for point in entry.rates]}
-                      ).rates == tuple(zoo.RatePoint(point.settings, point.kbps) for point in entry.rates)
+    assert manifest._entry({**row, "rates": [point.settings.to_json() | {"kbps": point.kbps} for point in entry.rates]}
+                      ).rates == tuple(manifest.RatePoint(point.settings, point.kbps) for point in entry.rates)
     assert banded.options().endswith("--residual-hz 4000 --residual-step 0.5 --residual-bands-hz 1000 "
                                      "--bands-per-octave 8")
 
 
 def points(*rates):
-    return zoo.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
-                          rates=tuple(zoo.RatePoint(EncoderSettings(code_bits=bits), kbps) for bits, kbps in rates))
+    return manifest.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
+                          rates=tuple(manifest.RatePoint(EncoderSettings(code_bits=bits), kbps) for bits, kbps in rates))
 
 
 @pytest.mark.parametrize("target, code_bits", [(6.0, 3), (7.0, 4), (7.5, 4), (100.0, 6), (1.0, 3)])
 def test_rate_point_is_the_highest_at_or_below_the_target_else_the_lowest(target, code_bits):
     entry = points((3, 5.0), (4, 7.0), (6, 10.0))
-    assert zoo.rate_point(entry, target).settings.code_bits == code_bits
+    assert manifest.rate_point(entry, target).settings.code_bits == code_bits
 
 
 def test_a_model_without_rates_refuses_a_bitrate():
     with pytest.raises(ModelError, match="no measured bitrates"):
-        zoo.rate_point(points(), 6.0)
+        manifest.rate_point(points(), 6.0)
 
 
 @pytest.mark.parametrize("text", ["6k", "6 kbps", "6", "6.0K", " 6kbit/s "])
 def test_bitrate_text_is_read_as_kbps(text):
-    expected = zoo.rate_point(zoo.find_entry(None), 6.0)
+    expected = manifest.rate_point(manifest.find_entry(None), 6.0)
     assert api.bitrate_settings(text) == expected.settings and expected.settings.code_bits is not None
 
 

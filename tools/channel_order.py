@@ -27,7 +27,7 @@ from nac.format import container  # noqa: E402
 from nac.layers import latent as latent_layer  # noqa: E402
 from nac.layers.latent import LatentParams  # noqa: E402
 from nac.layers.residual import RESIDUAL_FLOOR  # noqa: E402
-from nac.model import zoo  # noqa: E402
+from nac.model import manifest, zoo  # noqa: E402
 from nac.lab.evaluate import collect_inputs, load_reference, spread  # noqa: E402
 from nac.model.stft import log_magnitude  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path, help="corpus folder with MANIFEST.tsv")
     parser.add_argument("--files", type=int, default=30)
     parser.add_argument("--code-bits", type=int, default=4)
-    parser.add_argument("--models-dir", type=Path, default=zoo.MODELS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=manifest.MODELS_DIR)
     args = parser.parse_args()
     torch.set_num_threads(1)
     net = zoo.load_model(args.model, args.models_dir).net
@@ -78,7 +78,7 @@ def main() -> None:
     order = [int(k) for k in np.argsort(rise / np.maximum(saved, 1), kind="stable")]
     for k in order:
         print(f"channel {k:3d}: error +{rise[k] / len(files):.5f} for {saved[k] / len(files):.1f} bytes a file")
-    manifest_path = zoo.update_manifest_row(args.model, {"channel_order": order}, args.models_dir)
+    manifest_path = manifest.update_manifest_row(args.model, {"channel_order": order}, args.models_dir)
     print(f"wrote channel_order of {args.model} ({len(order)} channels) to {manifest_path}")
 
 

@@ -32,7 +32,7 @@ from nac.format import container, rans  # noqa: E402
 from nac.lab import tables  # noqa: E402
 from nac.lab.evaluate import collect_inputs, load_reference, spread  # noqa: E402
 from nac.layers.latent import code_limit  # noqa: E402
-from nac.model import zoo  # noqa: E402
+from nac.model import manifest, zoo  # noqa: E402
 
 
 def build_latent(args, train: list[Path], dev: list[Path], rate: int) -> tuple[dict, str]:
@@ -80,10 +80,10 @@ def main() -> None:
     parser.add_argument("--dev-files", type=int, default=100)
     parser.add_argument("--code-bits", default="3,4,5", help="latent: comma-separated code bits to build tables for")
     parser.add_argument("--bitrates", default="8k,12k,16k,24k", help="residual: the points to count codes at")
-    parser.add_argument("--models-dir", type=Path, default=zoo.MODELS_DIR)
+    parser.add_argument("--models-dir", type=Path, default=manifest.MODELS_DIR)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rate = zoo.find_entry(args.model, args.models_dir).sample_rate
+    rate = manifest.find_entry(args.model, args.models_dir).sample_rate
     train = spread(collect_inputs([args.corpus], "train", "speech_wb"), args.files)
     dev = spread(collect_inputs([args.corpus], "dev", "speech_wb"), args.dev_files)
     tensors, suffix = (build_latent if args.kind == "latent" else build_residual)(args, train, dev, rate)
@@ -91,7 +91,7 @@ def main() -> None:
     name = f"{args.model}.{suffix}.safetensors"
     (args.models_dir / name).write_bytes(data)
     field = "code_tables" if args.kind == "latent" else "residual_tables"
-    zoo.update_manifest_row(args.model, {field: name, f"{field}_sha256": hashlib.sha256(data).hexdigest()},
+    manifest.update_manifest_row(args.model, {field: name, f"{field}_sha256": hashlib.sha256(data).hexdigest()},
                             args.models_dir)
     print(f"wrote {args.models_dir / name} ({len(data)} bytes) and its manifest row")
 

@@ -22,7 +22,7 @@ from safetensors.torch import save  # noqa: E402
 
 from nac.model.networks import parameter_count  # noqa: E402
 from nac.lab.train import model_from_checkpoint  # noqa: E402
-from nac.model.zoo import MODELS_DIR  # noqa: E402
+from nac.model.manifest import MODELS_DIR  # noqa: E402
 
 
 def export(checkpoint: Path, name: str, model_id: int, description: str, half: bool, models_dir: Path,

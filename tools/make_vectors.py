@@ -35,7 +35,7 @@ from nac.audio import read_audio, resample  # noqa: E402
 from nac.format import container  # noqa: E402
 from nac.format.header import Companion, LayerType  # noqa: E402
 from nac.layers.residual import GROWTH_ONE  # noqa: E402
-from nac.model import zoo  # noqa: E402
+from nac.model import manifest, zoo  # noqa: E402
 from nac.settings import EncoderSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def describe(item: Vector, data: bytes) -> dict:
     """The JSON record of one vector: recipe, header, records, sha256."""
     report = container.scan(data)
     info = report.header
-    model = zoo.find_entry(info.model_id)
+    model = manifest.find_entry(info.model_id)
     return {
         "file": f"{item.name}.nac",
         "bytes": len(data),
@@ -131,7 +131,7 @@ def _row(offset: int, raw: bytes, name: str, value: str) -> str:
 
 def _header_rows(data: bytes, info) -> list[str]:
     """One table row per header field of a format 9 file, with its bytes and meaning."""
-    model = zoo.find_entry(info.model_id)
+    model = manifest.find_entry(info.model_id)
     u = lambda fmt, at: struct.unpack_from(fmt, data, at)[0]  # noqa: E731
     rows = [
         _row(0, data[:8], "magic", "`\\x89NAC\\r\\n\\x1a\\n`"),

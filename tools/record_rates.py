@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nac.lab.evaluate import parse_preset  # noqa: E402
 from nac.errors import ModelError  # noqa: E402
-from nac.model.zoo import MODELS_DIR, update_manifest_row  # noqa: E402
+from nac.model.manifest import MODELS_DIR, update_manifest_row  # noqa: E402
 
 SCORES = ("pesq_wb", "visqol", "stoi")
 

@@ -42,7 +42,7 @@ from nac.lab import evaluate  # noqa: E402
 
 
 
-from nac.model import zoo  # noqa: E402
+from nac.model import manifest, zoo  # noqa: E402
 from nac.model.networks import LowBandPhase  # noqa: E402
 
 INIT_BINS, MAGNITUDE_BINS = 32, 64  # 0-1 kHz initialized, 0-2 kHz seen, at 16 kHz / 512-point STFT
@@ -53,8 +53,8 @@ HELD_OUT = 20  # every HELD_OUT-th pair scores the weights
 
 def prepare(args: argparse.Namespace) -> None:
     loaded = zoo.load_model(args.model)
-    entry = zoo.find_entry(args.model)
-    settings = [zoo.rate_point(entry, float(kbps)).settings for kbps in args.rates.split(",")]
+    entry = manifest.find_entry(args.model)
+    settings = [manifest.rate_point(entry, float(kbps)).settings for kbps in args.rates.split(",")]
     files = evaluate.collect_inputs([args.corpus], "train", "speech_wb")
     rng = np.random.default_rng(0)
     args.pairs.mkdir(parents=True, exist_ok=True)
@@ -180,9 +180,9 @@ def train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: held-out weighted cos {best:.4f}, {step} steps")
     if args.record:
         name = zoo.load_model(args.model).name
-        zoo.update_manifest_row(name, {"phase_init": args.out.name,
+        manifest.update_manifest_row(name, {"phase_init": args.out.name,
                                        "phase_init_sha256": hashlib.sha256(args.out.read_bytes()).hexdigest()})
-        print(f"listed as {name}'s phase initializer in {zoo.MODELS_DIR / 'manifest.json'}")
+        print(f"listed as {name}'s phase initializer in {manifest.MODELS_DIR / 'manifest.json'}")
 
 
 def main() -> None:
@@ -209,8 +209,8 @@ def main() -> None:
     for each in (first, second):
         each.add_argument("--model", default=None)
     args = parser.parse_args()
-    if args.command == "train" and args.record and args.out.resolve().parent != zoo.MODELS_DIR.resolve():
-        parser.error(f"--record needs OUT in the models folder {zoo.MODELS_DIR}")
+    if args.command == "train" and args.record and args.out.resolve().parent != manifest.MODELS_DIR.resolve():
+        parser.error(f"--record needs OUT in the models folder {manifest.MODELS_DIR}")
     {"prepare": prepare, "train": train}[args.command](args)
 
 

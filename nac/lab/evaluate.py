@@ -56,7 +56,7 @@ from .. import api
 from ..audio import read_audio, resample, write_atomic, write_audio
 from ..codec import torch_threads
 from ..errors import NacError, UsageError
-from ..model import zoo
+from ..model import manifest, zoo
 from ..model.networks import MAX_PHASE_ITERS
 from ..settings import EncoderSettings
 from . import metrics, opus
@@ -214,7 +214,7 @@ def parse_preset(name: str) -> Preset:
 
 def nac_systems(models: list[str], presets: list[str]) -> list[System]:
     """Every (model, preset) pair; no models means every shipped model. Unknown models fail here."""
-    names = models or [entry.name for entry in zoo.list_models()]
+    names = models or [entry.name for entry in manifest.list_models()]
     systems = []
     for key in dict.fromkeys(names):
         name = zoo.load_model(key).name  # checks the weights once, before any file

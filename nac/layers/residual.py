@@ -19,9 +19,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..model.stft import MAX_LOG_MAGNITUDE
+from ..model.scale import MAX_LOG_MAGNITUDE
 
 # Share of its code step by which a corrected bin's magnitude may move during the phase
 # iterations: the truth lies within half a step of the corrected value (docs/results.md).
@@ -266,24 +265,17 @@ class ResidualLayer:
             return coarse
         return np.concatenate([self._fine_frames(rows[..., :fine, :]), coarse], axis=-2)
 
-    def apply(self, codes: np.ndarray, log_mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoded log-magnitude (C, all bins, frames) with ``codes`` (the layer's rows first) applied to its
-        lowest bins, and the phase iterations' slack there (:func:`phase_slack`)."""
-        low = log_mag[:, : self.bins]
-        decoded = low.numpy()
-        change = torch.from_numpy(self.correction(codes[:, : self.rows], decoded))
-        slack = phase_slack(self.frame_steps(decoded), low.shape, log_mag.shape[1])
-        return torch.cat([low + change, log_mag[:, self.bins :]], dim=1), slack
+    def apply(self, codes: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layer's bins of the decoded log-magnitude (C, bins, frames) with ``codes`` (the layer's rows first)
+        applied, and the phase iterations' slack there (:func:`phase_slack`), float32."""
+        corrected = decoded + self.correction(codes[:, : self.rows], decoded)
+        return corrected.astype(np.float32), phase_slack(self.frame_steps(decoded), decoded.shape)
 
 
-def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int], bins: int) -> torch.Tensor:
-    """The phase iterations' slack (C, bins, frames) for a spectrum of ``bins`` bins whose lowest a residual layer
-    corrects: ``PHASE_SLACK`` of its ``steps`` there (:meth:`ResidualLayer.frame_steps`, ``shape`` (C, layer bins,
-    frames)), 0 above."""
-    channels, low_bins, frames = shape
-    slack = torch.zeros(channels, bins, frames)
-    slack[:, :low_bins] = torch.from_numpy(PHASE_SLACK * np.broadcast_to(np.asarray(steps, np.float32), shape))
-    return slack
+def phase_slack(steps: float | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """How far (log units) each corrected bin's magnitude may move in the phase iterations, float32 ``shape``:
+    ``PHASE_SLACK`` of its code step (:meth:`ResidualLayer.frame_steps`)."""
+    return (PHASE_SLACK * np.broadcast_to(np.asarray(steps, np.float32), shape)).astype(np.float32)
 
 
 # The encoder's choice of delay codes, -6..6: the residual stream's symbols without escape.
@@ -331,14 +323,14 @@ class PhaseHints:
         codes[np.broadcast_to((loudest < np.exp(RESIDUAL_FLOOR))[:, None], codes.shape)] = 0
         return codes.astype(np.int8)
 
-    def apply(self, codes: np.ndarray, phase: torch.Tensor) -> torch.Tensor:
-        """``phase`` (C, bins, frames) with the hints ``codes`` (C, 2, columns) added to its lowest bins."""
+    def apply(self, codes: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """``phase`` (C, >= bins, frames) with the hints ``codes`` (C, 2, columns) added to its lowest bins."""
         delays, turns = np.asarray(codes, np.float64)[:, 0], np.asarray(codes, np.float64)[:, 1]
         shift = self._rotation(delays.reshape(-1)).reshape(self.bins, *delays.shape)  # (bins, C, columns)
         shift = np.moveaxis(shift, 0, 1) + (2 * np.pi / self.turns) * turns[:, None, :]
         frames = np.repeat(shift, self.stride, axis=-1)[..., : phase.shape[-1]]
-        turned = phase.clone()
-        turned[:, : self.bins] += torch.from_numpy(frames.astype(np.float32))
+        turned = np.array(phase, np.float32)
+        turned[:, : self.bins] += frames.astype(np.float32)
         return turned
 
 

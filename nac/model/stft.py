@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-LOG_EPS = 1e-5
-# A Hann-window STFT of a full-scale signal stays below n_fft / 2 in magnitude;
-# log-magnitudes above this bound (exp(7) ~ 1100) are clamped before use.
-MAX_LOG_MAGNITUDE = 7.0
+from .scale import LOG_EPS, MAX_LOG_MAGNITUDE
+
 # Squared-window sums below this are treated as this (only where no window reaches).
 MIN_ENVELOPE = 1e-11
 

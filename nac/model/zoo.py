@@ -1,4 +1,4 @@
-"""Shipped models: ``nac/models/manifest.json`` plus one safetensors file per model and its companions.
+"""Loading models: the weights and companions the manifest (:mod:`nac.model.manifest`) lists, or a file by path.
 
 Every model has an explicit numeric id that is never reused; a ``.nac`` file
 records that id and the first 8 bytes of the weights' sha256, and the hash of
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,127 +25,10 @@ from ..errors import FormatError, ModelError
 from ..format import rans
 from ..format.container import Tables
 from ..format.header import Companion, StreamInfo
-from ..settings import EncoderSettings
+from .manifest import CUSTOM_MODEL_ID, MODELS_DIR, ModelEntry, find_entry, list_models
 from .networks import LowBandPhase, ModelConfig, build_model
 
-MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
-CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class RatePoint:
-    """One measured operating point of a model: encoder settings and what they gave.
-
-    ``kbps`` and ``scores`` (metric name, value) come from ``nac eval`` on the
-    corpus dev split (``tools/record_rates.py`` writes them into the manifest).
-    """
-
-    settings: EncoderSettings
-    kbps: float
-    scores: tuple[tuple[str, float], ...] = ()
-
-    def options(self) -> str:
-        """The ``nac encode`` options this point stands for."""
-        return self.settings.options()
-
-    def describe(self, width: int = 0) -> str:
-        """One line: kbps, the options (padded to ``width``), the scores."""
-        scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
-        return f"{self.kbps:6.2f} kbps  {self.options():<{width}}  {scores}".rstrip()
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One manifest row: what a user sees in ``nac models`` and what a decoder checks."""
-
-    id: int
-    name: str
-    file: str
-    sha256: str
-    sample_rate: int
-    parameters: int
-    description: str = ""
-    training_data: str = ""
-    quality: str = ""  # the manifest's measured quality, as "name value, ..."
-    rates: tuple[RatePoint, ...] = ()  # measured operating points, by rising kbps
-    channel_order: tuple[int, ...] = ()  # latent channels, least important first (tools/channel_order.py)
-    code_tables: str = ""  # file of the rANS code tables (tools/code_tables.py), "" if none
-    code_tables_sha256: str = ""
-    phase_init: str = ""  # file of the decoder's phase initializer (tools/train_phase.py), "" if none
-    phase_init_sha256: str = ""
-    residual_tables: str = ""  # file of the residual coder's starting counts (tools/code_tables.py), "" if none
-    residual_tables_sha256: str = ""
-
-    @property
-    def hash_prefix(self) -> bytes:
-        return bytes.fromhex(self.sha256)[:8]
-
-
-def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
-    """(default name, entries, retired id -> name) from ``manifest.json``."""
-    path = models_dir / "manifest.json"
-    try:
-        data = json.loads(path.read_text())
-        entries = [_entry(row) for row in data["models"]]
-        retired = {int(row["id"]): str(row["name"]) for row in data.get("retired", [])}
-        return data["default"], entries, retired
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelError(f"{path}: unreadable model manifest ({err})") from None
-
-
-def _entry(row: dict) -> ModelEntry:
-    fields = {k: row[k] for k in ModelEntry.__dataclass_fields__
-              if k in row and k not in ("quality", "rates", "channel_order")}
-    quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
-    rates = sorted(
-        (
-            RatePoint(EncoderSettings.from_json(point), float(point["kbps"]),
-                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
-            for point in row.get("rates", [])
-        ),
-        key=lambda point: point.kbps,
-    )
-    order = tuple(int(k) for k in row.get("channel_order", ()))
-    return ModelEntry(**fields, quality=quality, rates=tuple(rates), channel_order=order)
-
-
-def update_manifest_row(name: str, fields: dict, models_dir: Path = MODELS_DIR) -> Path:
-    """Set ``fields`` in model ``name``'s row of the manifest (the tools that measure models write this way)."""
-    path = models_dir / "manifest.json"
-    manifest = json.loads(path.read_text())
-    row = next((row for row in manifest["models"] if row["name"] == name), None)
-    if row is None:
-        raise ModelError(f"{name}: no such model in {path}")
-    row.update(fields)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
-
-
-def rate_point(entry: ModelEntry, kbps: float) -> RatePoint:
-    """The operating point of ``entry`` with the most kbps at or below ``kbps`` (the lowest if none is)."""
-    if not entry.rates:
-        raise ModelError(f"model {entry.name} lists no measured bitrates: use --bits / --code-bits")
-    below = [point for point in entry.rates if point.kbps <= kbps]
-    return below[-1] if below else entry.rates[0]
-
-
-def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
-    return _manifest(models_dir)[1]
-
-
-def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR) -> ModelEntry:
-    """The manifest entry named ``key`` (a name or an id); the default model for None."""
-    default, entries, retired = _manifest(models_dir)
-    key = default if key is None else key
-    for entry in entries:
-        if entry.name == key or str(entry.id) == str(key):
-            return entry
-    for model_id, name in retired.items():
-        if key == name or str(key) == str(model_id):
-            raise ModelError(f"model {name} (id {model_id}) was retired: no shipped weights decode its files")
-    known = ", ".join(e.name for e in entries)
-    raise ModelError(f"unknown model {key!r} (known: {known})")
 
 
 def read_weights_file(path: Path) -> tuple[bytes, ModelConfig, int]:
