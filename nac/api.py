@@ -8,10 +8,8 @@ original rate, length and channels.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -20,26 +18,79 @@ import numpy as np
 
 from . import codec
 from .audio import as_channels_first, is_stdio, read_blocks, resample_blocks, write_atomic, write_audio_blocks
-from .errors import InputError, NacError, OutputError, UsageError
+from .errors import NacError, OutputError, UsageError
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
+from .info import LostSpan, inspect, lost_spans, read_input_bytes
 from .model import manifest, zoo
 from .settings import EncoderSettings
 
+__all__ = ["Choice", "DecodeReport", "EncodeReport", "LostSpan", "Salvaged", "choose_settings", "decode",
+           "decode_blocks", "decode_file", "decode_salvage", "encode", "encode_file", "encode_parts", "inspect",
+           "lost_spans", "open_stream", "read_input_bytes", "unpack", "compress", "decompress"]
 MIN_RATE, MAX_RATE = 8000, 192000
 
 
-def bitrate_settings(bitrate: str, model: str | None = None) -> EncoderSettings:
-    """Encoder settings for a target like ``6k``, ``6 kbps`` or ``12.5`` kbps: the model's measured point with the
-    highest rate at or below the target (its lowest if the target is below them all)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(?:k|kbps|kbit/s)?\s*", bitrate, flags=re.IGNORECASE)
-    kbps = float(match.group(1)) if match else 0.0
-    if not 0.0 < kbps <= 1000.0:
-        raise UsageError(f"bitrate {bitrate!r}: give kbps, like 6k or 12.5")
+@dataclass(frozen=True)
+class Choice:
+    """The settings an encode uses, and how they were chosen: a ladder point's name, or None for given ones."""
+
+    settings: EncoderSettings
+    point: str | None = None
+    notes: tuple[str, ...] = ()  # what the user should know: the point chosen, a target clamped
+
+
+def parse_kbps(bitrate: str | float) -> float:
+    """kbps from ``12k``, ``12 kbps``, ``12.5`` or a number; :class:`UsageError` for anything else."""
+    if isinstance(bitrate, (int, float)) and not isinstance(bitrate, bool):
+        kbps = float(bitrate)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(?:k|kbps|kbit/s)?\s*", str(bitrate), flags=re.IGNORECASE)
+        kbps = float(match.group(1)) if match else 0.0
+    if not 0.0 < kbps <= 10000.0:
+        raise UsageError(f"bitrate {bitrate!r}: give kbps, like 12k or 12.5")
+    return kbps
+
+
+def choose_settings(settings: EncoderSettings | None = None, bitrate: str | float | None = None,
+                    model: str | None = None, channels: int = 1) -> Choice:
+    """What an encode of ``channels`` channels uses: ``settings`` as given, or the ladder point for a
+    whole-file ``bitrate`` (all channels together; each channel gets its share), or the model's default point.
+
+    A target below the ladder is refused with its range; above it, the top point is used and a note says so.
+    A model without a ladder (one given by path) codes with :class:`EncoderSettings`' defaults unless
+    ``settings`` are given.
+    """
+    if settings is not None:
+        if bitrate is not None:
+            raise UsageError("give a bitrate or settings, not both")
+        return Choice(settings.check())
     if model is not None and str(model).endswith(".safetensors"):
-        raise UsageError("--bitrate needs a shipped model (its measured rates); use --bits / --code-bits")
-    return manifest.rate_point(manifest.find_entry(model), kbps).settings
+        if bitrate is not None:
+            raise UsageError("a bitrate needs a model with a rate ladder (nac models); give settings instead")
+        return Choice(EncoderSettings())
+    entry = manifest.find_entry(model)
+    if bitrate is None:
+        point = entry.point()
+        return Choice(point.settings, point.name, (f"{point.name} point of {entry.name}, {point.kbps:.2f} kbps per "
+                                                   f"channel on speech",))
+    kbps = parse_kbps(bitrate)
+    if not entry.ladder:
+        raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
+    share = kbps / channels
+    low, high = entry.ladder[0], entry.ladder[-1]
+    if share < low.nominal_kbps:
+        each = "" if channels == 1 else f" per channel ({low.nominal_kbps * channels:g}-{high.nominal_kbps * channels:g} " \
+                                         f"kbps for {channels} channels)"
+        raise UsageError(f"bitrate {kbps:g} kbps is below what {entry.name} codes: {low.nominal_kbps:g}-"
+                         f"{high.nominal_kbps:g} kbps{each}")
+    point = [p for p in entry.ladder if p.nominal_kbps <= share][-1]
+    notes = [f"{point.name} point of {entry.name}" + ("" if channels == 1 else f" for each of {channels} channels")]
+    if share > high.nominal_kbps:
+        notes.append(f"bitrate {kbps:g} kbps is above the model's top point; coding at about "
+                     f"{high.nominal_kbps * channels:g} kbps")
+    return Choice(point.settings, point.name, tuple(notes))
 
 
 def _check_audio_args(channels: int, sample_rate: int) -> None:
@@ -49,12 +100,38 @@ def _check_audio_args(channels: int, sample_rate: int) -> None:
         raise UsageError(f"{channels} channels: nac codes 1 to {MAX_CHANNELS}")
 
 
-def encode(
-    audio: np.ndarray, sample_rate: int, settings: EncoderSettings = EncoderSettings(), *, model: str | None = None
-) -> bytes:
-    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``, coded as ``settings`` say."""
+def encode(audio: np.ndarray, sample_rate: int, settings: EncoderSettings | None = None, *,
+           bitrate: str | float | None = None, model: str | None = None) -> bytes:
+    """``.nac`` bytes for float audio shaped (time,) or (channels, time) at ``sample_rate``: coded with
+    ``settings``, or at the model's ladder point for a whole-file ``bitrate`` (``"12k"``), or at its default
+    point (:func:`choose_settings`)."""
     audio = as_channels_first(audio)
-    return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, settings, model=model))
+    return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, settings,
+                                 bitrate=bitrate, model=model))
+
+
+@dataclass
+class EncodeNotes:
+    """What an encode found worth telling: the choice of settings, and what the model cannot code."""
+
+    choice: Choice | None = None
+    lost_above_hz: float = 0.0  # the highest frequency the model codes
+    lost_share: float = 0.0  # share of the input's energy above it
+    channels: int = 1
+
+    def lines(self) -> list[str]:
+        """One-line notes, then warnings (prefixed ``warning:``)."""
+        lines = list(self.choice.notes) if self.choice else []
+        if self.lost_share > LOST_SHARE_WARNING:
+            lines.append(f"warning: {100 * self.lost_share:.1f} % of the input's energy lies above "
+                         f"{self.lost_above_hz / 1000:g} kHz, which this model does not code")
+        if self.channels > 1:
+            lines.append(f"warning: {self.channels} channels are coded one by one; their stereo image is not "
+                         "coded as such")
+        return lines
+
+
+LOST_SHARE_WARNING = 0.001  # energy above the model's band worth a warning (-30 dB)
 
 
 def encode_parts(
@@ -62,30 +139,44 @@ def encode_parts(
     channels: int,
     samples: int,
     sample_rate: int,
-    settings: EncoderSettings = EncoderSettings(),
+    settings: EncoderSettings | None = None,
     *,
+    bitrate: str | float | None = None,
     model: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    notes: EncodeNotes | None = None,
 ) -> Iterator[bytes]:
     """The ``.nac`` file for ``samples`` samples that arrive as (channels, n) blocks, piece by piece.
 
     Audio is resampled as it streams and coded one scale group at a time, each
     chunk's record yielded as soon as it is made, so memory does not grow with
-    the input's length. The arguments are checked before the first piece.
+    the input's length. The arguments are checked before the first piece;
+    ``notes``, if given, is filled in as the encode goes.
     """
-    settings.check()
     _check_audio_args(channels, sample_rate)
+    choice = choose_settings(settings, bitrate, model, channels)
     loaded = zoo.load_model(model)
-    info = codec.stream_info(loaded, settings, channels, sample_rate, samples)
-    encoder = codec.Encoder(loaded, info, settings)
+    info = codec.stream_info(loaded, choice.settings, channels, sample_rate, samples)
+    encoder = codec.Encoder(loaded, info, choice.settings)
+    notes = EncodeNotes() if notes is None else notes
+    notes.choice, notes.channels, notes.lost_above_hz = choice, channels, info.model_sample_rate / 2
+    energy = [0.0, 0.0]  # sum of squares in and at the model rate
+
+    def measured(stream: Iterable[np.ndarray], which: int) -> Iterator[np.ndarray]:
+        for block in stream:
+            energy[which] += float(np.square(block, dtype=np.float64).sum())
+            yield block
 
     def chunks() -> Iterator[Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
-        model_rate = resample_blocks(clean, sample_rate, info.model_sample_rate, channels)
-        for chunk in encoder.chunks(codec.SampleWindow(model_rate, channels, info.model_sample_count)):
+        model_rate = resample_blocks(measured(clean, 0), sample_rate, info.model_sample_rate, channels)
+        source = codec.SampleWindow(measured(model_rate, 1), channels, info.model_sample_count)
+        for chunk in encoder.chunks(source):
             yield chunk
             if on_progress is not None:
                 on_progress(chunk.index + 1, info.chunk_count)
+        if energy[0] > 0 and sample_rate > info.model_sample_rate:
+            notes.lost_share = max(0.0, 1 - energy[1] * sample_rate / (energy[0] * info.model_sample_rate))
 
     return container.pack_parts(info, chunks(), container.Tables(loaded.code_tables, _counts(loaded, info)))
 
@@ -147,144 +238,9 @@ def decode_blocks(
     """
     stream, used = open_stream(data, model)
     info = stream.info
-    span = seek_span(info, keep_model_rate, start, duration)
+    span = codec.seek_span(info, keep_model_rate, start, duration)
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
-    return info.channels, *_output_blocks(decoder, info, stream.chunk, keep_model_rate, span, on_progress,
-                                          stream.silent)
-
-
-def _output_blocks(
-    decoder: codec.Decoder,
-    info: StreamInfo,
-    chunk_at: Callable[[int], Chunk | None],
-    keep_model_rate: bool,
-    span: tuple[int, int] | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    silent: frozenset[int] = frozenset(),
-) -> tuple[int, Iterator[np.ndarray]]:
-    """(output rate, audio blocks) of the stream's chunks; ``span`` = (first, stop) samples at the output rate
-    decodes only the chunks that cover it, plus one before so resampling starts where both rates share a sample.
-    The spans of ``silent`` chunks come out as exact zeros at the output rate too."""
-    out_rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
-    out_length = info.model_sample_count if keep_model_rate else info.sample_count
-    first, stop = span if span is not None else (0, out_length)
-    if info.latent_frames == 0 or stop <= first:
-        return out_rate, iter([np.zeros((info.channels, max(0, stop - first)), np.float32)])
-    rm = info.model_sample_rate
-    chunk_samples = info.chunk_frames * info.samples_per_frame
-    to_model = rm / out_rate
-    # Output starts a chunk before the span, at a model-rate sample that falls on an output sample too, so
-    # the resampler runs in step with a whole-file decode.
-    shared = rm // math.gcd(rm, out_rate)
-    model_start = max(0, int(first * to_model) - chunk_samples) // shared * shared if span is not None else 0
-    first_chunk = model_start // chunk_samples
-    last_chunk = min(info.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
-
-    def model_rate_blocks() -> Iterator[np.ndarray]:
-        remaining = info.model_sample_count - model_start
-        skip = model_start - first_chunk * chunk_samples
-        for piece in decoder.blocks(chunk_at, first_chunk, last_chunk, on_progress):
-            dropped = min(skip, piece.shape[1])
-            piece, skip = piece[:, dropped:], skip - dropped
-            # Valid but absurd latents overflow inside the model; the output stays finite whatever the file holds.
-            piece = np.nan_to_num(piece[:, : max(0, remaining)], nan=0.0, posinf=0.0, neginf=0.0)
-            remaining -= piece.shape[1]
-            yield piece
-
-    quiet = [(-(-start * out_rate // rm), stop * out_rate // rm) for start, stop in map(info.chunk_span, sorted(silent))]
-
-    def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        skip, wanted = max(0, first - model_start * out_rate // rm), stop - first
-        position = first
-        for block in blocks:
-            dropped = min(skip, block.shape[1])
-            block, skip = block[:, dropped : dropped + wanted], skip - dropped
-            wanted -= block.shape[1]
-            for low, high in quiet:  # a resampler's ringing may reach into silence
-                low, high = max(low, position), min(high, position + block.shape[1])
-                if low < high:
-                    block[:, low - position : high - position] = 0.0
-            position += block.shape[1]
-            if block.shape[1]:
-                yield block
-            if wanted == 0:
-                return
-        yield np.zeros((info.channels, wanted), np.float32)
-
-    blocks = model_rate_blocks()
-    if not keep_model_rate:
-        blocks = resample_blocks(blocks, info.model_sample_rate, info.original_sample_rate, info.channels)
-    return out_rate, cut(blocks)
-
-
-def seek_span(
-    info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None
-) -> tuple[int, int] | None:
-    """(first, stop) output samples for ``start`` / ``duration`` seconds; None for the whole stream."""
-    if start is None and duration is None:
-        return None
-    rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
-    total = info.model_sample_count if keep_model_rate else info.sample_count
-    start = start or 0.0
-    if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
-        raise UsageError("--start and --duration must be finite and >= 0")
-    first = round(start * rate)
-    if first > total:
-        raise UsageError(f"--start {start:g} s is past the end ({total / rate:.3f} s)")
-    stop = total if duration is None else min(total, first + round(duration * rate))
-    return first, stop
-
-
-@dataclass(frozen=True)
-class LostSpan:
-    """Consecutive lost chunks of a damaged file, as a time range of the output."""
-
-    first_chunk: int
-    last_chunk: int  # inclusive
-    start: int  # output samples [start, stop) at ``sample_rate``
-    stop: int
-    sample_rate: int
-    reason: str  # why each chunk was lost, "; "-joined when they differ
-
-    @property
-    def start_s(self) -> float:
-        return self.start / self.sample_rate
-
-    @property
-    def stop_s(self) -> float:
-        return self.stop / self.sample_rate
-
-    def describe(self) -> str:
-        """One line: ``1.024-2.048 s (chunk 1: CRC mismatch)``; seconds with 3 decimals."""
-        chunks = f"chunk {self.first_chunk}"
-        if self.last_chunk != self.first_chunk:
-            chunks = f"chunks {self.first_chunk}-{self.last_chunk}"
-        return f"{self.start_s:.3f}-{self.stop_s:.3f} s ({chunks}: {self.reason})"
-
-
-def lost_spans(info: StreamInfo, lost: dict[int, str], keep_model_rate: bool = False) -> list[LostSpan]:
-    """Merge lost chunk indices into time ranges at the output rate.
-
-    A chunk covers its nominal model-rate samples (:meth:`StreamInfo.chunk_span`);
-    at the original rate a range becomes ``[floor(start * R_o / R_m),
-    ceil(stop * R_o / R_m))``, clipped to ``sample_count``.
-    """
-    spans: list[LostSpan] = []
-    for index in sorted(lost):
-        start, stop = info.chunk_span(index)
-        rate = info.model_sample_rate
-        if not keep_model_rate:
-            rate, r_m = info.original_sample_rate, info.model_sample_rate
-            start = min(start * rate // r_m, info.sample_count)
-            stop = min(-(-stop * rate // r_m), info.sample_count)
-        if spans and spans[-1].last_chunk == index - 1:
-            previous = spans[-1]
-            reasons = previous.reason.split("; ")
-            reason = previous.reason if lost[index] in reasons else f"{previous.reason}; {lost[index]}"
-            spans[-1] = LostSpan(previous.first_chunk, index, previous.start, stop, rate, reason)
-        else:
-            spans.append(LostSpan(index, index, start, stop, rate, lost[index]))
-    return spans
+    return info.channels, *decoder.output(stream.chunk, keep_model_rate, span, on_progress, stream.silent)
 
 
 @dataclass(frozen=True)
@@ -314,7 +270,7 @@ def decode_salvage(
     result = container.salvage(data, used.tables)
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
     silent = frozenset(i for i, chunk in enumerate(result.chunks) if chunk is not None and chunk.silent)
-    rate, blocks = _output_blocks(decoder, info, lambda index: result.chunks[index], keep_model_rate, silent=silent)
+    rate, blocks = decoder.output(lambda index: result.chunks[index], keep_model_rate, silent=silent)
     audio = np.concatenate([np.zeros((info.channels, 0), np.float32), *blocks], axis=1)
     spans = lost_spans(info, result.lost, keep_model_rate)
     for span in spans:
@@ -334,10 +290,11 @@ def decompress(blob: bytes) -> tuple[np.ndarray, int]:
 
 @dataclass(frozen=True)
 class EncodeReport:
-    """What :func:`encode_file` wrote: file bytes and audio duration."""
+    """What :func:`encode_file` wrote: file bytes, audio duration, and the notes and warnings of the encode."""
 
     file_bytes: int
     duration_s: float
+    notes: tuple[str, ...] = ()
 
     @property
     def kbps(self) -> float | None:
@@ -368,35 +325,27 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
             raise OutputError(f"{dst}: already exists (use -f to overwrite)")
 
 
-def read_input_bytes(src: Path) -> bytes:
-    """The bytes of ``src`` (``-``: standard input)."""
-    try:
-        return sys.stdin.buffer.read() if is_stdio(src) else src.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{src}: no such file") from None
-    except OSError as err:
-        raise InputError(f"{src}: cannot read ({err.strerror or err})") from None
-
-
 def encode_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    settings: EncoderSettings = EncoderSettings(),
+    settings: EncoderSettings | None = None,
     *,
+    bitrate: str | float | None = None,
     overwrite: bool = False,
     model: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
-    """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically."""
+    """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically, as :func:`encode` does."""
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     samples, rate, channels, blocks = read_blocks(src)
-    written = 0
+    written, notes = 0, EncodeNotes()
 
     def write(handle) -> None:
         nonlocal written
         try:
-            for part in encode_parts(blocks, channels, samples, rate, settings, model=model, on_progress=on_progress):
+            for part in encode_parts(blocks, channels, samples, rate, settings, bitrate=bitrate, model=model,
+                                     on_progress=on_progress, notes=notes):
                 written += handle.write(part)
         except NacError as err:
             if str(err).startswith(f"{src}:"):
@@ -404,7 +353,7 @@ def encode_file(
             raise type(err)(f"{src}: {err}") from None
 
     write_atomic(dst, write)
-    return EncodeReport(written, samples / rate)
+    return EncodeReport(written, samples / rate, tuple(notes.lines()))
 
 
 def decode_file(
@@ -453,46 +402,3 @@ def decode_file(
     return DecodeReport(rate, counts["samples"], channels, counts["clipped"], lost, problems)
 
 
-def inspect(data: bytes) -> dict:
-    """A JSON-ready description of a stream: header fields, layers, chunks, CRC status, bitrate."""
-    report = container.scan(data)
-    info = report.header
-    duration = info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0
-    try:
-        model_name = manifest.find_entry(info.model_id).name
-    except NacError:
-        model_name = None
-    return {
-        "file_bytes": len(data),
-        "duration_s": duration,
-        "kbps": len(data) * 8 / duration / 1000 if duration else None,
-        "model_name": model_name,
-        "header": describe_info(info),
-        "chunks": [vars(chunk) for chunk in report.chunks],
-        "end_record_ok": report.end_ok,
-        "all_crc_ok": all(chunk.crc_ok for chunk in report.chunks) and report.end_ok,
-        "intact": report.ok,
-        "lost": [
-            {"first_chunk": span.first_chunk, "last_chunk": span.last_chunk, "start_s": span.start_s,
-             "stop_s": span.stop_s, "reason": span.reason}
-            for span in lost_spans(info, report.lost_chunks())
-        ],
-        "problems": list(report.problems),
-    }
-
-
-def describe_info(info: StreamInfo) -> dict:
-    """The header's fields as JSON-ready values: hashes in hex, layers by name."""
-    fields = {name: value for name, value in vars(info).items()
-              if name not in ("latent", "residual", "companions", "layer_order", "version")}
-    fields["weights_hash"] = info.weights_hash.hex()
-    return {
-        "version": f"{info.version[0]}.{info.version[1]}",
-        **fields,
-        "companions": {Companion(role).name.lower(): (digest.hex() if digest else "the model's")
-                       for role, digest in info.companions},
-        "latent": {"code_bits": list(info.latent.code_bits), "entropy_coded": info.latent.entropy_coded,
-                   "latent_channels": info.latent.latent_channels, "latent_height": info.latent.latent_height},
-        "residual": None if info.residual is None else {
-            name: getattr(info.residual, name) for name in info.residual.__dataclass_fields__},
-    }

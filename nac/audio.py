@@ -68,12 +68,11 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         source, name = io.BytesIO(sys.stdin.buffer.read()), "<stdin>"
     else:
         source, name = str(path), str(path)
-        if not Path(path).is_file():
-            raise InputError(f"{name}: no such file")
+        _check_input_path(Path(path))
     try:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise InputError(f"{name}: not a readable audio file ({_first_line(err)})") from None
+        raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
     return np.ascontiguousarray(data.T), int(rate)
 
 
@@ -96,7 +95,7 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
             for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
                 yield np.ascontiguousarray(block.T)
         except (sf.LibsndfileError, RuntimeError) as err:
-            raise InputError(f"{path}: unreadable audio ({_first_line(err)})") from None
+            raise InputError(f"{path}: unreadable audio ({_reason(err)})") from None
 
     return frames, rate, channels, blocks()
 
@@ -104,12 +103,11 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """(frames, sample_rate, channels) of an audio file, read from its header only."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    _check_input_path(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise InputError(f"{path}: not a readable audio file ({_first_line(err)})") from None
+        raise InputError(f"{path}: not a readable audio file ({_reason(err)})") from None
     return int(info.frames), int(info.samplerate), int(info.channels)
 
 
@@ -196,6 +194,18 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _check_input_path(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an audio file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+
+
+def _reason(err: BaseException) -> str:
+    """libsndfile's reason without its "Error opening <name>: " prefix (which may be an object's repr)."""
+    return _first_line(err).rsplit(": ", 1)[-1]
 
 
 def _first_line(err: BaseException) -> str:

@@ -20,7 +20,7 @@ from . import api, codec
 from .audio import audio_info, read_audio
 from .format import container
 from .model import manifest
-from .errors import InputError, NacError, UsageError
+from .errors import InputError, NacError, OutputError, UsageError
 from .settings import EncoderSettings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
@@ -32,8 +32,10 @@ class Options:
 
     decode: bool = False
     resume: bool = False
+    overwrite: bool = False
     model: str | None = None
-    settings: EncoderSettings = EncoderSettings()  # when encoding
+    settings: EncoderSettings | None = None  # when encoding: these, or the ladder point for ``bitrate``
+    bitrate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,25 @@ class Outcome:
     skipped: bool = False
 
 
-def plan(input_dir: Path, output_dir: Path, decode: bool) -> list[Task]:
-    """Tasks for every audio (or ``.nac`` when decoding) file under ``input_dir``, tree mirrored."""
+def plan(input_dir: Path, output_dir: Path, options: Options) -> list[Task]:
+    """Tasks for every audio (or ``.nac`` when decoding) file under ``input_dir``, tree mirrored.
+
+    :class:`OutputError` when outputs exist and neither ``overwrite`` nor ``resume`` says what to do with them.
+    """
     if not input_dir.is_dir():
         raise InputError(f"{input_dir}: not a folder")
-    wanted = (".nac",) if decode else AUDIO_SUFFIXES
-    suffix = ".wav" if decode else ".nac"
-    return [
+    wanted = (".nac",) if options.decode else AUDIO_SUFFIXES
+    suffix = ".wav" if options.decode else ".nac"
+    tasks = [
         Task(path, output_dir / path.relative_to(input_dir).with_suffix(suffix))
         for path in sorted(input_dir.rglob("*"))
         if path.is_file() and path.suffix.lower() in wanted
     ]
+    existing = [task.target for task in tasks if task.target.exists()]
+    if existing and not (options.overwrite or options.resume):
+        raise OutputError(f"{existing[0]}: already exists, with {len(existing) - 1} more outputs (use -f to "
+                          "overwrite or --resume to skip finished files)")
+    return tasks
 
 
 def _finished(task: Task, options: Options) -> float | None:
@@ -95,7 +105,8 @@ def run_task(task: Task, options: Options) -> Outcome:
             report = api.decode_file(task.source, task.target, overwrite=True, model=options.model)
             outcome.seconds = report.samples / report.sample_rate
         else:
-            api.encode_file(task.source, task.target, options.settings, overwrite=True, model=options.model)
+            api.encode_file(task.source, task.target, options.settings, bitrate=options.bitrate, overwrite=True,
+                            model=options.model)
             info, _ = container.read_info(task.target.read_bytes())
             outcome.seconds = info.sample_count / info.original_sample_rate
     except NacError as err:

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from .audio import resample_blocks
 from .errors import UsageError
 from .format.header import Companion, StreamInfo, derived_counts
 from .format.records import Chunk
@@ -475,6 +476,69 @@ class Decoder:
                 on_progress(done, last_chunk - first_chunk + 1)
             yield wave
 
+    def output(
+        self,
+        chunk_at: Callable[[int], Chunk | None],
+        keep_model_rate: bool,
+        span: tuple[int, int] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        silent: frozenset[int] = frozenset(),
+    ) -> tuple[int, Iterator[np.ndarray]]:
+        """(output rate, audio blocks) of the stream at its original rate (or the model's). ``span`` = (first,
+        stop) samples at the output rate decodes only the chunks that cover it and one before; the spans of
+        ``silent`` chunks come out as exact zeros at the output rate too."""
+        info = self.info
+        out_rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
+        out_length = info.model_sample_count if keep_model_rate else info.sample_count
+        first, stop = span if span is not None else (0, out_length)
+        if info.latent_frames == 0 or stop <= first:
+            return out_rate, iter([np.zeros((info.channels, max(0, stop - first)), np.float32)])
+        rm = info.model_sample_rate
+        chunk_samples = info.chunk_frames * info.samples_per_frame
+        to_model = rm / out_rate
+        # Output starts a chunk before the span, at a model-rate sample that falls on an output sample too, so
+        # the resampler runs in step with a whole-file decode.
+        shared = rm // math.gcd(rm, out_rate)
+        model_start = max(0, int(first * to_model) - chunk_samples) // shared * shared if span is not None else 0
+        first_chunk = model_start // chunk_samples
+        last_chunk = min(info.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
+
+        def model_rate_blocks() -> Iterator[np.ndarray]:
+            remaining = info.model_sample_count - model_start
+            skip = model_start - first_chunk * chunk_samples
+            for piece in self.blocks(chunk_at, first_chunk, last_chunk, on_progress):
+                dropped = min(skip, piece.shape[1])
+                piece, skip = piece[:, dropped:], skip - dropped
+                # Valid but absurd latents overflow inside the model; the output stays finite whatever the file holds.
+                piece = np.nan_to_num(piece[:, : max(0, remaining)], nan=0.0, posinf=0.0, neginf=0.0)
+                remaining -= piece.shape[1]
+                yield piece
+
+        quiet = [(-(-start * out_rate // rm), stop * out_rate // rm) for start, stop in map(info.chunk_span, sorted(silent))]
+
+        def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            skip, wanted = max(0, first - model_start * out_rate // rm), stop - first
+            position = first
+            for block in blocks:
+                dropped = min(skip, block.shape[1])
+                block, skip = block[:, dropped : dropped + wanted], skip - dropped
+                wanted -= block.shape[1]
+                for low, high in quiet:  # a resampler's ringing may reach into silence
+                    low, high = max(low, position), min(high, position + block.shape[1])
+                    if low < high:
+                        block[:, low - position : high - position] = 0.0
+                position += block.shape[1]
+                if block.shape[1]:
+                    yield block
+                if wanted == 0:
+                    return
+            yield np.zeros((info.channels, wanted), np.float32)
+
+        blocks = model_rate_blocks()
+        if not keep_model_rate:
+            blocks = resample_blocks(blocks, info.model_sample_rate, info.original_sample_rate, info.channels)
+        return out_rate, cut(blocks)
+
     def whole_stream(self, chunks: list[Chunk]) -> tuple[torch.Tensor, np.ndarray | None]:
         """The latents and residual codes of a whole (short) stream at once, where :meth:`blocks` goes a window at
         a time: what analysis tools feed to :attr:`synthesis`'s stages."""
@@ -512,6 +576,24 @@ class Decoder:
                     wave[:, position : position + chunk.frames * span] = 0.0
                 position += chunk.frames * span
         return wave
+
+
+def seek_span(
+    info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None
+) -> tuple[int, int] | None:
+    """(first, stop) output samples for ``start`` / ``duration`` seconds; None for the whole stream."""
+    if start is None and duration is None:
+        return None
+    rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
+    total = info.model_sample_count if keep_model_rate else info.sample_count
+    start = start or 0.0
+    if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
+        raise UsageError("--start and --duration must be finite and >= 0")
+    first = round(start * rate)
+    if first > total:
+        raise UsageError(f"--start {start:g} s is past the end ({total / rate:.3f} s)")
+    stop = total if duration is None else min(total, first + round(duration * rate))
+    return first, stop
 
 
 def _lost(info: StreamInfo, index: int) -> Chunk:

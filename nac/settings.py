@@ -1,13 +1,15 @@
-"""Encoder settings: how a file is coded, as one frozen record.
+"""Encoder settings: how a file is coded, as one frozen record, and its JSON form (``nac encode --settings``).
 
-``nac encode``'s options, a shipped model's measured operating points, a
-batch's shared options and an eval preset all name the same few choices;
-:class:`EncoderSettings` carries them from one layer to the next and checks
-them in one place.
+Users pick a rate (a model's ladder point, :mod:`nac.model.manifest`); experts
+pass a settings file whose keys are :class:`EncoderSettings`' fields. The
+ladder, a batch, ``nac eval`` and the API all carry the same record, checked
+in one place.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, fields
 
 from .errors import UsageError
@@ -15,57 +17,35 @@ from .layers.residual import DEFAULT_BANDS_PER_OCTAVE, SLOPE_ONE, SPAN_ONE
 from .layers.residual import MAX_STEP as MAX_RESIDUAL_STEP
 
 BITS_CHOICES = (8, 16)
-# Latent code precision used when the caller names none (format_spec.md section 9):
-# measured on dev speech, 5-bit codes in 8-bit integers cost 0.01-0.02 PESQ
-# against full 8-bit codes and save about 40 % of the bytes.
-DEFAULT_CODE_BITS = {8: 5, 16: 16}
-# Log-magnitude step of the residual layer when the caller names none (0.5 is
-# about 4.3 dB): on 40 dev files (cb4 latents, a column every 2 frames) steps
-# 0.7 / 0.5 / 0.35 gave PESQ-WB 3.33 / 3.38 / 3.38 under 1 kHz and 3.61 /
-# 3.67 / 3.70 under 2 kHz for 3.7 / 4.5 / 5.3 and 7.4 / 8.9 / 10.6 kbit/s of
-# residual: 0.5 is the knee.
-DEFAULT_RESIDUAL_STEP = 0.5
-MAX_RESIDUAL_HZ = 96000.0  # half the highest input rate (api.MAX_RATE); the layer stops at the model's top bin
-# How far below its column's loudest residual row a row's step stops growing
-# (format_spec.md section 9), when the caller names none: on 100 dev files
-# (12 kbps setting, slope 0.3) spans 4 and 8 gave PESQ-WB within noise of
-# each other (3.97 at 10.45 kbps; 3.98 at 10.96 and 3.92 at 10.13).
+DEFAULT_CODE_BITS = {8: 5, 16: 16}  # latent code bits when none are named (docs/results.md)
+DEFAULT_RESIDUAL_STEP = 0.5  # about 4.3 dB: the knee of quality against residual bits (docs/results.md)
+MAX_RESIDUAL_HZ = 96000.0  # half the highest input rate; the layer stops at the model's top bin
 DEFAULT_RESIDUAL_SPAN = 4.0
 MAX_RESIDUAL_SPAN = 16.0
-MAX_BANDS_PER_OCTAVE = 48  # finer than this, the banded residual's bands under 3 kHz (16 kHz model) are single bins
+MAX_BANDS_PER_OCTAVE = 48  # finer than this, bands under 3 kHz (16 kHz model) are single bins
+MAX_SETTINGS_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """What :func:`nac.api.encode` is asked to make (the defaults: a plain file with 5-bit codes).
+    """What :func:`nac.api.encode` is asked to make. The defaults make a plain file of 5-bit latent codes; users
+    get a model's ladder point instead (:func:`nac.api.bitrate_settings`).
 
-    ``code_bits`` (2..bits; None: :data:`DEFAULT_CODE_BITS`) limits the latent
-    codes to ``2**(code_bits-1) - 1`` steps each side: smaller files, coarser
-    latents. ``coarse_channels`` gives the model's that many least important
-    latent channels (its measured ``channel_order``) one code bit fewer.
-    ``residual_hz`` > 0 adds the residual layer (a version 4.0 file): the
-    log-magnitude of the STFT bins under that frequency, corrected towards the
-    original in steps of ``residual_step``. ``residual_bands_hz`` > 0 (below
-    ``residual_hz``) codes the layer's bins above it as one gain per band
-    ``1/bands_per_octave`` octave wide (the header gives the bands): the
-    spectral envelope for far fewer bits than per-bin corrections.
-    ``residual_slope`` > 0 (a version 5.0 file) widens the step of rows the
-    decoded spectrum puts below their column's loudest, by ``exp(slope * d)``
-    for ``d`` up to ``residual_span`` log-magnitude units below it: errors
-    there are masked, and coarser steps leave bits for what is heard.
-    ``residual_fine_hz`` > 0 (a version 7.0 file; at most ``residual_bands_hz``)
-    codes the layer's bins under it at every STFT frame instead of every
-    second one, in steps of ``residual_fine_step`` (None: ``residual_step``):
-    pitch harmonics move faster than interpolation between columns follows,
-    and Griffin-Lim's phase depends on getting them right.
-    ``phase_hint_hz`` > 0 (a version 8.0 file; needs the fine bins) codes,
-    per residual column, a delay and a turn of the starting phase of the bins
-    under it: the decoder's phase iterations start nearer the original's.
-    ``closed_loop`` makes the encoder decode each window once (network and
-    phase iterations, as the decoder will) and aim the layer's codes at what
-    that output still lacks: 3-4 % more bits, -0.01 to +0.09 PESQ-WB but
-    -0.06 to -0.17 ViSQOL on 100 dev files, about three times the encoding
-    time (the file format is the same).
+    - ``bits``: 8, or 16 for the research mode's 16-bit codes (and stored phase).
+    - ``code_bits`` (2..bits; None: 5 for 8 bits): the latent codes' width.
+      ``coarse_channels``: the model's that many least important latent
+      channels get one bit fewer.
+    - ``residual_hz`` > 0 adds the residual layer: corrections of the decoded
+      log-magnitude under that frequency in steps of ``residual_step``;
+      above ``residual_bands_hz`` one gain per band ``1/bands_per_octave``
+      octave wide; ``residual_slope`` widens the step of rows far below their
+      column's loudest (up to ``residual_span`` log units), where errors are
+      masked; bins under ``residual_fine_hz`` are coded at every STFT frame in
+      steps of ``residual_fine_step`` (None: ``residual_step``);
+      ``phase_hint_hz`` codes a delay and a turn of the starting phase under it.
+    - ``closed_loop``: the encoder decodes each window as the decoder will and
+      aims the residual codes at what that output lacks (slower to encode).
+    - ``store_phase``: the research prototype's mode, the STFT phase stored.
     """
 
     bits: int = 8
@@ -116,7 +96,7 @@ class EncoderSettings:
             raise UsageError(f"residual fine step {self.residual_fine_step:g} is outside (0, {MAX_RESIDUAL_STEP:g}]")
         if self.phase_hint_hz and not (0.0 < self.phase_hint_hz <= MAX_RESIDUAL_HZ and self.residual_fine_hz):
             raise UsageError(f"phase hints under {self.phase_hint_hz:g} Hz need the fine residual bins "
-                             f"(--residual-fine-hz) and a band of 0..{MAX_RESIDUAL_HZ:g} Hz")
+                             f"(residual_fine_hz) and a band of 0..{MAX_RESIDUAL_HZ:g} Hz")
         return self
 
     @property
@@ -131,7 +111,7 @@ class EncoderSettings:
 
     def to_json(self) -> dict:
         """The settings that matter, by name: ``bits`` always, the rest where set (a residual step and band width
-        only with their layer). A manifest's rate point stores this."""
+        only with their layer). A ladder point and a settings file store this."""
         row: dict = {"bits": self.bits}
         if self.code_bits is not None:
             row["code_bits"] = self.code_bits
@@ -153,14 +133,43 @@ class EncoderSettings:
             row["closed_loop"] = True
         return row
 
-    def options(self) -> str:
-        """The ``nac encode`` options that ask for these settings (:meth:`to_json`'s, as flags)."""
-        return " ".join(f"--{name.replace('_', '-')}" + ("" if value is True else f" {value:g}")
-                        for name, value in self.to_json().items())
+    @classmethod
+    def from_json(cls, row: dict, source: str = "settings") -> EncoderSettings:
+        """Settings from :meth:`to_json`'s keys, typed and checked; :class:`UsageError` (naming ``source``) for an
+        unknown key, a wrong type or a value out of range. Missing keys keep the defaults."""
+        if not isinstance(row, dict):
+            raise UsageError(f"{source}: settings must be a JSON object of encoder settings")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(row) - set(known))
+        if unknown:
+            raise UsageError(f"{source}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        values = {}
+        for name, value in row.items():
+            kind = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int,
+                    "closed_loop": bool}.get(name, float)
+            if value is None and name in ("code_bits", "residual_fine_step"):
+                continue
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float)) \
+                    or (kind is int and not float(value).is_integer()):
+                raise UsageError(f"{source}: {name} must be {'true or false' if kind is bool else kind.__name__}, "
+                                 f"not {value!r}")
+            values[name] = kind(value)
+        try:
+            return cls(**values).check()
+        except UsageError as err:
+            raise UsageError(f"{source}: {err}") from None
 
     @classmethod
-    def from_json(cls, row: dict) -> EncoderSettings:
-        """Settings from :meth:`to_json`'s keys (other keys ignored), typed; missing ones keep the defaults."""
-        types = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int, "closed_loop": bool}
-        return cls(**{f.name: types.get(f.name, float)(row[f.name]) for f in fields(cls)
-                      if row.get(f.name) is not None})
+    def from_file(cls, path: str | os.PathLike) -> EncoderSettings:
+        """Settings from a JSON file (``nac encode --settings FILE``)."""
+        try:
+            with open(path, "rb") as handle:
+                text = handle.read(MAX_SETTINGS_BYTES + 1)
+            if len(text) > MAX_SETTINGS_BYTES:
+                raise UsageError(f"{path}: settings file larger than {MAX_SETTINGS_BYTES} bytes")
+            row = json.loads(text)
+        except OSError as err:
+            raise UsageError(f"{path}: cannot read settings ({err.strerror or err})") from None
+        except ValueError as err:
+            raise UsageError(f"{path}: not JSON ({err})") from None
+        return cls.from_json(row, str(path))

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from nac import api
+from nac.info import describe_info
 from nac.errors import FormatError, ModelError, VersionError
 from nac.format import container
 from nac.model import zoo
@@ -52,7 +53,7 @@ def test_bytes_header_and_records_match_the_json(name):
     data, recorded = vector_bytes(name), vector_json(name)
     assert hashlib.sha256(data).hexdigest() == recorded["sha256"] and len(data) == recorded["bytes"]
     report = container.scan(data)
-    assert report.ok and api.describe_info(report.header) == recorded["header"]
+    assert report.ok and describe_info(report.header) == recorded["header"]
     assert [(c.offset, c.size, c.payload, c.silent) for c in report.chunks] == [
         (c["offset"], c["size"], c["payload"], c["silent"]) for c in recorded["chunks"]]
 

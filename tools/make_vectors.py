@@ -31,6 +31,7 @@ import soundfile as sf  # noqa: E402
 from construct import VarInt  # noqa: E402
 
 from nac import api  # noqa: E402
+from nac.info import describe_info  # noqa: E402
 from nac.audio import read_audio, resample  # noqa: E402
 from nac.format import container  # noqa: E402
 from nac.format.header import Companion, LayerType  # noqa: E402
@@ -108,7 +109,7 @@ def describe(item: Vector, data: bytes) -> dict:
         "sha256": hashlib.sha256(data).hexdigest(),
         "source": {**asdict(item), "clip": CLIP.relative_to(ROOT).as_posix()},
         "model": {"id": model.id, "name": model.name, "sha256": model.sha256},
-        "header": api.describe_info(info),
+        "header": describe_info(info),
         "chunks": [{"index": c.index, "offset": c.offset, "size": c.size, "payload": c.payload, "silent": c.silent}
                    for c in report.chunks],
         "decoded": {"channels": len(item.gains), "sample_rate": item.rate, "samples": source(item).shape[1]},

@@ -4,12 +4,11 @@ Every input is mixed to mono and resampled to 16 kHz (soxr) first. That
 signal is the reference, and every codec under test codes it, so all are
 charged for the same audio and scored in the same domain.
 
-Systems. A nac system is a model with a preset (:data:`PRESETS`): ``default``
-(8-bit codes), ``bits16``, ``store_phase``, ``cbN`` (code bits), or one of
-:data:`NUMBERED_PRESETS` (``coarseN``, ``resHZ``, ``stepS``, ``bandsHZ``,
-``octN``, ``slopeS``, ``spanD``), or a ``+``-joined combination such as ``cb4+coarse12+res1000+step0.5``
-or ``cb4+res4000+bands1000``. With Opus, each target bitrate is one system
-(:mod:`nac.lab.opus`).
+Systems. A nac system is a model with one of its ladder points (``12k``), a
+settings file, or a research preset (:data:`PRESETS`: ``default`` for 5-bit
+codes alone, ``bits16``, ``store_phase``, ``cbN``, ``loop``, or one of
+:data:`NUMBERED_PRESETS`, joined with ``+`` as in ``cb4+res4000+bands1000``).
+With Opus, each target bitrate is one system (:mod:`nac.lab.opus`).
 
 Bitrate. nac is charged for its whole ``.nac`` file (header, chunk framing,
 CRCs, zstd payload): ``kbps = bytes * 8 / seconds / 1000``. Opus is charged
@@ -129,8 +128,10 @@ class EvalOptions:
 
     inputs: list[Path]
     out_dir: Path
-    models: list[str] = field(default_factory=list)  # empty: every shipped model
-    presets: list[str] = field(default_factory=lambda: ["default"])
+    models: list[str] = field(default_factory=list)  # empty: the default model
+    points: list[str] = field(default_factory=list)  # ladder point names ("all": every one)
+    settings_files: list[Path] = field(default_factory=list)
+    presets: list[str] = field(default_factory=list)  # none of the three: the model's default point
     against_opus: bool = False
     bitrates: tuple[float, ...] = DEFAULT_BITRATES
     manifest_split: str = "dev"
@@ -158,9 +159,10 @@ class EvalReport:
 
 
 def parse_list(text: str, what: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise UsageError(f"{what}: give at least one value")
+    """The comma-separated values of an option (none for an empty one); :class:`UsageError` for empty values."""
+    items = [item.strip() for item in text.split(",")] if text.strip() else []
+    if any(not item for item in items):
+        raise UsageError(f"{what}: an empty value in {text!r}")
     return items
 
 
@@ -212,12 +214,21 @@ def parse_preset(name: str) -> Preset:
         raise UsageError(f"preset {name!r}: {err}") from None
 
 
-def nac_systems(models: list[str], presets: list[str]) -> list[System]:
-    """Every (model, preset) pair; no models means every shipped model. Unknown models fail here."""
-    names = models or [entry.name for entry in manifest.list_models()]
+def nac_systems(models: list[str], points: list[str], settings_files: list[Path], presets: list[str]) -> list[System]:
+    """Every model with every ladder point, settings file and preset (none at all: the model's default point);
+    no models means the default model. Unknown models, points and bad files fail here."""
     systems = []
-    for key in dict.fromkeys(names):
+    chosen = [(path.stem, EncoderSettings.from_file(path)) for path in settings_files]
+    for key in dict.fromkeys(models or [None]):
         name = zoo.load_model(key).name  # checks the weights once, before any file
+        entry = manifest.find_entry(name)
+        wanted = [p.name for p in entry.ladder] if points == ["all"] else points
+        if not (wanted or chosen or presets):
+            wanted = [entry.point().name]
+        for point in dict.fromkeys(wanted):
+            systems.append(System("nac", f"{name} {point}", model=key, settings=entry.point(point).settings))
+        for stem, settings in chosen:
+            systems.append(System("nac", f"{name} {stem}", model=key, settings=settings))
         for preset in dict.fromkeys(presets):
             settings, phase_iters = parse_preset(preset)
             systems.append(System("nac", f"{name} {preset}", model=key, settings=settings, phase_iters=phase_iters))
@@ -326,7 +337,7 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
     duration = reference.shape[1] / SCORE_RATE
     if system.codec == "nac":
         start = time.perf_counter()
-        data = api.encode(reference, SCORE_RATE, system.settings, model=system.model)
+        data = api.encode(reference, SCORE_RATE, system.settings, model=system.model)  # settings always given
         encoded = time.perf_counter()
         decoded, rate = api.decode(data, model=system.model, phase_iters=system.phase_iters)
         finished = time.perf_counter()
@@ -402,7 +413,7 @@ def plan(options: EvalOptions) -> tuple[list[Path], list[System]]:
         raise UsageError("no input files (check the paths, --manifest-split and --kind)")
     if options.keep < 0:
         raise UsageError("--keep must be 0 or more")
-    systems = nac_systems(options.models, options.presets)
+    systems = nac_systems(options.models, options.points, options.settings_files, options.presets)
     if options.against_opus:
         systems += opus_systems(options.bitrates)
     return files, systems
@@ -573,7 +584,11 @@ def _nac_curves(nac: list[dict], key: str) -> dict[str, list[tuple[float, float]
         if s.get(key) is None or not s.get("kbps"):
             continue
         model, _, preset = s["setting"].partition(" ")
-        settings, phase_iters = parse_preset(preset)
+        try:
+            settings, phase_iters = parse_preset(preset)
+        except UsageError:  # a ladder point or a settings file
+            curves.setdefault(f"{model} ladder", []).append((s["kbps"], s[key]))
+            continue
         name = model
         if settings.store_phase:
             name = f"{model} store_phase"

@@ -21,24 +21,23 @@ CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
 
 @dataclass(frozen=True)
 class RatePoint:
-    """One measured operating point of a model: encoder settings and what they gave.
+    """One point of a model's rate ladder: a name users ask for (``--bitrate 12k``), its encoder settings, and
+    what ``nac eval`` measured of it on the corpus's dev speech (``tools/record_rates.py`` writes it)."""
 
-    ``kbps`` and ``scores`` (metric name, value) come from ``nac eval`` on the
-    corpus dev split (``tools/record_rates.py`` writes them into the manifest).
-    """
-
+    name: str
     settings: EncoderSettings
-    kbps: float
+    kbps: float  # measured on mono speech, per channel
     scores: tuple[tuple[str, float], ...] = ()
 
-    def options(self) -> str:
-        """The ``nac encode`` options this point stands for."""
-        return self.settings.options()
+    @property
+    def nominal_kbps(self) -> float:
+        """The rate the name promises (``12k``: 12): the measured rate stays at or below it."""
+        return float(self.name.rstrip("k"))
 
-    def describe(self, width: int = 0) -> str:
-        """One line: kbps, the options (padded to ``width``), the scores."""
-        scores = "  ".join(f"{name} {value:.3f}" for name, value in self.scores)
-        return f"{self.kbps:6.2f} kbps  {self.options():<{width}}  {scores}".rstrip()
+    def describe(self) -> str:
+        """One line: name, measured kbps, scores."""
+        scores = "  ".join(f"{name} {value:.2f}" for name, value in self.scores)
+        return f"{self.name:>4}  {self.kbps:5.2f} kbps  {scores}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,8 @@ class ModelEntry:
     parameters: int
     description: str = ""
     training_data: str = ""
-    quality: str = ""  # the manifest's measured quality, as "name value, ..."
-    rates: tuple[RatePoint, ...] = ()  # measured operating points, by rising kbps
+    ladder: tuple[RatePoint, ...] = ()  # named points by rising rate; none for a model kept only to decode
+    default_point: str = ""  # the point plain ``nac encode`` uses
     channel_order: tuple[int, ...] = ()  # latent channels, least important first (tools/channel_order.py)
     code_tables: str = ""  # file of the rANS code tables (tools/code_tables.py), "" if none
     code_tables_sha256: str = ""
@@ -66,6 +65,17 @@ class ModelEntry:
     @property
     def hash_prefix(self) -> bytes:
         return bytes.fromhex(self.sha256)[:8]
+
+    def point(self, name: str | None = None) -> RatePoint:
+        """The ladder point called ``name`` (the default point for None)."""
+        name = self.default_point if name is None else name
+        for point in self.ladder:
+            if point.name == name:
+                return point
+        if not self.ladder:
+            raise ModelError(f"model {self.name} has no rate ladder: name its settings (--settings FILE)")
+        raise ModelError(f"model {self.name} has no point {name!r} (its points: "
+                         f"{', '.join(p.name for p in self.ladder)})")
 
 
 def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
@@ -82,18 +92,15 @@ def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
 
 def _entry(row: dict) -> ModelEntry:
     fields = {k: row[k] for k in ModelEntry.__dataclass_fields__
-              if k in row and k not in ("quality", "rates", "channel_order")}
-    quality = ", ".join(f"{name} {value}" for name, value in dict(row.get("quality", {})).items())
-    rates = sorted(
-        (
-            RatePoint(EncoderSettings.from_json(point), float(point["kbps"]),
-                      tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
-            for point in row.get("rates", [])
-        ),
+              if k in row and k not in ("ladder", "channel_order")}
+    ladder = sorted(
+        (RatePoint(str(point["name"]), EncoderSettings.from_json(point["settings"]), float(point["kbps"]),
+                   tuple((str(k), float(v)) for k, v in dict(point.get("scores", {})).items()))
+         for point in row.get("ladder", [])),
         key=lambda point: point.kbps,
     )
     order = tuple(int(k) for k in row.get("channel_order", ()))
-    return ModelEntry(**fields, quality=quality, rates=tuple(rates), channel_order=order)
+    return ModelEntry(**fields, ladder=tuple(ladder), channel_order=order)
 
 
 def update_manifest_row(name: str, fields: dict, models_dir: Path = MODELS_DIR) -> Path:
@@ -106,14 +113,6 @@ def update_manifest_row(name: str, fields: dict, models_dir: Path = MODELS_DIR) 
     row.update(fields)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
-
-
-def rate_point(entry: ModelEntry, kbps: float) -> RatePoint:
-    """The operating point of ``entry`` with the most kbps at or below ``kbps`` (the lowest if none is)."""
-    if not entry.rates:
-        raise ModelError(f"model {entry.name} lists no measured bitrates: use --bits / --code-bits")
-    below = [point for point in entry.rates if point.kbps <= kbps]
-    return below[-1] if below else entry.rates[0]
 
 
 def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:

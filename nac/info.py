@@ -1,0 +1,123 @@
+"""What a ``.nac`` file holds, read without decoding (``nac inspect``): header, layers, records, damage.
+
+Torch-free: inspecting and listing need no network.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import is_stdio
+from .errors import InputError, NacError
+from .format import container
+from .format.header import Companion, StreamInfo
+from .model import manifest
+
+
+@dataclass(frozen=True)
+class LostSpan:
+    """Consecutive lost chunks of a damaged file, as a time range of the output."""
+
+    first_chunk: int
+    last_chunk: int  # inclusive
+    start: int  # output samples [start, stop) at ``sample_rate``
+    stop: int
+    sample_rate: int
+    reason: str  # why each chunk was lost, "; "-joined when they differ
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def stop_s(self) -> float:
+        return self.stop / self.sample_rate
+
+    def describe(self) -> str:
+        """One line: ``1.024-2.048 s (chunk 1: CRC mismatch)``; seconds with 3 decimals."""
+        chunks = f"chunk {self.first_chunk}"
+        if self.last_chunk != self.first_chunk:
+            chunks = f"chunks {self.first_chunk}-{self.last_chunk}"
+        return f"{self.start_s:.3f}-{self.stop_s:.3f} s ({chunks}: {self.reason})"
+
+
+def lost_spans(info: StreamInfo, lost: dict[int, str], keep_model_rate: bool = False) -> list[LostSpan]:
+    """Merge lost chunk indices into time ranges at the output rate.
+
+    A chunk covers its nominal model-rate samples (:meth:`StreamInfo.chunk_span`);
+    at the original rate a range becomes ``[floor(start * R_o / R_m),
+    ceil(stop * R_o / R_m))``, clipped to ``sample_count``.
+    """
+    spans: list[LostSpan] = []
+    for index in sorted(lost):
+        start, stop = info.chunk_span(index)
+        rate = info.model_sample_rate
+        if not keep_model_rate:
+            rate, r_m = info.original_sample_rate, info.model_sample_rate
+            start = min(start * rate // r_m, info.sample_count)
+            stop = min(-(-stop * rate // r_m), info.sample_count)
+        if spans and spans[-1].last_chunk == index - 1:
+            previous = spans[-1]
+            reasons = previous.reason.split("; ")
+            reason = previous.reason if lost[index] in reasons else f"{previous.reason}; {lost[index]}"
+            spans[-1] = LostSpan(previous.first_chunk, index, previous.start, stop, rate, reason)
+        else:
+            spans.append(LostSpan(index, index, start, stop, rate, lost[index]))
+    return spans
+
+
+def read_input_bytes(src: Path) -> bytes:
+    """The bytes of ``src`` (``-``: standard input)."""
+    try:
+        return sys.stdin.buffer.read() if is_stdio(src) else src.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{src}: no such file") from None
+    except OSError as err:
+        raise InputError(f"{src}: cannot read ({err.strerror or err})") from None
+
+
+def inspect(data: bytes) -> dict:
+    """A JSON-ready description of a stream: header fields, layers, chunks, CRC status, bitrate."""
+    report = container.scan(data)
+    info = report.header
+    duration = info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0
+    try:
+        model_name = manifest.find_entry(info.model_id).name
+    except NacError:
+        model_name = None
+    return {
+        "file_bytes": len(data),
+        "duration_s": duration,
+        "kbps": len(data) * 8 / duration / 1000 if duration else None,
+        "model_name": model_name,
+        "header": describe_info(info),
+        "chunks": [vars(chunk) for chunk in report.chunks],
+        "end_record_ok": report.end_ok,
+        "all_crc_ok": all(chunk.crc_ok for chunk in report.chunks) and report.end_ok,
+        "intact": report.ok,
+        "lost": [
+            {"first_chunk": span.first_chunk, "last_chunk": span.last_chunk, "start_s": span.start_s,
+             "stop_s": span.stop_s, "reason": span.reason}
+            for span in lost_spans(info, report.lost_chunks())
+        ],
+        "problems": list(report.problems),
+    }
+
+
+def describe_info(info: StreamInfo) -> dict:
+    """The header's fields as JSON-ready values: hashes in hex, layers by name."""
+    fields = {name: value for name, value in vars(info).items()
+              if name not in ("latent", "residual", "companions", "layer_order", "version")}
+    fields["weights_hash"] = info.weights_hash.hex()
+    return {
+        "version": f"{info.version[0]}.{info.version[1]}",
+        **fields,
+        "companions": {Companion(role).name.lower(): (digest.hex() if digest else "the model's")
+                       for role, digest in info.companions},
+        "latent": {"code_bits": list(info.latent.code_bits), "entropy_coded": info.latent.entropy_coded,
+                   "latent_channels": info.latent.latent_channels, "latent_height": info.latent.latent_height},
+        "residual": None if info.residual is None else {
+            name: getattr(info.residual, name) for name in info.residual.__dataclass_fields__},
+    }
