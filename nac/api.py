@@ -18,7 +18,7 @@ import numpy as np
 
 from . import codec
 from .audio import as_channels_first, is_stdio, read_blocks, resample_blocks, write_atomic, write_audio_blocks
-from .errors import NacError, OutputError, UsageError
+from .errors import FormatError, NacError, OutputError, UsageError
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
@@ -260,22 +260,37 @@ class Salvaged:
 def decode_salvage(
     data: bytes, *, keep_model_rate: bool = False, model: str | None = None, phase_iters: int | None = None
 ) -> Salvaged:
-    """Decode what is intact in a damaged file; lost chunks become silence of their length.
+    """Decode what is intact in a damaged file: lost chunks become silence of their length, up to the last
+    chunk recovered (a lost tail is reported, not invented).
 
-    The header must be intact (else :class:`FormatError`, as in :func:`decode`).
-    For an intact file the audio equals :func:`decode`'s.
+    The header must be intact (else :class:`FormatError`, as in :func:`decode`), and the silence to invent
+    bounded: a file that would need more than ``MAX_INVENTED_SECONDS`` plus ten times the recovered audio is
+    refused (a damaged index can claim hours). For an intact file the audio equals :func:`decode`'s.
     """
     info, _ = container.read_info(data)
     used = zoo.for_stream(info, model)
     result = container.salvage(data, used.tables)
+    recovered = sorted(result.chunks)
+    last = recovered[-1] if recovered else -1
+    chunk_seconds = info.chunk_frames * info.samples_per_frame / info.model_sample_rate
+    invented = sum(min(run.last, last) - run.first + 1 for run in result.lost if run.first <= last) * chunk_seconds
+    if invented > MAX_INVENTED_SECONDS + 10 * len(recovered) * chunk_seconds:
+        raise FormatError(f"too little is left to salvage: {len(recovered)} chunk(s) recovered, {invented:.0f} s "
+                          "of silence would be invented between them")
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
-    silent = frozenset(i for i, chunk in enumerate(result.chunks) if chunk is not None and chunk.silent)
-    rate, blocks = decoder.output(lambda index: result.chunks[index], keep_model_rate, silent=silent)
+    rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
+    length = info.model_sample_count if keep_model_rate else info.sample_count
+    stop = min(length, -(-info.chunk_span(last)[1] * rate // info.model_sample_rate)) if recovered else 0
+    silent = frozenset(i for i, chunk in result.chunks.items() if chunk.silent)
+    rate, blocks = decoder.output(result.chunks.get, keep_model_rate, (0, stop), silent=silent)
     audio = np.concatenate([np.zeros((info.channels, 0), np.float32), *blocks], axis=1)
     spans = lost_spans(info, result.lost, keep_model_rate)
     for span in spans:
         audio[:, span.start : span.stop] = 0.0
     return Salvaged(audio, rate, tuple(spans), result.problems)
+
+
+MAX_INVENTED_SECONDS = 3600.0
 
 
 def compress(audio: np.ndarray, sample_rate: int, store_phase: bool = False, quant_bits: int = 8) -> bytes:

@@ -13,6 +13,7 @@ from .audio import is_stdio
 from .errors import InputError, NacError
 from .format import container
 from .format.header import Companion, StreamInfo
+from .format.records import LostRun, merge_runs
 from .model import manifest
 
 
@@ -43,28 +44,22 @@ class LostSpan:
         return f"{self.start_s:.3f}-{self.stop_s:.3f} s ({chunks}: {self.reason})"
 
 
-def lost_spans(info: StreamInfo, lost: dict[int, str], keep_model_rate: bool = False) -> list[LostSpan]:
-    """Merge lost chunk indices into time ranges at the output rate.
+def lost_spans(info: StreamInfo, runs: list[LostRun], keep_model_rate: bool = False) -> list[LostSpan]:
+    """Lost runs of chunks (merged) as time ranges at the output rate.
 
     A chunk covers its nominal model-rate samples (:meth:`StreamInfo.chunk_span`);
     at the original rate a range becomes ``[floor(start * R_o / R_m),
     ceil(stop * R_o / R_m))``, clipped to ``sample_count``.
     """
-    spans: list[LostSpan] = []
-    for index in sorted(lost):
-        start, stop = info.chunk_span(index)
+    spans = []
+    for run in merge_runs(runs):
+        start, stop = info.chunk_span(run.first)[0], info.chunk_span(run.last)[1]
         rate = info.model_sample_rate
         if not keep_model_rate:
             rate, r_m = info.original_sample_rate, info.model_sample_rate
             start = min(start * rate // r_m, info.sample_count)
             stop = min(-(-stop * rate // r_m), info.sample_count)
-        if spans and spans[-1].last_chunk == index - 1:
-            previous = spans[-1]
-            reasons = previous.reason.split("; ")
-            reason = previous.reason if lost[index] in reasons else f"{previous.reason}; {lost[index]}"
-            spans[-1] = LostSpan(previous.first_chunk, index, previous.start, stop, rate, reason)
-        else:
-            spans.append(LostSpan(index, index, start, stop, rate, lost[index]))
+        spans.append(LostSpan(run.first, run.last, start, stop, rate, run.reason))
     return spans
 
 
@@ -100,7 +95,7 @@ def inspect(data: bytes) -> dict:
         "lost": [
             {"first_chunk": span.first_chunk, "last_chunk": span.last_chunk, "start_s": span.start_s,
              "stop_s": span.stop_s, "reason": span.reason}
-            for span in lost_spans(info, report.lost_chunks())
+            for span in lost_spans(info, report.lost_runs())
         ],
         "problems": list(report.problems),
     }

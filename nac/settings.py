@@ -29,7 +29,7 @@ MAX_SETTINGS_BYTES = 64 * 1024
 @dataclass(frozen=True)
 class EncoderSettings:
     """What :func:`nac.api.encode` is asked to make. The defaults make a plain file of 5-bit latent codes; users
-    get a model's ladder point instead (:func:`nac.api.bitrate_settings`).
+    get a model's ladder point instead (:func:`nac.api.choose_settings`).
 
     - ``bits``: 8, or 16 for the research mode's 16-bit codes (and stored phase).
     - ``code_bits`` (2..bits; None: 5 for 8 bits): the latent codes' width.

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from nac import batch
+from nac.errors import OutputError
 from nac.audio import write_audio
 
 
@@ -23,14 +24,14 @@ def folder(tmp_path: Path, short_speech) -> Path:
 
 
 def test_plan_mirrors_the_tree(folder: Path, tmp_path: Path):
-    tasks = batch.plan(folder, tmp_path / "out", decode=False)
+    tasks = batch.plan(folder, tmp_path / "out", batch.Options())
     targets = sorted(str(t.target.relative_to(tmp_path / "out")) for t in tasks)
     assert targets == ["a.nac", "nested/b.nac", "nested/broken.nac", "nested/deeper/c.nac"]
 
 
 def test_batch_records_failures_and_goes_on(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
-    outcomes = batch.run_batch(batch.plan(folder, out, decode=False), batch.Options(), jobs=1)
+    outcomes = batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
     failed = [o for o in outcomes if o.error]
     assert len(failed) == 1 and "broken.wav" in failed[0].error
     assert not (out / "nested" / "broken.nac").exists()
@@ -39,22 +40,32 @@ def test_batch_records_failures_and_goes_on(folder: Path, tmp_path: Path):
 
 def test_two_jobs_give_identical_files_and_resume_skips(folder: Path, tmp_path: Path):
     one, two = tmp_path / "one", tmp_path / "two"
-    batch.run_batch(batch.plan(folder, one, decode=False), batch.Options(), jobs=1)
-    batch.run_batch(batch.plan(folder, two, decode=False), batch.Options(), jobs=2)
+    batch.run_batch(batch.plan(folder, one, batch.Options()), batch.Options(), jobs=1)
+    batch.run_batch(batch.plan(folder, two, batch.Options()), batch.Options(), jobs=2)
     files = sorted(p.relative_to(one) for p in one.rglob("*.nac"))
     assert len(files) == 3
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
     (two / "a.nac").write_bytes(b"damaged")
-    again = batch.run_batch(batch.plan(folder, two, decode=False), batch.Options(resume=True), jobs=1)
+    resume = batch.Options(resume=True)
+    again = batch.run_batch(batch.plan(folder, two, resume), resume, jobs=1)
     skipped = {Path(o.target).name for o in again if o.skipped}
     assert skipped == {"b.nac", "c.nac"}
     assert (two / "a.nac").read_bytes() == (one / "a.nac").read_bytes()
 
 
+def test_existing_outputs_are_refused_unless_overwritten_or_resumed(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
+    with pytest.raises(OutputError, match="already exists, with 2 more outputs"):
+        batch.plan(folder, out, batch.Options())
+    assert len(batch.plan(folder, out, batch.Options(overwrite=True))) == 4  # three done, one that failed
+    assert len(batch.plan(folder, out, batch.Options(resume=True))) == 4
+
+
 def test_decode_batch(folder: Path, tmp_path: Path):
     coded, decoded = tmp_path / "coded", tmp_path / "decoded"
-    batch.run_batch(batch.plan(folder, coded, decode=False), batch.Options(), jobs=1)
-    outcomes = batch.run_batch(batch.plan(coded, decoded, decode=True), batch.Options(decode=True), jobs=1)
+    batch.run_batch(batch.plan(folder, coded, batch.Options()), batch.Options(), jobs=1)
+    outcomes = batch.run_batch(batch.plan(coded, decoded, batch.Options(decode=True)), batch.Options(decode=True), jobs=1)
     assert not any(o.error for o in outcomes)
     assert sorted(str(p.relative_to(decoded)) for p in decoded.rglob("*.wav")) == [
         "a.wav", "nested/b.wav", "nested/deeper/c.wav"]
@@ -62,14 +73,14 @@ def test_decode_batch(folder: Path, tmp_path: Path):
 
 def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
-    batch.run_batch(batch.plan(folder, out, decode=False), batch.Options(), jobs=1)
+    batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
     rows, summary = batch.size_report([out], originals=folder, with_metrics=True)
     assert summary["files"] == 3 and summary["duration_s"] == pytest.approx(2.5, abs=0.01)
     by_name = {Path(r.file).name: r for r in rows}
     a = by_name["a.nac"]
     assert a.pcm16_bytes == 32000 and a.original_bytes == (folder / "a.wav").stat().st_size
     assert a.ratio_vs_pcm16 == pytest.approx(32000 / a.nac_bytes)
-    assert 0 < a.overhead_bytes < a.nac_bytes and a.code_bits == 5 and a.model
+    assert 0 < a.overhead_bytes < a.nac_bytes and a.code_bits == 4 and a.layers == "residual" and a.model
     assert "lsd_db" in a.scores and summary["mean_lsd_db"] is not None
     assert summary["kbps"] == pytest.approx(summary["nac_bytes"] * 8 / summary["duration_s"] / 1000)
     parsed = json.loads(batch.format_report(rows, summary, "json"))
@@ -84,8 +95,8 @@ def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
 def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
     pytest.importorskip("ray")
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    batch.run_batch(batch.plan(folder, local, decode=False), batch.Options(), jobs=2)
-    outcomes = batch.run_batch(batch.plan(folder, on_ray, decode=False), batch.Options(), jobs=2, engine="ray")
+    batch.run_batch(batch.plan(folder, local, batch.Options()), batch.Options(), jobs=2)
+    outcomes = batch.run_batch(batch.plan(folder, on_ray, batch.Options()), batch.Options(), jobs=2, engine="ray")
     assert [Path(o.target).name for o in outcomes if o.error] == ["broken.nac"]
     files = sorted(p.relative_to(local) for p in local.rglob("*.nac"))
     assert len(files) == 3 and all((local / f).read_bytes() == (on_ray / f).read_bytes() for f in files)

@@ -283,7 +283,7 @@ def test_eval_of_a_stereo_22k_file_scores_it_at_16k_mono(tmp_path):
 def test_it_preset_decodes_with_that_many_griffin_lim_iterations(short_speech):
     audio, _ = short_speech
     clip = audio[:, :16000]
-    plain, iterated = (evaluate.nac_systems(["nac-speech-16k-v5"], [preset])[0] for preset in ("cb4", "cb4+it2"))
+    plain, iterated = (evaluate.nac_systems(["nac-speech-16k-v5"], [], [], [preset])[0] for preset in ("cb4", "cb4+it2"))
     assert iterated.phase_iters == 2 and plain.phase_iters is None
     data = api.encode(clip, 16000, EncoderSettings(code_bits=4), model="nac-speech-16k-v5")
     expected, _ = api.decode(data, model="nac-speech-16k-v5", phase_iters=2)

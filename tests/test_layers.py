@@ -31,20 +31,28 @@ def layer_of(slope: float, fine_bins: int = 0, fine_step: float = 0.0) -> Residu
 
 
 def test_peak_grid_is_sixteen_steps_an_octave_exact_in_float32():
-    values = latent.peak_values(np.arange(256))
-    assert values[0] == 0 and values[1] == 2.0**-8 and values[17] == 2.0**-7 and values[255] == latent.MAX_PEAK == 240
-    assert (np.diff(values[1:]) > 0).all() and (values[1:] / np.float32(values[1:]).astype(np.float64) == 1).all()
-    ratios = values[2:] / values[1:-1]
-    assert ratios.max() <= 17 / 16 + 1e-9 and ratios.min() >= 32 / 31 - 1e-9
+    for shift in (-20, 0, 7):
+        values = latent.decode_peaks(shift, np.arange(256))
+        assert values[0] == 0 and values[1] == 16 * 2.0**shift and values[17] == 32 * 2.0**shift
+        assert values[255] == 30 * 2.0 ** (15 + shift) and values.dtype == np.float32
+        assert (np.diff(values[1:]) > 0).all()
+        ratios = values[2:].astype(np.float64) / values[1:-1]
+        assert ratios.max() <= 17 / 16 + 1e-9 and ratios.min() >= 32 / 31 - 1e-9
 
 
-def test_peak_codes_round_up_and_hold_at_the_ends():
-    peaks = np.array([0.0, 2.0**-9, 2.0**-8, 1.0, 1.0000001, 1.07, 240.0, 1e30, np.inf, np.nan], np.float32)
-    codes = latent.peak_codes(peaks)
-    assert codes.dtype == np.uint8
-    assert codes.tolist()[:4] == [0, 1, 1, 129] and codes[4:6].tolist() == [130, 131] and codes[6:9].tolist() == [255] * 3
-    assert codes[9] == 0
-    assert (latent.peak_values(codes[1:8]) >= np.minimum(peaks[1:8], 240)).all()
+def test_peaks_round_up_on_the_grid_their_largest_sets_and_code_exactly():
+    peaks = np.array([[0.0, 2.0**-30, 1.0, 1.0000001, 1.07, 120.0, np.nan]], np.float32)
+    rounded = latent.round_peaks(peaks)
+    shift, codes = latent.encode_peaks(rounded)
+    assert shift == latent.peak_shift(120.0) == -13  # 120 = 30 * 2**(15 - 13): the grid's top
+    np.testing.assert_array_equal(latent.decode_peaks(shift, codes), rounded)
+    assert rounded[0, 0] == 0 and rounded[0, 6] == 0  # zero and NaN
+    assert rounded[0, 1] == 16 * 2.0**shift  # more than 16 octaves down: the grid's least value
+    assert rounded[0, 2:6].tolist() == [1.0, 1.0625, 1.125, 120.0]
+    assert (rounded[0, 2:6] >= peaks[0, 2:6]).all()
+    with pytest.raises(ValueError, match="off their group's grid"):
+        latent.encode_peaks(rounded * np.float32(1.01))
+    assert latent.peak_shift(1e38) == latent.MAX_SHIFT and latent.peak_shift(1e-38) == latent.MIN_SHIFT
 
 
 @pytest.mark.parametrize("code_bits", [(5, 5, 5), (4, 3, 4), (2, 2, 2), (16, 16, 16), (9, 8, 9)])
@@ -52,12 +60,12 @@ def test_latent_round_trip_error_is_half_a_step(code_bits):
     x = np.random.default_rng(sum(code_bits)).standard_normal((2, 3, 1, 50)).astype(np.float32)
     p = params(*code_bits)
     codes, peaks = latent.quantize(x, p)
-    assert codes.dtype == (np.int8 if max(code_bits) <= 8 else np.int16) and peaks.dtype == np.uint8
+    assert codes.dtype == (np.int8 if max(code_bits) <= 8 else np.int16) and peaks.dtype == np.float32
     limits = np.array([2 ** (b - 1) - 1 for b in code_bits])
     assert (np.abs(codes).max(axis=(0, 2, 3)) <= limits).all()
     step = latent.steps(peaks, p)
     assert step.dtype == np.float32
-    np.testing.assert_array_equal(step, latent.peak_values(peaks) / limits.astype(np.float32))
+    np.testing.assert_array_equal(step, peaks / limits.astype(np.float32))
     error = np.abs(latent.dequantize(codes, step) - x)
     assert (error <= step[..., None, None] / 2 * (1 + 1e-5)).all()
 
@@ -66,21 +74,21 @@ def test_zero_and_non_finite_channels():
     x = np.zeros((1, 2, 1, 4), np.float32)
     x[0, 1] = [[np.nan, np.inf, -np.inf, 0.5]]
     codes, peaks = latent.quantize(x, params(8, 8))
-    assert peaks.tolist() == [[0, latent.peak_codes(np.float32(0.5))]] and codes[0, 0].tolist() == [[0, 0, 0, 0]]
+    assert peaks.tolist() == [[0.0, 0.5]] and codes[0, 0].tolist() == [[0, 0, 0, 0]]
     assert codes[0, 1].tolist() == [[0, 0, 0, 127]]
     assert np.isfinite(latent.dequantize(codes, latent.steps(peaks, params(8, 8)))).all()
 
 
 def test_codes_follow_the_spec_formula():
-    # a peak of 120 is on the grid (15/16 * 2**7): step 120 / 127, codes rint(x / step), half to even
+    # a peak of 120 is on the grid: step 120 / 127 (float32), codes rint(x / step), half to even
     x = np.array([[[[120.0, -60.0, 0.5, 3.0]]]], np.float32)
     codes, peaks = latent.quantize(x, params(8))
     step = np.float32(120.0) / np.float32(127.0)
-    assert latent.peak_values(peaks).tolist() == [[120.0]]
+    assert peaks.tolist() == [[120.0]]
     assert codes.ravel().tolist() == np.rint(x / step).astype(int).ravel().tolist() == [127, -64, 1, 3]
-    # larger than the grid's top: clipped to +-U
-    codes, peaks = latent.quantize(np.array([[[[1000.0, 124.0, -500.0]]]], np.float32), params(3))
-    assert peaks.tolist() == [[255]] and codes.ravel().tolist() == [3, 2, -3]
+    # beyond the largest shift's grid: the peak is the grid's top, codes clip to +-U
+    codes, peaks = latent.quantize(np.array([[[[1e38, 4e36, -1e38]]]], np.float32), params(3))
+    assert peaks.tolist() == [[np.float32(30 * 2.0**115)]] and codes.ravel().tolist() == [3, 3, -3]
 
 
 def test_each_latent_channel_has_its_own_code_bits():

@@ -67,7 +67,7 @@ def test_hints_start_the_phase_iterations_nearer_the_original_on_real_speech(spe
     against 0.77 without the hints)."""
     audio, rate = speech
     clip = audio[:, : 6 * rate]
-    settings = replace(manifest.rate_point(manifest.find_entry(None), 24).settings, phase_hint_hz=0.0)
+    settings = replace(manifest.find_entry(None).point("24k").settings, phase_hint_hz=0.0)
     net = zoo.load_model().net
     plain_data = api.encode(clip, rate, settings)
     hinted_data = api.encode(clip, rate, replace(settings, phase_hint_hz=1000.0))

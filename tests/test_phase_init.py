@@ -68,7 +68,7 @@ def test_the_default_model_loads_its_initializer_and_decoding_uses_it(short_spee
     audio, rate = short_speech
     net = zoo.load_model().net
     assert isinstance(net.phase_init, LowBandPhase) and not net.phase_init.training
-    data = api.encode(audio[:, :rate], rate, manifest.rate_point(manifest.find_entry(None), 24).settings)
+    data = api.encode(audio[:, :rate], rate, manifest.find_entry(None).point("24k").settings)
     initialized, _ = api.decode(data)
     with without_initializer(net):
         plain, _ = api.decode(data)
@@ -77,7 +77,7 @@ def test_the_default_model_loads_its_initializer_and_decoding_uses_it(short_spee
 
 def test_a_stream_that_does_not_list_the_initializer_decodes_without_it(short_speech):
     audio, rate = short_speech
-    data = api.encode(audio[:, :rate], rate, manifest.rate_point(manifest.find_entry(None), 24).settings)
+    data = api.encode(audio[:, :rate], rate, manifest.find_entry(None).point("24k").settings)
     info, chunks = api.unpack(data)
     unlisted = replace(info, companions=tuple(c for c in info.companions if c[0] != Companion.PHASE_INIT))
     without = container.pack(unlisted, chunks, zoo.for_stream(info).tables)
@@ -93,7 +93,7 @@ def test_the_initializer_starts_nearer_the_true_phase_under_1_khz_on_real_speech
     audio, rate = speech
     clip = audio[:, : 6 * rate]
     net = zoo.load_model().net
-    settings = replace(manifest.rate_point(manifest.find_entry(None), 24).settings, phase_hint_hz=0.0)  # the start, unturned
+    settings = replace(manifest.find_entry(None).point("24k").settings, phase_hint_hz=0.0)  # the start, unturned
     stream, used = api.open_stream(api.encode(clip, rate, settings))
     chunks = [stream.chunk(i) for i in range(stream.info.chunk_count)]
     assert used.phase_init  # the stream lists the initializer: decoders use it
@@ -156,7 +156,7 @@ def test_train_phase_prepares_pairs_and_trains_an_initializer_the_zoo_loads(tmp_
     (corpus / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
     tool = [sys.executable, str(ROOT / "tools" / "train_phase.py")]
     pairs = tmp_path / "pairs"
-    prepared = subprocess.run([*tool, "prepare", corpus, pairs, "--rates", "24,8"], capture_output=True, text=True)
+    prepared = subprocess.run([*tool, "prepare", corpus, pairs, "--points", "24k,8k"], capture_output=True, text=True)
     assert prepared.returncode == 0, prepared.stderr
     assert len(list(pairs.glob("*.nac"))) == 3 and len(list(pairs.glob("*.flac"))) == 3
     models = models_copy(tmp_path)

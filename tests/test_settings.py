@@ -1,4 +1,7 @@
-"""Encoder settings: the range checks, the manifest form and the CLI options they stand for."""
+"""Encoder settings: the range checks and the JSON form (settings files, ladder points)."""
+
+import json
+import re
 
 import pytest
 
@@ -36,20 +39,37 @@ def test_code_bits_default_by_width():
     assert LAYERED.effective_code_bits == 4
 
 
-def test_manifest_form_names_only_what_is_set_and_reads_back():
+def test_json_form_names_only_what_is_set_and_reads_back():
     assert EncoderSettings().to_json() == {"bits": 8}
     assert EncoderSettings(residual_step=0.3, bands_per_octave=6.0).to_json() == {"bits": 8}  # no layer: unused
     assert LAYERED.to_json() == {"bits": 8, "code_bits": 4, "coarse_channels": 12, "residual_hz": 4000.0,
                                  "residual_step": 0.45, "residual_bands_hz": 1250.0, "bands_per_octave": 12.0}
     for settings in (EncoderSettings(), LAYERED, EncoderSettings(bits=16, store_phase=True, code_bits=10),
                      EncoderSettings(residual_hz=1000.0, closed_loop=True)):
-        assert EncoderSettings.from_json(settings.to_json() | {"kbps": 1.0}) == settings
+        assert EncoderSettings.from_json(settings.to_json()) == settings
 
 
-def test_options_are_the_nac_encode_flags():
-    assert EncoderSettings().options() == "--bits 8"
-    assert EncoderSettings(bits=16, store_phase=True).options() == "--bits 16 --store-phase"
-    assert EncoderSettings(residual_hz=1000.0, closed_loop=True).options() == ("--bits 8 --residual-hz 1000 "
-                                                                             "--residual-step 0.5 --closed-loop")
-    assert LAYERED.options() == ("--bits 8 --code-bits 4 --coarse-channels 12 --residual-hz 4000 "
-                                 "--residual-step 0.45 --residual-bands-hz 1250 --bands-per-octave 12")
+@pytest.mark.parametrize("row, message", [
+    ({"kbps": 1.0}, "unknown setting(s) kbps"),
+    ({"code_bits": 4.5}, "code_bits must be int"),
+    ({"closed_loop": 1}, "closed_loop must be true or false"),
+    ({"residual_hz": "1000"}, "residual_hz must be float"),
+    ({"bits": 12}, "bits must be 8 or 16"),
+    ([4], "must be a JSON object"),
+])
+def test_json_form_refuses_what_it_does_not_know(row, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        EncoderSettings.from_json(row, "my.json")
+    with pytest.raises(UsageError, match="^my.json: "):
+        EncoderSettings.from_json(row, "my.json")
+
+
+def test_settings_files(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(LAYERED.to_json()))
+    assert EncoderSettings.from_file(path) == LAYERED
+    path.write_bytes(b" " * 70000)
+    with pytest.raises(UsageError, match="larger than"):
+        EncoderSettings.from_file(path)
+    with pytest.raises(UsageError, match="cannot read settings"):
+        EncoderSettings.from_file(tmp_path / "none.json")

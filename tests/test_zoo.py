@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save
 
 from nac import api
-from nac.errors import ModelError
+from nac.errors import ModelError, UsageError
 from nac.format import container
 from nac.model import manifest, zoo
 from nac.model.networks import ModelConfig, build_model, parameter_count
@@ -272,65 +272,76 @@ def test_a_missing_model_file_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Measured operating points and --bitrate
+# The rate ladder and --bitrate
 # --------------------------------------------------------------------------
 
 
-def test_shipped_model_lists_rates_from_about_5_to_25_kbps():
+def test_the_default_model_has_a_ladder_of_named_measured_points():
     entry = manifest.find_entry(None)
-    kbps = [point.kbps for point in entry.rates]
-    assert kbps == sorted(kbps) and kbps[0] < 6.0 and kbps[-1] > 20.0
-    assert all(point.settings.check().code_bits is not None for point in entry.rates)  # valid, code bits named
+    names = [point.name for point in entry.ladder]
+    assert 5 <= len(names) <= 7 and entry.default_point in names
+    assert all(point.kbps <= point.nominal_kbps for point in entry.ladder)  # each point within its name
+    assert [p.nominal_kbps for p in entry.ladder] == sorted(p.nominal_kbps for p in entry.ladder)
+    assert all(point.settings.check().code_bits is not None for point in entry.ladder)
+    assert all(dict(point.scores).get("pesq_wb") for point in entry.ladder)
 
 
-def test_a_rate_point_with_the_residual_layer_and_coarse_channels_reads_and_describes_it():
+def ladder(*points):
+    """A model entry with a ladder of (name, code bits, measured kbps)."""
+    return manifest.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1, default_point=points[0][0],
+                               ladder=tuple(manifest.RatePoint(name, EncoderSettings(code_bits=bits), kbps)
+                                            for name, bits, kbps in points))
+
+
+def test_a_ladder_point_reads_and_describes_itself():
     row = {"id": 9, "name": "m", "file": "m.safetensors", "sha256": "00" * 32, "sample_rate": 16000,
-           "parameters": 1, "rates": [{"bits": 8, "code_bits": 4, "residual_hz": 1000, "residual_step": 0.7,
-                                       "coarse_channels": 12, "kbps": 14.8, "scores": {"pesq_wb": 3.3}},
-                                      {"bits": 8, "code_bits": 3, "kbps": 5.2},
-                                      {"bits": 8, "code_bits": 4, "residual_hz": 4000, "residual_step": 0.5,
-                                       "residual_bands_hz": 1000, "bands_per_octave": 8, "kbps": 11.5}],
-           "channel_order": [2, 0, 1]}
+           "parameters": 1, "default_point": "12k", "channel_order": [2, 0, 1],
+           "ladder": [{"name": "12k", "settings": {"bits": 8, "code_bits": 4, "residual_hz": 1000,
+                                                    "residual_step": 0.7, "coarse_channels": 12},
+                       "kbps": 11.8, "scores": {"pesq_wb": 3.3}},
+                      {"name": "6k", "settings": {"bits": 8, "code_bits": 3}, "kbps": 5.2}]}
     entry = manifest._entry(row)
-    assert entry.channel_order == (2, 0, 1)
-    plain, banded, residual = entry.rates
-    assert plain.settings == EncoderSettings(code_bits=3)
-    assert residual.settings == EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=1000.0, residual_step=0.7)
-    assert "--coarse-channels 12 --residual-hz 1000 --residual-step 0.7" in residual.describe()
-    assert "residual" not in plain.describe() and "coarse" not in plain.describe()
-    assert banded.settings == EncoderSettings(code_bits=4, residual_hz=4000.0, residual_step=0.5,
-                                              residual_bands_hz=1000.0, bands_per_octave=8.0)
-    assert manifest._entry({**row, "rates": [point.settings.to_json() | {"kbps": point.kbps} for point in entry.rates]}
-                      ).rates == tuple(manifest.RatePoint(point.settings, point.kbps) for point in entry.rates)
-    assert banded.options().endswith("--residual-hz 4000 --residual-step 0.5 --residual-bands-hz 1000 "
-                                     "--bands-per-octave 8")
+    assert entry.channel_order == (2, 0, 1) and [p.name for p in entry.ladder] == ["6k", "12k"]
+    assert entry.point().name == "12k" and entry.point("6k").settings == EncoderSettings(code_bits=3)
+    assert entry.point("12k").settings == EncoderSettings(code_bits=4, coarse_channels=12, residual_hz=1000.0,
+                                                          residual_step=0.7)
+    assert entry.point("12k").describe() == " 12k  11.80 kbps  pesq_wb 3.30"
+    with pytest.raises(ModelError, match="no point '8k'"):
+        entry.point("8k")
+    with pytest.raises(Exception, match="unknown setting"):
+        manifest._entry({**row, "ladder": [{"name": "6k", "settings": {"kbps": 1}, "kbps": 1}]})
 
 
-def points(*rates):
-    return manifest.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1,
-                          rates=tuple(manifest.RatePoint(EncoderSettings(code_bits=bits), kbps) for bits, kbps in rates))
+@pytest.mark.parametrize("target, channels, chosen", [
+    ("6k", 1, "6k"), ("7.9", 1, "6k"), (8, 1, "8k"), ("100k", 1, "12k"), ("16k", 2, "8k"), ("24 kbps", 2, "12k"),
+])
+def test_a_bitrate_is_a_whole_file_target(target, channels, chosen, monkeypatch):
+    entry = ladder(("6k", 3, 5.5), ("8k", 4, 7.6), ("12k", 5, 11.0))
+    monkeypatch.setattr(manifest, "find_entry", lambda key: entry)
+    choice = api.choose_settings(bitrate=target, channels=channels)
+    assert choice.point == chosen and choice.settings == entry.point(chosen).settings
+    assert ("above the model's top point" in " ".join(choice.notes)) == (target == "100k")
 
 
-@pytest.mark.parametrize("target, code_bits", [(6.0, 3), (7.0, 4), (7.5, 4), (100.0, 6), (1.0, 3)])
-def test_rate_point_is_the_highest_at_or_below_the_target_else_the_lowest(target, code_bits):
-    entry = points((3, 5.0), (4, 7.0), (6, 10.0))
-    assert manifest.rate_point(entry, target).settings.code_bits == code_bits
+def test_a_bitrate_below_the_ladder_is_refused_naming_its_range(monkeypatch):
+    entry = ladder(("6k", 3, 5.5), ("12k", 5, 11.0))
+    monkeypatch.setattr(manifest, "find_entry", lambda key: entry)
+    with pytest.raises(UsageError, match="below what m codes: 6-12 kbps$"):
+        api.choose_settings(bitrate="5k")
+    with pytest.raises(UsageError, match="6-12 kbps per channel .12-24 kbps for 2 channels"):
+        api.choose_settings(bitrate="10k", channels=2)
 
 
-def test_a_model_without_rates_refuses_a_bitrate():
-    with pytest.raises(ModelError, match="no measured bitrates"):
-        manifest.rate_point(points(), 6.0)
+def test_settings_and_a_bitrate_exclude_each_other_and_a_custom_model_needs_settings():
+    with pytest.raises(UsageError, match="not both"):
+        api.choose_settings(EncoderSettings(), "12k")
+    with pytest.raises(UsageError, match="a bitrate needs a model with a rate ladder"):
+        api.choose_settings(bitrate="12k", model="custom.safetensors")
+    assert api.choose_settings(model="custom.safetensors").settings == EncoderSettings()
+    assert api.choose_settings().point == manifest.find_entry(None).default_point
 
 
-@pytest.mark.parametrize("text", ["6k", "6 kbps", "6", "6.0K", " 6kbit/s "])
-def test_bitrate_text_is_read_as_kbps(text):
-    expected = manifest.rate_point(manifest.find_entry(None), 6.0)
-    assert api.bitrate_settings(text) == expected.settings and expected.settings.code_bits is not None
-
-
-@pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "2000k"])
+@pytest.mark.parametrize("text", ["", "fast", "0k", "-6k", "6 Mbps", "20000k"])
 def test_a_bitrate_that_is_not_kbps_is_a_usage_error(text):
-    from nac.errors import UsageError
-
     with pytest.raises(UsageError, match="bitrate"):
-        api.bitrate_settings(text)
+        api.parse_kbps(text)

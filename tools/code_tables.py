@@ -2,12 +2,12 @@
 starting counts.
 
     python tools/code_tables.py latent nac-speech-16k-v5 CORPUS --files 300 --code-bits 3,4,5
-    python tools/code_tables.py residual nac-speech-16k-v5 CORPUS --files 300 --bitrates 8k,12k,16k,24k
+    python tools/code_tables.py residual nac-speech-16k-v5 CORPUS --files 300 --points 8k,12k,16k,24k
 
 ``latent`` encodes train-split files at each ``--code-bits``, counts each
 latent channel's codes by the code before them and writes integer tables
 ``u{U}`` to ``<model>.codes.safetensors``. ``residual`` encodes them at each
-``--bitrates`` point and counts the residual codes by context, one-second
+``--points`` point and counts the residual codes by context, one-second
 chunks as the container codes them, and writes ``<model>.residual.safetensors``.
 Either way the file and its sha256 go into the model's manifest row, and the
 bytes the new tables take on ``--dev-files`` dev files are printed next to
@@ -53,7 +53,8 @@ def build_latent(args, train: list[Path], dev: list[Path], rate: int) -> tuple[d
 
 
 def build_residual(args, train: list[Path], dev: list[Path], rate: int) -> tuple[dict, str]:
-    points = [api.bitrate_settings(point, args.model) for point in args.bitrates.split(",")]
+    entry = manifest.find_entry(args.model, args.models_dir)
+    points = [entry.point(name).settings for name in args.points.split(",")]
     counts = rans.counts_from_histogram(tables.residual_histogram(args.model, train, points, rate),
                                         tables.RESIDUAL_TOTAL)
     before = after = 0
@@ -66,7 +67,7 @@ def build_residual(args, train: list[Path], dev: list[Path], rate: int) -> tuple
                 if chunk.residual is not None:
                     before += len(rans.encode_residual(chunk.residual, *contexts))
                     after += len(rans.encode_residual(chunk.residual, *contexts, counts=counts))
-    print(f"residual codes on {len(dev)} dev files at {args.bitrates}: {before} bytes from the default counts, "
+    print(f"residual codes on {len(dev)} dev files at {args.points}: {before} bytes from the default counts, "
           f"{after} from these tables ({100 * (after / before - 1):+.2f} %)", flush=True)
     return {"counts": torch.from_numpy(counts.astype(np.int32))}, "residual"
 
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--dev-files", type=int, default=100)
     parser.add_argument("--code-bits", default="3,4,5", help="latent: comma-separated code bits to build tables for")
-    parser.add_argument("--bitrates", default="8k,12k,16k,24k", help="residual: the points to count codes at")
+    parser.add_argument("--points", default="8k,12k,16k,24k", help="residual: the ladder points to count codes at")
     parser.add_argument("--models-dir", type=Path, default=manifest.MODELS_DIR)
     args = parser.parse_args()
     torch.set_num_threads(1)

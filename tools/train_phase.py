@@ -1,6 +1,6 @@
 """Train a model's phase initializer (codec.model.LowBandPhase): the low band's starting phase for Griffin-Lim.
 
-    python tools/train_phase.py prepare CORPUS PAIRS [--model NAME] [--minutes 30] [--rates 8,12,16,24]
+    python tools/train_phase.py prepare CORPUS PAIRS [--model NAME] [--minutes 30] [--points 8k,12k,16k,24k]
     python tools/train_phase.py train PAIRS OUT.safetensors [--model NAME] [--minutes 8] [--device cuda] [--record]
 
 ``prepare`` codes train-split files through ``nac encode`` at the model's
@@ -54,7 +54,7 @@ HELD_OUT = 20  # every HELD_OUT-th pair scores the weights
 def prepare(args: argparse.Namespace) -> None:
     loaded = zoo.load_model(args.model)
     entry = manifest.find_entry(args.model)
-    settings = [manifest.rate_point(entry, float(kbps)).settings for kbps in args.rates.split(",")]
+    settings = [entry.point(name).settings for name in args.points.split(",")]
     files = evaluate.collect_inputs([args.corpus], "train", "speech_wb")
     rng = np.random.default_rng(0)
     args.pairs.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def main() -> None:
     first.add_argument("corpus", type=Path)
     first.add_argument("pairs", type=Path)
     first.add_argument("--minutes", type=float, default=30.0)
-    first.add_argument("--rates", default="8,12,16,24", help="the model's rate points (kbps) to code at, in turn")
+    first.add_argument("--points", default="8k,12k,16k,24k", help="the model's ladder points to code at, in turn")
     second = sub.add_parser("train")
     second.add_argument("pairs", type=Path)
     second.add_argument("out", type=Path)

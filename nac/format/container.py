@@ -27,7 +27,7 @@ from ..layers.residual import HINT_ROWS, RESIDUAL_LIMIT
 from . import header as header_format
 from . import legacy, rans, records
 from .header import LayerType, StreamInfo
-from .records import CHUNK_SYNC, Chunk, Framing, Salvage, StreamReport
+from .records import CHUNK_SYNC, Chunk, Framing, LostRun, Salvage, StreamReport
 
 PEAKS_FLAG, SILENT_FLAG = 0x01, 0x02
 _CHUNK_HEAD = Struct("sync" / Const(CHUNK_SYNC), "index" / Int32ul, "flags" / Int8ul)
@@ -385,15 +385,24 @@ def _decode_record(data: bytes, info: StreamInfo, offset: int, peaks: np.ndarray
     return chunk
 
 
-def _salvaged_peaks(data: bytes, info: StreamInfo, offsets: dict[int, int], group: range) -> np.ndarray | None:
-    """A group's peaks from the first of its carriers whose record is sound and whose peaks are valid."""
+def _salvaged_peaks(data: bytes, info: StreamInfo, offsets: dict[int, int], group: range,
+                    problems: list[str]) -> np.ndarray | None:
+    """A group's peaks from its first sound carrier with valid peaks; a carrier whose peaks are invalid or
+    differ from the group's is a problem (``problems``)."""
+    found = None
     for index in group:
-        if info.carries_peaks(index) and index in offsets:
-            try:
-                return _peaks(data, info, offsets[index])
-            except FormatError:
-                continue
-    return None
+        if not (info.carries_peaks(index) and index in offsets):
+            continue
+        try:
+            peaks = _peaks(data, info, offsets[index])
+        except FormatError as err:
+            problems.append(str(err))
+            continue
+        if found is None:
+            found = peaks
+        elif (peaks != found).any():
+            problems.append(f"chunk {group.start}: the scale group's two copies of its peak codes differ")
+    return found
 
 
 def open_stream(data: bytes, tables: Tables = Tables()):
@@ -447,7 +456,7 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
         return legacy.salvage(data, tables.code_tables)
     _check_tables(info, tables)
     report = _scan(data, info, header_size)
-    lost = report.lost_chunks()
+    lost = report.lost_runs()
     problems = list(report.problems)
     candidates: dict[int, list[int]] = {}  # chunk index -> offsets of its sound records, in file order
     for record in report.chunks:
@@ -456,22 +465,23 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
         if record.sound:
             candidates.setdefault(record.index, []).append(record.offset)
     offsets = {index: found[0] for index, found in candidates.items()}
-    chunks: list[Chunk | None] = [None] * info.chunk_count
+    chunks: dict[int, Chunk] = {}
     peaks_of: dict[int, np.ndarray | None] = {}
     for index in sorted(candidates):
         group = info.group(index).start
         if group not in peaks_of:
-            peaks_of[group] = _salvaged_peaks(data, info, offsets, info.group(index))
+            peaks_of[group] = _salvaged_peaks(data, info, offsets, info.group(index), problems)
         if peaks_of[group] is None:
-            lost[index] = "its scale group's peak codes were lost"
+            lost.append(LostRun(index, index, "its scale group's peak codes were lost"))
             continue
+        failure = None
         for offset in candidates[index]:  # a later record of the index may be the sound one (a foreign one first)
             try:
                 chunks[index] = _decode_record(data, info, offset, peaks_of[group], tables)
                 break
             except FormatError as err:
-                lost[index] = str(err).removeprefix(f"chunk {index}: ")
-                problems.append(str(err))
-        if chunks[index] is not None:
-            lost.pop(index, None)
-    return Salvage(info, chunks, dict(sorted(lost.items())), tuple(problems))
+                failure = str(err)
+                problems.append(failure)
+        if index not in chunks:
+            lost.append(LostRun(index, index, failure.removeprefix(f"chunk {index}: ")))
+    return Salvage(info, chunks, records.merge_runs(lost), tuple(problems))

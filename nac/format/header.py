@@ -449,8 +449,9 @@ def derived_counts(sample_count: int, original_rate: int, model_rate: int, n_fft
     """The counts that follow from the header's fields (format_spec.md section 5): samples at the model rate
     ``M = floor((S * Rm + Ro / 2) / Ro)``, latent frames ``ceil((M + n_fft / 2) / (hop * stride))`` (0 for
     ``M = 0``), chunks ``ceil(latent_frames / chunk_frames)``."""
-    model_samples = (sample_count * model_rate + original_rate // 2) // original_rate if original_rate else 0
-    frames = -(-(model_samples + n_fft // 2) // (hop_length * time_stride)) if model_samples else 0
+    model_samples = (sample_count * model_rate + original_rate // 2) // original_rate if original_rate > 0 else 0
+    step = hop_length * time_stride  # fields out of range give counts of 0; the rules then refuse them
+    frames = -(-(model_samples + n_fft // 2) // step) if model_samples and step > 0 else 0
     return {"model_sample_count": model_samples, "latent_frames": frames,
-            "chunk_count": -(-frames // chunk_frames) if chunk_frames else 0}
+            "chunk_count": -(-frames // chunk_frames) if chunk_frames > 0 else 0}
 

@@ -41,7 +41,7 @@ from ..layers.residual import GROWTH_ONE, HINT_ROWS, MAX_HINT_TURNS, RESIDUAL_LI
     ResidualLayer
 from . import rans, records
 from .header import MAGIC, RANGES, Companion, StreamInfo
-from .records import CHUNK_SYNC, END_SYNC, Chunk, Framing, Salvage, StreamReport
+from .records import CHUNK_SYNC, END_SYNC, Chunk, Framing, LostRun, Salvage, StreamReport
 
 VERSION_MAJORS = (1, 2, 3, 4, 5, 6, 7, 8)  # 2.0 adds the residual layer, 3.0 rANS-coded latent codes, 4.0 rANS-coded
 # residual codes in rows and bands, 5.0 level-adaptive residual steps, 6.0 fine residual bins coded at every
@@ -661,15 +661,15 @@ def salvage(data: bytes, code_tables: dict) -> Salvage:
     data = bytes(data)
     report = scan(data)
     header, _ = _read_header(io.BytesIO(data))
-    lost = report.lost_chunks()
-    chunks: list[Chunk | None] = [None] * header.chunk_count
+    chunks: dict[int, Chunk] = {}
+    failures: dict[int, str] = {}
     problems = list(report.problems)
     stream = io.BytesIO(data)
     for record in report.chunks:
         if record.problem is not None:
             problems.append(f"chunk record at offset {record.offset}: {record.problem}")
         index = record.index
-        if not record.sound or index in lost or chunks[index] is not None:
+        if not record.sound or index in chunks:
             continue
         where = f"chunk {index}"
         try:
@@ -678,6 +678,7 @@ def salvage(data: bytes, code_tables: dict) -> Salvage:
             parts = _decompress_parts(header, fields.payload, fields.frames, where, code_tables)
             chunks[index] = _decode_body(header, index, fields.frames, parts)
         except FormatError as err:
-            lost[index] = str(err).removeprefix(f"{where}: ")
+            failures.setdefault(index, str(err).removeprefix(f"{where}: "))
             problems.append(str(err))
-    return Salvage(report.header, chunks, dict(sorted(lost.items())), tuple(problems))
+    lost = report.lost_runs() + [LostRun(i, i, reason) for i, reason in failures.items() if i not in chunks]
+    return Salvage(report.header, chunks, records.merge_runs(lost), tuple(problems))

@@ -173,9 +173,10 @@ class StreamReport:
     def ok(self) -> bool:
         return self.end_ok and not self.problems and all(c.problem is None for c in self.chunks)
 
-    def lost_chunks(self) -> dict[int, str]:
-        """Chunk indices ``0 .. chunk_count-1`` with no sound record, each with the reason (the first sound
-        record of an index wins; a missing chunk does not condemn the ones after it)."""
+    def lost_runs(self) -> list[LostRun]:
+        """The chunks ``0 .. chunk_count-1`` with no sound record, as runs with their reason (the first sound
+        record of an index wins; a missing chunk does not condemn the ones after it). The list grows with the
+        records found, not with the chunk count a header claims."""
         count = self.header.chunk_count
         sound, damaged = set(), {}
         for chunk in self.chunks:
@@ -183,7 +184,47 @@ class StreamReport:
                 sound.add(chunk.index)
             elif chunk.index < count:
                 damaged.setdefault(chunk.index, chunk.problem or "CRC mismatch")
-        return {i: damaged.get(i, "missing") for i in range(count) if i not in sound}
+        marked = sorted((i, r) for i, r in damaged.items() if i not in sound)
+        runs: list[LostRun] = []
+        start, next_mark = 0, 0
+        for index in [*sorted(sound), count]:  # the gap start .. index - 1 before each sound chunk
+            while next_mark < len(marked) and marked[next_mark][0] < index:
+                mark, reason = marked[next_mark]
+                if start < mark:
+                    runs.append(LostRun(start, mark - 1, "missing"))
+                runs.append(LostRun(mark, mark, reason))
+                start, next_mark = mark + 1, next_mark + 1
+            if start < index:
+                runs.append(LostRun(start, index - 1, "missing"))
+            start = index + 1
+        return merge_runs(runs)
+
+
+@dataclass(frozen=True)
+class LostRun:
+    """Consecutive lost chunks ``first .. last`` and why they were lost (``; ``-joined reasons)."""
+
+    first: int
+    last: int  # inclusive
+    reason: str
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+def merge_runs(runs: list[LostRun]) -> list[LostRun]:
+    """Runs sorted, adjacent ones joined (their reasons too, each once)."""
+    merged: list[LostRun] = []
+    for run in sorted(runs, key=lambda run: run.first):
+        if merged and merged[-1].last + 1 >= run.first:
+            previous = merged[-1]
+            reasons = previous.reason.split("; ")
+            reason = previous.reason if run.reason in reasons else f"{previous.reason}; {run.reason}"
+            merged[-1] = LostRun(previous.first, max(previous.last, run.last), reason)
+        else:
+            merged.append(run)
+    return merged
 
 
 @dataclass(frozen=True)
@@ -191,8 +232,8 @@ class Salvage:
     """Every sound chunk of a possibly damaged file, and what was lost."""
 
     header: object  # StreamInfo
-    chunks: list[Chunk | None]  # one per chunk index; None where damaged or missing
-    lost: dict[int, str]  # chunk index -> why it was lost
+    chunks: dict[int, Chunk]  # the sound chunks by index
+    lost: list[LostRun]
     problems: tuple[str, ...]  # every defect found, lost chunks or not
 
     @property

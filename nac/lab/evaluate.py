@@ -169,7 +169,10 @@ def parse_list(text: str, what: str) -> list[str]:
 def parse_bitrates(text: str) -> tuple[float, ...]:
     """``"6,8,12"`` -> (6.0, 8.0, 12.0); each within opusenc's range."""
     values = []
-    for item in parse_list(text, "--bitrates"):
+    items = parse_list(text, "--bitrates")
+    if not items:
+        raise UsageError("--bitrates: give at least one")
+    for item in items:
         try:
             value = float(item.lower().removesuffix("k"))
         except ValueError:
