@@ -470,11 +470,11 @@ def test_scan_reports_a_damaged_chunk_and_resynchronizes():
     offset, _ = records_of(data)[1]
     damaged[offset + 9] ^= 0x40  # a peak byte
     report = container.scan(bytes(damaged))
-    assert not report.ok and report.chunks[1].problem == "CRC mismatch" and report.lost_chunks() == {1: "CRC mismatch"}
+    assert not report.ok and report.chunks[1].problem == "CRC mismatch" and [(r.first, r.last, r.reason) for r in report.lost_runs()] == [(1, 1, "CRC mismatch")]
     damaged = bytearray(data)
     damaged[offset + 17] ^= 0x7F  # the first part's size: the walk resynchronizes on the next sync word
     report = container.scan(bytes(damaged))
-    assert set(report.lost_chunks()) == {1} and report.end_ok
+    assert [(r.first, r.last) for r in report.lost_runs()] == [(1, 1)] and report.end_ok
 
 
 def test_salvage_loses_only_the_damaged_chunk():
@@ -482,7 +482,7 @@ def test_salvage_loses_only_the_damaged_chunk():
     damaged = bytearray(data)
     damaged[records_of(data)[2][0] + 20] ^= 1
     result = container.salvage(bytes(damaged))
-    assert set(result.lost) == {2} and result.chunks[2] is None
+    assert [(r.first, r.last, r.reason) for r in result.lost] == [(2, 2, "CRC mismatch")] and 2 not in result.chunks
     for index in (0, 1, 3):
         np.testing.assert_array_equal(result.chunks[index].codes, chunks[index].codes)
 
@@ -492,12 +492,12 @@ def test_salvage_takes_a_groups_peaks_from_the_second_copy():
     damaged = bytearray(data)
     damaged[records_of(data)[0][0] + 5] ^= 1  # chunk 0, the group's first carrier
     result = container.salvage(bytes(damaged))
-    assert set(result.lost) == {0}
+    assert [(r.first, r.last) for r in result.lost] == [(0, 0)]
     np.testing.assert_array_equal(result.chunks[2].steps, chunks[2].steps)
     damaged[records_of(data)[1][0] + 5] ^= 1  # both carriers: the whole group is lost
     result = container.salvage(bytes(damaged))
-    assert set(result.lost) == {0, 1, 2} and "peak codes were lost" in result.lost[2]
-    assert result.chunks[3] is not None
+    assert [(r.first, r.last) for r in result.lost] == [(0, 2)] and "peak codes were lost" in result.lost[0].reason
+    assert 3 in result.chunks
 
 
 def test_random_damage_raises_only_format_errors():

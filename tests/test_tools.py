@@ -157,49 +157,31 @@ def test_smoke_test_writes_recon_and_residual(tmp_path):
             assert rate == 16000 and audio.shape == (1, 16000)
 
 
-def test_record_rates_writes_operating_points_and_quality(tmp_path):
+def test_record_rates_writes_the_measured_ladder(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    (models / "manifest.json").write_text(json.dumps({"default": "m", "models": [{"id": 7, "name": "m"}]}))
+    ladder = [{"name": name, "settings": {"code_bits": bits}, "kbps": 0.0, "scores": {}}
+              for name, bits in (("6k", 3), ("12k", 4), ("24k", 5))]
+    (models / "manifest.json").write_text(json.dumps({"default": "m", "models": [{"id": 7, "name": "m", "ladder": ladder}]}))
 
     def system(setting, kbps, pesq, codec="nac"):
         return {"codec": codec, "setting": setting, "kbps": kbps, "files": 3, "pesq_wb": pesq, "visqol": None,
-                "stoi": 0.9, "lsd_db": 6.0}
+                "stoi": 0.9}
 
-    report = {"systems": [system("m default", 8.0, 2.2), system("m cb3", 5.0, 1.9), system("m cb5", 8.0, 2.2),
-                          system("m cb4+coarse12", 4.0, 1.8),
-                          system("m bits16", 25.0, 2.3), system("m store_phase", 260.0, 3.5),
-                          system("m cb8", 13.0, 2.2), system("m cb4+res1000+step0.7", 14.0, 3.3),
-                          system("m res2000+step0.7", 24.0, 3.4), system("m res2000", 24.0, 3.5),
-                          system("m cb4+res4000+bands1000+oct8", 15.0, 3.6),
-                          system("m cb4+res4000+bands1000+oct8+it64", 15.0, 3.9),
-                          system("other cb3", 4.0, 1.0), system("12 kbps", 11.0, 3.7, codec="opus")]}
+    report = {"systems": [system("m 6k", 5.5, 2.8), system("m 12k", 11.1, 4.0), system("other 24k", 20.0, 1.0),
+                          system("12 kbps", 11.0, 3.7, codec="opus")]}
     (tmp_path / "eval.json").write_text(json.dumps(report))
     result = run_tool("record_rates.py", "m", tmp_path / "eval.json", "--models-dir", models)
     assert result.returncode == 0, result.stderr
+    assert "not in the report, kept as they were: 24k" in result.stdout
     row = json.loads((models / "manifest.json").read_text())["models"][0]
-    # cb8 (no better than the cheaper default), bits16 (worse than res2000 below it), res2000+step0.7
-    # (worse than res2000 at the same rate, listed first) and it64 (a decoder setting) are left out
-    assert [(p["bits"], p["code_bits"], p.get("residual_hz"), p["kbps"]) for p in row["rates"]] == [
-        (8, 4, None, 4.0), (8, 3, None, 5.0), (8, 5, None, 8.0), (8, 4, 1000.0, 14.0), (8, 4, 4000.0, 15.0)]
-    assert row["rates"][0]["coarse_channels"] == 12 and "coarse_channels" not in row["rates"][1]
-    assert row["rates"][3]["residual_step"] == 0.7 and "residual_bands_hz" not in row["rates"][3]
-    assert (row["rates"][4]["residual_bands_hz"], row["rates"][4]["bands_per_octave"]) == (1000.0, 8.0)
-    assert row["rates"][1]["scores"] == {"pesq_wb": 1.9, "stoi": 0.9}
-    assert row["quality"]["dev_kbps"] == 8.0 and row["quality"]["pesq_wb"] == 2.2
-    # a newer report, listed first, measured cb3 again (fewer bits, say): its point replaces the older one's
-    (tmp_path / "newer.json").write_text(json.dumps({"systems": [system("m cb3", 4.5, 1.95)]}))
-    result = run_tool("record_rates.py", "m", tmp_path / "newer.json", tmp_path / "eval.json", "--models-dir", models)
-    assert result.returncode == 0, result.stderr
-    rates = json.loads((models / "manifest.json").read_text())["models"][0]["rates"]
-    assert [(p["code_bits"], p["kbps"], p["scores"]["pesq_wb"]) for p in rates[:2]] == [(4, 4.0, 1.8), (3, 4.5, 1.95)]
-    # with --keep-others a report of one setting updates that point and keeps the manifest's others
-    (tmp_path / "one.json").write_text(json.dumps({"systems": [system("m cb5", 7.5, 2.25)]}))
-    result = run_tool("record_rates.py", "m", tmp_path / "one.json", "--models-dir", models, "--keep-others")
-    assert result.returncode == 0, result.stderr
-    kept = json.loads((models / "manifest.json").read_text())["models"][0]["rates"]
-    assert [(p["code_bits"], p["kbps"]) for p in kept] == [(4, 4.0), (3, 4.5), (5, 7.5), (4, 14.0), (4, 15.0)]
-    assert kept[2]["scores"]["pesq_wb"] == 2.25
+    assert [(p["name"], p["settings"], p["kbps"]) for p in row["ladder"]] == [
+        ("6k", {"code_bits": 3}, 5.5), ("12k", {"code_bits": 4}, 11.1), ("24k", {"code_bits": 5}, 0.0)]
+    assert row["ladder"][1]["scores"] == {"pesq_wb": 4.0, "stoi": 0.9}
+    # a report without any of the model's points changes nothing and fails
+    (tmp_path / "other.json").write_text(json.dumps({"systems": [system("other 6k", 5.0, 2.0)]}))
+    result = run_tool("record_rates.py", "m", tmp_path / "other.json", "--models-dir", models)
+    assert result.returncode != 0 and "no ladder point of m scored" in result.stderr
 
 
 def _report(files, *systems):

@@ -19,7 +19,7 @@ from nac.lab.metrics import lsd_db, pesq_wb, si_sdr_db, snr_db, stoi  # noqa: E4
 
 
 def nac(*args: object) -> None:
-    command = [sys.executable, "-m", "codec.cli", *map(str, args)]
+    command = [sys.executable, "-m", "nac.cli", *map(str, args)]
     print("$ nac " + " ".join(map(str, args)), flush=True)
     subprocess.run(command, check=True)
 
