@@ -226,6 +226,18 @@ def test_version_and_help_start_without_torch():
     assert result.stdout.strip().endswith("False"), result.stdout + result.stderr
 
 
+def test_encoding_and_decoding_import_no_training_or_evaluation(tmp_path: Path, clip: Path):
+    probe = ("import sys\nimport nac.cli\n"
+             "for argv in (['encode', sys.argv[1], '-o', sys.argv[2]], ['decode', sys.argv[2], '-o', sys.argv[3]]):\n"
+             "    sys.argv = ['nac', *argv]\n"
+             "    try:\n        nac.cli.app()\n    except SystemExit:\n        pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('nac.lab', 'matplotlib', 'pesq', 'tools'))))")
+    result = subprocess.run([sys.executable, "-c", probe, str(clip), str(tmp_path / "a.nac"), str(tmp_path / "a.wav")],
+                            capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "a.wav").exists(), result.stderr
+    assert result.stdout.strip().endswith("[]"), result.stdout
+
+
 def test_models_lists_the_default_first_in_short_lines():
     result = run("models")
     lines = result.stdout.splitlines()

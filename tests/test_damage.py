@@ -125,9 +125,10 @@ def seconds(index: int) -> tuple[float, float]:
 def test_intact_file_salvages_to_the_strict_result(four_chunks, intact_audio):
     info, chunks = api.unpack(four_chunks)
     result = container.salvage(four_chunks, tables_of(four_chunks))
-    assert result.intact and result.header == info and result.lost == {}
-    for want, got in zip(chunks, result.chunks):
-        np.testing.assert_array_equal(want.codes, got.codes)
+    assert result.intact and result.header == info and result.lost == []
+    assert sorted(result.chunks) == [c.index for c in chunks]
+    for want in chunks:
+        np.testing.assert_array_equal(want.codes, result.chunks[want.index].codes)
     salvaged = api.decode_salvage(four_chunks)
     assert not salvaged.damaged and salvaged.sample_rate == RATE
     np.testing.assert_array_equal(salvaged.audio, intact_audio)
@@ -143,9 +144,9 @@ def test_salvage_decodes_with_the_phase_iterations_asked_for(four_chunks, intact
 @pytest.mark.parametrize(
     "damage,lost,reason",
     [
-        (lambda d: corrupt_chunk(d, 1), {1: "CRC mismatch"}, "CRC mismatch"),
-        (lambda d: drop_chunk(d, 2), {2: "missing"}, "missing"),
-        (lambda d: corrupt_chunk(drop_chunk(d, 0), 1), {0: "missing", 2: "CRC mismatch"}, None),
+        (lambda d: corrupt_chunk(d, 1), [(1, 1, "CRC mismatch")], "CRC mismatch"),
+        (lambda d: drop_chunk(d, 2), [(2, 2, "missing")], "missing"),
+        (lambda d: corrupt_chunk(drop_chunk(d, 0), 1), [(0, 0, "missing"), (2, 2, "CRC mismatch")], None),
     ],
     ids=["crc", "missing", "missing-and-crc"],
 )
@@ -154,11 +155,11 @@ def test_salvage_fills_lost_chunks_with_silence(four_chunks, intact_audio_16, da
     with pytest.raises(FormatError):
         api.decode(data)
     parsed = container.salvage(data, tables_of(data))
-    assert parsed.lost == lost and not parsed.intact
-    assert [i for i, c in enumerate(parsed.chunks) if c is None] == sorted(lost)
+    assert [(r.first, r.last, r.reason) for r in parsed.lost] == lost and not parsed.intact
+    assert sorted(set(range(4)) - set(parsed.chunks)) == [first for first, _, _ in lost]
     result = api.decode_salvage(data, phase_iters=LOCAL_PHASE_ITERS)
     assert result.audio.shape == intact_audio_16.shape and result.sample_rate == RATE
-    assert [(s.first_chunk, s.last_chunk) for s in result.lost] == [(i, i) for i in sorted(lost)]
+    assert [(s.first_chunk, s.last_chunk) for s in result.lost] == [(first, last) for first, last, _ in lost]
     keep = np.ones(intact_audio_16.shape[1], bool)
     for span in result.lost:
         start, stop = seconds(span.first_chunk)
@@ -201,7 +202,8 @@ def test_damaged_header_is_fatal_even_for_salvage(four_chunks):
 
 def test_salvage_at_the_model_rate(four_chunks):
     result = api.decode_salvage(corrupt_chunk(four_chunks, 3), keep_model_rate=True)
-    assert result.sample_rate == 16000 and result.audio.shape == (1, 16000)
+    # the lost last chunk is a lost tail: reported, not invented
+    assert result.sample_rate == 16000 and result.audio.shape == (1, 3 * 4096)
     assert [(s.start, s.stop) for s in result.lost] == [(3 * 4096, 16000)]
 
 
@@ -229,7 +231,7 @@ def test_scan_stays_linear_on_sprayed_sync_words(four_chunks):
         start = time.perf_counter()
         result = container.salvage(data, tables_of(data))
         assert time.perf_counter() - start < 1.0
-        assert result.lost == {} and not result.intact
+        assert result.lost == [] and not result.intact
 
 
 def test_foreign_record_before_the_sound_one(four_chunks):
@@ -240,14 +242,14 @@ def test_foreign_record_before_the_sound_one(four_chunks):
     foreign += struct.pack("<I", container.records.crc32(bytes(foreign)))
     data = four_chunks[:offset] + bytes(foreign) + four_chunks[offset:]
     result = container.salvage(data, tables_of(data))
-    assert result.lost == {} and not result.intact
+    assert result.lost == [] and not result.intact
     np.testing.assert_array_equal(result.chunks[1].codes, api.unpack(four_chunks)[1][1].codes)
 
 
 def test_a_group_survives_the_loss_of_one_peak_carrier(four_chunks):
     """Chunks 2 and 3 form the second group and both carry its peaks: losing chunk 2 costs only chunk 2."""
     result = container.salvage(corrupt_chunk(four_chunks, 2), tables_of(four_chunks))
-    assert set(result.lost) == {2} and result.chunks[3] is not None
+    assert [(r.first, r.last) for r in result.lost] == [(2, 2)] and 3 in result.chunks
 
 
 # --------------------------------------------------------------------------
