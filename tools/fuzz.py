@@ -206,7 +206,7 @@ class Seed:
 
     @property
     def format9(self) -> bool:
-        return self.info.version[0] == header_format.VERSION_MAJOR
+        return not self.info.legacy
 
 
 def read_record(data: bytes, info: StreamInfo, offset: int) -> Record:

@@ -298,7 +298,7 @@ def scan(data: bytes) -> StreamReport:
     """
     data = bytes(data)
     info, header_size = read_info(data)
-    if info.version[0] != header_format.VERSION_MAJOR:
+    if info.legacy:
         return legacy.scan(data)
     return _scan(data, info, header_size)
 
@@ -410,7 +410,7 @@ def open_stream(data: bytes, tables: Tables = Tables()):
     a legacy file (1.0-8.0) is decoded whole by :mod:`nac.format.legacy`. :class:`FormatError` for any damage."""
     data = bytes(data)
     info, header_size = read_info(data)
-    if info.version[0] != header_format.VERSION_MAJOR:
+    if info.legacy:
         return legacy.open_stream(data, tables.code_tables)
     _check_tables(info, tables)
     report = _scan(data, info, header_size)
@@ -452,7 +452,7 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
     """
     data = bytes(data)
     info, header_size = read_info(data)
-    if info.version[0] != header_format.VERSION_MAJOR:
+    if info.legacy:
         return legacy.salvage(data, tables.code_tables)
     _check_tables(info, tables)
     report = _scan(data, info, header_size)

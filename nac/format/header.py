@@ -110,6 +110,11 @@ class StreamInfo:
     header_size: int = 0
 
     @property
+    def legacy(self) -> bool:
+        """Written by formats 1.0-8.0: only :mod:`nac.format.legacy` reads its records."""
+        return self.version[0] != VERSION_MAJOR
+
+    @property
     def samples_per_frame(self) -> int:
         """Model-rate samples one latent frame advances: ``hop_length * time_stride``."""
         return self.hop_length * self.time_stride
