@@ -1,9 +1,15 @@
 """The rANS coders of nac/format/rans.py: static tables for latent codes, adaptive models for residual codes."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from nac.format import rans
+
+# sha256 prefixes of two streams made by the pure-Python coder of format 9's first release (the bytes every
+# later coder must make)
+RESIDUAL_DIGEST, LATENT_DIGEST = "1e5bbac288becf20", "00158d95fcd53928"
 
 
 def tables(code_range: int, count: int = 3, seed: int = 0) -> np.ndarray:
@@ -50,18 +56,45 @@ def test_damaged_streams_are_rejected():
 
 
 def test_adaptive_model_intervals_cover_the_range_and_follow_the_counts():
-    model = rans._AdaptiveModel(rans.default_counts()[0])
-    assert model.counts == [1, 2, 4, 8, 16, 32, 64, 32, 16, 8, 4, 2, 1, 1]
+    counts, totals = rans._start_counts(None)
+    assert counts[0].tolist() == [1, 2, 4, 8, 16, 32, 64, 32, 16, 8, 4, 2, 1, 1]
+
+    def interval(s):
+        return rans._interval(counts[0], totals[0], s)
+
     for _ in range(400):
-        intervals = [model.interval(s) for s in range(rans.RESIDUAL_SYMBOLS)]
+        intervals = [interval(s) for s in range(rans.RESIDUAL_SYMBOLS)]
         starts, widths = zip(*intervals)
         assert starts[0] == 0 and starts[-1] + widths[-1] == 1 << rans.PRECISION and min(widths) >= 1
         assert all(start + width == following for (start, width), following in zip(intervals, starts[1:]))
         for s, (start, width) in enumerate(intervals):  # the decoder's search finds each interval from either end
-            assert model.find(start) == model.find(start + width - 1) == (s, start, width)
-        model.update(9)
-    assert model.total == sum(model.counts) <= rans.RESIDUAL_COUNT_LIMIT and min(model.counts) >= 1
-    assert max(range(rans.RESIDUAL_SYMBOLS), key=lambda s: model.interval(s)[1]) == 9
+            found = [rans._find(counts[0], totals[0], slot) for slot in (start, start + width - 1)]
+            assert found[0] == found[1] == (s, start, width)
+        rans._update(counts, totals, 0, 9)
+    assert totals[0] == counts[0].sum() <= rans.RESIDUAL_COUNT_LIMIT and counts[0].min() >= 1
+    assert max(range(rans.RESIDUAL_SYMBOLS), key=lambda s: interval(s)[1]) == 9
+    assert (counts[1:] == rans.default_counts()[1:]).all()  # other contexts untouched
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "python"])
+def test_compiled_and_python_coders_agree(kernel, monkeypatch):
+    """Without numba the same functions run as Python: they must make and read the same bytes."""
+    if kernel == "python":
+        for name in ("_stream", "_decode_latent", "_residual_intervals", "_decode_residual", "_contexts"):
+            monkeypatch.setattr(rans, name, getattr(getattr(rans, name), "py_func", getattr(rans, name)))
+        for name in ("_interval", "_find", "_update", "_context", "_clamped"):
+            monkeypatch.setitem(rans.__dict__, name, getattr(getattr(rans, name), "py_func", getattr(rans, name)))
+    rng = np.random.default_rng(3)
+    codes = np.clip(np.rint(rng.laplace(0, 4, (2, 12, 9))), -127, 127).astype(np.int8)
+    data = rans.encode_residual(codes, 4, 2, 2)
+    assert hashlib.sha256(data).hexdigest()[:16] == RESIDUAL_DIGEST
+    np.testing.assert_array_equal(rans.decode_residual(data, codes.shape, 4, 2, 2), codes)
+    freq = tables(7, count=3)
+    latent = np.clip(np.rint(rng.laplace(0, 2, (5, 40))), -7, 7).astype(np.int64)
+    which = np.array([0, 1, 2, 1, 0])
+    data = rans.encode(latent, which, freq)
+    assert hashlib.sha256(data).hexdigest()[:16] == LATENT_DIGEST
+    np.testing.assert_array_equal(rans.decode(data, which, freq, 40), latent)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 16, 9), (1, 73, 40)])
@@ -138,8 +171,9 @@ def test_starting_counts_change_the_stream_not_the_codes():
 @pytest.mark.parametrize("value", [-128, 3])
 def test_escaped_codes_must_be_beyond_the_direct_range_and_at_least_minus_127(value):
     """An escape carries only codes the direct symbols cannot: one way to code each value."""
-    escape = rans._AdaptiveModel(rans.default_counts()[0]).interval(rans.RESIDUAL_ESCAPE)  # the first code's context: neighbours 0
+    counts, totals = rans._start_counts(None)
+    start, width = rans._interval(counts[0], totals[0], rans.RESIDUAL_ESCAPE)  # the first code's context: 0
     byte = rans._ESCAPED_BYTE
-    data = rans._encode_intervals([escape, ((value + 128) * byte, byte)])
+    data = rans._stream(np.array([start, (value + 128) * byte]), np.array([width, byte])).astype("<u2").tobytes()
     with pytest.raises(ValueError, match=f"escaped residual code {value}"):
         rans.decode_residual(data, (1, 1, 1))

@@ -25,14 +25,23 @@ and no words left.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Iterator
-
 import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # the same functions run as plain Python: the same bytes, far slower
+
+    def njit(*args, **kwargs):
+        return args[0] if args and callable(args[0]) else (lambda function: function)
+
 
 PRECISION = 15
 _LOW = 1 << 16  # the state's lower bound, and its value before the first code is encoded
 _MASK = (1 << PRECISION) - 1
+# kernel results other than 0 (sound), turned into ValueError by their callers
+_EARLY_END, _NOT_AT_END, _BAD_ESCAPE = 1, 2, 3
+_PROBLEMS = {_EARLY_END: "code stream ends early",
+             _NOT_AT_END: "code stream does not end where its codes do (damaged)"}
 
 
 def check_tables(freq: np.ndarray, code_range: int) -> None:
@@ -57,87 +66,92 @@ def tables_from_counts(counts: np.ndarray) -> np.ndarray:
     return freq
 
 
-def _cumulative(freq: np.ndarray) -> list:
-    """Per table and context, the list ``[0, f0, f0 + f1, ..., 2**P]``."""
-    cum = np.concatenate([np.zeros(freq.shape[:-1] + (1,), np.int64), np.cumsum(freq, axis=-1)], axis=-1)
-    return cum.tolist()
+def _cumulative(freq: np.ndarray) -> np.ndarray:
+    """Per table and context, ``[0, f0, f0 + f1, ..., 2**P]`` (int64)."""
+    return np.concatenate([np.zeros(freq.shape[:-1] + (1,), np.int64), np.cumsum(freq, axis=-1)], axis=-1)
 
 
-def _encode_intervals(intervals: list[tuple[int, int]]) -> bytes:
-    """The rANS stream of symbols given as (cumulative start, frequency) pairs, in decoding order."""
-    words, x = [], _LOW
-    for start, f in reversed(intervals):
+@njit(cache=True)
+def _stream(starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The rANS words (uint16) of symbols given by their intervals ``[start, start + width)``, in decoding
+    order."""
+    words = np.empty(len(starts) + 2, np.uint16)
+    count, x = 0, _LOW
+    for i in range(len(starts) - 1, -1, -1):
+        f = widths[i]
         if x >= f << (32 - PRECISION):
-            words.append(x & 0xFFFF)
+            words[count] = x & 0xFFFF
+            count += 1
             x >>= 16
-        x = ((x // f) << PRECISION) + x % f + start
-    words += [x & 0xFFFF, x >> 16]
-    return np.array(words[::-1], dtype="<u2").tobytes()
+        x = ((x // f) << PRECISION) + x % f + starts[i]
+    words[count] = x & 0xFFFF
+    words[count + 1] = x >> 16
+    return words[: count + 2][::-1].copy()
 
 
-class _Reader:
-    """Decodes symbols from a stream of :func:`_encode_intervals`: by a cumulative list, or by slot and advance."""
+def _words(data: bytes) -> np.ndarray:
+    """A code stream's 16-bit words (int64); ValueError if it cannot be one."""
+    if len(data) % 2 or len(data) < 4:
+        raise ValueError(f"code stream of {len(data)} bytes: not whole 16-bit words, or under 4 bytes")
+    words = np.frombuffer(data, dtype="<u2").astype(np.int64)
+    if words[0] << 16 | words[1] < _LOW:
+        raise ValueError("code stream starts below the coder's state range")
+    return words
 
-    def __init__(self, data: bytes):
-        if len(data) % 2 or len(data) < 4:
-            raise ValueError(f"code stream of {len(data)} bytes: not whole 16-bit words, or under 4 bytes")
-        self.words = np.frombuffer(data, dtype="<u2").tolist()
-        self.x, self.position = self.words[0] << 16 | self.words[1], 2
-        if self.x < _LOW:
-            raise ValueError("code stream starts below the coder's state range")
 
-    def symbol(self, cum: list[int]) -> int:
-        """The next symbol, ``cum`` being ``[0, f0, f0 + f1, ..., 2**P]`` of its distribution."""
-        s = bisect_right(cum, self.slot()) - 1
-        self.advance(cum[s], cum[s + 1] - cum[s])
-        return s
-
-    def slot(self) -> int:
-        """``x mod 2**P``: where the next symbol's interval must lie."""
-        return self.x & _MASK
-
-    def advance(self, start: int, f: int) -> None:
-        """Take the symbol whose interval ``[start, start + f)`` holds :meth:`slot`."""
-        x = f * (self.x >> PRECISION) + (self.x & _MASK) - start
-        if x < _LOW:
-            if self.position == len(self.words):
-                raise ValueError("code stream ends early")
-            x = x << 16 | self.words[self.position]
-            self.position += 1
-        self.x = x
-
-    def finish(self) -> None:
-        if self.x != _LOW or self.position != len(self.words):
-            raise ValueError("code stream does not end where its codes do (damaged)")
+def _check(status: int) -> None:
+    if status:
+        raise ValueError(_PROBLEMS[status])
 
 
 def encode(codes: np.ndarray, tables: np.ndarray, freq: np.ndarray) -> bytes:
     """The rANS stream of ``codes`` (rows, frames) in [-U, U]; row ``r`` uses table ``tables[r]``."""
     code_range = freq.shape[-1] // 2
-    cum_rows = _cumulative(freq)
-    intervals = []
-    for row, table in zip((np.asarray(codes, np.int64) + code_range).tolist(), np.asarray(tables).tolist()):
-        context = code_range
-        for s in row:
-            cum = cum_rows[table][context]
-            intervals.append((cum[s], cum[s + 1] - cum[s]))
-            context = s
-    return _encode_intervals(intervals)
+    symbols = np.asarray(codes, np.int64).reshape(len(tables), -1) + code_range
+    contexts = np.concatenate([np.full((len(symbols), 1), code_range), symbols[:, :-1]], axis=1)
+    which = np.broadcast_to(np.asarray(tables, np.int64)[:, None], symbols.shape)
+    cum = _cumulative(np.asarray(freq))
+    starts = cum[which, contexts, symbols].ravel()
+    widths = cum[which, contexts, symbols + 1].ravel() - starts
+    return _stream(starts, widths).astype("<u2").tobytes()
+
+
+@njit(cache=True)
+def _decode_latent(words: np.ndarray, tables: np.ndarray, cum: np.ndarray, out: np.ndarray) -> int:
+    """Fill ``out`` (rows, frames) with symbols; 0, or the problem found."""
+    x, position = words[0] << 16 | words[1], 2
+    last = cum.shape[-1] - 1
+    for r in range(out.shape[0]):
+        context = last // 2
+        for j in range(out.shape[1]):
+            row = cum[tables[r], context]
+            slot = x & _MASK
+            low, high = 0, last  # row[low] <= slot < row[high]
+            while high - low > 1:
+                middle = (low + high) >> 1
+                if row[middle] <= slot:
+                    low = middle
+                else:
+                    high = middle
+            x = (row[low + 1] - row[low]) * (x >> PRECISION) + slot - row[low]
+            if x < _LOW:
+                if position == len(words):
+                    return _EARLY_END
+                x = x << 16 | words[position]
+                position += 1
+            out[r, j] = low
+            context = low
+    return 0 if x == _LOW and position == len(words) else _NOT_AT_END
 
 
 def decode(data: bytes, tables: np.ndarray, freq: np.ndarray, frames: int) -> np.ndarray:
     """Codes (rows, frames) from a stream made by :func:`encode`; ValueError if it is not sound."""
-    code_range = freq.shape[-1] // 2
-    reader, cum_rows = _Reader(data), _cumulative(freq)
-    rows = []
-    for table in np.asarray(tables).tolist():
-        contexts, context, row = cum_rows[table], code_range, []
-        for _ in range(frames):
-            context = reader.symbol(contexts[context])
-            row.append(context)
-        rows.append(row)
-    reader.finish()
-    return np.array(rows, dtype=np.int64).reshape(len(rows), frames) - code_range
+    tables = np.asarray(tables, np.int64)
+    if tables.size and not 0 <= tables.min() <= tables.max() < len(freq):
+        raise ValueError(f"code table index out of 0..{len(freq) - 1}")
+    out = np.empty((len(tables), frames), np.int64)
+    _check(_decode_latent(_words(data), tables, _cumulative(np.asarray(freq)), out))
+    return out - freq.shape[-1] // 2
 
 
 # Residual codes: adaptive models, one per context (docs/results.md compares other contexts).
@@ -169,56 +183,108 @@ def check_counts(counts: np.ndarray) -> None:
         raise ValueError(f"every residual table row must sum to at most {RESIDUAL_COUNT_LIMIT}")
 
 
-class _AdaptiveModel:
-    """Integer symbol counts of one context and the coding intervals they give."""
-
-    def __init__(self, counts: list[int]):
-        self.counts = list(counts)
-        self.total = sum(self.counts)
-
-    def interval(self, s: int) -> tuple[int, int]:
-        """``(start(s), start(s + 1) - start(s))``, ``start(s) = s + C(s) * (2**P - 14) // N``; each >= 1."""
-        below = sum(self.counts[:s])
-        start = s + below * _SPREAD // self.total
-        return start, s + 1 + (below + self.counts[s]) * _SPREAD // self.total - start
-
-    def find(self, slot: int) -> tuple[int, int, int]:
-        """``(s, start, frequency)`` of the symbol whose interval holds ``slot``."""
-        total, below, start = self.total, 0, 0
-        for s, count in enumerate(self.counts):
-            end = s + 1 + (below + count) * _SPREAD // total
-            if slot < end:
-                return s, start, end - start
-            below, start = below + count, end
-        raise AssertionError("the last interval ends at 2**P")
-
-    def update(self, s: int) -> None:
-        self.counts[s] += RESIDUAL_INCREMENT
-        self.total += RESIDUAL_INCREMENT
-        if self.total > RESIDUAL_COUNT_LIMIT:
-            self.counts = [(count + 1) >> 1 for count in self.counts]
-            self.total = sum(self.counts)
+# The adaptive model of one context: integer counts (one row of ``counts``) and their sum (``totals``).
 
 
-# Context parts of a neighbouring code v (index v + 128): 5 * (clamp(v) + 2) for the first
-# neighbour, clamp(v) + 2 for the second, clamp(v) = min(2, max(-2, v)).
-_CLAMPED = [min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v - 128)) + RESIDUAL_CONTEXT_CLAMP
-            for v in range(256)]
-_LEFT_PART = [(2 * RESIDUAL_CONTEXT_CLAMP + 1) * part for part in _CLAMPED]
+@njit(cache=True)
+def _interval(counts: np.ndarray, total: int, s: int) -> tuple[int, int]:
+    """``(start(s), start(s + 1) - start(s))``, ``start(s) = s + C(s) * (2**P - 14) // N``; each width >= 1."""
+    below = 0
+    for k in range(s):
+        below += counts[k]
+    start = s + below * _SPREAD // total
+    return start, s + 1 + (below + counts[s]) * _SPREAD // total - start
+
+
+@njit(cache=True)
+def _find(counts: np.ndarray, total: int, slot: int) -> tuple[int, int, int]:
+    """``(s, start, width)`` of the symbol whose interval holds ``slot``."""
+    below, start = 0, 0
+    for s in range(len(counts) - 1):
+        end = s + 1 + (below + counts[s]) * _SPREAD // total
+        if slot < end:
+            return s, start, end - start
+        below, start = below + counts[s], end
+    return len(counts) - 1, start, (1 << PRECISION) - start
+
+
+@njit(cache=True)
+def _update(counts: np.ndarray, totals: np.ndarray, context: int, s: int) -> None:
+    """Count symbol ``s`` in ``context``; halve the context's counts (rounding up) past the limit."""
+    counts[context, s] += RESIDUAL_INCREMENT
+    totals[context] += RESIDUAL_INCREMENT
+    if totals[context] > RESIDUAL_COUNT_LIMIT:
+        total = 0
+        for k in range(counts.shape[1]):
+            counts[context, k] = (counts[context, k] + 1) >> 1
+            total += counts[context, k]
+        totals[context] = total
+
+
 RESIDUAL_CONTEXTS = (2 * RESIDUAL_CONTEXT_CLAMP + 1) ** 2  # per set: the other rows' set, then the fine rows' (v7)
 _HINT_CONTEXTS = 2 * RESIDUAL_CONTEXTS  # then per hint row (v8), 5: the same row's clamped code a column earlier
 _CLAMP_WIDTH = 2 * RESIDUAL_CONTEXT_CLAMP + 1
 RESIDUAL_MODELS = _HINT_CONTEXTS + 2 * _CLAMP_WIDTH
 
 
+@njit(cache=True)
+def _clamped(v: int) -> int:
+    return min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v)) + RESIDUAL_CONTEXT_CLAMP
+
+
+@njit(cache=True)
+def _context(values: np.ndarray, c: int, row: int, column: int, below: int, fine_rows: int, stride: int,
+             first_hint: int) -> int:
+    """The context of code ``values[c, row, column]`` from the codes coded before it; ``below`` is the code
+    of the row under it in the same column (0 for row 0).
+
+    Codes go by channel, column (time), then row (upwards). A code's context is
+    ``5 * (a + 2) + (b + 2)`` of the clamped codes left of it (previous column)
+    and below it. The first ``fine_rows`` rows (v7: the fine bins, ``stride``
+    rows each, row ``k`` of a bin holding its frames ``j * stride + k``) take
+    ``25 + 5 * (a + 2) + (b + 2)`` instead, ``a`` the same bin's code one frame
+    earlier and ``b`` the code of the bin below in the same frame. The last
+    rows from ``first_hint`` (v8: a delay row and a turn row) take
+    ``50 + 5 * h + (a + 2)``, ``h`` the hint row and ``a`` its code a column
+    earlier. A neighbour outside the chunk counts as 0.
+    """
+    if row >= first_hint:
+        left = values[c, row, column - 1] if column else 0
+        return _HINT_CONTEXTS + _CLAMP_WIDTH * (row - first_hint) + _clamped(left)
+    if row < fine_rows:
+        if row % stride:
+            earlier = values[c, row - 1, column]
+        else:
+            earlier = values[c, row + stride - 1, column - 1] if column else 0
+        lower = values[c, row - stride, column] if row >= stride else 0
+        return RESIDUAL_CONTEXTS + _CLAMP_WIDTH * _clamped(earlier) + _clamped(lower)
+    left = values[c, row, column - 1] if column else 0
+    return _CLAMP_WIDTH * _clamped(left) + _clamped(below)
+
+
+@njit(cache=True)
+def _contexts(values: np.ndarray, fine_rows: int, stride: int, hint_rows: int) -> np.ndarray:
+    """The context of every code (channels, rows, columns), in coding order."""
+    channels, rows, columns = values.shape
+    out = np.empty(values.size, np.int64)
+    n = 0
+    for c in range(channels):
+        for column in range(columns):
+            below = 0
+            for row in range(rows):
+                out[n] = _context(values, c, row, column, below, fine_rows, stride, rows - hint_rows)
+                below = values[c, row, column]
+                n += 1
+    return out
+
+
 def residual_symbols(codes: np.ndarray, fine_rows: int = 0, stride: int = 1,
                      hint_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(context, symbol) of every code of a chunk in coding order (escaped codes as the escape symbol): what
     residual tables are counted from."""
-    values = np.asarray(codes, np.int64).tolist()
-    order = list(_coding_order(values, np.shape(codes), fine_rows, stride, hint_rows))
-    contexts = np.array([context for *_, context in order], np.int64)
-    picked = np.array([values[c][row][column] for c, row, column, _ in order], np.int64)
+    values = np.ascontiguousarray(codes, np.int64)
+    contexts = _contexts(values, fine_rows, stride, hint_rows)
+    picked = values.transpose(0, 2, 1).ravel()
     symbols = np.where(np.abs(picked) <= RESIDUAL_DIRECT, picked + RESIDUAL_DIRECT, RESIDUAL_ESCAPE)
     return contexts, symbols
 
@@ -231,46 +297,33 @@ def counts_from_histogram(histogram: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def _models(counts: np.ndarray | None) -> list[_AdaptiveModel]:
-    rows = (default_counts() if counts is None else counts).tolist()
-    return [_AdaptiveModel(row) for row in rows]
+def _start_counts(counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (counts, totals) of every context for one chunk."""
+    counts = np.array(default_counts() if counts is None else counts, np.int64)
+    return counts, counts.sum(axis=1)
 
 
-def _coding_order(values: list, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
-                  hint_rows: int = 0) -> Iterator[tuple[int, int, int, int]]:
-    """(channel, row, column, context) of each code in coding order: channel, column (time), row (upwards).
-
-    The context ``5 * (a + 2) + (b + 2)`` comes from the clamped codes left of
-    (previous column) and below (previous row) it. The first ``fine_rows``
-    rows (v7: the fine bins, ``stride`` rows each, row ``k`` of a bin holding
-    its frames ``j * stride + k``) take ``25 + 5 * (a + 2) + (b + 2)`` instead,
-    ``a`` the same bin's code one frame earlier and ``b`` the code of the bin
-    below in the same frame. The last ``hint_rows`` rows (v8: a delay row and
-    a turn row) take ``50 + 5 * h + (a + 2)``, ``h`` the hint row and ``a`` its
-    code a column earlier. Codes are read from ``values`` when the code's
-    turn comes (0 where there is none), so a decoder may fill ``values`` as it goes.
-    """
-    channels, rows, columns = shape
-    first_hint = rows - hint_rows
+@njit(cache=True)
+def _residual_intervals(values: np.ndarray, contexts: np.ndarray, counts: np.ndarray,
+                        totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The intervals of every code in coding order, an escaped code's byte after its escape."""
+    starts = np.empty(2 * values.size, np.int64)
+    widths = np.empty(2 * values.size, np.int64)
+    channels, rows, columns = values.shape
+    n = i = 0
     for c in range(channels):
-        plane = values[c]
         for column in range(columns):
-            below = 128
             for row in range(rows):
-                if row >= first_hint:
-                    left = plane[row][column - 1] + 128 if column else 128
-                    yield c, row, column, _HINT_CONTEXTS + _CLAMP_WIDTH * (row - first_hint) + _CLAMPED[left]
-                elif row < fine_rows:
-                    if row % stride:
-                        earlier = plane[row - 1][column] + 128
-                    else:
-                        earlier = plane[row + stride - 1][column - 1] + 128 if column else 128
-                    lower = plane[row - stride][column] + 128 if row >= stride else 128
-                    yield c, row, column, RESIDUAL_CONTEXTS + _LEFT_PART[earlier] + _CLAMPED[lower]
-                else:
-                    left = plane[row][column - 1] + 128 if column else 128
-                    yield c, row, column, _LEFT_PART[left] + _CLAMPED[below]
-                below = plane[row][column] + 128
+                value, context = values[c, row, column], contexts[i]
+                i += 1
+                s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
+                starts[n], widths[n] = _interval(counts[context], totals[context], s)
+                n += 1
+                if s == RESIDUAL_ESCAPE:
+                    starts[n], widths[n] = (value + 128) * _ESCAPED_BYTE, _ESCAPED_BYTE
+                    n += 1
+                _update(counts, totals, context, s)
+    return starts[:n], widths[:n]
 
 
 def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint_rows: int = 0,
@@ -278,40 +331,59 @@ def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint
     """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]; the first
     ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts, the last ``hint_rows`` in the phase
     hints'; every context starts from its row of ``counts`` (:func:`default_counts` for None)."""
-    values = np.asarray(codes, np.int64).tolist()
-    models = _models(counts)
-    intervals = []
-    for c, row, column, context in _coding_order(values, np.shape(codes), fine_rows, stride, hint_rows):
-        value = values[c][row][column]
-        model = models[context]
-        s = value + RESIDUAL_DIRECT if abs(value) <= RESIDUAL_DIRECT else RESIDUAL_ESCAPE
-        intervals.append(model.interval(s))
-        if s == RESIDUAL_ESCAPE:
-            intervals.append(((value + 128) * _ESCAPED_BYTE, _ESCAPED_BYTE))
-        model.update(s)
-    return _encode_intervals(intervals)
+    values = np.ascontiguousarray(codes, np.int64)
+    starts, widths = _residual_intervals(values, _contexts(values, fine_rows, stride, hint_rows),
+                                         *_start_counts(counts))
+    return _stream(starts, widths).astype("<u2").tobytes()
+
+
+@njit(cache=True)
+def _decode_residual(words: np.ndarray, values: np.ndarray, fine_rows: int, stride: int, hint_rows: int,
+                     counts: np.ndarray, totals: np.ndarray) -> tuple[int, int]:
+    """Fill ``values`` (channels, rows, columns) in coding order; (0, 0), or the problem found and the code
+    it found it at."""
+    x, position = words[0] << 16 | words[1], 2
+    channels, rows, columns = values.shape
+    for c in range(channels):
+        for column in range(columns):
+            below = 0
+            for row in range(rows):
+                context = _context(values, c, row, column, below, fine_rows, stride, rows - hint_rows)
+                slot = x & _MASK
+                s, start, f = _find(counts[context], totals[context], slot)
+                x = f * (x >> PRECISION) + slot - start
+                if x < _LOW:
+                    if position == len(words):
+                        return _EARLY_END, 0
+                    x = x << 16 | words[position]
+                    position += 1
+                value = s - RESIDUAL_DIRECT
+                if s == RESIDUAL_ESCAPE:
+                    slot = x & _MASK
+                    byte = slot // _ESCAPED_BYTE
+                    x = _ESCAPED_BYTE * (x >> PRECISION) + slot - byte * _ESCAPED_BYTE
+                    if x < _LOW:
+                        if position == len(words):
+                            return _EARLY_END, 0
+                        x = x << 16 | words[position]
+                        position += 1
+                    value = byte - 128
+                    if abs(value) <= RESIDUAL_DIRECT or value < -127:
+                        return _BAD_ESCAPE, value
+                _update(counts, totals, context, s)
+                values[c, row, column] = value
+                below = value
+    return (0 if x == _LOW and position == len(words) else _NOT_AT_END), 0
 
 
 def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0, stride: int = 1,
                     hint_rows: int = 0, counts: np.ndarray | None = None) -> np.ndarray:
     """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``,
     ``stride``, ``hint_rows`` and ``counts``; ValueError if not sound."""
-    channels, rows, columns = shape
-    values = [[[0] * columns for _ in range(rows)] for _ in range(channels)]
-    models = _models(counts)
-    escaped = list(range(0, (1 << PRECISION) + 1, _ESCAPED_BYTE))
-    reader = _Reader(data)
-    for c, row, column, context in _coding_order(values, shape, fine_rows, stride, hint_rows):
-        model = models[context]
-        s, start, f = model.find(reader.slot())
-        reader.advance(start, f)
-        value = s - RESIDUAL_DIRECT
-        if s == RESIDUAL_ESCAPE:
-            value = reader.symbol(escaped) - 128
-            if abs(value) <= RESIDUAL_DIRECT or value < -127:
-                raise ValueError(f"escaped residual code {value}: not below -{RESIDUAL_DIRECT} or above "
-                                 f"{RESIDUAL_DIRECT} and at least -127")
-        model.update(s)
-        values[c][row][column] = value
-    reader.finish()
-    return np.array(values, dtype=np.int8).reshape(shape)
+    values = np.zeros(shape, np.int64)
+    status, value = _decode_residual(_words(data), values, fine_rows, stride, hint_rows, *_start_counts(counts))
+    if status == _BAD_ESCAPE:
+        raise ValueError(f"escaped residual code {value}: not below -{RESIDUAL_DIRECT} or above "
+                         f"{RESIDUAL_DIRECT} and at least -127")
+    _check(status)
+    return values.astype(np.int8)
