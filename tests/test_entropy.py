@@ -78,7 +78,7 @@ def test_adaptive_model_intervals_cover_the_range_and_follow_the_counts():
 
 @pytest.mark.parametrize("kernel", ["compiled", "python"])
 def test_compiled_and_python_coders_agree(kernel, monkeypatch):
-    """Without numba the same functions run as Python: they must make and read the same bytes."""
+    """The compiled kernels and the same functions run as Python make and read the same bytes."""
     if kernel == "python":
         for name in ("_stream", "_decode_latent", "_residual_intervals", "_decode_residual", "_contexts"):
             monkeypatch.setattr(rans, name, getattr(getattr(rans, name), "py_func", getattr(rans, name)))

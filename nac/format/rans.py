@@ -26,13 +26,7 @@ and no words left.
 from __future__ import annotations
 
 import numpy as np
-
-try:
-    from numba import njit
-except ImportError:  # the same functions run as plain Python: the same bytes, far slower
-
-    def njit(*args, **kwargs):
-        return args[0] if args and callable(args[0]) else (lambda function: function)
+from numba import njit
 
 
 PRECISION = 15

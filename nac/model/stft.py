@@ -18,7 +18,9 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numba import njit
 
 from .scale import LOG_EPS, MAX_LOG_MAGNITUDE
 
@@ -141,18 +143,51 @@ def griffin_lim(
     frames = magnitude.shape[-1]
     length_padded = frames * stft.hop_length
     keep = momentum / (1.0 + momentum)
-    tracked = torch.is_grad_enabled() and (magnitude.requires_grad or phase.requires_grad)
     magnitude = magnitude.transpose(1, 2).contiguous().transpose(1, 2)
     spec = polar(magnitude, phase.transpose(1, 2).contiguous().transpose(1, 2))
+    lowest = highest = magnitude
     if slack is not None:
         lowest, highest = magnitude * torch.exp(-slack), magnitude * torch.exp(slack)
-    magnitude = torch.complex(magnitude, torch.zeros_like(magnitude))  # complex * real would convert each time
+    if torch.is_grad_enabled() and (magnitude.requires_grad or phase.requires_grad):
+        return _griffin_lim_tracked(stft, spec, lowest, highest, slack is not None, length, iters, keep)
+    # frame-major arrays for the compiled projection
+    lowest, highest = (np.ascontiguousarray(x.transpose(1, 2).numpy()) for x in (lowest, highest))
+    previous = np.zeros(lowest.shape, np.complex64)
+    for i in range(iters):
+        rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
+        current = rebuilt.transpose(1, 2).numpy()
+        projected = np.empty_like(current)
+        _project(current.reshape(-1), previous.reshape(-1), lowest.reshape(-1), highest.reshape(-1),
+                 keep if i else 0.0, projected.reshape(-1))
+        spec, previous = torch.from_numpy(projected).transpose(1, 2), current
+    return stft.synthesize(spec, length)
+
+
+@njit(cache=True)
+def _project(rebuilt: np.ndarray, previous: np.ndarray, lowest: np.ndarray, highest: np.ndarray, keep: float,
+             out: np.ndarray) -> None:
+    """One fast Griffin-Lim step per bin: the direction of ``rebuilt - keep * previous`` at the magnitude
+    of ``rebuilt`` held within ``[lowest, highest]`` (0 where the direction is undefined)."""
+    for i in range(rebuilt.shape[0]):
+        real = rebuilt[i].real - keep * previous[i].real
+        imag = rebuilt[i].imag - keep * previous[i].imag
+        size = np.sqrt(real * real + imag * imag)
+        if size > 0:
+            target = np.sqrt(rebuilt[i].real * rebuilt[i].real + rebuilt[i].imag * rebuilt[i].imag)
+            scale = min(max(target, lowest[i]), highest[i]) / size
+            out[i] = complex(real * scale, imag * scale)
+        else:
+            out[i] = 0
+
+
+def _griffin_lim_tracked(stft: Stft, spec: torch.Tensor, lowest: torch.Tensor, highest: torch.Tensor,
+                         slack: bool, length: int, iters: int, keep: float) -> torch.Tensor:
+    """:func:`griffin_lim`'s iterations in differentiable torch operations, for training."""
+    frames = spec.shape[-1]
     previous = None
     for _ in range(iters):
-        rebuilt = stft.analyze(stft.synthesize(spec, length_padded), frames)
+        rebuilt = stft.analyze(stft.synthesize(spec, frames * stft.hop_length), frames)
         direction = torch.sgn(rebuilt if previous is None else torch.sub(rebuilt, previous, alpha=keep))
-        target = magnitude if slack is None else rebuilt.abs().clamp_(lowest, highest)
-        # in place unless training through the iterations (sgn's backward needs its output)
-        spec = direction * target if tracked else direction.mul_(target)
+        spec = direction * (rebuilt.abs().clamp(lowest, highest) if slack else lowest)
         previous = rebuilt
     return stft.synthesize(spec, length)
