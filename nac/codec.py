@@ -217,19 +217,26 @@ class Synthesis:
         """Latents (C, K, H, T') -> the decoder network's features and spectrum -> residual correction."""
         hidden = self.net.decode_hidden(latent)
         log_mag, phase = self.net.spectrum_from_hidden(hidden)
-        slack = None
-        if self.residual is not None and residual is not None:
-            bins = self.residual.bins
-            corrected, low_slack = self.residual.apply(residual, log_mag[:, :bins].numpy())
-            log_mag = torch.cat([torch.from_numpy(corrected), log_mag[:, bins:]], dim=1)
-            slack = torch.zeros_like(log_mag)
-            slack[:, :bins] = torch.from_numpy(low_slack)
-        return Features(hidden, log_mag, phase, slack)
+        return self.corrected(Features(hidden, log_mag, phase, None), residual)
+
+    def corrected(self, features: Features, residual: np.ndarray | None) -> Features:
+        """``features`` (uncorrected) with the residual codes' correction and slack; as they are without."""
+        if self.residual is None or residual is None:
+            return features
+        bins = self.residual.bins
+        corrected, low_slack = self.residual.apply(residual, features.log_mag[:, :bins].numpy())
+        log_mag = torch.cat([torch.from_numpy(corrected), features.log_mag[:, bins:]], dim=1)
+        slack = torch.zeros_like(log_mag)
+        slack[:, :bins] = torch.from_numpy(low_slack)
+        return Features(features.hidden, log_mag, features.phase, slack)
 
     def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
-        """:meth:`features`, then the starting phase: the phase initializer's, then the phase hints' rows of
+        """:meth:`features`, then :meth:`start`."""
+        return self.start(self.features(latent, residual), residual, hinted)
+
+    def start(self, features: Features, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
+        """The starting phase of corrected ``features``: the phase initializer's, then the phase hints' rows of
         ``residual`` (unless not ``hinted``: the encoder chooses them from what comes before)."""
-        features = self.features(latent, residual)
         phase = features.phase
         if self.phase_init is not None:
             phase = self.phase_init(features.hidden, features.log_mag, phase)
@@ -389,22 +396,21 @@ class Encoder:
         phase hints' rows follow, those that turn the starting phase the
         decoder will synthesize from these codes towards the original's.
         """
-        layer, net = self.info.residual, self.net
-        log_mag, _ = net.decode_spectrum(coded)
+        layer, synthesis = self.info.residual, self.synthesis
+        features = synthesis.features(coded)  # the decoder network runs once for both layers' choices
         original = log_magnitude(spec[:, : layer.bins])
-        decoded = aimed = log_mag[:, : layer.bins]
+        decoded = aimed = features.log_mag[:, : layer.bins]
         if self.settings.closed_loop:
-            aimed = self._closed_loop_aim(coded, log_mag, original, length)
+            aimed = self._closed_loop_aim(features, original, length)
         codes = layer.quantize(original.numpy(), aimed.numpy(), decoded.numpy())
-        if self.synthesis.hints is None:
+        if synthesis.hints is None:
             return codes
-        hints = self.synthesis.hints
-        start = self.synthesis.spectrum(coded, codes, hinted=False).phase
+        hints = synthesis.hints
+        start = synthesis.start(synthesis.corrected(features, codes), codes, hinted=False).phase
         chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins].numpy())
         return np.concatenate([codes, chosen], axis=1)
 
-    def _closed_loop_aim(self, coded: torch.Tensor, log_mag: torch.Tensor, original: torch.Tensor,
-                         length: int) -> torch.Tensor:
+    def _closed_loop_aim(self, features: Features, original: torch.Tensor, length: int) -> torch.Tensor:
         """Where the residual codes should start from: the decoded low-bin log-magnitude, moved so that they also
         make up what synthesis loses.
 
@@ -416,10 +422,11 @@ class Encoder:
         past it. Both sides are held at the residual floor first, as the
         quantizer does.
         """
-        layer = self.info.residual
-        decoded = log_mag[:, : layer.bins].numpy()
+        layer, synthesis = self.info.residual, self.synthesis
+        decoded = features.log_mag[:, : layer.bins].numpy()
         open_loop = layer.quantize(original.numpy(), decoded, decoded)
-        wave = self.synthesis.waveform(self.synthesis.spectrum(coded, open_loop, hinted=False), length)
+        wave = synthesis.waveform(synthesis.start(synthesis.corrected(features, open_loop), open_loop, hinted=False),
+                                  length)
         achieved = log_magnitude(self.net.stft.analyze(wave, original.shape[-1])[:, : layer.bins])
         shortfall = original.clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
         steps = layer.frame_steps(decoded)
