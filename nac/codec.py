@@ -323,26 +323,41 @@ class Encoder:
         self.synthesis = Synthesis(loaded.net, info, Companion.PHASE_INIT in dict(info.companions))
 
     def chunks(self, source: SampleWindow) -> Iterator[Chunk]:
-        """Every chunk of the stream, in order; ``source`` holds the model-rate audio."""
-        with torch_threads(ENCODE_THREADS), torch.inference_mode():
-            for window in self.windows(source):
-                yield from self.code(window)
+        """Every chunk of the stream, in order; ``source`` holds the model-rate audio. Scale groups are coded
+        side by side on as many threads as torch has, each on one torch thread: the same bytes."""
+
+        def code(start: int, stop: int, first: int, audio: np.ndarray) -> list[Chunk]:
+            with torch_threads(ENCODE_THREADS), torch.inference_mode():
+                return list(self.code(self.analyze(start, stop, first, audio)))
+
+        for chunks in _ordered_map(code, self.spans(source), torch.get_num_threads()):
+            yield from chunks
 
     def windows(self, source: SampleWindow) -> Iterator[Window]:
-        """The analysis of each scale group: its audio with context, STFT and latents (silent chunks zeroed)."""
-        info, net = self.info, self.net
+        """The analysis of each scale group, in order."""
+        for span in self.spans(source):
+            yield self.analyze(*span)
+
+    def spans(self, source: SampleWindow) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """Each scale group's latent frames ``start .. stop`` and its audio with context from frame ``first``."""
+        info = self.info
         group_frames = info.chunk_frames * info.group_chunks
         for start in range(0, info.latent_frames, group_frames):
             stop = min(start + group_frames, info.latent_frames)
             first, last = max(0, start - ENCODE_CONTEXT), min(info.latent_frames, stop + ENCODE_CONTEXT)
             source.release(first * info.samples_per_frame)
-            audio = source.get(first * info.samples_per_frame, last * info.samples_per_frame)
-            with torch.inference_mode():
-                spec = net.stft.analyze(torch.from_numpy(audio), (last - first) * info.time_stride)
-                latent = net.encode_spectrum(spec).numpy()
-            silent = self._silent_frames(audio, first, last)
-            latent[..., silent] = 0.0
-            yield Window(start, stop, first, audio.shape[-1], spec, latent, silent)
+            yield start, stop, first, source.get(first * info.samples_per_frame, last * info.samples_per_frame)
+
+    def analyze(self, start: int, stop: int, first: int, audio: np.ndarray) -> Window:
+        """A scale group's STFT and latents (zero in silent chunks)."""
+        info, net = self.info, self.net
+        last = first + audio.shape[-1] // info.samples_per_frame
+        with torch.inference_mode():
+            spec = net.stft.analyze(torch.from_numpy(audio), (last - first) * info.time_stride)
+            latent = net.encode_spectrum(spec).numpy()
+        silent = self._silent_frames(audio, first, last)
+        latent[..., silent] = 0.0
+        return Window(start, stop, first, audio.shape[-1], spec, latent, silent)
 
     def code(self, window: Window) -> Iterator[Chunk]:
         """A scale group's chunks: its latents quantized with the group's peaks, the layers' codes beside them."""
