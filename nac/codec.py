@@ -57,9 +57,9 @@ RESIDUAL_STRIDE = 2
 HINT_DELAY = 4
 HINT_TURNS = 4
 CLOSED_LOOP_GAIN = 0.5
-# Phase iterations (at least) for a stream with a residual layer, whose magnitude is close enough to the
-# original's that longer refinement pays (docs/results.md).
-RESIDUAL_PHASE_ITERS = 64
+# Phase iterations (at least) for a stream with phase hints: its finer magnitude keeps gaining from longer
+# refinement where the model's own count suffices below (docs/results.md).
+HINTED_PHASE_ITERS = 32
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 HEAP_THRESHOLD = 256 << 20  # bytes: arrays below this live on the heap, which keeps this much free
 
@@ -195,6 +195,12 @@ class Spectrum:
     slack: torch.Tensor | None  # how far each bin's magnitude may move (log units), None: not at all
 
 
+def default_phase_iters(net: torch.nn.Module, hinted: bool) -> int:
+    """The phase iterations a stream decodes with: the model's, at least :data:`HINTED_PHASE_ITERS` with
+    phase hints."""
+    return max(net.config.phase_iters, HINTED_PHASE_ITERS) if hinted else net.config.phase_iters
+
+
 class Synthesis:
     """The decoder's stages from latents to waveform, for a stream's model and layers."""
 
@@ -208,9 +214,8 @@ class Synthesis:
         if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
             raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
         if phase_iters is None:
-            phase_iters = net.config.phase_iters
-            if self.residual is not None:
-                phase_iters = max(phase_iters, RESIDUAL_PHASE_ITERS)
+            phase_iters = info.phase_iters if info is not None and info.phase_iters else default_phase_iters(
+                net, self.hints is not None)
         self.phase_iters = phase_iters
 
     def features(self, latent: torch.Tensor, residual: np.ndarray | None = None) -> Features:

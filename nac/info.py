@@ -104,7 +104,7 @@ def inspect(data: bytes) -> dict:
 def describe_info(info: StreamInfo) -> dict:
     """The header's fields as JSON-ready values: hashes in hex, layers by name."""
     fields = {name: value for name, value in vars(info).items()
-              if name not in ("latent", "residual", "companions", "layer_order", "version")}
+              if name not in ("latent", "residual", "companions", "layer_order", "version", "phase_iters")}
     fields["weights_hash"] = info.weights_hash.hex()
     return {
         "version": f"{info.version[0]}.{info.version[1]}",

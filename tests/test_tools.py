@@ -253,16 +253,17 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
     stream = api.encode(audio, rate, settings)
     net = zoo.load_model().net.eval()
     with torch.inference_mode():
-        ways = diagnose.rebuilds(net, torch.from_numpy(audio), 5, codec.RESIDUAL_PHASE_ITERS,
-                                 decoded_only=True, coded=api.open_stream(stream))
-        plain = diagnose.rebuilds(net, torch.from_numpy(audio), 4, codec.RESIDUAL_PHASE_ITERS, decoded_only=True)
+        iters = codec.default_phase_iters(net, hinted=False)
+        ways = diagnose.rebuilds(net, torch.from_numpy(audio), 5, iters, decoded_only=True,
+                                 coded=api.open_stream(stream))
+        plain = diagnose.rebuilds(net, torch.from_numpy(audio), 4, iters, decoded_only=True)
     decoded, _ = api.decode(stream)
     assert np.abs(ways["decoded"].numpy() - decoded).max() < 1e-3  # the residual layer applied, as nac decode does
     assert np.abs(plain["decoded"].numpy() - decoded).max() > 1e-2
 
     result = run_tool("diagnose.py", tmp_path / "in", "--files", "1", "--preset", "cb4+res4000+step0.5")
     assert result.returncode == 0, result.stderr
-    assert "preset cb4+res4000+step0.5" in result.stdout and "64 Griffin-Lim iterations" in result.stdout
+    assert "preset cb4+res4000+step0.5" in result.stdout and "16 Griffin-Lim iterations" in result.stdout
     assert "true magnitude at 2000-4000 Hz" in result.stdout
     refused = run_tool("diagnose.py", tmp_path / "in", "--preset", "cb4", "--checkpoint", tmp_path / "last.pt")
     assert refused.returncode == 2 and "needs a shipped model" in refused.stderr

@@ -108,6 +108,7 @@ class StreamInfo:
     layer_order: tuple[int, ...] = ()  # layer types in header order, unknown non-critical ones included
     version: tuple[int, int] = (VERSION_MAJOR, VERSION_MINOR)
     header_size: int = 0
+    phase_iters: int | None = None  # legacy files only: the phase iterations their decoder ran
 
     @property
     def legacy(self) -> bool:

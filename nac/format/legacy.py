@@ -51,6 +51,7 @@ CHUNK_OVERHEAD = 24  # sync, index, frames, raw_size, payload_size, chunk_crc
 MAX_RESIDUAL_STEP = 16.0
 MAX_CODE_RANGE = 127
 MAX_CHUNK_RAW_SIZE = 64 * 2**20  # implementation limit on one chunk body
+LEGACY_RESIDUAL_PHASE_ITERS = 64  # the phase iterations the 2.0-8.0 decoders ran on streams with a residual layer
 _U32 = 2**32 - 1
 _RANGES = {**{name: RANGES[name] for name in ("model_id", "original_sample_rate", "model_sample_rate", "channels",
                                             "sample_count", "model_sample_count", "n_fft", "time_stride",
@@ -599,7 +600,7 @@ def describe(h: StreamHeader, header_size: int = 0) -> StreamInfo:
         latent_frames=h.latent_frames, chunk_frames=h.chunk_frames, group_chunks=1, chunk_count=h.chunk_count,
         latent=latent, residual=residual, stored_phase_bits=h.bits if h.store_phase else 0,
         companions=companions + ((Companion.PHASE_INIT, None),), version=(h.version_major, h.version_minor),
-        header_size=header_size)
+        header_size=header_size, phase_iters=LEGACY_RESIDUAL_PHASE_ITERS if residual else None)
 
 
 def read_header(data: bytes) -> StreamHeader:
