@@ -102,12 +102,14 @@ class TrainSettings:
 
 
 def list_training_files(data: Path, split: str, kind: str, max_files: int) -> list[Path]:
-    """Files of ``split``/``kind`` from a corpus MANIFEST.tsv, or every audio file under ``data``."""
+    """Files of ``split`` and ``kind`` (comma-separated kinds) from a corpus MANIFEST.tsv, or every audio file
+    under ``data``."""
     manifest = data / "MANIFEST.tsv"
     if manifest.is_file():
         with manifest.open(newline="") as handle:
             rows = csv.DictReader(handle, delimiter="\t")
-            files = [data / r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind]
+            kinds = kind.split(",")
+            files = [data / r["file"] for r in rows if r.get("split") == split and r.get("kind") in kinds]
     else:
         files = sorted(p for p in data.rglob("*") if p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"})
     return files[:max_files] if max_files > 0 else files
@@ -483,7 +485,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     parser.add_argument("--split", default="train", help="MANIFEST split to train on")
-    parser.add_argument("--kind", default="speech_wb", help="MANIFEST kind to train on")
+    parser.add_argument("--kind", default="speech_wb", help="MANIFEST kinds to train on, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--log-every", type=int, default=25)
