@@ -57,9 +57,9 @@ RESIDUAL_STRIDE = 2
 HINT_DELAY = 4
 HINT_TURNS = 4
 CLOSED_LOOP_GAIN = 0.5
-# Phase iterations (at least) for a stream with phase hints: its finer magnitude keeps gaining from longer
-# refinement where the model's own count suffices below (docs/results.md).
-HINTED_PHASE_ITERS = 32
+# Phase iterations (at least) for a stream with a residual layer, whose magnitude is close enough to the
+# original's that longer refinement pays (docs/results.md).
+RESIDUAL_PHASE_ITERS = 32
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 HEAP_THRESHOLD = 256 << 20  # bytes: arrays below this live on the heap, which keeps this much free
 
@@ -195,10 +195,10 @@ class Spectrum:
     slack: torch.Tensor | None  # how far each bin's magnitude may move (log units), None: not at all
 
 
-def default_phase_iters(net: torch.nn.Module, hinted: bool) -> int:
-    """The phase iterations a stream decodes with: the model's, at least :data:`HINTED_PHASE_ITERS` with
-    phase hints."""
-    return max(net.config.phase_iters, HINTED_PHASE_ITERS) if hinted else net.config.phase_iters
+def default_phase_iters(net: torch.nn.Module, residual: bool) -> int:
+    """The phase iterations a stream decodes with: the model's, at least :data:`RESIDUAL_PHASE_ITERS` with a
+    residual layer."""
+    return max(net.config.phase_iters, RESIDUAL_PHASE_ITERS) if residual else net.config.phase_iters
 
 
 class Synthesis:
@@ -215,7 +215,7 @@ class Synthesis:
             raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
         if phase_iters is None:
             phase_iters = info.phase_iters if info is not None and info.phase_iters else default_phase_iters(
-                net, self.hints is not None)
+                net, self.residual is not None)
         self.phase_iters = phase_iters
 
     def features(self, latent: torch.Tensor, residual: np.ndarray | None = None) -> Features:

@@ -149,18 +149,17 @@ def test_fine_bins_track_every_frame_and_the_decoder_reads_them_in_their_own_ste
     assert lsd_db(audio, api.decode(misread)[0], rate, max_hz=500) > low["fine"] + FINE_MISREAD_LSD_MIN
 
 
-def test_phase_hints_raise_the_griffin_lim_iterations(short_speech):
+def test_a_residual_layer_raises_the_griffin_lim_iterations(short_speech):
     audio, rate = short_speech
     clip = audio[:, : 2 * rate]
+    plain = api.encode(clip, rate, EncoderSettings(code_bits=4))
     layered = api.encode(clip, rate, EncoderSettings(code_bits=4, residual_hz=1000))
-    hinted = api.encode(clip, rate, EncoderSettings(code_bits=4, residual_hz=2000, residual_fine_hz=500,
-                                                    phase_hint_hz=500))
     model_iters = zoo.load_model().net.config.phase_iters
-    assert model_iters < codec.HINTED_PHASE_ITERS
-    np.testing.assert_array_equal(api.decode(layered)[0], api.decode(layered, phase_iters=model_iters)[0])
-    default = api.decode(hinted)[0]
-    np.testing.assert_array_equal(default, api.decode(hinted, phase_iters=codec.HINTED_PHASE_ITERS)[0])
-    assert np.abs(default - api.decode(hinted, phase_iters=model_iters)[0]).max() > 1e-3
+    assert model_iters < codec.RESIDUAL_PHASE_ITERS
+    np.testing.assert_array_equal(api.decode(plain)[0], api.decode(plain, phase_iters=model_iters)[0])
+    default = api.decode(layered)[0]
+    np.testing.assert_array_equal(default, api.decode(layered, phase_iters=codec.RESIDUAL_PHASE_ITERS)[0])
+    assert np.abs(default - api.decode(layered, phase_iters=model_iters)[0]).max() > 1e-3
 
 
 def test_phase_iterations_let_residual_bins_move_within_half_a_code_step(short_speech, monkeypatch):

@@ -253,7 +253,7 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
     stream = api.encode(audio, rate, settings)
     net = zoo.load_model().net.eval()
     with torch.inference_mode():
-        iters = codec.default_phase_iters(net, hinted=False)
+        iters = codec.default_phase_iters(net, residual=True)
         ways = diagnose.rebuilds(net, torch.from_numpy(audio), 5, iters, decoded_only=True,
                                  coded=api.open_stream(stream))
         plain = diagnose.rebuilds(net, torch.from_numpy(audio), 4, iters, decoded_only=True)
@@ -263,7 +263,7 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
 
     result = run_tool("diagnose.py", tmp_path / "in", "--files", "1", "--preset", "cb4+res4000+step0.5")
     assert result.returncode == 0, result.stderr
-    assert "preset cb4+res4000+step0.5" in result.stdout and "16 Griffin-Lim iterations" in result.stdout
+    assert "preset cb4+res4000+step0.5" in result.stdout and "32 Griffin-Lim iterations" in result.stdout
     assert "true magnitude at 2000-4000 Hz" in result.stdout
     refused = run_tool("diagnose.py", tmp_path / "in", "--preset", "cb4", "--checkpoint", tmp_path / "last.pt")
     assert refused.returncode == 2 and "needs a shipped model" in refused.stderr

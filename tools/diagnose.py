@@ -129,7 +129,7 @@ def main() -> None:
     if args.preset is not None:
         settings, preset_iters = evaluate.parse_preset(args.preset)
         phase_iters = next((n for n in (args.phase_iters, preset_iters) if n is not None),
-                           codec.default_phase_iters(net, bool(settings.residual_hz and settings.phase_hint_hz)))
+                           codec.default_phase_iters(net, bool(settings.residual_hz)))
         coding = f"preset {args.preset}"
     files = evaluate.spread(evaluate.collect_inputs([args.corpus], args.split, args.kind), args.files)
     scores: dict[str, list[tuple[float, float]]] = {}

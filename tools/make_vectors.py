@@ -6,7 +6,7 @@ Every vector is cut from the bundled clip (samples/speech-en-allison.flac) and
 encoded with the shipped default model, so the vectors change whenever that
 model or its companions change (the header records their hashes). For each
 ``NAME.nac`` it writes ``NAME.json`` (recipe, header, record offsets, sha256)
-and ``NAME.ref.wav``, the audio today's decoder makes of it (32-bit float):
+and ``NAME.ref.wav``, the audio today's decoder makes of it (32-bit PCM):
 tests/test_vectors.py re-encodes each recipe and compares the bytes exactly,
 and decodes each vector and compares it with its reference by SNR. The
 legacy vectors in tests/vectors/legacy/ are never rewritten.
@@ -276,7 +276,8 @@ def main() -> None:
             raise SystemExit(f"{item.name}: decodes to {audio.shape} at {rate} Hz")
         (VECTORS_DIR / f"{item.name}.nac").write_bytes(data)
         (VECTORS_DIR / f"{item.name}.json").write_text(json.dumps(describe(item, data), indent=2) + "\n")
-        sf.write(VECTORS_DIR / f"{item.name}.ref.wav", audio.T, rate, subtype="FLOAT")
+        # 32-bit PCM: float WAVs carry a time-stamped PEAK chunk, so they would change at every run
+        sf.write(VECTORS_DIR / f"{item.name}.ref.wav", audio.T, rate, subtype="PCM_32")
         made[item.name] = data
         print(f"{item.name}.nac: {len(data)} bytes, {info.chunk_count} chunk(s), "
               f"{hashlib.sha256(data).hexdigest()[:16]}")
