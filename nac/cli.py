@@ -347,7 +347,11 @@ def eval_command(
                                          "bandsHZ, octN, slopeS, spanD, fineHZ, fstepS, hintHZ, loop, itN, "
                                          "joined with +.")] = "",
     against: Annotated[Optional[str], typer.Option("--against", help="Also run a reference codec: opus.")] = None,
-    bitrates: Annotated[str, typer.Option("--bitrates", help="Opus target kbps, comma-separated.")] = "6,8,12,16,24",
+    bitrates: Annotated[Optional[str], typer.Option("--bitrates", help="Opus target kbps, comma-separated "
+                                                    "[default: 6,8,12,16,24; music mode: 16,24,32,48,64].")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="speech: mono at 16 kHz, PESQ-WB, STOI, ViSQOL speech mode; "
+                                      "music: fullband at 48 kHz with the channels kept, ViSQOL audio mode, "
+                                      "bandwidth, stereo image (pass --kind music for the corpus).")] = "speech",
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to evaluate, repeatable "
                                                        "[default: the default model].")] = None,
     manifest_split: Annotated[str, typer.Option("--manifest-split", help="MANIFEST.tsv split.")] = "dev",
@@ -362,11 +366,13 @@ def eval_command(
 
     if against not in (None, "opus"):
         raise UsageError(f"--against: only opus is supported, not {against!r}")
+    if bitrates is None and mode == "speech":
+        bitrates = "6,8,12,16,24"  # the command's speech default, narrower than the engine's; music: the mode's
     options = evaluate.EvalOptions(
         inputs=inputs, out_dir=output, models=model or [], points=evaluate.parse_list(points, "--points"),
         settings_files=settings or [], presets=evaluate.parse_list(presets, "--presets"),
-        against_opus=against == "opus", bitrates=evaluate.parse_bitrates(bitrates), manifest_split=manifest_split,
-        kind=kind, max_files=max_files, keep=keep, threads=threads,
+        against_opus=against == "opus", bitrates=evaluate.parse_bitrates(bitrates) if bitrates is not None else None,
+        mode=mode, manifest_split=manifest_split, kind=kind, max_files=max_files, keep=keep, threads=threads,
     )
     files, systems = evaluate.plan(options)
     result = evaluate.run(options, files, systems)
@@ -375,7 +381,7 @@ def eval_command(
     for failure in result.failed:
         _say(f"nac: failed: {failure['file']}{' (' + failure['system'] + ')' if failure['system'] else ''}: "
              f"{failure['error']}")
-    typer.echo(evaluate.summary_table(result.systems))
+    typer.echo(evaluate.summary_table(result.systems, mode))
     _say(f"nac: report in {output}: " + ", ".join(path.name for path in result.paths.values()))
     if result.failed:
         raise NacError(f"{len(result.failed)} coding(s) failed (listed in {result.paths['json']})")

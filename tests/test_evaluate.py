@@ -159,12 +159,16 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
     audio, rate = short_speech
     monkeypatch.setitem(sys.modules, "pesq", None)  # import fails as if not installed
     monkeypatch.setitem(sys.modules, "pystoi", None)
-    monkeypatch.setattr(metrics, "_VISQOL_API", [None, None])
+    monkeypatch.setattr(metrics, "_VISQOL_APIS", {"speech": (None, None), "audio": (None, None)})
     scores = evaluate.score(audio[:, :RATE], audio[:, :RATE])
     assert scores["pesq_wb"] is None and scores["stoi"] is None and scores["visqol"] is None
     assert scores["mel_db"] == 0.0
     notes = " ".join(evaluate.metric_notes())
     assert "PESQ-WB skipped" in notes and "STOI and ESTOI skipped" in notes and "ViSQOL skipped" in notes
+    stereo = np.concatenate([audio[:, :RATE]] * 2)
+    assert evaluate.score_music(stereo, stereo, RATE)["visqol_audio"] is None
+    music_notes = " ".join(evaluate.metric_notes(evaluate.MUSIC))
+    assert "ViSQOL-audio skipped" in music_notes and "PESQ" not in music_notes  # speech metrics play no part
 
 
 # ---------------------------------------------------------------- planning
@@ -213,6 +217,9 @@ def test_cli_rejects_bad_options(tmp_path):
         result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o"), *args])
         assert result.exit_code == UsageError.exit_code, result.output
         assert message in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "--mode", "fullband"])
+    assert result.exit_code == UsageError.exit_code
+    assert "--mode: 'fullband' is not one of speech, music" in result.output
     result = runner.invoke(app, ["eval", str(tmp_path / "missing.wav")])
     assert result.exit_code == UsageError.exit_code and "no such file" in result.output
 
@@ -278,6 +285,79 @@ def test_eval_of_a_stereo_22k_file_scores_it_at_16k_mono(tmp_path):
     assert [r["duration_s"] for r in report.rows] == [pytest.approx(0.6)] * len(report.rows)
     assert not list((tmp_path / "o").glob("*.wav"))
     assert report.systems[0]["files"] == 1 and (tmp_path / "o" / "summary.md").is_file()
+
+
+def stereo_music(seconds=1.5, rate=44100, seed=0):
+    """Tones panned left over hiss that the channels partly share: a stereo image with level and correlation."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    tones = sum(np.sin(2 * np.pi * f * t + f) for f in (220.0 * (seed + 1), 1320.0, 5000.0, 12000.0))
+    tones *= 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    hiss = 0.05 * rng.standard_normal(t.size)
+    left, right = 0.2 * tones + hiss, 0.1 * tones + 0.7 * hiss + 0.03 * rng.standard_normal(t.size)
+    return np.stack([left, right]).astype(np.float32)
+
+
+MUSIC_KEYS = ("visqol_audio", "bandwidth_khz", "ref_bandwidth_khz", "ild_error_db", "icc_error", "lr_correlation_in",
+              "lr_correlation_out", "si_sdr_db", "mel_db")
+
+
+@needs_opus
+def test_eval_music_mode_scores_stereo_44k_files_at_48k_with_their_channels(tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "report"
+    inputs.mkdir()
+    for index in range(2):
+        write_audio(inputs / f"m{index}.wav", stereo_music(seed=index), 44100)
+    result = CliRunner().invoke(app, ["eval", str(inputs), "--mode", "music", "--against", "opus",
+                                      "--bitrates", "16,48", "-o", str(out), "--keep", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["settings"]["mode"] == "music" and report["settings"]["score_rate"] == 48000
+    assert [s["label"] for s in report["settings"]["systems"]][-2:] == ["opus 16 kbps", "opus 48 kbps"]
+    assert report["failed"] == [] and len(report["files"]) == 2 * len(report["settings"]["systems"])
+    for row in report["files"]:
+        assert all(np.isfinite(row[key]) for key in MUSIC_KEYS), row
+        assert "pesq_wb" not in row and "stoi" not in row
+        assert row["channels"] == 2 and (row["codec"] == "nac" or row["decoded_rate"] == 48000)
+        assert row["duration_s"] == pytest.approx(1.5)
+    summary = {s["setting"]: s for s in report["systems"]}
+    assert all(summary["48 kbps"][key] is not None for key in MUSIC_KEYS)
+    assert summary["48 kbps"]["visqol_audio"] > summary["16 kbps"]["visqol_audio"]
+    assert summary["48 kbps"]["bandwidth_khz"] == pytest.approx(summary["48 kbps"]["ref_bandwidth_khz"])
+    markdown = (out / "summary.md").read_text()
+    assert "| ViSQOL-audio | bandwidth kHz | ref bandwidth kHz | ILD err dB | ICC err |" in markdown
+    assert "at 48 kHz with its channels" in markdown and "`opusdec --rate 48000 --float`" in markdown
+    assert "PESQ" not in markdown and "| L/R corr in | L/R corr out |" in result.stdout
+    ref, ref_rate = read_audio(out / "ref_m0.wav")
+    assert ref_rate == 48000 and ref.shape == (2, 72000)
+    if "png" in report_paths(out):
+        assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_opus
+def test_music_mode_has_its_own_opus_bitrates(tmp_path):
+    write_audio(tmp_path / "a.wav", stereo_music(0.2), 44100)
+    for given, expected in ((None, [16, 24, 32, 48, 64]), ((12.0,), [12])):
+        options = evaluate.EvalOptions(inputs=[tmp_path / "a.wav"], out_dir=tmp_path, mode="music", against_opus=True,
+                                       bitrates=given)
+        _, systems = evaluate.plan(options)
+        assert [s.bitrate_kbps for s in systems if s.codec == "opus"] == expected
+
+
+def test_music_outputs_are_made_to_match_the_reference_with_notes():
+    mono = tone(0.5, 16000)
+    matched = evaluate.conform(mono, 16000, (2, 24001), 48000)
+    assert matched.shape == (2, 24001) and np.array_equal(matched[0], matched[1]) and not matched[:, -1].any()
+    rows = [{"file": "a", "codec": "nac", "setting": "m 12k", "channels": 2, "decoded_channels": 1,
+             "decoded_rate": 16000, "ild_error_db": 1.0},
+            {"file": "b", "codec": "opus", "setting": "16 kbps", "channels": 1, "decoded_channels": 1,
+             "decoded_rate": 48000, "ild_error_db": None}]
+    notes = evaluate._conform_notes(rows, 48000) + evaluate._undefined_notes(rows, evaluate.MUSIC)
+    assert notes == ["outputs decoded at 16000 Hz were resampled to 48000 Hz (soxr) to be scored",
+                     ("nac m 12k: output with another channel count than the reference's; mixed to mono and copied "
+                      "to each channel to be scored"),
+                     ("ILD/ICC errors and L/R correlation undefined for 1 of 2 files (not two channels); means leave "
+                      "them out")]
 
 
 def test_it_preset_decodes_with_that_many_griffin_lim_iterations(short_speech):

@@ -165,3 +165,83 @@ def test_stoi():
     assert metrics.stoi(x, x, RATE, extended=True) == pytest.approx(1.0, abs=1e-6)
     assert metrics.stoi(x[:2000], x[:2000], RATE) is None  # too short
     assert metrics.stoi(np.zeros(RATE), np.zeros(RATE), RATE) is None
+
+
+# ---------------------------------------------------------------- music and fullband (48 kHz)
+
+FULLBAND = 48000
+
+
+def fullband_noise(seconds=1.0, channels=2, seed=0):
+    return 0.1 * np.random.default_rng(seed).standard_normal((channels, round(seconds * FULLBAND)))
+
+
+def lowpass(audio, hz, rate=FULLBAND):
+    spectrum = np.fft.rfft(audio, axis=-1)
+    spectrum[..., np.fft.rfftfreq(audio.shape[-1], 1 / rate) > hz] = 0
+    return np.fft.irfft(spectrum, audio.shape[-1], axis=-1)
+
+
+@pytest.mark.parametrize("cutoff", [4000.0, 8000.0, 15000.0])
+def test_bandwidth_of_lowpassed_noise_is_its_cutoff_to_a_third_octave(cutoff):
+    x = fullband_noise()
+    kept = metrics.bandwidth_hz(x, lowpass(x, cutoff), FULLBAND)
+    assert cutoff <= kept <= cutoff * 2 ** (1 / 3)
+    assert metrics.reference_bandwidth_hz(lowpass(x, cutoff), FULLBAND) == kept  # the highest band with content
+
+
+def test_bandwidth_of_a_full_copy_silence_and_a_quiet_band():
+    x = fullband_noise()
+    assert metrics.bandwidth_hz(x, x, FULLBAND) == metrics.reference_bandwidth_hz(x, FULLBAND) == FULLBAND / 2
+    assert metrics.bandwidth_hz(x, np.zeros_like(x), FULLBAND) == 0.0
+    assert metrics.bandwidth_hz(np.zeros_like(x), x, FULLBAND) is None
+    assert metrics.bandwidth_hz(x, 2 * x, FULLBAND) == FULLBAND / 2  # 6 dB off is within the 10 dB tolerance
+    muffled = x + (0.1 - 1) * (x - lowpass(x, 6000))  # 20 dB down above 6 kHz: lost from there
+    assert 6000 <= metrics.bandwidth_hz(x, muffled, FULLBAND) <= 6000 * 2 ** (1 / 3)
+
+
+def test_stereo_image_errors_of_identical_swapped_and_collapsed_channels():
+    x = fullband_noise(seconds=1.5)
+    dual_mono = np.stack([x[0], x[0]])
+    assert metrics.stereo_image_errors(dual_mono, dual_mono, FULLBAND) == (0.0, 0.0)
+    assert metrics.channel_correlation(dual_mono) == pytest.approx(1.0)
+    panned = np.stack([x[0], 0.3 * x[0]])  # ILD 10.5 dB in every band, ICC 1
+    ild_error, icc_error = metrics.stereo_image_errors(panned, panned[::-1], FULLBAND)
+    assert ild_error == pytest.approx(2 * 20 * np.log10(1 / 0.3), abs=0.01)
+    assert icc_error == pytest.approx(0.0, abs=1e-9)
+    ild_error, icc_error = metrics.stereo_image_errors(x, np.stack([x.mean(axis=0)] * 2), FULLBAND)
+    assert ild_error > 1.0 and icc_error > 0.7  # unrelated channels made one: ICC 1 where it was near 0
+    assert abs(metrics.channel_correlation(x)) < 0.05
+    assert metrics.channel_correlation(np.stack([x[0], -x[0]])) == pytest.approx(-1.0)
+
+
+def test_stereo_image_is_none_without_two_channels_or_content():
+    x = fullband_noise(channels=1)
+    assert metrics.stereo_image_errors(x, x, FULLBAND) is None and metrics.channel_correlation(x) is None
+    assert metrics.stereo_image_errors(np.zeros((2, 4800)), fullband_noise(0.1), FULLBAND) is None
+    assert metrics.channel_correlation(np.stack([x[0], np.zeros_like(x[0])])) == 0.0
+
+
+def test_mel_distance_at_48k_stops_at_its_max_hz():
+    x = fullband_noise(channels=1)
+    above = x - lowpass(x, 20500)  # only what lies above the bank's 20 kHz top
+    for n_fft, n_mels in metrics.MUSIC_MEL_RESOLUTIONS:
+        assert np.all(metrics._mel_bank(n_fft, n_mels, FULLBAND, metrics.MUSIC_MEL_MAX_HZ).sum(axis=1) > 0)
+
+    def distance(estimate, **kwargs):
+        return metrics.mel_distance_db(x, estimate, FULLBAND, metrics.MUSIC_MEL_RESOLUTIONS, **kwargs)
+
+    assert distance(x - above, max_hz=metrics.MUSIC_MEL_MAX_HZ) < 0.01
+    assert distance(x - above) > 1.0  # the bank up to Nyquist sees the loss
+    assert distance(0.5 * x, max_hz=metrics.MUSIC_MEL_MAX_HZ) == pytest.approx(20 * np.log10(2), rel=1e-6)
+
+
+def test_visqol_audio_ranks_clean_above_lowpassed_and_refuses_short_input():
+    pytest.importorskip("visqol")
+    t = np.arange(2 * 44100) / 44100
+    tones = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 1760.0, 7040.0, 14080.0), 1))
+    x = np.stack([0.2 * tones, 0.1 * tones]) + 0.01 * np.random.default_rng(3).standard_normal((2, t.size))
+    clean = metrics.visqol_audio(x, x, 44100)  # resampled to 48 kHz
+    assert clean > 4.0 and metrics.visqol_audio(x, lowpass(x, 4000, 44100), 44100) < clean - 0.5
+    assert metrics.visqol_audio(x[:, :4000], x[:, :4000], 44100) is None
+    assert metrics.visqol_mapping("audio") == "svr"

@@ -1,8 +1,19 @@
 """The evaluation engine behind ``nac eval``: nac settings (and Opus) over a set of files, scored and reported.
 
-Every input is mixed to mono and resampled to 16 kHz (soxr) first. That
-signal is the reference, and every codec under test codes it, so all are
-charged for the same audio and scored in the same domain.
+Speech mode (the default). Every input is mixed to mono and resampled to
+16 kHz (soxr) first. That signal is the reference, and every codec under
+test codes it, so all are charged for the same audio and scored in the same
+domain.
+
+Music mode (``--mode music``, for music and fullband audio). The reference
+keeps the file's channels and is resampled to 48 kHz. nac codes the file as
+read (its own rate and channels) and Opus codes the 48 kHz reference, which
+it would otherwise resample to 48 kHz itself; opusdec decodes at 48 kHz with
+the channels kept. Outputs are compared at 48 kHz; one that comes back at
+another rate or channel count is resampled, or mixed to mono and copied to
+each channel, with a note. Scores: ViSQOL audio mode, the bandwidth kept,
+the stereo image (ILD and ICC errors, left/right correlation), SI-SDR and
+the mel distance on the channel mean (:data:`MUSIC`).
 
 Systems. A nac system is a model with one of its ladder points (``12k``), a
 settings file, or a research preset (:data:`PRESETS`: ``default`` for 5-bit
@@ -29,7 +40,7 @@ each Opus output is shifted by its integer cross-correlation lag within
 (A lag is not measured for nac: with a poor predicted phase the peak lands
 anywhere, and shifting by it would move STOI at random.)
 
-Scores (:mod:`nac.lab.metrics`): SNR, SI-SDR, LSD, multi-resolution mel
+Speech scores (:mod:`nac.lab.metrics`): SNR, SI-SDR, LSD, multi-resolution mel
 distance, PESQ-WB, STOI, ESTOI and ViSQOL (speech mode). A metric whose
 package is missing is left out with a note; one that is undefined for a file
 (PESQ and STOI need about 0.4 s or more of speech) is None there and left
@@ -61,7 +72,9 @@ from ..settings import EncoderSettings
 from . import metrics, opus
 
 SCORE_RATE = 16000
+MUSIC_RATE = 48000  # music mode scores here, ViSQOL audio mode's rate and opusdec's native one
 DEFAULT_BITRATES = (6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+MUSIC_BITRATES = (16.0, 24.0, 32.0, 48.0, 64.0)
 OPUS_MIN_KBPS, OPUS_MAX_KBPS = 6.0, 256.0  # opusenc's --bitrate range for one channel
 PRESETS = {
     "default": {},
@@ -84,10 +97,12 @@ NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", flo
 _NUMBERED = re.compile(r"(res|step|bands|oct|slope|span|fine|fstep|hint)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
-SCORE_KEYS = ("pesq_wb", "visqol", "stoi", "estoi", "si_sdr_db", "snr_db", "lsd_db", "mel_db")
-TABLE_COLUMNS = (  # (summary key, heading, format)
+RATE_COLUMNS = (  # (summary key, heading, format): the first columns of every table
     ("kbps", "kbps", "{:.2f}"),
     ("file_kbps", "file kbps", "{:.2f}"),
+)
+TABLE_COLUMNS = (  # speech mode's
+    *RATE_COLUMNS,
     ("pesq_wb", "PESQ-WB", "{:.2f}"),
     ("visqol", "ViSQOL", "{:.2f}"),
     ("stoi", "STOI", "{:.3f}"),
@@ -97,7 +112,18 @@ TABLE_COLUMNS = (  # (summary key, heading, format)
     ("lsd_db", "LSD dB", "{:.2f}"),
     ("mel_db", "mel dB", "{:.2f}"),
 )
-METRIC_NAMES = {"pesq_wb": "PESQ-WB", "visqol": "ViSQOL", "stoi": "STOI", "estoi": "ESTOI"}
+MUSIC_COLUMNS = (
+    *RATE_COLUMNS,
+    ("visqol_audio", "ViSQOL-audio", "{:.2f}"),
+    ("bandwidth_khz", "bandwidth kHz", "{:.1f}"),
+    ("ref_bandwidth_khz", "ref bandwidth kHz", "{:.1f}"),
+    ("ild_error_db", "ILD err dB", "{:.2f}"),
+    ("icc_error", "ICC err", "{:.3f}"),
+    ("lr_correlation_in", "L/R corr in", "{:.3f}"),
+    ("lr_correlation_out", "L/R corr out", "{:.3f}"),
+    ("si_sdr_db", "SI-SDR dB", "{:.2f}"),
+    ("mel_db", "mel dB", "{:.2f}"),
+)
 EXTRA_HINT = "pip install 'nac[eval]'"
 
 
@@ -122,6 +148,40 @@ class System:
         return re.sub(r"[^A-Za-z0-9._+-]+", "-", self.label).strip("-")
 
 
+class Panel(NamedTuple):
+    """One panel of the rate-quality plot: a summary key against kbps."""
+
+    key: str
+    title: str
+    label: str  # the y axis
+    limits: tuple[float, float] | None  # None: matplotlib's
+    reference: str | None = None  # a summary key drawn as a dashed line (the references' own value)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What ``--mode`` scores and reports: :data:`SPEECH` or :data:`MUSIC`."""
+
+    name: str
+    rate: int  # references and outputs are compared at this rate
+    mono: bool  # True: every input mixed to mono and coded so; False: channels kept, nac codes the file as read
+    score: Callable[[np.ndarray, np.ndarray, int], dict]  # (reference, output, rate) -> scores
+    columns: tuple  # of the table: RATE_COLUMNS, then one per score
+    bitrates: tuple[float, ...]  # Opus targets unless given
+    packages: tuple[tuple[str, str], ...]  # (optional package, the scores it gives) beyond ViSQOL
+    visqol: tuple[str, str]  # (ViSQOL mode, the name of its score)
+    undefined: dict[str, tuple[str, str]]  # score key -> (name, why it can be None) for the notes
+    panels: tuple[tuple[Panel, ...], ...]  # per plot panel: the first choice that has values, else the next
+    domain: str  # in the plot title: "16 kHz mono"
+    content: str  # in the plot title: "speech"
+    against: str  # summary.md: what the outputs are scored against
+    definitions: str  # summary.md: what the scores are ({mapping}: ViSQOL's mapping)
+
+    @property
+    def score_keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _, _ in self.columns[len(RATE_COLUMNS):])
+
+
 @dataclass
 class EvalOptions:
     """What ``nac eval`` was asked to do."""
@@ -133,7 +193,8 @@ class EvalOptions:
     settings_files: list[Path] = field(default_factory=list)
     presets: list[str] = field(default_factory=list)  # none of the three: the model's default point
     against_opus: bool = False
-    bitrates: tuple[float, ...] = DEFAULT_BITRATES
+    bitrates: tuple[float, ...] | None = None  # Opus targets; None: the mode's (DEFAULT_BITRATES, MUSIC_BITRATES)
+    mode: str = "speech"  # or "music" (MODES)
     manifest_split: str = "dev"
     kind: str = "speech_wb"
     max_files: int = 0  # 0: all; else this many, evenly spaced over the list
@@ -278,6 +339,34 @@ def load_reference(path: Path) -> np.ndarray:
     return resample(mono, rate, SCORE_RATE)
 
 
+class Clip(NamedTuple):
+    """One input file: what nac codes (``source`` at ``source_rate``) and what every output is scored against."""
+
+    source: np.ndarray
+    source_rate: int
+    reference: np.ndarray  # at the mode's rate
+
+
+def load_clip(path: Path, mode: Mode) -> Clip:
+    """Speech: nac codes the reference itself (:func:`load_reference`). Music: nac codes the file as read, and
+    the reference keeps its channels at :data:`MUSIC_RATE`."""
+    if mode.mono:
+        reference = load_reference(path)
+        return Clip(reference, SCORE_RATE, reference)
+    audio, rate = read_audio(path)
+    return Clip(audio, rate, resample(audio, rate, mode.rate))
+
+
+def conform(audio: np.ndarray, rate: int, shape: tuple[int, int], target_rate: int) -> np.ndarray:
+    """``audio`` resampled to ``target_rate``, mixed to mono and copied to each channel if its channel count
+    differs from ``shape``'s, and cut or zero-padded to its length."""
+    audio = resample(audio, rate, target_rate)
+    channels, length = shape
+    if audio.shape[0] != channels:
+        audio = np.repeat(audio.mean(axis=0, keepdims=True), channels, axis=0)
+    return np.pad(audio, ((0, 0), (0, max(0, length - audio.shape[1]))))[:, :length]
+
+
 def estimate_lag(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> int:
     """Samples by which ``estimate`` is late (negative: early): the cross-correlation peak within +-max_lag."""
     ref, est = np.atleast_2d(reference).mean(axis=0), np.atleast_2d(estimate).mean(axis=0)
@@ -315,16 +404,83 @@ def score(reference: np.ndarray, estimate: np.ndarray, rate: int = SCORE_RATE) -
     }
 
 
-def metric_notes() -> list[str]:
+def score_music(reference: np.ndarray, estimate: np.ndarray, rate: int = MUSIC_RATE) -> dict:
+    """The music metrics on ``(channels, time)`` signals: ViSQOL audio mode, the bandwidth kept and the stereo
+    image from the channels, SI-SDR and the mel distance (up to 20 kHz) on the channel mean; None where undefined
+    (the stereo image of a file without two channels) or not installed."""
+    ref_mono, est_mono = (x.mean(axis=0, keepdims=True) for x in (reference, estimate))
+    ild_error, icc_error = metrics.stereo_image_errors(reference, estimate, rate) or (None, None)
+    return {
+        "visqol_audio": metrics.visqol_audio(reference, estimate, rate),
+        "bandwidth_khz": _khz(metrics.bandwidth_hz(reference, estimate, rate)),
+        "ref_bandwidth_khz": _khz(metrics.reference_bandwidth_hz(reference, rate)),
+        "ild_error_db": ild_error,
+        "icc_error": icc_error,
+        "lr_correlation_in": metrics.channel_correlation(reference),
+        "lr_correlation_out": metrics.channel_correlation(estimate),
+        "si_sdr_db": metrics.si_sdr_db(ref_mono, est_mono),
+        "mel_db": metrics.mel_distance_db(ref_mono, est_mono, rate, metrics.MUSIC_MEL_RESOLUTIONS,
+                                          max_hz=metrics.MUSIC_MEL_MAX_HZ),
+    }
+
+
+def _khz(hz: float | None) -> float | None:
+    return None if hz is None else hz / 1000
+
+
+SPEECH = Mode(
+    name="speech", rate=SCORE_RATE, mono=True, score=score, columns=TABLE_COLUMNS, bitrates=DEFAULT_BITRATES,
+    packages=(("pesq", "PESQ-WB"), ("pystoi", "STOI and ESTOI")), visqol=("speech", "ViSQOL"),
+    undefined={key: (name, "too short or silent")
+               for key, name in (("pesq_wb", "PESQ-WB"), ("visqol", "ViSQOL"), ("stoi", "STOI"), ("estoi", "ESTOI"))},
+    panels=((Panel("pesq_wb", "PESQ-WB (ITU-T P.862.2)", "PESQ-WB MOS-LQO", (0.9, 4.7)),),
+            (Panel("visqol", "ViSQOL v3, speech mode", "ViSQOL v3 MOS-LQO", (0.9, 5.0)),
+             Panel("stoi", "STOI (ViSQOL not installed)", "STOI", (0.0, 1.02)))),
+    domain="16 kHz mono", content="speech", against="the original mixed to mono at 16 kHz",
+    definitions="ViSQOL is v3 speech mode{mapping}. mel dB is the multi-resolution log-mel distance "
+    "(lower is better), as is LSD.",
+)
+MUSIC = Mode(
+    name="music", rate=MUSIC_RATE, mono=False, score=score_music, columns=MUSIC_COLUMNS, bitrates=MUSIC_BITRATES,
+    packages=(), visqol=("audio", "ViSQOL-audio"),
+    undefined={"visqol_audio": ("ViSQOL-audio", "too short or silent"),
+               "ild_error_db": ("ILD/ICC errors and L/R correlation", "not two channels")},
+    panels=((Panel("visqol_audio", "ViSQOL v3, audio mode", "ViSQOL v3 MOS-LQO", (0.9, 5.0)),
+             Panel("si_sdr_db", "SI-SDR, channel mean (ViSQOL not installed)", "SI-SDR dB", None)),
+            (Panel("bandwidth_khz", "bandwidth kept (dashed: the references')", "bandwidth kHz",
+                   (0.0, MUSIC_RATE / 2000 + 0.5), reference="ref_bandwidth_khz"),)),
+    domain="48 kHz, channels kept", content="music",
+    against="the original at 48 kHz with its channels (music mode, `--mode music`; 44.1 kHz files resampled "
+    "with soxr); nac codes each file at its own rate and channels, Opus codes the 48 kHz reference, and both "
+    "are compared at 48 kHz",
+    definitions="ViSQOL-audio is ViSQOL v3 audio mode{mapping} on the channel mean. bandwidth kHz: the highest "
+    "frequency up to which the output's long-term spectrum stays within 10 dB of the reference's in every "
+    "1/3-octave band where the reference has content (above -70 dB re its strongest band), to a third of an "
+    "octave (the upper edge of the last band kept); ref bandwidth: the references' own. ILD err dB and ICC err: "
+    "mean absolute difference of the inter-channel level difference and of the inter-channel correlation, per "
+    "band (20 from 100 Hz to 20 kHz) and 43 ms frame, over the band-frames where the reference has content "
+    "(two-channel files only). L/R corr in and out: broadband correlation of left and right in the reference and "
+    "in the output. SI-SDR and mel dB (multi-resolution log-mel distance up to 20 kHz, lower is better) on the "
+    "channel mean.",
+)
+MODES = {mode.name: mode for mode in (SPEECH, MUSIC)}
+
+
+def mode_named(name: str) -> Mode:
+    """The :data:`MODES` entry of ``--mode``; :class:`UsageError` for another name."""
+    if name not in MODES:
+        raise UsageError(f"--mode: {name!r} is not one of {', '.join(MODES)}")
+    return MODES[name]
+
+
+def metric_notes(mode: Mode = SPEECH) -> list[str]:
     """One line per missing metric package, or plot library, or ViSQOL fallback."""
-    notes = []
-    if importlib.util.find_spec("pesq") is None:
-        notes.append(f"PESQ-WB skipped: the `pesq` package is not installed ({EXTRA_HINT})")
-    if importlib.util.find_spec("pystoi") is None:
-        notes.append(f"STOI and ESTOI skipped: the `pystoi` package is not installed ({EXTRA_HINT})")
-    mapping = metrics.visqol_mapping()
+    notes = [f"{what} skipped: the `{package}` package is not installed ({EXTRA_HINT})"
+             for package, what in mode.packages if importlib.util.find_spec(package) is None]
+    visqol_mode, visqol_name = mode.visqol
+    mapping = metrics.visqol_mapping(visqol_mode)
     if mapping is None:
-        notes.append(f"ViSQOL skipped: the `visqol-python` package is not installed ({EXTRA_HINT})")
+        notes.append(f"{visqol_name} skipped: the `visqol-python` package is not installed ({EXTRA_HINT})")
     elif mapping == "polynomial":
         notes.append(
             "ViSQOL maps with its polynomial fallback, which scores degraded speech high; "
@@ -335,25 +491,39 @@ def metric_notes() -> list[str]:
     return notes
 
 
-def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndarray]:
-    """One system on one reference: sizes, timings, lag and scores, plus the aligned decoded audio."""
-    duration = reference.shape[1] / SCORE_RATE
+def code_and_score(
+    system: System, reference: np.ndarray, mode: Mode = SPEECH, source: tuple[np.ndarray, int] | None = None
+) -> tuple[dict, np.ndarray]:
+    """One system on one reference at the mode's rate: sizes, timings, lag and scores, plus the aligned output.
+
+    nac codes ``source`` (audio, rate) when given, else the reference; Opus
+    codes the reference. In music mode an output at another rate or channel
+    count is made to match the reference (:func:`conform`), its own rate and
+    channel count recorded; in speech mode that is an error.
+    """
+    rate = mode.rate
+    duration = reference.shape[1] / rate
     if system.codec == "nac":
+        audio, audio_rate = source if source is not None else (reference, rate)
         start = time.perf_counter()
-        data = api.encode(reference, SCORE_RATE, system.settings, model=system.model)  # settings always given
+        data = api.encode(audio, audio_rate, system.settings, model=system.model)  # settings always given
         encoded = time.perf_counter()
-        decoded, rate = api.decode(data, model=system.model, phase_iters=system.phase_iters)
+        decoded, decoded_rate = api.decode(data, model=system.model, phase_iters=system.phase_iters)
         finished = time.perf_counter()
         payload, whole = len(data), len(data)
         encode_s, decode_s = encoded - start, finished - encoded
     else:
-        result = opus.code(reference, SCORE_RATE, system.bitrate_kbps)
-        decoded, rate = result.audio, result.sample_rate
+        result = opus.code(reference, rate, system.bitrate_kbps)
+        decoded, decoded_rate = result.audio, result.sample_rate
         payload, whole = result.stats.audio_bytes, result.stats.file_bytes
         encode_s, decode_s = result.encode_s, result.decode_s
-    if rate != SCORE_RATE or decoded.shape != reference.shape:
-        raise NacError(f"{system.label} decoded {decoded.shape} at {rate} Hz for {reference.shape} at {SCORE_RATE}")
-    lag = estimate_lag(reference, decoded, round(MAX_LAG_S * SCORE_RATE)) if system.codec == "opus" else 0
+    output = {}
+    if not mode.mono:
+        output = {"channels": reference.shape[0], "decoded_channels": decoded.shape[0], "decoded_rate": decoded_rate}
+        decoded = conform(decoded, decoded_rate, reference.shape, rate)
+    elif decoded_rate != rate or decoded.shape != reference.shape:
+        raise NacError(f"{system.label} decoded {decoded.shape} at {decoded_rate} Hz for {reference.shape} at {rate}")
+    lag = estimate_lag(reference, decoded, round(MAX_LAG_S * rate)) if system.codec == "opus" else 0
     aligned = shift(decoded, lag)
     row = {
         "codec": system.codec,
@@ -366,13 +536,15 @@ def code_and_score(system: System, reference: np.ndarray) -> tuple[dict, np.ndar
         "lag_samples": lag,
         "encode_s": encode_s,
         "decode_s": decode_s,
-        **score(reference, aligned),
+        **output,
+        **mode.score(reference, aligned, rate),
     }
     return row, aligned
 
 
-def summarize(rows: list[dict], systems: list[System]) -> list[dict]:
-    """Per system: files, overall kbps (total bits / total seconds) and the mean of each score over defined values."""
+def summarize(rows: list[dict], systems: list[System], mode: Mode = SPEECH) -> list[dict]:
+    """Per system: files, overall kbps (total bits / total seconds) and the mean of each of the mode's scores over
+    defined values."""
     summaries = []
     for system in systems:
         mine = [r for r in rows if r["codec"] == system.codec and r["setting"] == system.setting]
@@ -394,7 +566,7 @@ def summarize(rows: list[dict], systems: list[System]) -> list[dict]:
             "decode_x_real_time": seconds / max(sum(r["decode_s"] for r in mine), 1e-9),
             "lags": sorted({r["lag_samples"] for r in mine}),
         }
-        for key in SCORE_KEYS:
+        for key in mode.score_keys:
             summary[key] = _mean([r.get(key) for r in mine])
             summary[f"{key}_n"] = sum(r.get(key) is not None for r in mine)
         summaries.append(summary)
@@ -411,6 +583,7 @@ def _mean(values: list) -> float | None:
 
 def plan(options: EvalOptions) -> tuple[list[Path], list[System]]:
     """The files and systems of a run; every usage problem (no files, unknown model, no opusenc) fails here."""
+    mode = mode_named(options.mode)
     files = spread(collect_inputs(options.inputs, options.manifest_split, options.kind), options.max_files)
     if not files:
         raise UsageError("no input files (check the paths, --manifest-split and --kind)")
@@ -418,7 +591,7 @@ def plan(options: EvalOptions) -> tuple[list[Path], list[System]]:
         raise UsageError("--keep must be 0 or more")
     systems = nac_systems(options.models, options.points, options.settings_files, options.presets)
     if options.against_opus:
-        systems += opus_systems(options.bitrates)
+        systems += opus_systems(options.bitrates or mode.bitrates)
     return files, systems
 
 
@@ -434,47 +607,50 @@ def run(
     cannot be read, or a system that fails on it, is listed in ``failed``
     and the run goes on.
     """
+    mode = mode_named(options.mode)
     if files is None or systems is None:
         files, systems = plan(options)
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    notes = metric_notes()
+    notes = metric_notes(mode)
     rows: list[dict] = []
     failed: list[dict] = []
     taken: set[str] = set()
     with torch_threads(options.threads) if options.threads else contextlib.nullcontext():
         for index, path in enumerate(files):
             try:
-                reference = load_reference(path)
+                clip = load_clip(path, mode)
             except NacError as err:
                 failed.append({"file": str(path), "system": None, "error": str(err)})
                 _call(on_file, path)
                 continue
             keep = index < options.keep
             if keep:
-                write_audio(options.out_dir / _unique(f"ref_{path.stem}.wav", taken), reference, SCORE_RATE)
+                write_audio(options.out_dir / _unique(f"ref_{path.stem}.wav", taken), clip.reference, mode.rate)
             for system in systems:
                 try:
-                    row, decoded = code_and_score(system, reference)
+                    row, decoded = code_and_score(system, clip.reference, mode, (clip.source, clip.source_rate))
                 except NacError as err:
                     failed.append({"file": str(path), "system": system.label, "error": str(err)})
                     continue
                 row = {"file": str(path), **row}
                 if keep:
                     row["recon"] = _unique(f"recon_{path.stem}_{system.slug}.wav", taken)
-                    write_audio(options.out_dir / row["recon"], np.clip(decoded, -1.0, 1.0), SCORE_RATE)
+                    write_audio(options.out_dir / row["recon"], np.clip(decoded, -1.0, 1.0), mode.rate)
                 rows.append(row)
             _call(on_file, path)
-    summaries = summarize(rows, systems)
-    notes += _undefined_notes(rows)
+    summaries = summarize(rows, systems, mode)
+    notes += _undefined_notes(rows, mode) + _conform_notes(rows, mode.rate)
     settings = {
+        "mode": mode.name,
         "inputs": [str(p) for p in options.inputs],
         "manifest_split": options.manifest_split,
         "kind": options.kind,
         "files": len(files),
-        "score_rate": SCORE_RATE,
+        "score_rate": mode.rate,
+        "channels": "mixed to mono" if mode.mono else "kept",
         "systems": [asdict(s) | {"label": s.label} for s in systems],
         "opus_version": opus.version() if options.against_opus else None,
-        "visqol_mapping": metrics.visqol_mapping(),
+        "visqol_mapping": metrics.visqol_mapping(mode.visqol[0]),
         "alignment": f"opus: shifted by its integer cross-correlation lag within +-{MAX_LAG_S * 1000:g} ms; "
         "nac: as decoded",
     }
@@ -499,14 +675,28 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _undefined_notes(rows: list[dict]) -> list[str]:
+def _undefined_notes(rows: list[dict], mode: Mode) -> list[str]:
     notes = []
     files = {r["file"] for r in rows}
-    for key, name in METRIC_NAMES.items():
+    for key, (name, why) in mode.undefined.items():
         undefined = {r["file"] for r in rows if key in r and r[key] is None}
         if undefined and any(r.get(key) is not None for r in rows):
-            notes.append(f"{name} undefined for {len(undefined)} of {len(files)} files (too short or silent); "
+            notes.append(f"{name} undefined for {len(undefined)} of {len(files)} files ({why}); "
                          "means leave them out")
+    return notes
+
+
+def _conform_notes(rows: list[dict], rate: int) -> list[str]:
+    """Music mode: the outputs resampled to ``rate``, and the systems whose output lost or gained channels."""
+    notes = []
+    rates = sorted({r["decoded_rate"] for r in rows if r.get("decoded_rate", rate) != rate})
+    if rates:
+        notes.append(f"outputs decoded at {', '.join(f'{x:g} Hz' for x in rates)} were resampled to {rate:g} Hz "
+                     "(soxr) to be scored")
+    changed = sorted({f"{r['codec']} {r['setting']}" for r in rows if r.get("decoded_channels") != r.get("channels")})
+    if changed:
+        notes.append(f"{', '.join(changed)}: output with another channel count than the reference's; mixed to "
+                     "mono and copied to each channel to be scored")
     return notes
 
 
@@ -541,9 +731,9 @@ def format_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def summary_table(systems: list[dict]) -> str:
-    """The markdown table of per-system means: one row per codec setting."""
-    shown = [c for c in TABLE_COLUMNS if any(s.get(c[0]) is not None for s in systems)]
+def summary_table(systems: list[dict], mode: str = "speech") -> str:
+    """The markdown table of per-system means: one row per codec setting, the columns of ``mode`` that have values."""
+    shown = [c for c in mode_named(mode).columns if any(s.get(c[0]) is not None for s in systems)]
     lines = [
         "| codec | setting | files | " + " | ".join(h for _, h, _ in shown) + " |",
         "|---|---|---:|" + "---:|" * len(shown),
@@ -556,22 +746,23 @@ def summary_table(systems: list[dict]) -> str:
 
 def format_markdown(report: EvalReport) -> str:
     settings = report.settings
+    mode = mode_named(settings["mode"])
+    mapping = f" ({settings['visqol_mapping']} mapping)" if settings.get("visqol_mapping") else ""
     lines = [
         "# nac eval",
         "",
         f"{settings['files']} files ({', '.join(settings['inputs'])}; split `{settings['manifest_split']}`, "
-        f"kind `{settings['kind']}` for corpus folders), scored against the original mixed to mono at "
-        f"{settings['score_rate'] // 1000} kHz. Means over files; kbps is total bits over total seconds: "
-        "nac counts whole `.nac` files, Opus counts its audio packets only (`file kbps` adds the Ogg pages "
-        "and headers). ViSQOL is v3 speech mode"
-        + (f" ({settings['visqol_mapping']} mapping)" if settings.get("visqol_mapping") else "")
-        + ". mel dB is the multi-resolution log-mel distance (lower is better), as is LSD.",
+        f"kind `{settings['kind']}` for corpus folders), scored against {mode.against}. Means over files; kbps is "
+        "total bits over total seconds: nac counts whole `.nac` files, Opus counts its audio packets only "
+        "(`file kbps` adds the Ogg pages and headers). " + mode.definitions.format(mapping=mapping),
         "",
-        summary_table(report.systems),
+        summary_table(report.systems, mode.name),
         "",
     ]
     if settings.get("opus_version"):
-        lines += [f"Opus: {settings['opus_version']}, `opusenc --bitrate N` (VBR), `opusdec --rate 16000 --float`.", ""]
+        channels = "" if mode.mono else ", channels kept (the bitrate is the total over channels)"
+        lines += [(f"Opus: {settings['opus_version']}, `opusenc --bitrate N` (VBR), "
+                   f"`opusdec --rate {settings['score_rate']} --float`{channels}."), ""]
     if report.notes:
         lines += ["Notes:", "", *(f"- {note}" for note in report.notes), ""]
     if report.failed:
@@ -615,7 +806,8 @@ def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot_rd(report: EvalReport, path: Path) -> None:
-    """Rate-quality plot: PESQ-WB and ViSQOL (STOI without ViSQOL) vs kbps, nac points and the Opus curve."""
+    """Rate-quality plot, nac points and the Opus curve against kbps: speech, PESQ-WB and ViSQOL (STOI without
+    ViSQOL); music, ViSQOL-audio (SI-SDR without ViSQOL) and the bandwidth kept, with the references'."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -623,12 +815,9 @@ def plot_rd(report: EvalReport, path: Path) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     systems = report.systems
-    second = "visqol" if any(s.get("visqol") is not None for s in systems) else "stoi"
-    panels = [  # (key, title, y label, y range)
-        ("pesq_wb", "PESQ-WB (ITU-T P.862.2)", "MOS-LQO", (0.9, 4.7)),
-        ("visqol", "ViSQOL v3, speech mode", "MOS-LQO", (0.9, 5.0)) if second == "visqol"
-        else ("stoi", "STOI (ViSQOL not installed)", "STOI", (0.0, 1.02)),
-    ]
+    mode = mode_named(report.settings["mode"])
+    panels = [next((p for p in choices if any(s.get(p.key) is not None for s in systems)), choices[-1])
+              for choices in mode.panels]
     figure, axes = plt.subplots(1, 2, figsize=(12, 5.4), dpi=150)
     markers = "o^vD<>Ph*Xd"
     nac = [s for s in systems if s["codec"] == "nac"]
@@ -636,7 +825,7 @@ def plot_rd(report: EvalReport, path: Path) -> None:
     rates = [s["kbps"] for s in systems if s.get("kbps")]
     found = re.search(r"libopus ([0-9.]+)", report.settings.get("opus_version") or "")
     opus_name = f"Opus {found.group(1)}" if found else "Opus"
-    for axis, (key, title, unit, limits) in zip(axes, panels):
+    for axis, (key, title, y_label, limits, reference) in zip(axes, panels):
         points = [(s["kbps"], s[key]) for s in curve if s.get(key) is not None and s.get("kbps")]
         if points:
             label = f"{opus_name} (audio payload kbps; labels: target)"
@@ -658,9 +847,13 @@ def plot_rd(report: EvalReport, path: Path) -> None:
             axis.xaxis.set_major_locator(FixedLocator(ticks))
             axis.xaxis.set_minor_locator(NullLocator())
             axis.xaxis.set_major_formatter(ScalarFormatter())
-        axis.set_ylim(*limits)
+        references = [s[reference] for s in systems if reference and s.get(reference) is not None]
+        if references:
+            axis.axhline(float(np.mean(references)), color="black", ls="--", lw=1)
+        if limits:
+            axis.set_ylim(*limits)
         axis.set_xlabel("bitrate (kbps, log scale)")
-        axis.set_ylabel(f"{title.split(' (')[0].split(',')[0]} {unit}" if unit != "STOI" else unit)
+        axis.set_ylabel(y_label)
         axis.set_title(title)
         axis.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -668,8 +861,9 @@ def plot_rd(report: EvalReport, path: Path) -> None:
     figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9, frameon=False)
     files = report.settings["files"]
     plural = "s" if files != 1 else ""
-    figure.suptitle(f"nac vs Opus: quality per bit on {files} speech file{plural} (16 kHz mono; higher is better)"
-                    if curve else f"nac: quality per bit on {files} file{plural} (16 kHz mono; higher is better)")
+    figure.suptitle(f"nac vs Opus: quality per bit on {files} {mode.content} file{plural} ({mode.domain}; "
+                    "higher is better)" if curve
+                    else f"nac: quality per bit on {files} file{plural} ({mode.domain}; higher is better)")
     figure.tight_layout(rect=(0, 0.035 * -(-len(labels) // columns) + 0.01, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
