@@ -159,7 +159,7 @@ def encode_parts(
     info = codec.stream_info(loaded, choice.settings, channels, sample_rate, samples)
     encoder = codec.Encoder(loaded, info, choice.settings)
     notes = EncodeNotes() if notes is None else notes
-    notes.choice, notes.channels, notes.lost_above_hz = choice, channels, info.model_sample_rate / 2
+    notes.choice, notes.channels, notes.lost_above_hz = choice, info.coded_channels, info.decoded_rate / 2
     energy = [0.0, 0.0]  # sum of squares in and at the model rate
 
     def measured(stream: Iterable[np.ndarray], which: int) -> Iterator[np.ndarray]:
@@ -169,14 +169,14 @@ def encode_parts(
 
     def chunks() -> Iterator[Chunk]:
         clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
-        model_rate = resample_blocks(measured(clean, 0), sample_rate, info.model_sample_rate, channels)
-        source = codec.SampleWindow(measured(model_rate, 1), channels, info.model_sample_count)
+        decoded_rate = resample_blocks(measured(clean, 0), sample_rate, info.decoded_rate, channels)
+        source = codec.SampleWindow(measured(decoded_rate, 1), channels, info.decoded_sample_count)
         for chunk in encoder.chunks(source):
             yield chunk
             if on_progress is not None:
                 on_progress(chunk.index + 1, info.chunk_count)
-        if energy[0] > 0 and sample_rate > info.model_sample_rate:
-            notes.lost_share = max(0.0, 1 - energy[1] * sample_rate / (energy[0] * info.model_sample_rate))
+        if energy[0] > 0 and sample_rate > info.decoded_rate:
+            notes.lost_share = max(0.0, 1 - energy[1] * sample_rate / (energy[0] * info.decoded_rate))
 
     return container.pack_parts(info, chunks(), container.Tables(loaded.code_tables, _counts(loaded, info)))
 
@@ -278,9 +278,9 @@ def decode_salvage(
         raise FormatError(f"too little is left to salvage: {len(recovered)} chunk(s) recovered, {invented:.0f} s "
                           "of silence would be invented between them")
     decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
-    rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
-    length = info.model_sample_count if keep_model_rate else info.sample_count
-    stop = min(length, -(-info.chunk_span(last)[1] * rate // info.model_sample_rate)) if recovered else 0
+    rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
+    length = info.decoded_sample_count if keep_model_rate else info.sample_count
+    stop = min(length, -(-info.decoded_chunk_span(last)[1] * rate // info.decoded_rate)) if recovered else 0
     silent = frozenset(i for i, chunk in result.chunks.items() if chunk.silent)
     rate, blocks = decoder.output(result.chunks.get, keep_model_rate, (0, stop), silent=silent)
     audio = np.concatenate([np.zeros((info.channels, 0), np.float32), *blocks], axis=1)

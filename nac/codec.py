@@ -29,12 +29,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .audio import resample_blocks
+from .audio import resample, resample_blocks
 from .errors import UsageError
 from .format.header import Companion, StreamInfo, derived_counts
 from .format.records import Chunk
+from .layers import fullband
 from .layers import latent as latent_layer
 from .layers import stored_phase
+from .layers.high_band import HighBandLayer
+from .layers.stereo import StereoLayer
 from .layers.latent import LatentParams, code_limit
 from .layers.residual import GROWTH_ONE, RESIDUAL_FLOOR, SLOPE_ONE, SPAN_ONE, ResidualLayer
 from .model.networks import MAX_PHASE_ITERS
@@ -57,6 +60,7 @@ RESIDUAL_STRIDE = 2
 HINT_DELAY = 4
 HINT_TURNS = 4
 CLOSED_LOOP_GAIN = 0.5
+HIGH_BAND_START = 0.9375  # the high-band layer starts at this share of the core's Nyquist (7.5 kHz at 16 kHz)
 # Phase iterations (at least) for a stream with a residual layer, whose magnitude is close enough to the
 # original's that longer refinement pays (docs/results.md).
 RESIDUAL_PHASE_ITERS = 32
@@ -161,13 +165,21 @@ def stream_info(loaded: LoadedModel, settings: EncoderSettings, channels: int, s
         companions.append((Companion.RESIDUAL_TABLES, loaded.companions[Companion.RESIDUAL_TABLES]))
     if Companion.PHASE_INIT in loaded.companions and not settings.store_phase:
         companions.append((Companion.PHASE_INIT, loaded.companions[Companion.PHASE_INIT]))
+    high_band = stereo = None
+    if settings.high_band_hz and sample_rate > config.sample_rate and not settings.store_phase:
+        stop = min(settings.high_band_hz, sample_rate / 2, fullband.RATE / 2)
+        start = HIGH_BAND_START * config.sample_rate / 2
+        if stop > start + fullband.HZ_PER_BIN:
+            high_band = HighBandLayer.spanning(start, stop, settings.high_bands, settings.high_band_step)
+    if settings.stereo_bands and channels == 2 and not settings.store_phase:
+        stereo = StereoLayer.with_bands(settings.stereo_bands, settings.stereo_step)
     return StreamInfo(
         model_id=loaded.model_id, weights_hash=loaded.hash_prefix, original_sample_rate=sample_rate,
         model_sample_rate=config.sample_rate, channels=channels, sample_count=samples, n_fft=config.n_fft,
         hop_length=config.hop_length, time_stride=config.time_stride, chunk_frames=chunk_frames,
         group_chunks=GROUP_CHUNKS, **counts, latent=latent,
-        residual=residual, stored_phase_bits=settings.bits if settings.store_phase else 0,
-        companions=tuple(companions),
+        residual=residual, high_band=high_band, stereo=stereo,
+        stored_phase_bits=settings.bits if settings.store_phase else 0, companions=tuple(companions),
     )
 
 
@@ -313,6 +325,8 @@ class Window:
     spec: torch.Tensor  # complex STFT (C, bins, frames)
     latent: np.ndarray  # (C, K, H, frames), zero in silent chunks
     silent: np.ndarray  # per latent frame: in a chunk of digital silence
+    high_band: np.ndarray | None = None  # the fullband layers' codes of the group's own frames
+    stereo: np.ndarray | None = None
 
     @property
     def own(self) -> slice:
@@ -347,22 +361,42 @@ class Encoder:
         """Each scale group's latent frames ``start .. stop`` and its audio with context from frame ``first``."""
         info = self.info
         group_frames = info.chunk_frames * info.group_chunks
+        step = info.samples_per_frame * info.decoded_ratio
         for start in range(0, info.latent_frames, group_frames):
             stop = min(start + group_frames, info.latent_frames)
             first, last = max(0, start - ENCODE_CONTEXT), min(info.latent_frames, stop + ENCODE_CONTEXT)
-            source.release(first * info.samples_per_frame)
-            yield start, stop, first, source.get(first * info.samples_per_frame, last * info.samples_per_frame)
+            source.release(first * step)
+            yield start, stop, first, source.get(first * step, last * step)
 
     def analyze(self, start: int, stop: int, first: int, audio: np.ndarray) -> Window:
-        """A scale group's STFT and latents (zero in silent chunks)."""
+        """A scale group's STFT and latents (zero in silent chunks); ``audio`` is at the decoded rate (48 kHz
+        for a fullband stream, whose layers analyse it first and pass the core its band)."""
         info, net = self.info, self.net
-        last = first + audio.shape[-1] // info.samples_per_frame
+        last = first + audio.shape[-1] // (info.samples_per_frame * info.decoded_ratio)
+        silent = self._silent_frames(audio, first, last)
+        layers = {}
+        if info.fullband:
+            audio, layers = self._fullband(audio, slice(start - first, stop - first))
         with torch.inference_mode():
             spec = net.stft.analyze(torch.from_numpy(audio), (last - first) * info.time_stride)
             latent = net.encode_spectrum(spec).numpy()
-        silent = self._silent_frames(audio, first, last)
         latent[..., silent] = 0.0
-        return Window(start, stop, first, audio.shape[-1], spec, latent, silent)
+        return Window(start, stop, first, audio.shape[-1], spec, latent, silent, **layers)
+
+    def _fullband(self, audio: np.ndarray, own: slice) -> tuple[np.ndarray, dict]:
+        """A window at 48 kHz -> (the core's audio at the model rate, the fullband layers' codes of the ``own``
+        latent frames): the stereo layer mixes to the mid, the high-band layer measures the band above the
+        core."""
+        info = self.info
+        per = info.columns_per_frame
+        spec, columns, codes = fullband.analyze(audio), slice(own.start * per, own.stop * per), {}
+        if info.stereo:
+            codes["stereo"] = info.stereo.codes(spec[:1, columns], spec[1:, columns], per)
+            spec = info.stereo.downmix(spec[:1], spec[1:], per)
+        if info.high_band:
+            codes["high_band"] = info.high_band.codes(spec[:, columns], per)
+        core = resample(fullband.synthesize(spec), fullband.RATE, info.model_sample_rate)
+        return _fit(core, audio.shape[-1] // info.decoded_ratio), codes
 
     def code(self, window: Window) -> Iterator[Chunk]:
         """A scale group's chunks: its latents quantized with the group's peaks, the layers' codes beside them."""
@@ -393,18 +427,20 @@ class Encoder:
                 residual=None if residual is None else np.ascontiguousarray(
                     residual[..., low * per_column : high * per_column]),
                 peaks=peaks,
+                high_band=None if window.high_band is None else window.high_band[..., low:high].copy(),
+                stereo=None if window.stereo is None else window.stereo[..., low:high].copy(),
             )
 
     def _silent_frames(self, audio: np.ndarray, first: int, last: int) -> np.ndarray:
         """Per latent frame of the window, whether it lies in a chunk of digital silence."""
         info = self.info
-        span = info.samples_per_frame
+        span = info.samples_per_frame * info.decoded_ratio
         silent = np.zeros(last - first, bool)
         for index in range(first // info.chunk_frames, -(-last // info.chunk_frames)):
             low, high = index * info.chunk_frames, min(info.latent_frames, (index + 1) * info.chunk_frames)
             if low < first or high > last:
                 continue  # a chunk only partly in the context: not known here, taken as sound
-            samples = audio[:, (low - first) * span : min(info.model_sample_count, high * span) - first * span]
+            samples = audio[:, (low - first) * span : min(info.decoded_sample_count, high * span) - first * span]
             silent[low - first : high - first] = not (np.abs(samples) >= SILENCE).any()
         return silent
 
@@ -511,17 +547,17 @@ class Decoder:
         on_progress: Callable[[int, int], None] | None = None,
         silent: frozenset[int] = frozenset(),
     ) -> tuple[int, Iterator[np.ndarray]]:
-        """(output rate, audio blocks) of the stream at its original rate (or the model's). ``span`` = (first,
-        stop) samples at the output rate decodes only the chunks that cover it and one before; the spans of
-        ``silent`` chunks come out as exact zeros at the output rate too."""
+        """(output rate, audio blocks) of the stream at its original rate (or the decoder's: ``keep_model_rate``).
+        ``span`` = (first, stop) samples at the output rate decodes only the chunks that cover it and one before;
+        the spans of ``silent`` chunks come out as exact zeros at the output rate too."""
         info = self.info
-        out_rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
-        out_length = info.model_sample_count if keep_model_rate else info.sample_count
+        out_rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
+        out_length = info.decoded_sample_count if keep_model_rate else info.sample_count
         first, stop = span if span is not None else (0, out_length)
         if info.latent_frames == 0 or stop <= first:
             return out_rate, iter([np.zeros((info.channels, max(0, stop - first)), np.float32)])
-        rm = info.model_sample_rate
-        chunk_samples = info.chunk_frames * info.samples_per_frame
+        rm = info.decoded_rate
+        chunk_samples = info.chunk_frames * info.samples_per_frame * info.decoded_ratio
         to_model = rm / out_rate
         # Output starts a chunk before the span, at a model-rate sample that falls on an output sample too, so
         # the resampler runs in step with a whole-file decode.
@@ -531,7 +567,7 @@ class Decoder:
         last_chunk = min(info.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
 
         def model_rate_blocks() -> Iterator[np.ndarray]:
-            remaining = info.model_sample_count - model_start
+            remaining = info.decoded_sample_count - model_start
             skip = model_start - first_chunk * chunk_samples
             for piece in self.blocks(chunk_at, first_chunk, last_chunk, on_progress):
                 dropped = min(skip, piece.shape[1])
@@ -541,7 +577,8 @@ class Decoder:
                 remaining -= piece.shape[1]
                 yield piece
 
-        quiet = [(-(-start * out_rate // rm), stop * out_rate // rm) for start, stop in map(info.chunk_span, sorted(silent))]
+        quiet = [(-(-start * out_rate // rm), stop * out_rate // rm)
+                 for start, stop in map(info.decoded_chunk_span, sorted(silent))]
 
         def cut(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             skip, wanted = max(0, first - model_start * out_rate // rm), stop - first
@@ -563,7 +600,7 @@ class Decoder:
 
         blocks = model_rate_blocks()
         if not keep_model_rate:
-            blocks = resample_blocks(blocks, info.model_sample_rate, info.original_sample_rate, info.channels)
+            blocks = resample_blocks(blocks, info.decoded_rate, info.original_sample_rate, info.channels)
         return out_rate, cut(blocks)
 
     def whole_stream(self, chunks: list[Chunk]) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -595,6 +632,9 @@ class Decoder:
                 phase = np.concatenate([_stored_phase(info, c) for c in neighbours], axis=-1)
                 stored = torch.from_numpy(np.ascontiguousarray(phase[..., first * stride : last * stride]))
             wave = self.synthesis.waveform(spectrum, (last - first) * span, stored).numpy()
+        if info.fullband:
+            wave = self._fullband(wave, neighbours, first, last)
+            span *= info.decoded_ratio
         wave = wave[:, (offset - first) * span : (offset - first + frames) * span]
         position = 0
         for chunk in neighbours:
@@ -604,6 +644,21 @@ class Decoder:
                 position += chunk.frames * span
         return wave
 
+    def _fullband(self, core: np.ndarray, neighbours: list[Chunk], first: int, last: int) -> np.ndarray:
+        """The core's waveform of latent frames ``first .. last`` of ``neighbours`` -> 48 kHz with the band above
+        rebuilt and the stereo channels mixed from the mid."""
+        info = self.info
+        per = info.columns_per_frame
+        spec = fullband.analyze(_fit(resample(core, info.model_sample_rate, fullband.RATE),
+                                     core.shape[-1] * info.decoded_ratio))
+        if info.high_band:
+            power = np.concatenate([_high_band_power(info, c) for c in neighbours], axis=-1)[..., first:last]
+            spec = info.high_band.apply(spec, power, per)
+        if info.stereo:
+            codes = np.concatenate([_stereo_codes(info, c) for c in neighbours], axis=-1)[..., first:last]
+            spec = info.stereo.upmix(spec, codes, per)
+        return fullband.synthesize(spec)
+
 
 def seek_span(
     info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None
@@ -611,8 +666,8 @@ def seek_span(
     """(first, stop) output samples for ``start`` / ``duration`` seconds; None for the whole stream."""
     if start is None and duration is None:
         return None
-    rate = info.model_sample_rate if keep_model_rate else info.original_sample_rate
-    total = info.model_sample_count if keep_model_rate else info.sample_count
+    rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
+    total = info.decoded_sample_count if keep_model_rate else info.sample_count
     start = start or 0.0
     if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
         raise UsageError("--start and --duration must be finite and >= 0")
@@ -625,27 +680,49 @@ def seek_span(
 
 def _lost(info: StreamInfo, index: int) -> Chunk:
     """A lost chunk, decoded as silence."""
-    steps = np.zeros((info.channels, info.latent.latent_channels), np.float32)
+    steps = np.zeros((info.coded_channels, info.latent.latent_channels), np.float32)
     return Chunk(index, info.chunk_frames_at(index), steps, None)
 
 
 def _codes(info: StreamInfo, chunk: Chunk) -> np.ndarray:
     if chunk.codes is not None:
         return chunk.codes
-    return np.zeros((info.channels, info.latent.latent_channels, info.latent.latent_height, chunk.frames), np.int8)
+    return np.zeros((info.coded_channels, info.latent.latent_channels, info.latent.latent_height, chunk.frames),
+                    np.int8)
 
 
 def _residual(info: StreamInfo, chunk: Chunk) -> np.ndarray:
     if chunk.residual is not None:
         return chunk.residual
     columns = info.residual.columns(chunk.frames * info.time_stride)
-    return np.zeros((info.channels, info.residual.code_rows, columns), np.int8)
+    return np.zeros((info.coded_channels, info.residual.code_rows, columns), np.int8)
+
+
+def _high_band_power(info: StreamInfo, chunk: Chunk) -> np.ndarray:
+    """A chunk's high-band powers (silence for a silent or lost chunk)."""
+    if chunk.high_band is None:
+        return np.zeros((info.coded_channels, info.high_band.bands, chunk.frames))
+    return info.high_band.power(chunk.high_band)
+
+
+def _stereo_codes(info: StreamInfo, chunk: Chunk) -> np.ndarray:
+    """A chunk's stereo codes (equal, correlated channels for a silent or lost chunk)."""
+    if chunk.stereo is None:
+        return np.zeros((1, info.stereo.code_rows, chunk.frames), np.int64)
+    return chunk.stereo
+
+
+def _fit(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` cut or zero-padded to ``length`` samples (a resampler may give one more or fewer)."""
+    if audio.shape[-1] >= length:
+        return np.ascontiguousarray(audio[:, :length])
+    return np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
 
 
 def _stored_phase(info: StreamInfo, chunk: Chunk) -> np.ndarray:
     if chunk.phase is not None:
         return stored_phase.dequantize(chunk.phase, info.stored_phase_bits)
-    return np.zeros((info.channels, info.phase_bins, chunk.frames * info.time_stride), np.float32)
+    return np.zeros((info.coded_channels, info.phase_bins, chunk.frames * info.time_stride), np.float32)
 
 
 def _ordered_map(function: Callable, items: Iterator[tuple], workers: int) -> Iterator:

@@ -47,16 +47,17 @@ class LostSpan:
 def lost_spans(info: StreamInfo, runs: list[LostRun], keep_model_rate: bool = False) -> list[LostSpan]:
     """Lost runs of chunks (merged) as time ranges at the output rate.
 
-    A chunk covers its nominal model-rate samples (:meth:`StreamInfo.chunk_span`);
-    at the original rate a range becomes ``[floor(start * R_o / R_m),
-    ceil(stop * R_o / R_m))``, clipped to ``sample_count``.
+    A chunk covers its nominal samples at the decoded rate R_d
+    (:meth:`StreamInfo.decoded_chunk_span`); at the original rate a range
+    becomes ``[floor(start * R_o / R_d), ceil(stop * R_o / R_d))``, clipped to
+    ``sample_count``.
     """
     spans = []
     for run in merge_runs(runs):
-        start, stop = info.chunk_span(run.first)[0], info.chunk_span(run.last)[1]
-        rate = info.model_sample_rate
+        start, stop = info.decoded_chunk_span(run.first)[0], info.decoded_chunk_span(run.last)[1]
+        rate = info.decoded_rate
         if not keep_model_rate:
-            rate, r_m = info.original_sample_rate, info.model_sample_rate
+            rate, r_m = info.original_sample_rate, info.decoded_rate
             start = min(start * rate // r_m, info.sample_count)
             stop = min(-(-stop * rate // r_m), info.sample_count)
         spans.append(LostSpan(run.first, run.last, start, stop, rate, run.reason))
@@ -104,7 +105,8 @@ def inspect(data: bytes) -> dict:
 def describe_info(info: StreamInfo) -> dict:
     """The header's fields as JSON-ready values: hashes in hex, layers by name."""
     fields = {name: value for name, value in vars(info).items()
-              if name not in ("latent", "residual", "companions", "layer_order", "version", "phase_iters")}
+              if name not in ("latent", "residual", "high_band", "stereo", "companions", "layer_order", "version",
+                              "phase_iters")}
     fields["weights_hash"] = info.weights_hash.hex()
     return {
         "version": f"{info.version[0]}.{info.version[1]}",
@@ -113,6 +115,6 @@ def describe_info(info: StreamInfo) -> dict:
                        for role, digest in info.companions},
         "latent": {"code_bits": list(info.latent.code_bits), "entropy_coded": info.latent.entropy_coded,
                    "latent_channels": info.latent.latent_channels, "latent_height": info.latent.latent_height},
-        "residual": None if info.residual is None else {
-            name: getattr(info.residual, name) for name in info.residual.__dataclass_fields__},
+        **{name: None if layer is None else {field: getattr(layer, field) for field in layer.__dataclass_fields__}
+           for name, layer in (("residual", info.residual), ("high_band", info.high_band), ("stereo", info.stereo))},
     }

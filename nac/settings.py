@@ -24,6 +24,9 @@ DEFAULT_RESIDUAL_SPAN = 4.0
 MAX_RESIDUAL_SPAN = 16.0
 MAX_BANDS_PER_OCTAVE = 48  # finer than this, bands under 3 kHz (16 kHz model) are single bins
 MAX_SETTINGS_BYTES = 64 * 1024
+DEFAULT_HIGH_BANDS = 10  # about a seventh of an octave each from 7.5 to 20 kHz
+DEFAULT_LEVEL_STEP = 1.5  # dB: level errors of at most 0.75 dB
+MAX_LAYER_BANDS = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class EncoderSettings:
       ``phase_hint_hz`` codes a delay and a turn of the starting phase under it.
     - ``closed_loop``: the encoder decodes each window as the decoder will and
       aims the residual codes at what that output lacks (slower to encode).
+    - ``high_band_hz`` > 0 adds the high-band layer for input above the core's
+      band: ``high_bands`` bands up to that frequency (or the input's
+      Nyquist), levels in steps of ``high_band_step`` dB.
+    - ``stereo_bands`` > 0 codes a two-channel input as its mid and the stereo
+      layer: level difference (steps of ``stereo_step`` dB) and correlation in
+      that many bands; 0 codes each channel alone.
     - ``store_phase``: the research prototype's mode, the STFT phase stored.
     """
 
@@ -62,6 +71,11 @@ class EncoderSettings:
     residual_fine_step: float | None = None
     phase_hint_hz: float = 0.0
     closed_loop: bool = False
+    high_band_hz: float = 0.0
+    high_bands: int = DEFAULT_HIGH_BANDS
+    high_band_step: float = DEFAULT_LEVEL_STEP
+    stereo_bands: int = 0
+    stereo_step: float = DEFAULT_LEVEL_STEP
 
     def check(self) -> EncoderSettings:
         """The settings themselves, or :class:`UsageError` naming the first one out of range."""
@@ -94,6 +108,12 @@ class EncoderSettings:
                              f"{self.residual_bands_hz:g} Hz)")
         if self.residual_fine_step is not None and not 0.0 < self.residual_fine_step <= MAX_RESIDUAL_STEP:
             raise UsageError(f"residual fine step {self.residual_fine_step:g} is outside (0, {MAX_RESIDUAL_STEP:g}]")
+        if not 0.0 <= self.high_band_hz <= MAX_RESIDUAL_HZ:
+            raise UsageError(f"high band {self.high_band_hz:g} Hz is outside 0..{MAX_RESIDUAL_HZ:g} Hz")
+        if not 1 <= self.high_bands <= MAX_LAYER_BANDS or not 0 <= self.stereo_bands <= MAX_LAYER_BANDS:
+            raise UsageError(f"high bands and stereo bands must be 1..{MAX_LAYER_BANDS} (stereo: 0 for none)")
+        if not 0.25 <= self.high_band_step <= 12.0 or not 0.25 <= self.stereo_step <= 6.0:
+            raise UsageError("the high band's step must be 0.25..12 dB and the stereo step 0.25..6 dB")
         if self.phase_hint_hz and not (0.0 < self.phase_hint_hz <= MAX_RESIDUAL_HZ and self.residual_fine_hz):
             raise UsageError(f"phase hints under {self.phase_hint_hz:g} Hz need the fine residual bins "
                              f"(residual_fine_hz) and a band of 0..{MAX_RESIDUAL_HZ:g} Hz")
@@ -131,6 +151,10 @@ class EncoderSettings:
             row["phase_hint_hz"] = self.phase_hint_hz
         if self.closed_loop:
             row["closed_loop"] = True
+        if self.high_band_hz:
+            row.update(high_band_hz=self.high_band_hz, high_bands=self.high_bands, high_band_step=self.high_band_step)
+        if self.stereo_bands:
+            row.update(stereo_bands=self.stereo_bands, stereo_step=self.stereo_step)
         return row
 
     @classmethod
@@ -146,7 +170,7 @@ class EncoderSettings:
         values = {}
         for name, value in row.items():
             kind = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int,
-                    "closed_loop": bool}.get(name, float)
+                    "closed_loop": bool, "high_bands": int, "stereo_bands": int}.get(name, float)
             if value is None and name in ("code_bits", "residual_fine_step"):
                 continue
             if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float)) \

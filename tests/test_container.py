@@ -290,13 +290,13 @@ def test_other_major_versions_are_refused(version):
 
 
 def test_newer_minor_with_appended_fields_and_an_unknown_optional_layer_is_read():
-    """A 9.1 writer may append header fields, descriptor fields and non-critical layers: a 9.0 reader skips them,
-    and the unknown layer's part in every chunk."""
+    """A writer of a newer minor (9.2) may append header fields, descriptor fields and non-critical layers: this
+    reader skips them, and the unknown layer's part in every chunk."""
     info, chunks, data, _ = make_stream(silent=(2,))
     size = header_size(data)
     latent_end = 48 + 1 + 1 + 2 + 7  # companions, layer count, latent descriptor
     head = bytearray(data[: latent_end] + b"\x99" + data[latent_end : size - 4])
-    head[8], head[9] = 0x91, 0x40  # version 9.1, a flag this reader does not know
+    head[8], head[9] = 0x92, 0x40  # version 9.2, a flag this reader does not know
     head[49] = 2  # two layers
     head[51] = 8  # the latent descriptor grows a byte
     head += bytes([100, 3]) + b"new" + b"appended"  # layer type 100, not critical, then appended header fields
@@ -308,7 +308,7 @@ def test_newer_minor_with_appended_fields_and_an_unknown_optional_layer_is_read(
         forged += rebuild_record(old, lambda body: body + extra)
     forged += data[-24:]
     parsed, decoded = unpack(forged)
-    assert parsed.version == (9, 1) and parsed.layer_order == (1, 100)
+    assert parsed.version == (9, 2) and parsed.layer_order == (1, 100)
     np.testing.assert_array_equal(decoded[1].codes, chunks[1].codes)
     assert container.scan(forged).ok
 

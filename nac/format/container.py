@@ -24,12 +24,14 @@ from construct import Const, ConstructError, Int8ul, Int32ul, Struct, VarInt
 from ..errors import FormatError, ModelError, VersionError
 from ..layers import latent as latent_layer
 from ..layers.residual import HINT_ROWS, RESIDUAL_LIMIT
+from ..layers.stereo import ICC_LEVELS
 from . import header as header_format
 from . import legacy, rans, records
 from .header import LayerType, StreamInfo
 from .records import CHUNK_SYNC, Chunk, Framing, LostRun, Salvage, StreamReport
 
 PEAKS_FLAG, SILENT_FLAG = 0x01, 0x02
+ICC_CODES = len(ICC_LEVELS)
 _CHUNK_HEAD = Struct("sync" / Const(CHUNK_SYNC), "index" / Int32ul, "flags" / Int8ul)
 _HEAD_SIZE = _CHUNK_HEAD.sizeof()
 # Encoder choice, not part of the format: zstd levels of the parts that use it.
@@ -106,10 +108,10 @@ def _latent_part(info: StreamInfo, chunk: Chunk, tables: Tables) -> bytes:
 def _read_latent(info: StreamInfo, part: bytes, peaks: np.ndarray, frames: int, tables: Tables,
                  where: str) -> np.ndarray:
     latent = info.latent
-    shape = (info.channels, latent.latent_channels, latent.latent_height, frames)
+    shape = (info.coded_channels, latent.latent_channels, latent.latent_height, frames)
     if latent.entropy_coded:
         rows = _code_rows(info, peaks)
-        codes = np.zeros((info.channels * latent.latent_channels * latent.latent_height, frames), np.int64)
+        codes = np.zeros((info.coded_channels * latent.latent_channels * latent.latent_height, frames), np.int64)
         try:
             codes[rows] = rans.decode(part, _row_tables(info, rows), tables.for_latent(info), frames)
         except ValueError as err:
@@ -137,11 +139,24 @@ def _residual_part(info: StreamInfo, chunk: Chunk, tables: Tables) -> bytes:
 
 def _read_residual(info: StreamInfo, part: bytes, frames: int, tables: Tables, where: str) -> np.ndarray:
     layer = info.residual
-    shape = (info.channels, layer.code_rows, layer.columns(frames * info.time_stride))
+    shape = (info.coded_channels, layer.code_rows, layer.columns(frames * info.time_stride))
     try:
         return rans.decode_residual(part, shape, *residual_contexts(info), counts=tables.residual_counts)
     except ValueError as err:
         raise FormatError(f"{where}: residual codes: {err}") from None
+
+
+def _band_codes(info: StreamInfo, frames: int, chunk: Chunk | None = None) -> Iterator[tuple]:
+    """(name, the chunk's codes, shape, lowest, highest) of each fullband layer the stream has: codes per band
+    and latent frame, coded by the adaptive residual coder (format_spec.md section 9.4)."""
+    if info.high_band:
+        yield ("high-band", chunk and chunk.high_band, (info.coded_channels, info.high_band.bands, frames),
+               -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+    if info.stereo:
+        limit, bands = info.stereo.max_ild_code(), info.stereo.bands
+        low = np.repeat([-limit, 0], bands)[:, None]  # ILD rows, then ICC rows
+        high = np.repeat([limit, ICC_CODES - 1], bands)[:, None]
+        yield "stereo", chunk and chunk.stereo, (1, info.stereo.code_rows, frames), low, high
 
 
 def _phase_dtype(info: StreamInfo) -> np.dtype:
@@ -153,7 +168,7 @@ def _phase_part(info: StreamInfo, chunk: Chunk) -> bytes:
 
 
 def _read_phase(info: StreamInfo, part: bytes, frames: int, where: str) -> np.ndarray:
-    shape = (info.channels, info.phase_bins, frames * info.time_stride)
+    shape = (info.coded_channels, info.phase_bins, frames * info.time_stride)
     dtype = _phase_dtype(info)
     raw = records.decompress(part, int(np.prod(shape)) * dtype.itemsize, where, "stored phase")
     return np.frombuffer(raw, dtype).reshape(shape).astype(dtype.newbyteorder("="))
@@ -171,24 +186,28 @@ def _check_chunk(info: StreamInfo, position: int, chunk: Chunk) -> None:
         raise ValueError(f"{where}: index {chunk.index} / frames {chunk.frames}, expected {position} / "
                          f"{info.chunk_frames_at(position)}")
     latent = info.latent
-    if chunk.peaks is None or chunk.peaks.shape != (info.channels, latent.latent_channels):
+    if chunk.peaks is None or chunk.peaks.shape != (info.coded_channels, latent.latent_channels):
         raise ValueError(f"{where}: peaks must be shaped (channels, latent_channels)")
     latent_layer.encode_peaks(chunk.peaks)  # ValueError off the grid
     if chunk.silent:
         return
-    shape = (info.channels, latent.latent_channels, latent.latent_height, chunk.frames)
+    shape = (info.coded_channels, latent.latent_channels, latent.latent_height, chunk.frames)
     if chunk.codes.shape != shape or (np.abs(chunk.codes.astype(np.int64)) > latent.limits.reshape(1, -1, 1, 1)).any():
         raise ValueError(f"{where}: codes shaped {chunk.codes.shape} or outside their channels' ranges")
     if (chunk.codes[chunk.peaks == 0] != 0).any():
         raise ValueError(f"{where}: nonzero codes in a channel of peak 0")
     if info.residual is not None:
-        shape = (info.channels, info.residual.code_rows, info.residual.columns(chunk.frames * info.time_stride))
+        shape = (info.coded_channels, info.residual.code_rows, info.residual.columns(chunk.frames * info.time_stride))
         if chunk.residual is None or chunk.residual.shape != shape or chunk.residual.dtype != np.int8 \
                 or chunk.residual.min(initial=0) < -RESIDUAL_LIMIT:
             raise ValueError(f"{where}: residual codes must be int8 {shape} in [-{RESIDUAL_LIMIT}, {RESIDUAL_LIMIT}]")
     if info.stored_phase_bits and (chunk.phase is None
-                                   or chunk.phase.shape != (info.channels, info.phase_bins, chunk.frames * info.time_stride)):
+                                   or chunk.phase.shape != (info.coded_channels, info.phase_bins,
+                                                            chunk.frames * info.time_stride)):
         raise ValueError(f"{where}: stored phase missing or misshaped")
+    for kind, codes, shape, low, high in _band_codes(info, chunk.frames, chunk):
+        if codes is None or codes.shape != shape or (codes < low).any() or (codes > high).any():
+            raise ValueError(f"{where}: {kind} codes must be shaped {shape} and within their rows' ranges")
 
 
 def _record(info: StreamInfo, chunk: Chunk, tables: Tables) -> bytes:
@@ -200,7 +219,9 @@ def _record(info: StreamInfo, chunk: Chunk, tables: Tables) -> bytes:
     if not chunk.silent:
         writers = {LayerType.LATENT: lambda: _latent_part(info, chunk, tables),
                    LayerType.RESIDUAL: lambda: _residual_part(info, chunk, tables),
-                   LayerType.STORED_PHASE: lambda: _phase_part(info, chunk)}
+                   LayerType.STORED_PHASE: lambda: _phase_part(info, chunk),
+                   LayerType.HIGH_BAND: lambda: rans.encode_residual(chunk.high_band),
+                   LayerType.STEREO: lambda: rans.encode_residual(chunk.stereo)}
         for kind in info.parts:
             part = writers[kind]()
             pieces += [VarInt.build(len(part)), part]
@@ -345,7 +366,7 @@ class Stream:
 
 def _peaks_size(info: StreamInfo) -> int:
     """Bytes of a group's peaks: the shift, then a code per audio and latent channel."""
-    return 1 + info.channels * info.latent.latent_channels
+    return 1 + info.coded_channels * info.latent.latent_channels
 
 
 def _peaks(data: bytes, info: StreamInfo, offset: int) -> np.ndarray:
@@ -356,7 +377,7 @@ def _peaks(data: bytes, info: StreamInfo, offset: int) -> np.ndarray:
         raise FormatError(f"chunk {int.from_bytes(data[offset + 4 : offset + 8], 'little')}: peak shift {shift} "
                           f"out of range {latent_layer.MIN_SHIFT}..{latent_layer.MAX_SHIFT}")
     codes = np.frombuffer(data[start + 1 : start + _peaks_size(info)], np.uint8)
-    return latent_layer.decode_peaks(shift, codes).reshape(info.channels, info.latent.latent_channels)
+    return latent_layer.decode_peaks(shift, codes).reshape(info.coded_channels, info.latent.latent_channels)
 
 
 def _decode_record(data: bytes, info: StreamInfo, offset: int, peaks: np.ndarray, tables: Tables) -> Chunk:
@@ -382,6 +403,15 @@ def _decode_record(data: bytes, info: StreamInfo, offset: int, peaks: np.ndarray
         chunk.residual = _read_residual(info, parts[LayerType.RESIDUAL], frames, tables, where)
     if info.stored_phase_bits:
         chunk.phase = _read_phase(info, parts[LayerType.STORED_PHASE], frames, where)
+    for kind, _, shape, low, high in _band_codes(info, frames):
+        layer = LayerType[kind.upper().replace("-", "_")]
+        try:
+            codes = rans.decode_residual(parts[layer], shape)
+        except ValueError as err:
+            raise FormatError(f"{where}: {kind} codes: {err}") from None
+        if (codes < low).any() or (codes > high).any():
+            raise FormatError(f"{where}: {kind} codes outside their rows' ranges")
+        setattr(chunk, layer.name.lower(), codes)
     return chunk
 
 

@@ -15,6 +15,7 @@ from enum import IntEnum
 import numpy as np
 from construct import (
     BitsInteger,
+    ConstructError,
     BitStruct,
     Bytes,
     Const,
@@ -36,19 +37,28 @@ from construct import (
 )
 
 from ..errors import FormatError, VersionError
+from ..layers import fullband
+from ..layers.high_band import HighBandLayer
 from ..layers.latent import MAX_CODE_BITS, LatentParams
 from ..layers.residual import GROWTH_ONE, MAX_HINT_TURNS, MAX_STEP, SLOPE_ONE, SPAN_ONE, ResidualLayer
+from ..layers.stereo import StereoLayer
 from . import records
 
 MAGIC = b"\x89NAC\r\n\x1a\n"
 VERSION_MAJOR = 9
-VERSION_MINOR = 0  # what this encoder writes
+VERSION_MINOR = 1  # the newest minor this decoder reads; a file carries the lowest minor its layers need
 
 
 class LayerType(IntEnum):
     LATENT = 1
     RESIDUAL = 2
     STORED_PHASE = 3
+    HIGH_BAND = 4  # 9.1, not critical: without it a decoder outputs the core's band
+    STEREO = 5  # 9.1
+
+
+LAYER_MINOR = {LayerType.HIGH_BAND: 1, LayerType.STEREO: 1}  # the minor version that brought each later layer
+CRITICAL = {LayerType.LATENT, LayerType.RESIDUAL, LayerType.STORED_PHASE, LayerType.STEREO}
 
 
 class Companion(IntEnum):
@@ -102,13 +112,47 @@ class StreamInfo:
     chunk_count: int
     latent: LatentParams
     residual: ResidualLayer | None = None
+    high_band: HighBandLayer | None = None
+    stereo: StereoLayer | None = None  # two channels coded as their mid and the stereo layer
     stored_phase_bits: int = 0  # 8 or 16 with a stored-phase layer, 0 without
     companions: tuple[tuple[int, bytes | None], ...] = ()  # (role, hash); a None hash (legacy files only)
     # stands for whatever the model has
     layer_order: tuple[int, ...] = ()  # layer types in header order, unknown non-critical ones included
-    version: tuple[int, int] = (VERSION_MAJOR, VERSION_MINOR)
+    version: tuple[int, int] | None = None  # None: format 9 at the minor its layers need
     header_size: int = 0
     phase_iters: int | None = None  # legacy files only: the phase iterations their decoder ran
+
+    def __post_init__(self) -> None:
+        if self.version is None:
+            object.__setattr__(self, "version", (VERSION_MAJOR, self.minor_version))
+
+    @property
+    def coded_channels(self) -> int:
+        """Channels the core codes: one mid for a stereo layer, else every channel."""
+        return 1 if self.stereo else self.channels
+
+    @property
+    def fullband(self) -> bool:
+        """Whether the fullband layers' 48 kHz stage wraps the core (format_spec.md section 7.5)."""
+        return bool(self.high_band or self.stereo)
+
+    @property
+    def decoded_rate(self) -> int:
+        """The rate the decoder's windows come out at: 48 kHz for a fullband stream, else the model's."""
+        return fullband.RATE if self.fullband else self.model_sample_rate
+
+    @property
+    def decoded_ratio(self) -> int:
+        return self.decoded_rate // self.model_sample_rate
+
+    @property
+    def decoded_sample_count(self) -> int:
+        return self.model_sample_count * self.decoded_ratio
+
+    @property
+    def columns_per_frame(self) -> int:
+        """Fullband STFT columns per latent frame."""
+        return self.samples_per_frame * self.decoded_ratio // fullband.HOP
 
     @property
     def legacy(self) -> bool:
@@ -131,8 +175,14 @@ class StreamInfo:
 
     @property
     def known_layers(self) -> tuple[int, ...]:
-        return (LayerType.LATENT,) + ((LayerType.RESIDUAL,) if self.residual else ()) + (
-            (LayerType.STORED_PHASE,) if self.stored_phase_bits else ())
+        present = {LayerType.LATENT: True, LayerType.RESIDUAL: self.residual, LayerType.STORED_PHASE:
+                   self.stored_phase_bits, LayerType.HIGH_BAND: self.high_band, LayerType.STEREO: self.stereo}
+        return tuple(kind for kind, used in present.items() if used)
+
+    @property
+    def minor_version(self) -> int:
+        """The lowest minor version whose layers this stream uses."""
+        return max([LAYER_MINOR.get(kind, 0) for kind in self.known_layers])
 
     def chunk_frames_at(self, index: int) -> int:
         """Latent frames in chunk ``index``: ``chunk_frames``, the last one fewer."""
@@ -143,6 +193,11 @@ class StreamInfo:
         step, first = self.samples_per_frame, index * self.chunk_frames
         start = min(first * step, self.model_sample_count)
         return start, min((first + self.chunk_frames_at(index)) * step, self.model_sample_count)
+
+    def decoded_chunk_span(self, index: int) -> tuple[int, int]:
+        """:meth:`chunk_span` at the decoded rate."""
+        start, stop = self.chunk_span(index)
+        return start * self.decoded_ratio, stop * self.decoded_ratio
 
     def group(self, index: int) -> range:
         """The chunk indices of chunk ``index``'s scale group."""
@@ -163,13 +218,18 @@ class StreamInfo:
     def part_limits(self, frames: int) -> dict[int, int]:
         """Decoded bytes of each known part of a chunk of ``frames`` latent frames (an upper bound for the latent
         part, whose codes take one or two bytes)."""
-        sizes = {LayerType.LATENT: self.channels * self.latent.latent_channels * self.latent.latent_height * frames
+        channels = self.coded_channels
+        sizes = {LayerType.LATENT: channels * self.latent.latent_channels * self.latent.latent_height * frames
                  * self.latent.code_dtype.itemsize}
         stft_frames = frames * self.time_stride
         if self.residual:
-            sizes[LayerType.RESIDUAL] = self.channels * self.residual.code_rows * self.residual.columns(stft_frames)
+            sizes[LayerType.RESIDUAL] = channels * self.residual.code_rows * self.residual.columns(stft_frames)
         if self.stored_phase_bits:
-            sizes[LayerType.STORED_PHASE] = self.channels * self.phase_bins * stft_frames * self.stored_phase_bits // 8
+            sizes[LayerType.STORED_PHASE] = channels * self.phase_bins * stft_frames * self.stored_phase_bits // 8
+        if self.high_band:
+            sizes[LayerType.HIGH_BAND] = channels * self.high_band.bands * frames
+        if self.stereo:
+            sizes[LayerType.STEREO] = self.stereo.code_rows * frames
         return sizes
 
 
@@ -244,6 +304,9 @@ RESIDUAL_BODY = Struct(
     "hint_turns" / Int8ul,
 )
 STORED_PHASE_BODY = Struct("bits" / Int8ul)
+STEP_ONE = 64  # level steps in 1/64 dB
+HIGH_BAND_BODY = Struct("width" / Int16ul, "step" / Int16ul, "edges" / PrefixedArray(Int8ul, Int16ul))
+STEREO_BODY = Struct("step" / Int16ul, "edges" / PrefixedArray(Int8ul, Int16ul))
 _RESIDUAL_FIELDS = tuple(sub.name for sub in RESIDUAL_BODY.subcons)
 
 
@@ -274,12 +337,19 @@ def build(info: StreamInfo) -> bytes:
         layers.append((LayerType.RESIDUAL, RESIDUAL_BODY.build({**fields, "band_growth": fields["band_growth"] - GROWTH_ONE})))
     if info.stored_phase_bits:
         layers.append((LayerType.STORED_PHASE, STORED_PHASE_BODY.build({"bits": info.stored_phase_bits})))
+    if info.high_band:
+        layers.append((LayerType.HIGH_BAND, HIGH_BAND_BODY.build({
+            "width": info.high_band.width, "step": round(info.high_band.step_db * STEP_ONE),
+            "edges": list(info.high_band.edges)})))
+    if info.stereo:
+        layers.append((LayerType.STEREO, STEREO_BODY.build({
+            "step": round(info.stereo.step_db * STEP_ONE), "edges": list(info.stereo.edges)})))
     value = {name: getattr(info, name) for name in _SCALAR_FIELDS}
     value.update(
-        version={"major": VERSION_MAJOR, "minor": VERSION_MINOR},
+        version={"major": VERSION_MAJOR, "minor": info.minor_version},
         flags=0,
         companions=[{"role": role, "hash": digest} for role, digest in info.companions],
-        layers=[{"kind": {"critical": True, "type": kind}, "body": body} for kind, body in layers],
+        layers=[{"kind": {"critical": kind in CRITICAL, "type": kind}, "body": body} for kind, body in layers],
         fields_end=0,
         extension=b"",
     )
@@ -290,8 +360,8 @@ def read(stream: io.BytesIO) -> StreamInfo:
     """Parse and check a format 9 header at the stream's position (after the preamble was checked)."""
     value = records.parse(HEADER, stream, "header").signed.value
     minor = value.version.minor
-    if minor == 0 and (value.flags or value.extension):
-        raise FormatError("header: reserved flags or extension bytes in a version 9.0 header")
+    if minor <= VERSION_MINOR and (value.flags or value.extension):
+        raise FormatError(f"header: reserved flags or extension bytes in a version 9.{minor} header")
     fields = {name: value[name] for name in _SCALAR_FIELDS}
     layers: dict[int, bytes] = {}
     order = []
@@ -301,9 +371,11 @@ def read(stream: io.BytesIO) -> StreamInfo:
             raise FormatError(f"header: layer type {kind} listed twice")
         if kind not in LayerType.__members__.values():
             if layer.kind.critical:
-                raise VersionError(f"unsupported critical layer type {kind} (this decoder reads 1 to 3)")
-        elif not layer.kind.critical:
-            raise FormatError(f"header: layer type {kind} must be critical")
+                raise VersionError(f"unsupported critical layer type {kind} (this decoder reads 1 to 5)")
+        elif layer.kind.critical != (kind in CRITICAL):
+            raise FormatError(f"header: layer type {kind} must {'' if kind in CRITICAL else 'not '}be critical")
+        elif LAYER_MINOR.get(kind, 0) > minor:
+            raise FormatError(f"header: layer type {kind} in a version 9.{minor} header (needs 9.{LAYER_MINOR[kind]})")
         layers[kind] = layer.body
         order.append(kind)
     if LayerType.LATENT not in layers:
@@ -323,6 +395,8 @@ def read(stream: io.BytesIO) -> StreamInfo:
         residual=_residual(layers[LayerType.RESIDUAL], minor) if LayerType.RESIDUAL in layers else None,
         stored_phase_bits=(_body(STORED_PHASE_BODY, layers[LayerType.STORED_PHASE], minor, "stored phase").bits
                            if LayerType.STORED_PHASE in layers else 0),
+        high_band=_high_band(layers[LayerType.HIGH_BAND], minor) if LayerType.HIGH_BAND in layers else None,
+        stereo=_stereo(layers[LayerType.STEREO], minor) if LayerType.STEREO in layers else None,
         companions=tuple(companions),
         layer_order=tuple(order),
         version=(VERSION_MAJOR, minor),
@@ -337,7 +411,7 @@ def read(stream: io.BytesIO) -> StreamInfo:
 def _body(schema: Struct, body: bytes, minor: int, what: str):
     """A layer descriptor's fields; a newer minor may append fields, which are skipped."""
     size = schema.sizeof() if schema is not LATENT_BODY else 6 + (int.from_bytes(body[:2], "little") + 7) // 8
-    if len(body) < size or (minor == 0 and len(body) != size):
+    if len(body) < size or (minor <= VERSION_MINOR and len(body) != size):
         raise FormatError(f"header: {what} layer descriptor of {len(body)} bytes, expected {size}")
     return schema.parse(body[:size])
 
@@ -351,6 +425,27 @@ def _latent(body: bytes, minor: int) -> LatentParams:
         raise FormatError("header: latent narrower bits set past the last channel")
     bits = tuple(int(value.code_bits - flag) for flag in narrower[: value.latent_channels])
     return LatentParams(value.latent_channels, value.latent_height, bits, bool(value.entropy_coded))
+
+
+def _high_band(body: bytes, minor: int) -> HighBandLayer:
+    value = _listed_body(HIGH_BAND_BODY, body, minor, "high-band")
+    return HighBandLayer(tuple(value.edges), value.width, value.step / STEP_ONE)
+
+
+def _stereo(body: bytes, minor: int) -> StereoLayer:
+    value = _listed_body(STEREO_BODY, body, minor, "stereo")
+    return StereoLayer(tuple(value.edges), value.step / STEP_ONE)
+
+
+def _listed_body(schema: Struct, body: bytes, minor: int, what: str):
+    """The fields of a descriptor that ends in a list (its size follows from the list's count)."""
+    try:
+        value = schema.parse(body)
+    except ConstructError:
+        raise FormatError(f"header: {what} layer descriptor of {len(body)} bytes is cut short") from None
+    if minor <= VERSION_MINOR and len(schema.build(value)) != len(body):
+        raise FormatError(f"header: {what} layer descriptor of {len(body)} bytes, expected {len(schema.build(value))}")
+    return value
 
 
 def _residual(body: bytes, minor: int) -> ResidualLayer:
@@ -383,6 +478,16 @@ def header_problem(h: StreamInfo) -> str | None:
         return problem
     if h.stored_phase_bits not in (0, 8, 16):
         return f"stored phase bits {h.stored_phase_bits} must be 8 or 16"
+    problem = (h.high_band and h.high_band.problem()) or (h.stereo and h.stereo.problem())
+    if problem:
+        return problem
+    if h.stereo and h.channels != 2:
+        return f"a stereo layer with {h.channels} channels (it codes two)"
+    if h.fullband and (fullband.RATE % h.model_sample_rate or h.samples_per_frame * h.decoded_ratio % fullband.HOP):
+        return (f"fullband layers need a model rate dividing {fullband.RATE} Hz and latent frames of whole "
+                f"{fullband.HOP}-sample hops at it")
+    if h.fullband and h.stored_phase_bits:
+        return "fullband layers with a stored phase"
     for frames in {h.chunk_frames, h.chunk_frames_at(max(0, h.chunk_count - 1))} - {0}:
         for kind, size in h.part_limits(frames).items():
             if size > MAX_PART_SIZE:

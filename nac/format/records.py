@@ -134,6 +134,8 @@ class Chunk:
     phase: np.ndarray | None = None  # uint8/uint16 (C, n_fft//2+1, frames * time_stride), stored phase only
     residual: np.ndarray | None = None  # int8 (C, code rows, columns), with a residual layer
     peaks: np.ndarray | None = None  # uint8 (C, K): the scale group's peak codes (format 9)
+    high_band: np.ndarray | None = None  # int (C, bands, frames), with a high-band layer
+    stereo: np.ndarray | None = None  # int (1, 2 bands, frames), with a stereo layer
 
     @property
     def silent(self) -> bool:
