@@ -34,11 +34,13 @@ MIN_RATE, MAX_RATE = 8000, 192000
 
 @dataclass(frozen=True)
 class Choice:
-    """The settings an encode uses, and how they were chosen: a ladder point's name, or None for given ones."""
+    """The settings and model an encode uses, and how they were chosen: a ladder point's name, or None for
+    given settings."""
 
     settings: EncoderSettings
+    model: str | None = None  # a name, id or path; None: the default model
     point: str | None = None
-    notes: tuple[str, ...] = ()  # what the user should know: the point chosen, a target clamped
+    notes: tuple[str, ...] = ()  # what the user should know: the model and point chosen, a target clamped
 
 
 def parse_kbps(bitrate: str | float) -> float:
@@ -54,43 +56,47 @@ def parse_kbps(bitrate: str | float) -> float:
 
 
 def choose_settings(settings: EncoderSettings | None = None, bitrate: str | float | None = None,
-                    model: str | None = None, channels: int = 1) -> Choice:
-    """What an encode of ``channels`` channels uses: ``settings`` as given, or the ladder point for a
-    whole-file ``bitrate`` (all channels together; each channel gets its share), or the model's default point.
+                    model: str | None = None, channels: int = 1, sample_rate: int = manifest.SPEECH_RATE) -> Choice:
+    """What an encode of ``channels`` channels at ``sample_rate`` uses: the model named, or the default model
+    for such input (:func:`nac.model.manifest.input_kind`); ``settings`` as given, or the ladder point for a
+    whole-file ``bitrate``, or the model's default point.
 
-    A target below the ladder is refused with its range; above it, the top point is used and a note says so.
-    A model without a ladder (one given by path) codes with :class:`EncoderSettings`' defaults unless
-    ``settings`` are given.
+    The bitrate covers all channels together: channels that a point codes one by one each get their share
+    (a point with a stereo layer codes two channels as one). A target below the ladder is refused with its
+    range; above it, the top point is used and a note says so. A model without a ladder (one given by path)
+    codes with :class:`EncoderSettings`' defaults unless ``settings`` are given.
     """
     if settings is not None:
         if bitrate is not None:
             raise UsageError("give a bitrate or settings, not both")
-        return Choice(settings.check())
+        return Choice(settings.check(), model)
     if model is not None and str(model).endswith(".safetensors"):
         if bitrate is not None:
             raise UsageError("a bitrate needs a model with a rate ladder (nac models); give settings instead")
-        return Choice(EncoderSettings())
-    entry = manifest.find_entry(model)
+        return Choice(EncoderSettings(), model)
+    entry = manifest.find_entry(model, kind=manifest.input_kind(sample_rate, channels))
     if bitrate is None:
         point = entry.point()
-        return Choice(point.settings, point.name, (f"{point.name} point of {entry.name}, {point.kbps:.2f} kbps per "
-                                                   f"channel on speech",))
+        return Choice(point.settings, entry.name, point.name, (f"{point.name} point of {entry.name}",))
     kbps = parse_kbps(bitrate)
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
-    share = kbps / channels
     low, high = entry.ladder[0], entry.ladder[-1]
-    if share < low.nominal_kbps:
-        each = "" if channels == 1 else f" per channel ({low.nominal_kbps * channels:g}-{high.nominal_kbps * channels:g} " \
-                                         f"kbps for {channels} channels)"
+
+    def coded(point: manifest.RatePoint) -> int:
+        return 1 if channels == 2 and point.settings.stereo_bands else channels
+
+    if kbps < low.nominal_kbps * coded(low):
+        each = "" if coded(low) == 1 else f" per channel ({low.nominal_kbps * channels:g}-" \
+                                          f"{high.nominal_kbps * channels:g} kbps for {channels} channels)"
         raise UsageError(f"bitrate {kbps:g} kbps is below what {entry.name} codes: {low.nominal_kbps:g}-"
                          f"{high.nominal_kbps:g} kbps{each}")
-    point = [p for p in entry.ladder if p.nominal_kbps <= share][-1]
-    notes = [f"{point.name} point of {entry.name}" + ("" if channels == 1 else f" for each of {channels} channels")]
-    if share > high.nominal_kbps:
+    point = [p for p in entry.ladder if p.nominal_kbps * coded(p) <= kbps][-1]
+    notes = [f"{point.name} point of {entry.name}" + ("" if coded(point) == 1 else f" for each of {channels} channels")]
+    if kbps > high.nominal_kbps * coded(high):
         notes.append(f"bitrate {kbps:g} kbps is above the model's top point; coding at about "
-                     f"{high.nominal_kbps * channels:g} kbps")
-    return Choice(point.settings, point.name, tuple(notes))
+                     f"{high.nominal_kbps * coded(high):g} kbps")
+    return Choice(point.settings, entry.name, point.name, tuple(notes))
 
 
 def _check_audio_args(channels: int, sample_rate: int) -> None:
@@ -154,8 +160,8 @@ def encode_parts(
     ``notes``, if given, is filled in as the encode goes.
     """
     _check_audio_args(channels, sample_rate)
-    choice = choose_settings(settings, bitrate, model, channels)
-    loaded = zoo.load_model(model)
+    choice = choose_settings(settings, bitrate, model, channels, sample_rate)
+    loaded = zoo.load_model(choice.model)
     info = codec.stream_info(loaded, choice.settings, channels, sample_rate, samples)
     encoder = codec.Encoder(loaded, info, choice.settings)
     notes = EncodeNotes() if notes is None else notes

@@ -317,15 +317,29 @@ def test_a_ladder_point_reads_and_describes_itself():
 ])
 def test_a_bitrate_is_a_whole_file_target(target, channels, chosen, monkeypatch):
     entry = ladder(("6k", 3, 5.5), ("8k", 4, 7.6), ("12k", 5, 11.0))
-    monkeypatch.setattr(manifest, "find_entry", lambda key: entry)
+    monkeypatch.setattr(manifest, "find_entry", lambda key, kind="speech": entry)
     choice = api.choose_settings(bitrate=target, channels=channels)
     assert choice.point == chosen and choice.settings == entry.point(chosen).settings
     assert ("above the model's top point" in " ".join(choice.notes)) == (target == "100k")
 
 
+def test_a_stereo_layer_codes_two_channels_for_the_price_of_one(monkeypatch):
+    entry = manifest.ModelEntry(1, "m", "m.safetensors", "00" * 32, 16000, 1, default_point="16k", ladder=tuple(
+        manifest.RatePoint(name, EncoderSettings(code_bits=bits, stereo_bands=20), kbps)
+        for name, bits, kbps in (("16k", 3, 15.0), ("24k", 4, 23.0))))
+    monkeypatch.setattr(manifest, "find_entry", lambda key, kind="speech": entry)
+    assert api.choose_settings(bitrate="24k", channels=2, sample_rate=44100).point == "24k"
+    assert api.choose_settings(bitrate="48k", channels=3, sample_rate=44100).point == "16k"  # three alone
+
+
+def test_the_input_picks_the_default_model():
+    assert manifest.input_kind(16000, 1) == manifest.SPEECH and manifest.input_kind(8000, 1) == manifest.SPEECH
+    assert manifest.input_kind(44100, 1) == manifest.FULLBAND and manifest.input_kind(16000, 2) == manifest.FULLBAND
+
+
 def test_a_bitrate_below_the_ladder_is_refused_naming_its_range(monkeypatch):
     entry = ladder(("6k", 3, 5.5), ("12k", 5, 11.0))
-    monkeypatch.setattr(manifest, "find_entry", lambda key: entry)
+    monkeypatch.setattr(manifest, "find_entry", lambda key, kind="speech": entry)
     with pytest.raises(UsageError, match="below what m codes: 6-12 kbps$"):
         api.choose_settings(bitrate="5k")
     with pytest.raises(UsageError, match="6-12 kbps per channel .12-24 kbps for 2 channels"):

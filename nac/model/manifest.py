@@ -19,6 +19,10 @@ MODELS_DIR = Path(os.environ.get("NAC_MODELS_DIR", Path(__file__).resolve().pare
 CUSTOM_MODEL_ID = 0  # a model given by path, not in the manifest
 
 
+SPEECH, FULLBAND = "speech", "fullband"  # kinds of input, each with a default model
+SPEECH_RATE = 16000  # mono input up to this rate goes to the speech model
+
+
 @dataclass(frozen=True)
 class RatePoint:
     """One point of a model's rate ladder: a name users ask for (``--bitrate 12k``), its encoder settings, and
@@ -78,14 +82,15 @@ class ModelEntry:
                          f"{', '.join(p.name for p in self.ladder)})")
 
 
-def _manifest(models_dir: Path) -> tuple[str, list[ModelEntry], dict[int, str]]:
-    """(default name, entries, retired id -> name) from ``manifest.json``."""
+def _manifest(models_dir: Path) -> tuple[dict[str, str], list[ModelEntry], dict[int, str]]:
+    """(default model name by input kind, entries, retired id -> name) from ``manifest.json``."""
     path = models_dir / "manifest.json"
     try:
         data = json.loads(path.read_text())
         entries = [_entry(row) for row in data["models"]]
         retired = {int(row["id"]): str(row["name"]) for row in data.get("retired", [])}
-        return data["default"], entries, retired
+        defaults = {SPEECH: str(data["default"]), FULLBAND: str(data.get("default_fullband", data["default"]))}
+        return defaults, entries, retired
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"{path}: unreadable model manifest ({err})") from None
 
@@ -119,10 +124,16 @@ def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
     return _manifest(models_dir)[1]
 
 
-def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR) -> ModelEntry:
-    """The manifest entry named ``key`` (a name or an id); the default model for None."""
-    default, entries, retired = _manifest(models_dir)
-    key = default if key is None else key
+def input_kind(sample_rate: int, channels: int) -> str:
+    """Which default model serves an input: :data:`SPEECH` for mono at 16 kHz or less, else :data:`FULLBAND`."""
+    return SPEECH if sample_rate <= SPEECH_RATE and channels == 1 else FULLBAND
+
+
+def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR, kind: str = "speech") -> ModelEntry:
+    """The manifest entry named ``key`` (a name or an id); for None, the default model for inputs of ``kind``
+    (:func:`input_kind`)."""
+    defaults, entries, retired = _manifest(models_dir)
+    key = defaults[kind] if key is None else key
     for entry in entries:
         if entry.name == key or str(entry.id) == str(key):
             return entry
