@@ -246,10 +246,9 @@ def appendix(made: dict[str, bytes]) -> str:
     quiet = next(chunk for chunk in report.chunks if chunk.silent and chunk.index % report.header.group_chunks > 1)
     lines += [f"### A.4 `stereo-silence-44k.nac`: digital silence ({len(stereo)} bytes for 2 s)", "",
               f"{sum(c.silent for c in report.chunks)} of its {len(report.chunks)} chunks are silent. A silent "
-              f"chunk that carries its group's peaks (chunk {silent.index}), one that does not (chunk "
-              f"{quiet.index}), and the end record:", "",
-              *TABLE, *_record_rows(stereo, report.header, silent), *_record_rows(stereo, report.header, quiet),
-              *_end_rows(stereo), ""]
+              f"chunk that carries its group's peaks (chunk {silent.index}) and one that does not (chunk "
+              f"{quiet.index}):", "",
+              *TABLE, *_record_rows(stereo, report.header, silent), *_record_rows(stereo, report.header, quiet), ""]
     return "\n".join(lines)
 
 
