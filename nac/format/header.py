@@ -423,7 +423,7 @@ def _latent(body: bytes, minor: int) -> LatentParams:
     narrower = np.unpackbits(np.frombuffer(value.narrower, np.uint8), bitorder="little")
     if narrower[value.latent_channels :].any():
         raise FormatError("header: latent narrower bits set past the last channel")
-    bits = tuple(int(value.code_bits - flag) for flag in narrower[: value.latent_channels])
+    bits = tuple(value.code_bits - int(flag) for flag in narrower[: value.latent_channels])
     return LatentParams(value.latent_channels, value.latent_height, bits, bool(value.entropy_coded))
 
 
