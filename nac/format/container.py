@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from construct import Const, ConstructError, Int8ul, Int32ul, Struct, VarInt
+from construct import Const, Int8ul, Int32ul, Struct, VarInt
 
 from ..errors import FormatError, ModelError, VersionError
 from ..layers import latent as latent_layer
@@ -281,14 +281,9 @@ def _framing(info: StreamInfo, data: bytes, pos: int) -> Framing | None:
     if flags & PEAKS_FLAG:
         end += _peaks_size(info)
     if not flags & SILENT_FLAG:
-        stream = io.BytesIO(data)
         for _ in info.parts:
-            stream.seek(end)
-            try:
-                size = VarInt.parse_stream(stream)
-            except ConstructError:
-                return None
-            end, payload = stream.tell() + size, payload + size
+            size, end = _varint(data, end)
+            end, payload = end + size, payload + size
             if end > len(data):
                 return None
     end += records.CRC_SIZE
@@ -296,6 +291,20 @@ def _framing(info: StreamInfo, data: bytes, pos: int) -> Framing | None:
         return None
     frames = info.chunk_frames_at(index) if index < info.chunk_count else 0
     return Framing(end, index, frames, payload, bool(flags & SILENT_FLAG))
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the unsigned LEB128 at ``pos``; a size past the file where it runs out
+    or takes more than 10 bytes, which the caller's bounds check refuses."""
+    value = 0
+    for count in range(10):
+        if pos + count >= len(data):
+            break
+        byte = data[pos + count]
+        value |= (byte & 0x7F) << (7 * count)
+        if not byte & 0x80:
+            return value, pos + count + 1
+    return len(data) + 1, pos
 
 
 def _framing_problem(info: StreamInfo, position: int, data: bytes, offset: int, framing: Framing) -> str | None:
@@ -388,12 +397,11 @@ def _decode_record(data: bytes, info: StreamInfo, offset: int, peaks: np.ndarray
     chunk = Chunk(index, frames, steps, None, peaks=peaks)
     if flags & SILENT_FLAG:
         return chunk
-    stream = io.BytesIO(data)
-    stream.seek(offset + _HEAD_SIZE + (_peaks_size(info) if flags & PEAKS_FLAG else 0))
+    position = offset + _HEAD_SIZE + (_peaks_size(info) if flags & PEAKS_FLAG else 0)
     parts = {}
-    for kind in info.parts:
-        size = VarInt.parse_stream(stream)
-        parts[kind] = stream.read(size)
+    for kind in info.parts:  # the framing was checked: every size is whole and in the record
+        size, position = _varint(data, position)
+        parts[kind], position = data[position : position + size], position + size
     limits = info.part_limits(frames)
     for kind, part in parts.items():
         if kind in limits and len(part) > PART_SLACK * limits[kind] + 2**16:
