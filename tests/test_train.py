@@ -1,4 +1,4 @@
-"""Tests for codec/train.py and tools/export_model.py on a tiny model and a tiny corpus.
+"""Tests for nac/lab/train.py and nac/lab/export.py on a tiny model and a tiny corpus.
 
 A few optimizer steps on 1.5 s of synthetic audio: checkpoints are written,
 load with ``weights_only``, resume, and export to a safetensors model that
@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_tool
-
 from nac import api
 
 from nac.format import container
@@ -26,6 +24,7 @@ from nac.lab import losses
 
 from nac.model import zoo
 from nac.lab.adversarial import Adversary
+from nac.lab.export import export
 from nac.audio import write_audio
 from nac.errors import ModelError
 from nac.model.networks import ModelConfig, build_model, parameter_count
@@ -39,7 +38,6 @@ TINY = ModelConfig(width=16, latent_channels=4)
 SEED = ModelConfig(arch="seed2d", width=8, latent_channels=2, downsample=1)
 
 
-export_model = load_tool("export_model")
 
 
 def tone_and_noise(seconds: float, rate: int = RATE, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -135,7 +133,8 @@ def test_seed_design_trains(corpus, tmp_path):
 @pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
 def test_exported_model_loads_by_path_and_codes_audio(spec1d_run, tmp_path, half):
     models = tmp_path / "models"
-    entry = export_model.export(spec1d_run["checkpoint"], "tiny-test", 42, "a test model", half, models, True)
+    entry = export(spec1d_run["checkpoint"], "tiny-test", 42, models, description="a test model", half=half,
+                   make_default=True)
     path = models / entry["file"]
     manifest = json.loads((models / "manifest.json").read_text())
     assert manifest["default"] == "tiny-test" and manifest["models"] == [entry]
@@ -158,9 +157,9 @@ def test_exported_model_loads_by_path_and_codes_audio(spec1d_run, tmp_path, half
 
 
 def test_export_refuses_to_reuse_an_id(spec1d_run, tmp_path):
-    export_model.export(spec1d_run["checkpoint"], "first", 7, "", False, tmp_path, False)
-    with pytest.raises(SystemExit, match="never reused"):
-        export_model.export(spec1d_run["checkpoint"], "second", 7, "", False, tmp_path, False)
+    export(spec1d_run["checkpoint"], "first", 7, tmp_path)
+    with pytest.raises(ModelError, match="never reused"):
+        export(spec1d_run["checkpoint"], "second", 7, tmp_path)
 
 
 def test_env_variables_give_the_cli_defaults(monkeypatch, tmp_path):

@@ -332,11 +332,11 @@ def spread(files: list[Path], count: int) -> list[Path]:
 # ---------------------------------------------------------------- scoring
 
 
-def load_reference(path: Path) -> np.ndarray:
-    """The file as float32 (1, time) mono at :data:`SCORE_RATE`."""
+def load_reference(path: Path, sample_rate: int = SCORE_RATE) -> np.ndarray:
+    """The file as float32 (1, time) mono at ``sample_rate``."""
     audio, rate = read_audio(path)
     mono = audio.mean(axis=0, keepdims=True).astype(np.float32)
-    return resample(mono, rate, SCORE_RATE)
+    return resample(mono, rate, sample_rate)
 
 
 class Clip(NamedTuple):

@@ -129,9 +129,18 @@ def input_kind(sample_rate: int, channels: int) -> str:
     return SPEECH if sample_rate <= SPEECH_RATE and channels == 1 else FULLBAND
 
 
+def models_folder(key: str | int | None, models_dir: Path = MODELS_DIR) -> tuple[str | int | None, Path]:
+    """(key, folder): a key naming a models folder (one with a manifest.json, as ``nac train`` writes) stands
+    for that folder's default model."""
+    if isinstance(key, (str, Path)) and (Path(key) / "manifest.json").is_file():
+        return None, Path(key)
+    return key, models_dir
+
+
 def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR, kind: str = "speech") -> ModelEntry:
-    """The manifest entry named ``key`` (a name or an id); for None, the default model for inputs of ``kind``
-    (:func:`input_kind`)."""
+    """The manifest entry named ``key`` (a name, an id, or a models folder for its default model); for None,
+    the default model for inputs of ``kind`` (:func:`input_kind`)."""
+    key, models_dir = models_folder(key, models_dir)
     defaults, entries, retired = _manifest(models_dir)
     key = defaults[kind] if key is None else key
     for entry in entries:

@@ -25,7 +25,7 @@ from ..errors import FormatError, ModelError
 from ..format import rans
 from ..format.container import Tables
 from ..format.header import Companion, StreamInfo
-from .manifest import CUSTOM_MODEL_ID, MODELS_DIR, ModelEntry, find_entry, list_models
+from .manifest import CUSTOM_MODEL_ID, MODELS_DIR, ModelEntry, find_entry, list_models, models_folder
 from .networks import LowBandPhase, ModelConfig, build_model
 
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
@@ -178,7 +178,9 @@ def _load_residual_counts(entry: ModelEntry, models_dir: Path) -> np.ndarray:
 
 
 def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> LoadedModel:
-    """A shipped model by name or id (default model for None), or a safetensors file by path."""
+    """A shipped model by name or id (default model for None), a models folder's default model, or a
+    safetensors file by path."""
+    key, models_dir = models_folder(key, models_dir)
     if key is not None and str(key).endswith(".safetensors"):
         path = Path(key)
         data, config, model_id = read_weights_file(path)
