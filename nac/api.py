@@ -77,7 +77,7 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
     entry = manifest.find_entry(model, kind=manifest.input_kind(sample_rate, channels))
     if bitrate is None:
         point = entry.point()
-        return Choice(point.settings, entry.name, point.name, (f"{point.name} point of {entry.name}",))
+        return Choice(point.settings, model or entry.name, point.name, (f"{point.name} point of {entry.name}",))
     kbps = parse_kbps(bitrate)
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
@@ -96,7 +96,7 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
     if kbps > high.nominal_kbps * coded(high):
         notes.append(f"bitrate {kbps:g} kbps is above the model's top point; coding at about "
                      f"{high.nominal_kbps * coded(high):g} kbps")
-    return Choice(point.settings, entry.name, point.name, tuple(notes))
+    return Choice(point.settings, model or entry.name, point.name, tuple(notes))
 
 
 def _check_audio_args(channels: int, sample_rate: int) -> None:

@@ -235,12 +235,20 @@ def format_inspection(path: Path, info: dict) -> str:
 
 @app.command()
 @reports_errors
-def models() -> None:
-    """List the shipped models, the default first, and each one's rate ladder."""
+def models(
+    folder: Annotated[Optional[Path], typer.Argument(help="A models folder, or a nac train run folder "
+                                                          "[default: the shipped models].")] = None,
+) -> None:
+    """List the shipped models (or a folder's), the default first, and each one's rate ladder."""
     from .model import manifest
 
-    default = manifest.find_entry(None).name
-    entries = sorted(manifest.list_models(), key=lambda entry: (entry.name != default, -entry.id))
+    models_dir = manifest.MODELS_DIR
+    if folder is not None:
+        models_dir = folder / "models" if (folder / "models" / "manifest.json").is_file() else folder
+        if not (models_dir / "manifest.json").is_file():
+            raise UsageError(f"{folder}: no manifest.json (not a models folder or a nac train run)")
+    default = manifest.find_entry(None, models_dir).name
+    entries = sorted(manifest.list_models(models_dir), key=lambda entry: (entry.name != default, -entry.id))
     for entry in entries:
         mark = "*" if entry.name == default else " "
         typer.echo(f"{mark} {entry.name}  id {entry.id}, {entry.sample_rate // 1000} kHz, "
@@ -385,6 +393,48 @@ def eval_command(
     _say(f"nac: report in {output}: " + ", ".join(path.name for path in result.paths.values()))
     if result.failed:
         raise NacError(f"{len(result.failed)} coding(s) failed (listed in {result.paths['json']})")
+
+
+@app.command(name="train")
+@reports_errors
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Folder of audio to train on (nested folders too; every tenth file "
+                                              "held out), or with --recipe a corpus folder with MANIFEST.tsv.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder; its models/ is a models folder "
+                                                                 "(nac encode -m OUTPUT).")],
+    base: Annotated[Optional[str], typer.Option("--from", help="Fine-tune this model (nac models).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option("--recipe", help="Train from nothing by this recipe "
+                                                                     "(recipes/*.json).")] = None,
+    minutes: Annotated[float, typer.Option(help="With --from: minutes of training.")] = 30.0,
+    steps: Annotated[int, typer.Option(help="With --from: stop after this many steps instead (0: minutes).")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch threads (0: torch's default).")] = 0,
+    device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu, cuda, cuda:N.")] = "auto",
+) -> None:
+    """Train a model and make it usable: training (with resume), export, entropy tables, phase initializer, and
+    the rate ladder measured on held-out audio; run.json, metrics.md and loss.png in the run folder."""
+    from .lab import pipeline
+    from .lab import recipe as recipes
+
+    if (base is None) == (recipe is None):
+        raise UsageError("give --from MODEL (fine-tune) or --recipe FILE (train from nothing)")
+    if not data.is_dir():
+        raise UsageError(f"{data}: not a folder")
+
+    def log(line: str) -> None:
+        _say(f"nac: {line}")
+
+    if base is not None:
+        if not (minutes > 0 or steps > 0):
+            raise UsageError("--minutes or --steps must be above 0")
+        models = pipeline.fine_tune(pipeline.folder_data(data), base, output, minutes, steps, threads, device,
+                                    log=log)
+    else:
+        chosen = recipes.load(recipe)
+        if not (data / "MANIFEST.tsv").is_file():
+            raise UsageError(f"{data}: a recipe trains on a corpus folder with MANIFEST.tsv")
+        models = pipeline.from_recipe(chosen, pipeline.corpus_data(data, chosen.kinds, chosen.dev_files), output,
+                                      threads, device, log=log)
+    _say(f"nac: model in {models} (nac encode -m {output} ...); scores in {output / 'metrics.md'}")
 
 
 def main() -> None:

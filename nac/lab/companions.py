@@ -97,7 +97,7 @@ def residual_tables(model: str, train: list[Path], dev: list[Path], points: list
     for path in dev:
         audio = load_reference(path, rate)
         for setting in points:
-            info, chunks = api.unpack(api.encode(audio, rate, setting, model=model))
+            info, chunks = api.unpack(api.encode(audio, rate, setting, model=model), model)
             contexts = container.residual_contexts(info)
             for chunk in chunks:
                 if chunk.residual is not None:

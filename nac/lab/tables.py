@@ -19,8 +19,8 @@ def latent_rows(model: str, files: list[Path], code_bits: int, sample_rate: int)
     """Per file, its latent codes as (rows, frames), rows in body order (audio channel, latent channel, height)."""
     rows = []
     for path in files:
-        _, chunks = api.unpack(api.encode(load_reference(path), sample_rate, EncoderSettings(code_bits=code_bits),
-                                          model=model))
+        _, chunks = api.unpack(api.encode(load_reference(path, sample_rate), sample_rate,
+                                          EncoderSettings(code_bits=code_bits), model=model), model)
         codes = np.concatenate([chunk.codes for chunk in chunks if not chunk.silent], axis=-1)
         rows.append(codes.reshape(-1, codes.shape[-1]).astype(np.int64))
     return rows
@@ -42,9 +42,9 @@ def residual_histogram(model: str, files: list[Path], settings: list[EncoderSett
     """(contexts, symbols) counts of the residual codes of ``files`` coded at each of ``settings``."""
     histogram = np.zeros((rans.RESIDUAL_MODELS, rans.RESIDUAL_SYMBOLS), np.int64)
     for path in files:
-        audio = load_reference(path)
+        audio = load_reference(path, sample_rate)
         for setting in settings:
-            info, chunks = api.unpack(api.encode(audio, sample_rate, setting, model=model))
+            info, chunks = api.unpack(api.encode(audio, sample_rate, setting, model=model), model)
             contexts = container.residual_contexts(info)
             for chunk in chunks:
                 if chunk.residual is not None:

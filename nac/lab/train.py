@@ -19,6 +19,7 @@ import argparse
 import csv
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import time
@@ -102,10 +103,12 @@ class TrainSettings:
 
 
 def list_training_files(data: Path, split: str, kind: str, max_files: int) -> list[Path]:
-    """Files of ``split`` and ``kind`` (comma-separated kinds) from a corpus MANIFEST.tsv, or every audio file
-    under ``data``."""
+    """Files of ``split`` and ``kind`` (comma-separated kinds) from a corpus MANIFEST.tsv, the files a ``.txt``
+    lists one a line, or every audio file under ``data``."""
     manifest = data / "MANIFEST.tsv"
-    if manifest.is_file():
+    if data.suffix == ".txt" and data.is_file():
+        files = [Path(line) for line in data.read_text().splitlines() if line.strip()]
+    elif manifest.is_file():
         with manifest.open(newline="") as handle:
             rows = csv.DictReader(handle, delimiter="\t")
             kinds = kind.split(",")
@@ -423,6 +426,9 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             means = " ".join(f"{k}={v / window_steps:.4f}" for k, v in window.items())
             rate = optimizer.param_groups[0]["lr"]
             say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
+            if place.leader:
+                with (settings.run_dir / "losses.jsonl").open("a") as log:
+                    log.write(json.dumps({"step": step, **{k: v / window_steps for k, v in window.items()}}) + "\n")
             window_start, window, window_steps = time.monotonic(), {}, 0
         if step % settings.save_every == 0 and place.leader:
             save_checkpoint(checkpoint, model, optimizer, step, adversary)

@@ -65,6 +65,7 @@ class ModelEntry:
     phase_init_sha256: str = ""
     residual_tables: str = ""  # file of the residual coder's starting counts (tools/code_tables.py), "" if none
     residual_tables_sha256: str = ""
+    recipe: str = ""  # the recipe that makes it (recipes/NAME.json in the repository), "" for a fine-tune
 
     @property
     def hash_prefix(self) -> bytes:
@@ -130,10 +131,12 @@ def input_kind(sample_rate: int, channels: int) -> str:
 
 
 def models_folder(key: str | int | None, models_dir: Path = MODELS_DIR) -> tuple[str | int | None, Path]:
-    """(key, folder): a key naming a models folder (one with a manifest.json, as ``nac train`` writes) stands
-    for that folder's default model."""
-    if isinstance(key, (str, Path)) and (Path(key) / "manifest.json").is_file():
-        return None, Path(key)
+    """(key, folder): a key naming a models folder (one with a manifest.json), or a ``nac train`` run folder
+    (whose ``models`` is one), stands for that folder's default model."""
+    if isinstance(key, (str, Path)):
+        for folder in (Path(key), Path(key) / "models"):
+            if (folder / "manifest.json").is_file():
+                return None, folder
     return key, models_dir
 
 

@@ -1,0 +1,300 @@
+"""``nac train``: every step that makes a usable model, as one command.
+
+Fine-tuning (:func:`fine_tune`) starts from a shipped model and trains it on a
+folder of one's own audio; a recipe (:func:`from_recipe`) trains a model from
+nothing, stage by stage. Both then make the model usable (:func:`finish`):
+export to ``OUT/models`` (a models folder: ``nac encode -m OUT``), the
+channel order, the entropy tables, the phase initializer, and the rate
+ladder measured on held-out audio. ``OUT`` also gets ``run.json`` (what was
+run, the git commit), ``metrics.md`` (the held-out scores before and after)
+and ``loss.png``. Every step resumes: a stage that finished is not run
+again, and training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import api
+from ..audio import read_audio, resample
+from ..errors import UsageError
+from ..model import manifest, zoo
+from ..model.networks import ModelConfig
+from ..settings import EncoderSettings
+from . import companions, export, metrics, phase_init, train
+from .evaluate import AUDIO_SUFFIXES, spread
+from .recipe import Recipe, Stage
+
+HELD_OUT_EVERY = 10  # a plain folder's every tenth file (in sorted order) is held out
+SCORES = ("pesq_wb", "stoi", "lsd_db", "mel_db")
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The audio a run trains on and measures on."""
+
+    train: list[Path]
+    held_out: list[Path]
+    source: str  # what it is, for run.json
+
+
+def folder_data(folder: Path) -> Data:
+    """Every audio file under ``folder`` (nested folders too); every tenth held out (all, if fewer than two)."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise UsageError(f"{folder}: no audio files (wav, flac, ogg, mp3, ...) under it")
+    held = files[HELD_OUT_EVERY - 1 :: HELD_OUT_EVERY] or files
+    train_files = [f for f in files if f not in held] or files
+    return Data(train_files, held, f"{folder}: {len(train_files)} files to train on, {len(held)} held out")
+
+
+def corpus_data(corpus: Path, kinds: tuple[str, ...], dev_files: int) -> Data:
+    """A corpus's MANIFEST.tsv: its train split of ``kinds``, and ``dev_files`` of its dev split held out."""
+    import csv
+
+    with (Path(corpus) / "MANIFEST.tsv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if r.get("kind") in kinds]
+    train_files = [Path(corpus) / r["file"] for r in rows if r.get("split") == "train"]
+    held = spread([Path(corpus) / r["file"] for r in rows if r.get("split") == "dev"], dev_files)
+    return Data(train_files, held, f"{corpus} ({', '.join(kinds)}): {len(train_files)} train, {len(held)} dev files")
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+
+def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, threads: int = 0,
+              device: str = "auto", name: str | None = None, log: Log = print) -> Path:
+    """Train ``base`` further on ``data`` for ``minutes`` (or ``steps``), then :func:`finish` it as ``name``
+    (``OUT``'s folder name) in ``out``. The base's ladder settings are measured again on the held-out files."""
+    entry = manifest.find_entry(base)
+    if not entry.ladder:
+        raise UsageError(f"model {entry.name} has no rate ladder to measure a fine-tune at")
+    out = Path(out)
+    start = out / "stages" / "base.pt"
+    if not start.is_file():
+        start.parent.mkdir(parents=True, exist_ok=True)
+        _checkpoint_of(base, start)
+    stage = Stage("fine-tune", minutes=minutes, lr=5e-5, lr_final=5e-6, synthesis_phase="decoded",
+                  low_band_weight=4.0, phase_weight=0.3, waveform_weight=0.0, code_bits=4)
+    checkpoint = _run_stage(stage, data, out / "stages" / "01-fine-tune", start, None, threads, device, steps, log)
+    if not train.Distributed.from_environment().leader:
+        return out / "models"  # under torchrun the first process alone makes the model
+    ladder = {point.name: point.settings for point in entry.ladder}
+    return finish(checkpoint, out, name or out.name, 0, data, ladder, entry.default_point,
+                  description=f"{entry.name} fine-tuned on {data.source}", base=base, log=log,
+                  run={"fine_tuned_from": entry.name, "stage": dataclasses.asdict(stage), "steps": steps})
+
+
+def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device: str = "auto",
+                log: Log = print) -> Path:
+    """Train ``recipe``'s stages on ``data`` in turn (each from the one before), then :func:`finish`."""
+    out = Path(out)
+    previous: Path | None = None
+    config = ModelConfig(**recipe.network) if recipe.network else ModelConfig()
+    for number, stage in enumerate(recipe.stages, start=1):
+        previous = _run_stage(stage, data, out / "stages" / f"{number:02d}-{stage.name}", previous,
+                              config if previous is None else None, threads, device, 0, log)
+    if previous is None:
+        raise UsageError(f"recipe {recipe.name} has no stages")
+    if not train.Distributed.from_environment().leader:
+        return out / "models"
+    return finish(previous, out, recipe.name, recipe.model_id, data, recipe.ladder_settings(), recipe.default_point,
+                  description=recipe.description, recipe=recipe, log=log,
+                  run={"recipe": dataclasses.asdict(recipe)})
+
+
+def _run_stage(stage: Stage, data: Data, run_dir: Path, start: Path | None, config: ModelConfig | None,
+               threads: int, device: str, steps: int, log: Log) -> Path:
+    """Train one stage (resuming its last checkpoint); a stage that finished before is not run again."""
+    done = run_dir / "done"
+    if done.is_file():
+        log(f"stage {stage.name}: done before")
+        return run_dir / "last.pt"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    listed = run_dir / "files.txt"
+    listed.write_text("".join(f"{path}\n" for path in data.train))
+    if config is None:
+        config = ModelConfig.from_json(train.load_checkpoint(start)["config"])
+    if stage.refine_channels:
+        bins = round(stage.refine_hz / config.sample_rate * config.n_fft) + 1
+        config = dataclasses.replace(config, refine_channels=stage.refine_channels, refine_bins=bins)
+    settings = train.TrainSettings(
+        data=listed, run_dir=run_dir, config=config, crop_seconds=stage.crop_seconds, batch_size=stage.batch_size,
+        steps=steps or stage.until_step or 10**9, minutes=0.0 if steps else stage.minutes,
+        learning_rate=stage.lr, final_learning_rate=stage.lr_final, mel_weight=stage.mel_weight,
+        phase_weight=stage.phase_weight, low_band_weight=stage.low_band_weight, low_band_hz=stage.low_band_hz,
+        waveform_weight=stage.waveform_weight, synthesis_phase=stage.synthesis_phase, code_bits=stage.code_bits,
+        seed=stage.seed, threads=threads, device=device, init_from=start, phase_iters=stage.phase_iters,
+        refiner_lr_scale=stage.refiner_lr_scale, log_every=10, save_every=100)
+    log(f"stage {stage.name}: training in {run_dir}")
+    checkpoint = train.train(settings)
+    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return checkpoint
+
+
+def _checkpoint_of(model: str, path: Path) -> None:
+    """A shipped model's weights as a training checkpoint (its phase initializer is a companion, not trained)."""
+    loaded = zoo.load_model(model)
+    weights = {k: v for k, v in loaded.net.state_dict().items() if not k.startswith("phase_init.")}
+    entry = manifest.find_entry(model)
+    torch.save({"model": weights, "config": loaded.net.config.to_json(), "step": 0, "from": entry.name}, path)
+
+
+# --------------------------------------------------------------------------
+# From a checkpoint to a usable model
+# --------------------------------------------------------------------------
+
+
+def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, ladder: dict[str, EncoderSettings],
+           default_point: str, description: str = "", base: str | None = None, recipe: Recipe | None = None,
+           run: dict | None = None, log: Log = print) -> Path:
+    """Export ``checkpoint`` into ``OUT/models`` with its companions and measured ladder; write run.json,
+    metrics.md and loss.png. A fine-tune (``base``) keeps the base's channel order and phase initializer and
+    counts its entropy tables again; a recipe counts and trains them all."""
+    models = Path(out) / "models"
+    folder = str(models)
+    export.export(checkpoint, name, model_id, models, description=description, make_default=True,
+                  training_data=data.source,
+                  extra={"fine_tuned_from": base} if base else {"recipe": f"recipes/{name}.json"})
+    table_points = [ladder[p] for p in (recipe.table_points if recipe else ladder) if p in ladder]
+    if base is not None:
+        _copy_companions(base, models, name)
+    else:
+        log("channel order")
+        companions.channel_order(folder, spread(data.train, recipe.channel_order_files), models)
+    log("latent code tables")
+    companions.latent_tables(folder, spread(data.train, recipe.table_files if recipe else 300),
+                             spread(data.held_out, 20), models)
+    if any(setting.residual_hz for setting in table_points):
+        log("residual tables")
+        companions.residual_tables(folder, spread(data.train, recipe.table_files if recipe else 300),
+                                   spread(data.held_out, 20), [s for s in table_points if s.residual_hz], models)
+    if recipe is not None and recipe.phase_init is not None:
+        _train_phase_init(recipe, folder, models, data, ladder, out, log)
+    log("measuring the ladder on the held-out files")
+    after = measure(folder, data.held_out, ladder)
+    manifest.update_manifest_row(name, {"ladder": [
+        {"name": point, "settings": ladder[point].to_json(), "kbps": round(after[point]["kbps"], 2),
+         "scores": {k: round(v, 3) for k, v in after[point].items() if k in ("pesq_wb", "stoi") and v is not None},
+         "measured_on": f"{len(data.held_out)} held-out files"} for point in ladder],
+        "default_point": default_point}, models)
+    before = measure(base, data.held_out, ladder) if base is not None else None
+    _report(Path(out), name, data, after, before, base, run)
+    return models
+
+
+def _copy_companions(base: str, models: Path, name: str) -> None:
+    """The base model's channel order and phase initializer, for a fine-tune of it."""
+    entry = manifest.find_entry(base)
+    fields: dict = {"channel_order": list(entry.channel_order)}
+    if entry.phase_init:
+        target = models / f"{name}.phase.safetensors"
+        shutil.copyfile(manifest.MODELS_DIR / entry.phase_init, target)
+        fields.update(phase_init=target.name, phase_init_sha256=entry.phase_init_sha256)
+    manifest.update_manifest_row(name, fields, models)
+
+
+def _train_phase_init(recipe: Recipe, folder: str, models: Path, data: Data, ladder: dict[str, EncoderSettings],
+                      out: Path, log: Log) -> None:
+    spec = recipe.phase_init
+    target = models / f"{recipe.name}.phase.safetensors"
+    if target.is_file():
+        return
+    pairs = Path(out) / "phase-pairs"
+    if not any(pairs.glob("*.nac")):
+        log("phase initializer: coding pairs")
+        phase_init.prepare(folder, data.train, pairs, [ladder[p] for p in spec.points if p in ladder],
+                           spec.pair_minutes)
+    log("phase initializer: training")
+    if phase_init.train(folder, pairs, target, spec.minutes, spec.steps, batch=spec.batch, lr=spec.lr,
+                        log=log) is not None:
+        phase_init.record(folder, target, models)
+
+
+def measure(model: str, files: list[Path], ladder: dict[str, EncoderSettings]) -> dict[str, dict]:
+    """Per ladder point: whole-file kbps and mean scores (PESQ-WB and STOI with the [eval] extra) of ``files``
+    coded by ``model`` as mono at its rate."""
+    rate = zoo.load_model(model).net.config.sample_rate
+    results = {}
+    for point, settings in ladder.items():
+        bits, seconds, scores = 0, 0.0, {key: [] for key in SCORES}
+        for path in files:
+            audio, source_rate = read_audio(path)
+            audio = resample(audio.mean(axis=0, keepdims=True), source_rate, rate)
+            data = api.encode(audio, rate, settings, model=model)
+            decoded, _ = api.decode(data, model=model)
+            bits, seconds = bits + 8 * len(data), seconds + audio.shape[1] / rate
+            for key, value in (("pesq_wb", metrics.pesq_wb(audio, decoded, rate)),
+                               ("stoi", metrics.stoi(audio, decoded, rate)),
+                               ("lsd_db", metrics.lsd_db(audio, decoded, rate)),
+                               ("mel_db", metrics.mel_distance_db(audio, decoded, rate))):
+                if value is not None and np.isfinite(value):
+                    scores[key].append(value)
+        results[point] = {"kbps": bits / max(seconds, 1e-9) / 1000,
+                          **{key: (float(np.mean(v)) if v else None) for key, v in scores.items()}}
+    return results
+
+
+def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, base: str | None,
+            run: dict | None) -> None:
+    """run.json, metrics.md and loss.png in ``out``."""
+    record = {"model": name, "data": data.source, "train_files": len(data.train),
+              "held_out_files": len(data.held_out), "from": base, **(run or {}), "git_commit": _git_commit(),
+              "after": after, "before": before, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    lines = [f"# {name}: held-out scores", "", data.source, "",
+             "| point | " + " | ".join(f"{key} {when}" for key in ("kbps", *SCORES)
+                                      for when in (("before", "after") if before else ("",))) + " |",
+             "|---|" + "---:|" * ((1 + len(SCORES)) * (2 if before else 1))]
+    for point, scores in after.items():
+        cells = []
+        for key in ("kbps", *SCORES):
+            for side in ((before[point], scores) if before else (scores,)):
+                value = side.get(key)
+                cells.append("-" if value is None else f"{value:.3f}")
+        lines.append(f"| {point} | " + " | ".join(cells) + " |")
+    (out / "metrics.md").write_text("\n".join(lines) + "\n")
+    _loss_plot(out)
+
+
+def _loss_plot(out: Path) -> None:
+    """The training loss of every stage against the step (needs matplotlib: the [train] extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for log in sorted((out / "stages").glob("*/losses.jsonl")):
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if rows:
+            axis.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=log.parent.name)
+    axis.set_xlabel("step")
+    axis.set_ylabel("training loss")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "loss.png", dpi=100)
+    plt.close(figure)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,51 @@
+"""``nac train``: a fine-tune end to end on the bundled clip, and the recipes of the shipped models."""
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nac.cli import app
+from nac.lab import recipe
+from nac.model import manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
+    data = tmp_path / "voice"
+    data.mkdir()
+    shutil.copy(ROOT / "samples" / "speech-en-allison.flac", data)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), "--steps", "1",
+                                 "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((run / "run.json").read_text())
+    assert row["fine_tuned_from"] == "nac-speech-16k-v5" and row["git_commit"] and row["before"] and row["after"]
+    assert "| 12k |" in (run / "metrics.md").read_text()
+    entry = manifest.find_entry(str(run))
+    assert entry.name == "run" and [p.name for p in entry.ladder] == ["6k", "8k", "12k", "16k", "24k"]
+    assert entry.code_tables and entry.residual_tables and entry.phase_init and len(entry.channel_order) == 48
+    listed = runner.invoke(app, ["models", str(run)])
+    assert listed.exit_code == 0 and "* run" in listed.output and "--bitrate  12k" in listed.output
+    clip = ROOT / "samples" / "speech-en-allison.flac"
+    encoded = runner.invoke(app, ["encode", str(clip), "-o", str(tmp_path / "a.nac"), "-m", str(run), "-r", "8k"])
+    assert encoded.exit_code == 0, encoded.output
+    decoded = runner.invoke(app, ["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "a.wav"), "-m", str(run)])
+    assert decoded.exit_code == 0, decoded.output
+    refused = runner.invoke(app, ["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "b.wav")])
+    assert refused.exit_code == 6  # the file names a model that is not shipped
+
+
+def test_train_needs_a_base_or_a_recipe(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--from MODEL" in result.output
+
+
+def test_every_shipped_model_has_its_recipe():
+    for entry in manifest.list_models():
+        made = recipe.load(ROOT / entry.recipe)
+        assert (made.name, made.model_id) == (entry.name, entry.id)
+        assert made.ladder_settings() == {point.name: point.settings for point in entry.ladder}
