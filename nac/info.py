@@ -115,6 +115,11 @@ def describe_info(info: StreamInfo) -> dict:
                        for role, digest in info.companions},
         "latent": {"code_bits": list(info.latent.code_bits), "entropy_coded": info.latent.entropy_coded,
                    "latent_channels": info.latent.latent_channels, "latent_height": info.latent.latent_height},
-        **{name: None if layer is None else {field: getattr(layer, field) for field in layer.__dataclass_fields__}
+        **{name: None if layer is None else {field: _json(getattr(layer, field)) for field in layer.__dataclass_fields__}
            for name, layer in (("residual", info.residual), ("high_band", info.high_band), ("stereo", info.stereo))},
     }
+
+
+def _json(value):
+    """Tuples as lists, as JSON reads them back."""
+    return list(value) if isinstance(value, tuple) else value

@@ -107,7 +107,7 @@ def seeds():
 def test_seeds_cover_the_format(seeds):
     """The fresh seeds hold several chunks and scale groups, non-carrier and silent chunks, every layer."""
     seeds = [seed for seed in seeds if seed.name.startswith("fresh-")]
-    assert len(seeds) == 6 and all(seed.info.version[0] == 9 and seed.info.chunk_count > 2 for seed in seeds)
+    assert len(seeds) == 7 and all(seed.info.version[0] == 9 and seed.info.chunk_count > 2 for seed in seeds)
     assert sum(seed.info.chunk_count > seed.info.group_chunks for seed in seeds) >= 5
     records = [record for seed in seeds for record in seed.parsed]
     assert any(not record.peaks for record in records) and any(not record.parts for record in records)

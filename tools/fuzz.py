@@ -169,7 +169,8 @@ def _fixed_layout() -> dict[str, tuple[int, str]]:
 HEADER_FIELDS = {name: (offset, "<B" if name == "version" else fmt)
                  for name, (offset, fmt) in _fixed_layout().items() if name != "magic"}
 LAYER_SCHEMAS = {LayerType.LATENT: header_format.LATENT_BODY, LayerType.RESIDUAL: header_format.RESIDUAL_BODY,
-                 LayerType.STORED_PHASE: header_format.STORED_PHASE_BODY}
+                 LayerType.STORED_PHASE: header_format.STORED_PHASE_BODY,
+                 LayerType.HIGH_BAND: header_format.HIGH_BAND_BODY, LayerType.STEREO: header_format.STEREO_BODY}
 
 
 # --------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def read_record(data: bytes, info: StreamInfo, offset: int) -> Record:
     index, flags = struct.unpack_from("<IB", data, offset + 4)
     position, peaks, parts = offset + 9, b"", []
     if flags & PEAKS_FLAG:
-        size = 1 + info.channels * info.latent.latent_channels
+        size = 1 + info.coded_channels * info.latent.latent_channels
         peaks, position = data[position : position + size], position + size
     if not flags & SILENT_FLAG:
         stream = io.BytesIO(data)
@@ -268,6 +269,9 @@ def load_seeds() -> list[Seed]:
         ("fresh-stereo-residual", 3, stereo, 22050, EncoderSettings(residual_hz=2000)),
         ("fresh-residual-hints", 2, clip[:, : rate * 4 // 10], rate, hints),
         ("fresh-silent-chunks", 3, silent, rate, EncoderSettings()),
+        ("fresh-fullband-stereo", 2, resample(np.concatenate([clip, 0.5 * clip])[:, rate : rate * 13 // 10], rate,
+                                              48000), 48000,
+         EncoderSettings(code_bits=4, residual_hz=2000, high_band_hz=20000, high_bands=4, stereo_bands=6)),
     ]
     for name, group, audio, audio_rate, settings in fresh:
         with short_chunks(SEED_CHUNK_SECONDS, group):
@@ -491,6 +495,18 @@ def forge_layer_fields(rng, seed, data, seeds):
     else:
         for _ in range(rng.randint(1, 2)):
             sub = rng.choice([sub for sub in schema.subcons if sub.name != "narrower"])
+            if sub.name == "edges":  # band edges: one extreme, out of order, one dropped or repeated
+                edges = list(body.edges)
+                change = rng.randrange(3)
+                if change == 0 and edges:
+                    edges[rng.randrange(len(edges))] = interesting_int(rng, "<H", 0)
+                elif change == 1:
+                    rng.shuffle(edges)
+                elif edges:
+                    index = rng.randrange(len(edges))
+                    edges = edges[:index] + edges[index + 1 :] if rng.random() < 0.5 else edges + [edges[index]]
+                body.edges = edges
+                continue
             fmt = _struct_format(sub)
             if fmt == "<f":
                 body[sub.name] = rng.choice(SPECIAL_FLOATS)
@@ -736,12 +752,16 @@ def forge_part(rng, seed, data, seeds):
 # --------------------------------------------------------------------------
 
 
-def seed_signal(seed: Seed) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def seed_signal(seed: Seed) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, dict]:
     """(latent float32 (C, K, H, T), silent frames (T,) bool, residual codes (C, rows, columns), stored phase
-    (C, bins, STFT frames)) of a format 9 seed, silent chunks as zeros."""
+    (C, bins, STFT frames), the fullband layers' codes by name (., ., T)) of a format 9 seed, silent chunks as
+    zeros; C is the coded channels."""
     info = seed.info
     latent, silent, residual, phase = [], [], [], []
-    shape = (info.channels, info.latent.latent_channels, info.latent.latent_height)
+    bands = {name: [] for name, layer in (("high_band", info.high_band), ("stereo", info.stereo)) if layer}
+    rows = {"high_band": (info.coded_channels, info.high_band.bands) if info.high_band else None,
+            "stereo": (1, info.stereo.code_rows) if info.stereo else None}
+    shape = (info.coded_channels, info.latent.latent_channels, info.latent.latent_height)
     for chunk in seed.chunks:
         frames = chunk.frames
         stft = frames * info.time_stride
@@ -750,16 +770,20 @@ def seed_signal(seed: Seed) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, 
                       else latent_layer.dequantize(chunk.codes, chunk.steps))
         if info.residual is not None:
             rows, columns = info.residual.code_rows, info.residual.columns(stft)
-            residual.append(np.zeros((info.channels, rows, columns), np.int8) if chunk.silent else chunk.residual)
+            residual.append(np.zeros((info.coded_channels, rows, columns), np.int8) if chunk.silent
+                            else chunk.residual)
         if info.stored_phase_bits:
             dtype = np.uint8 if info.stored_phase_bits == 8 else np.uint16
-            phase.append(np.zeros((info.channels, info.phase_bins, stft), dtype) if chunk.silent else chunk.phase)
+            phase.append(np.zeros((info.coded_channels, info.phase_bins, stft), dtype) if chunk.silent else chunk.phase)
+        for name, pieces in bands.items():
+            pieces.append(np.zeros(rows[name] + (frames,), np.int64) if chunk.silent else getattr(chunk, name))
     latent = np.concatenate([np.zeros(shape + (0,), np.float32), *latent], axis=-1)
     return (latent, np.concatenate([np.zeros(0, bool), *silent]),
-            np.concatenate(residual, axis=-1) if residual else None, np.concatenate(phase, axis=-1) if phase else None)
+            np.concatenate(residual, axis=-1) if residual else None, np.concatenate(phase, axis=-1) if phase else None,
+            {name: np.concatenate(pieces, axis=-1) for name, pieces in bands.items()})
 
 
-def rebuild(info: StreamInfo, latent, silent, residual, phase, tables, shape_group=None) -> bytes:
+def rebuild(info: StreamInfo, latent, silent, residual, phase, bands, tables, shape_group=None) -> bytes:
     """``container.pack`` of the signal re-chunked and re-quantized for ``info``; ``shape_group(codes, peaks)``
     may replace each group's codes and peaks."""
     chunks = []
@@ -780,7 +804,8 @@ def rebuild(info: StreamInfo, latent, silent, residual, phase, tables, shape_gro
             chunks.append(Chunk(
                 index, b - a, steps, codes[..., a - start : b - start],
                 None if phase is None else phase[..., a * info.time_stride : b * info.time_stride],
-                None if residual is None else residual[..., columns(a) : columns(b)], peaks))
+                None if residual is None else residual[..., columns(a) : columns(b)], peaks,
+                **{name: codes_of[..., a:b] for name, codes_of in bands.items()}))
     return container.pack(info, chunks, tables)
 
 
@@ -812,7 +837,7 @@ def forge_consistent(rng, seed, data, seeds):
     info = seed.info
     if info.latent_frames == 0:
         return forge_header(rng, seed, data, seeds)
-    latent, silent, residual, phase = seed_signal(seed)
+    latent, silent, residual, phase, bands = seed_signal(seed)
     shape_group = None
     kind = rng.randrange(6)
     if kind == 0:  # another chunk size and group size
@@ -859,7 +884,7 @@ def forge_consistent(rng, seed, data, seeds):
         info.sample_count, info.original_sample_rate, info.model_sample_rate, info.n_fft, info.hop_length,
         info.time_stride, info.chunk_frames))
     with np.errstate(all="ignore"):  # extreme peaks overflow in quantize; that is the point
-        return rebuild(info, latent, silent, residual, phase, seed.tables, shape_group)
+        return rebuild(info, latent, silent, residual, phase, bands, seed.tables, shape_group)
 
 
 STRUCTURAL = [splice_records, forge_end, forge_header, forge_layer_fields, forge_companions, forge_layers,

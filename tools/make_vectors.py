@@ -76,6 +76,11 @@ VECTORS = (
            "at half gain), default settings", 0.5, silence=1.5, rate=44100, gains=(1.0, 0.5)),
     Vector("speech-phase16-0.1s", "0.1 s of speech, 16 kHz mono, 16-bit codes in zstd and 16-bit stored phase "
            "(the research mode)", 0.1, settings={"bits": 16, "store_phase": True}),
+    Vector("fullband-stereo-48k", "0.3 s of speech at 48 kHz, 2 channels (right at 0.7 gain), 4-bit codes, a "
+           "residual layer under 2 kHz, the high-band layer (6 bands to 20 kHz) and the stereo layer (8 bands): "
+           "format 9.1", 0.3, rate=48000, gains=(1.0, 0.7),
+           settings={"code_bits": 4, "residual_hz": 2000.0, "high_band_hz": 20000.0, "high_bands": 6,
+                     "stereo_bands": 8}),
 )
 
 

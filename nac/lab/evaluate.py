@@ -815,7 +815,7 @@ def plot_rd(report: EvalReport, path: Path) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     systems = report.systems
-    mode = mode_named(report.settings["mode"])
+    mode = mode_named(report.settings.get("mode", "speech"))
     panels = [next((p for p in choices if any(s.get(p.key) is not None for s in systems)), choices[-1])
               for choices in mode.panels]
     figure, axes = plt.subplots(1, 2, figsize=(12, 5.4), dpi=150)

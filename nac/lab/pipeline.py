@@ -285,7 +285,8 @@ def _loss_plot(out: Path) -> None:
             axis.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=log.parent.name)
     axis.set_xlabel("step")
     axis.set_ylabel("training loss")
-    axis.legend()
+    if axis.lines:
+        axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(out / "loss.png", dpi=100)
