@@ -102,6 +102,11 @@ def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device:
     """Train ``recipe``'s stages on ``data`` in turn (each from the one before), then :func:`finish`."""
     out = Path(out)
     previous: Path | None = None
+    if recipe.base:
+        previous = out / "stages" / "base.pt"
+        if not previous.is_file():
+            previous.parent.mkdir(parents=True, exist_ok=True)
+            _checkpoint_of(recipe.base, previous)
     config = ModelConfig(**recipe.network) if recipe.network else ModelConfig()
     for number, stage in enumerate(recipe.stages, start=1):
         previous = _run_stage(stage, data, out / "stages" / f"{number:02d}-{stage.name}", previous,

@@ -64,6 +64,7 @@ class Recipe:
     name: str
     model_id: int
     description: str = ""
+    base: str = ""  # a shipped model the first stage starts from (made by its own recipe first); "": a fresh one
     kinds: tuple[str, ...] = ("speech_wb",)  # corpus MANIFEST kinds trained on (train split) and measured (dev)
     network: dict = field(default_factory=dict)  # ModelConfig fields of a fresh network
     stages: tuple[Stage, ...] = ()
