@@ -359,11 +359,12 @@ def eval_command(
                                                     "[default: 6,8,12,16,24; music mode: 16,24,32,48,64].")] = None,
     mode: Annotated[str, typer.Option("--mode", help="speech: mono at 16 kHz, PESQ-WB, STOI, ViSQOL speech mode; "
                                       "music: fullband at 48 kHz with the channels kept, ViSQOL audio mode, "
-                                      "bandwidth, stereo image (pass --kind music for the corpus).")] = "speech",
+                                      "bandwidth, stereo image.")] = "speech",
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to evaluate, repeatable "
                                                        "[default: the default model].")] = None,
     manifest_split: Annotated[str, typer.Option("--manifest-split", help="MANIFEST.tsv split.")] = "dev",
-    kind: Annotated[str, typer.Option("--kind", help="MANIFEST.tsv kind.")] = "speech_wb",
+    kind: Annotated[Optional[str], typer.Option("--kind", help="MANIFEST.tsv kind [default: speech_wb; music "
+                                                "mode: music].")] = None,
     max_files: Annotated[int, typer.Option("--max-files", help="Score this many files, evenly spaced "
                                            "(0: all).")] = 0,
     keep: Annotated[int, typer.Option("--keep", help="Write reference and decodes of this many files.")] = 2,
@@ -380,7 +381,7 @@ def eval_command(
         inputs=inputs, out_dir=output, models=model or [], points=evaluate.parse_list(points, "--points"),
         settings_files=settings or [], presets=evaluate.parse_list(presets, "--presets"),
         against_opus=against == "opus", bitrates=evaluate.parse_bitrates(bitrates) if bitrates is not None else None,
-        mode=mode, manifest_split=manifest_split, kind=kind, max_files=max_files, keep=keep, threads=threads,
+        mode=mode, manifest_split=manifest_split, kind=kind or ("music" if mode == "music" else "speech_wb"), max_files=max_files, keep=keep, threads=threads,
     )
     files, systems = evaluate.plan(options)
     result = evaluate.run(options, files, systems)
