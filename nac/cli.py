@@ -367,6 +367,8 @@ def eval_command(
                                                 "mode: music].")] = None,
     max_files: Annotated[int, typer.Option("--max-files", help="Score this many files, evenly spaced "
                                            "(0: all).")] = 0,
+    excerpt: Annotated[float, typer.Option("--excerpt", help="Score this many seconds from the middle of "
+                                           "each file (0: whole files).")] = 0.0,
     keep: Annotated[int, typer.Option("--keep", help="Write reference and decodes of this many files.")] = 2,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads for decoding.")] = None,
 ) -> None:
@@ -375,13 +377,16 @@ def eval_command(
 
     if against not in (None, "opus"):
         raise UsageError(f"--against: only opus is supported, not {against!r}")
+    if excerpt < 0:
+        raise UsageError(f"--excerpt: {excerpt:g} seconds is negative")
     if bitrates is None and mode == "speech":
         bitrates = "6,8,12,16,24"  # the command's speech default, narrower than the engine's; music: the mode's
     options = evaluate.EvalOptions(
         inputs=inputs, out_dir=output, models=model or [], points=evaluate.parse_list(points, "--points"),
         settings_files=settings or [], presets=evaluate.parse_list(presets, "--presets"),
         against_opus=against == "opus", bitrates=evaluate.parse_bitrates(bitrates) if bitrates is not None else None,
-        mode=mode, manifest_split=manifest_split, kind=kind or ("music" if mode == "music" else "speech_wb"), max_files=max_files, keep=keep, threads=threads,
+        mode=mode, manifest_split=manifest_split, kind=kind or ("music" if mode == "music" else "speech_wb"),
+        max_files=max_files, excerpt=excerpt, keep=keep, threads=threads,
     )
     files, systems = evaluate.plan(options)
     result = evaluate.run(options, files, systems)

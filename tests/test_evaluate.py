@@ -213,6 +213,7 @@ def test_cli_rejects_bad_options(tmp_path):
         (["--against", "mp3"], "only opus"),
         (["--presets", "fast"], "unknown preset"),
         (["--bitrates", "300"], "outside"),
+        (["--excerpt", "-1"], "negative"),
     ):
         result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o"), *args])
         assert result.exit_code == UsageError.exit_code, result.output
@@ -285,6 +286,20 @@ def test_eval_of_a_stereo_22k_file_scores_it_at_16k_mono(tmp_path):
     assert [r["duration_s"] for r in report.rows] == [pytest.approx(0.6)] * len(report.rows)
     assert not list((tmp_path / "o").glob("*.wav"))
     assert report.systems[0]["files"] == 1 and (tmp_path / "o" / "summary.md").is_file()
+
+
+def test_excerpt_scores_the_middle_of_each_file(tmp_path):
+    t = np.arange(3 * RATE) / RATE
+    clip = (0.3 * np.sin(2 * np.pi * (200 + 100 * (t > 1) + 100 * (t > 2)) * t)).astype(np.float32)[None]
+    write_audio(tmp_path / "a.wav", clip, RATE)
+    options = evaluate.EvalOptions(inputs=[tmp_path / "a.wav"], out_dir=tmp_path / "o", keep=1, excerpt=0.5)
+    report = evaluate.run(options)
+    assert [r["duration_s"] for r in report.rows] == [pytest.approx(0.5)] * len(report.rows)
+    reference, _ = read_audio(tmp_path / "o" / "ref_a.wav")
+    np.testing.assert_allclose(reference, clip[:, round(1.25 * RATE) : round(1.75 * RATE)], atol=1e-4)
+    assert "the middle 0.5 s of each" in (tmp_path / "o" / "summary.md").read_text()
+    whole = evaluate.load_clip(tmp_path / "a.wav", evaluate.mode_named("music"), excerpt=10.0)
+    assert whole.source.shape == clip.shape
 
 
 def stereo_music(seconds=1.5, rate=44100, seed=0):

@@ -198,6 +198,7 @@ class EvalOptions:
     manifest_split: str = "dev"
     kind: str = "speech_wb"
     max_files: int = 0  # 0: all; else this many, evenly spaced over the list
+    excerpt: float = 0.0  # seconds of each file scored, from its middle; 0: the whole file
     keep: int = 2  # files whose reference and reconstructions are written as WAV
     threads: int | None = None  # torch threads while decoding (encoding always uses 1)
 
@@ -347,14 +348,24 @@ class Clip(NamedTuple):
     reference: np.ndarray  # at the mode's rate
 
 
-def load_clip(path: Path, mode: Mode) -> Clip:
+def load_clip(path: Path, mode: Mode, excerpt: float = 0.0) -> Clip:
     """Speech: nac codes the reference itself (:func:`load_reference`). Music: nac codes the file as read, and
-    the reference keeps its channels at :data:`MUSIC_RATE`."""
+    the reference keeps its channels at :data:`MUSIC_RATE`. With ``excerpt`` seconds, only that much of the
+    file's middle."""
     if mode.mono:
-        reference = load_reference(path)
+        reference = middle(load_reference(path), round(excerpt * SCORE_RATE))
         return Clip(reference, SCORE_RATE, reference)
     audio, rate = read_audio(path)
+    audio = middle(audio, round(excerpt * rate))
     return Clip(audio, rate, resample(audio, rate, mode.rate))
+
+
+def middle(audio: np.ndarray, length: int) -> np.ndarray:
+    """The middle ``length`` samples of (channels, time) ``audio``; all of it when shorter or ``length`` is 0."""
+    if length <= 0 or audio.shape[1] <= length:
+        return audio
+    start = (audio.shape[1] - length) // 2
+    return audio[:, start : start + length]
 
 
 def conform(audio: np.ndarray, rate: int, shape: tuple[int, int], target_rate: int) -> np.ndarray:
@@ -618,7 +629,7 @@ def run(
     with torch_threads(options.threads) if options.threads else contextlib.nullcontext():
         for index, path in enumerate(files):
             try:
-                clip = load_clip(path, mode)
+                clip = load_clip(path, mode, options.excerpt)
             except NacError as err:
                 failed.append({"file": str(path), "system": None, "error": str(err)})
                 _call(on_file, path)
@@ -646,6 +657,7 @@ def run(
         "manifest_split": options.manifest_split,
         "kind": options.kind,
         "files": len(files),
+        "excerpt_s": options.excerpt or None,
         "score_rate": mode.rate,
         "channels": "mixed to mono" if mode.mono else "kept",
         "systems": [asdict(s) | {"label": s.label} for s in systems],
@@ -752,7 +764,9 @@ def format_markdown(report: EvalReport) -> str:
         "# nac eval",
         "",
         f"{settings['files']} files ({', '.join(settings['inputs'])}; split `{settings['manifest_split']}`, "
-        f"kind `{settings['kind']}` for corpus folders), scored against {mode.against}. Means over files; kbps is "
+        f"kind `{settings['kind']}` for corpus folders)"
+        + (f", the middle {settings['excerpt_s']:g} s of each," if settings.get("excerpt_s") else "")
+        + f" scored against {mode.against}. Means over files; kbps is "
         "total bits over total seconds: nac counts whole `.nac` files, Opus counts its audio packets only "
         "(`file kbps` adds the Ogg pages and headers). " + mode.definitions.format(mapping=mapping),
         "",
