@@ -325,8 +325,8 @@ class Window:
     spec: torch.Tensor  # complex STFT (C, bins, frames)
     latent: np.ndarray  # (C, K, H, frames), zero in silent chunks
     silent: np.ndarray  # per latent frame: in a chunk of digital silence
-    high_band: np.ndarray | None = None  # the fullband layers' codes of the group's own frames
-    stereo: np.ndarray | None = None
+    high_band: np.ndarray | None = None  # the high band's levels of the group's own frames (coded per chunk)
+    stereo: np.ndarray | None = None  # the stereo layer's codes of the group's own frames
 
     @property
     def own(self) -> slice:
@@ -394,7 +394,7 @@ class Encoder:
             codes["stereo"] = info.stereo.codes(spec[:1, columns], spec[1:, columns], per)
             spec = info.stereo.downmix(spec[:1], spec[1:], per)
         if info.high_band:
-            codes["high_band"] = info.high_band.codes(spec[:, columns], per)
+            codes["high_band"] = info.high_band.levels(spec[:, columns], per)  # delta-coded per chunk
         core = resample(fullband.synthesize(spec), fullband.RATE, info.model_sample_rate)
         return _fit(core, audio.shape[-1] // info.decoded_ratio), codes
 
@@ -427,7 +427,7 @@ class Encoder:
                 residual=None if residual is None else np.ascontiguousarray(
                     residual[..., low * per_column : high * per_column]),
                 peaks=peaks,
-                high_band=None if window.high_band is None else window.high_band[..., low:high].copy(),
+                high_band=None if window.high_band is None else info.high_band.codes(window.high_band[..., low:high]),
                 stereo=None if window.stereo is None else window.stereo[..., low:high].copy(),
             )
 

@@ -40,7 +40,7 @@ def test_the_high_band_is_rebuilt_at_its_coded_levels():
     layer = HighBandLayer.spanning(7500, 20000, 10, LEVEL_STEP)
     assert layer.problem() is None and layer.width % 2 == 0
     spec = fullband.analyze(noise(1, 1.0)[:, : 93 * fullband.HOP])[:, :93]
-    power = layer.power(layer.codes(spec, 3))
+    power = layer.power(layer.codes(layer.levels(spec, 3)))
     true = fullband.band_energy(spec, np.array(layer.edges), 3)
     assert np.abs(10 * np.log10(power / true)).max() <= LEVEL_STEP / 2 + 1e-6
     low = spec.copy()
@@ -82,6 +82,18 @@ def test_a_fullband_stereo_file_round_trips_with_both_layers():
     assert data == api.encode(audio, RATE, FULLBAND)  # deterministic
     high = band_levels_db(decoded, info.high_band.edges) - band_levels_db(audio, info.high_band.edges)
     assert np.abs(high).max() < 3.0  # the band above the core comes back at about its level
+
+
+def test_the_high_band_keeps_its_level_in_every_chunk():
+    audio = 0.05 * noise(1, 3.2)  # several chunks at a level far from the codes' floor
+    data = api.encode(audio, RATE, FULLBAND)
+    info = container.read_info(data)[0]
+    decoded, _ = api.decode(data)
+    for second in range(3):
+        part = slice(second * RATE, (second + 1) * RATE)
+        error = band_levels_db(decoded[:, part], info.high_band.edges) - band_levels_db(audio[:, part],
+                                                                                         info.high_band.edges)
+        assert np.abs(error).max() < 2.0, (second, error)
 
 
 def test_identical_channels_decode_identical_and_cost_about_a_mono_file():

@@ -72,13 +72,20 @@ class HighBandLayer:
     def floor_level(self) -> int:
         return round(FLOOR_DB / self.step_db)
 
-    def codes(self, spec: np.ndarray, columns_per_frame: int) -> np.ndarray:
-        """(C, bands, frames) codes of a chunk's fullband spectrum (C, frames * columns_per_frame, BINS)."""
+    def levels(self, spec: np.ndarray, columns_per_frame: int) -> np.ndarray:
+        """(C, bands, frames) band levels, in steps, of a fullband spectrum (C, frames * columns_per_frame, BINS)."""
         power = fullband.band_energy(spec, np.array(self.edges), columns_per_frame)
-        levels = np.round(np.clip(10 * np.log10(power + 1e-30), MIN_DB, MAX_DB) / self.step_db).astype(np.int64)
-        levels[..., 1:] -= levels[..., :-1].copy()
-        levels[..., 0] -= self.floor_level()
-        return np.clip(levels, -127, 127)
+        return np.round(np.clip(10 * np.log10(power + 1e-30), MIN_DB, MAX_DB) / self.step_db).astype(np.int64)
+
+    def codes(self, levels: np.ndarray) -> np.ndarray:
+        """One chunk's codes from its frames' :meth:`levels`: the first frame against the floor, then changes.
+        A change beyond the code range is followed as closely as it allows."""
+        codes = np.empty_like(levels)
+        previous = np.full(levels.shape[:-1], self.floor_level())
+        for frame in range(levels.shape[-1]):
+            codes[..., frame] = np.clip(levels[..., frame] - previous, -127, 127)
+            previous = previous + codes[..., frame]
+        return codes
 
     def power(self, codes: np.ndarray) -> np.ndarray:
         """Band powers (C, bands, frames) from a chunk's codes."""
