@@ -4,10 +4,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
+from nac.audio import write_audio
 from nac.cli import app
-from nac.lab import recipe
+from nac.lab import pipeline, recipe
+from nac.settings import EncoderSettings
 from nac.model import manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +52,14 @@ def test_every_shipped_model_has_its_recipe():
         made = recipe.load(ROOT / entry.recipe)
         assert (made.name, made.model_id) == (entry.name, entry.id)
         assert made.ladder_settings() == {point.name: point.settings for point in entry.ladder}
+
+
+def test_a_fullband_ladder_is_measured_on_audio_as_it_is(tmp_path):
+    rng = np.random.default_rng(0)
+    stereo = (0.05 * rng.standard_normal((2, 44100 * 2))).astype(np.float32)
+    write_audio(tmp_path / "m.wav", stereo, 44100)
+    layers = EncoderSettings(code_bits=4, high_band_hz=20000.0, stereo_bands=20)
+    assert pipeline.is_fullband({"a": layers}) and not pipeline.is_fullband({"a": EncoderSettings()})
+    scores = pipeline.measure("nac-speech-16k-v5", [tmp_path / "m.wav"], {"a": layers})["a"]
+    assert 0 < scores["kbps"] < 40 and scores["bandwidth_khz"] > 15 and scores["ild_error_db"] is not None
+    assert "pesq_wb" not in scores

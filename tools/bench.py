@@ -1,10 +1,11 @@
 """Speed and memory of nac at every ladder point, next to opusenc/opusdec at the same bitrates, in one run.
 
     python tools/bench.py [--lengths 10,600,3600] [--threads 1,0] [--points all] [--model NAME]
-        [--nac "python -m nac.cli"] [--no-opus] [--seek 5]
+        [--input FILE] [--nac "python -m nac.cli"] [--no-opus] [--seek 5]
 
-Inputs are WAV files of the bundled speech clip repeated to each length (in a
-temporary folder). Every measurement is a whole process as a user runs it,
+Inputs are WAV files of the bundled speech clip (or ``--input``, at its own
+rate and channels: music at 44.1 kHz stereo, say) repeated to each length (in
+a temporary folder). Every measurement is a whole process as a user runs it,
 start-up, imports and model load included, so its peak RSS is its own:
 ``nac encode IN OUT.nac -r POINT`` and ``nac decode OUT.nac -o X.wav``, then
 ``opusenc --bitrate KBPS`` and ``opusdec`` on the same input. ``--threads 0``
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from nac.audio import read_audio, write_audio  # noqa: E402
-from nac.model.manifest import find_entry  # noqa: E402
+from nac.model.manifest import find_entry, input_kind  # noqa: E402
 
 SAMPLE = ROOT / "samples" / "speech-en-allison.flac"
 
@@ -53,9 +54,9 @@ class Run:
         return self.seconds / self.wall
 
 
-def make_input(folder: Path, seconds: int) -> Path:
-    clip, rate = read_audio(SAMPLE)
-    path = folder / f"speech-{seconds}s.wav"
+def make_input(folder: Path, seconds: int, sample: Path = SAMPLE) -> Path:
+    clip, rate = read_audio(sample)
+    path = folder / f"input-{seconds}s.wav"
     reps = int(np.ceil(seconds * rate / clip.shape[1]))
     write_audio(path, np.tile(clip, reps)[:, : seconds * rate], rate)
     return path
@@ -85,12 +86,14 @@ def main() -> None:
     parser.add_argument("--threads", default="1,0", help="thread counts to try; 0 = all cores")
     parser.add_argument("--points", default="all", help="ladder points, comma-separated, or all")
     parser.add_argument("--model", default=None, help="model name [the default model]")
+    parser.add_argument("--input", type=Path, default=SAMPLE, help="audio to repeat [the bundled speech clip]")
     parser.add_argument("--nac", default=f"{shlex.quote(sys.executable)} -m nac.cli",
                         help="the nac command line to time")
     parser.add_argument("--no-opus", action="store_true")
     parser.add_argument("--seek", type=float, default=5.0, help="seconds to decode from the middle (0: none)")
     args = parser.parse_args()
-    entry = find_entry(args.model)
+    clip, rate = read_audio(args.input)
+    entry = find_entry(args.model, kind=input_kind(rate, clip.shape[0]))  # the model nac picks for such input
     points = [p.name for p in entry.ladder] if args.points == "all" else args.points.split(",")
     default = entry.point().name
     nac = shlex.split(args.nac)
@@ -107,7 +110,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for seconds in [int(x) for x in args.lengths.split(",")]:
-            source = make_input(folder, seconds)
+            source = make_input(folder, seconds, args.input)
             for threads in [int(x) for x in args.threads.split(",")]:
                 label = str(threads) if threads else f"all ({os.cpu_count()})"
                 for point in points:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nac.errors import ModelError  # noqa: E402
 from nac.model.manifest import MODELS_DIR, update_manifest_row  # noqa: E402
 
-SCORES = ("pesq_wb", "visqol", "stoi")
+SCORES = ("pesq_wb", "visqol", "stoi", "visqol_audio", "bandwidth_khz")  # speech and music modes
 
 
 def measured_ladder(name: str, ladder: list[dict], report: dict) -> tuple[list[dict], list[str]]:

@@ -36,6 +36,8 @@ from .recipe import Recipe, Stage
 
 HELD_OUT_EVERY = 10  # a plain folder's every tenth file (in sorted order) is held out
 SCORES = ("pesq_wb", "stoi", "lsd_db", "mel_db")
+MUSIC_SCORES = ("visqol_audio", "bandwidth_khz", "ild_error_db", "mel_db")
+EXCERPT_S = 20.0  # a fullband ladder is measured on the middle of each held-out file (music runs minutes)
 Log = Callable[[str], None]
 
 
@@ -59,13 +61,15 @@ def folder_data(folder: Path) -> Data:
 
 
 def corpus_data(corpus: Path, kinds: tuple[str, ...], dev_files: int) -> Data:
-    """A corpus's MANIFEST.tsv: its train split of ``kinds``, and ``dev_files`` of its dev split held out."""
+    """A corpus's MANIFEST.tsv: its train split of ``kinds``, and ``dev_files`` of each kind's dev split held
+    out."""
     import csv
 
     with (Path(corpus) / "MANIFEST.tsv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if r.get("kind") in kinds]
     train_files = [Path(corpus) / r["file"] for r in rows if r.get("split") == "train"]
-    held = spread([Path(corpus) / r["file"] for r in rows if r.get("split") == "dev"], dev_files)
+    held = [path for kind in kinds for path in spread(
+        [Path(corpus) / r["file"] for r in rows if r.get("split") == "dev" and r["kind"] == kind], dev_files)]
     return Data(train_files, held, f"{corpus} ({', '.join(kinds)}): {len(train_files)} train, {len(held)} dev files")
 
 
@@ -116,7 +120,7 @@ def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device:
     if not train.Distributed.from_environment().leader:
         return out / "models"
     return finish(previous, out, recipe.name, recipe.model_id, data, recipe.ladder_settings(), recipe.default_point,
-                  description=recipe.description, recipe=recipe, log=log,
+                  description=recipe.description, base=recipe.base, recipe=recipe, log=log,
                   run={"recipe": dataclasses.asdict(recipe)})
 
 
@@ -167,12 +171,14 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
            run: dict | None = None, log: Log = print) -> Path:
     """Export ``checkpoint`` into ``OUT/models`` with its companions and measured ladder; write run.json,
     metrics.md and loss.png. A fine-tune (``base``) keeps the base's channel order and phase initializer and
-    counts its entropy tables again; a recipe counts and trains them all."""
+    counts its entropy tables again; a recipe counts and trains them all (but one from a ``base`` model keeps
+    the base's channel order and phase initializer, as a fine-tune does)."""
     models = Path(out) / "models"
     folder = str(models)
     export.export(checkpoint, name, model_id, models, description=description, make_default=True,
                   training_data=data.source,
-                  extra={"fine_tuned_from": base} if base else {"recipe": f"recipes/{name}.json"})
+                  extra={**({"recipe": f"recipes/{name}.json"} if recipe else {}),
+                         **({"fine_tuned_from": base} if base else {})})
     table_points = [ladder[p] for p in (recipe.table_points if recipe else ladder) if p in ladder]
     if base is not None:
         _copy_companions(base, models, name)
@@ -192,8 +198,10 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
     after = measure(folder, data.held_out, ladder)
     manifest.update_manifest_row(name, {"ladder": [
         {"name": point, "settings": ladder[point].to_json(), "kbps": round(after[point]["kbps"], 2),
-         "scores": {k: round(v, 3) for k, v in after[point].items() if k in ("pesq_wb", "stoi") and v is not None},
-         "measured_on": f"{len(data.held_out)} held-out files"} for point in ladder],
+         "scores": {k: round(v, 3) for k, v in after[point].items()
+                    if k in ("pesq_wb", "stoi", "visqol_audio", "bandwidth_khz") and v is not None},
+         "measured_on": f"{len(data.held_out)} held-out files"
+                        + (f", the middle {EXCERPT_S:g} s of each" if is_fullband(ladder) else "")} for point in ladder],
         "default_point": default_point}, models)
     before = measure(base, data.held_out, ladder) if base is not None else None
     _report(Path(out), name, data, after, before, base, run)
@@ -228,9 +236,16 @@ def _train_phase_init(recipe: Recipe, folder: str, models: Path, data: Data, lad
         phase_init.record(folder, target, models)
 
 
+def is_fullband(ladder: dict[str, EncoderSettings]) -> bool:
+    """Whether a ladder's points carry the fullband layers (then it is measured on audio as it is)."""
+    return any(setting.high_band_hz or setting.stereo_bands for setting in ladder.values())
+
+
 def measure(model: str, files: list[Path], ladder: dict[str, EncoderSettings]) -> dict[str, dict]:
     """Per ladder point: whole-file kbps and mean scores (PESQ-WB and STOI with the [eval] extra) of ``files``
-    coded by ``model`` as mono at its rate."""
+    coded by ``model`` as mono at its rate; a fullband ladder, :func:`measure_fullband`."""
+    if is_fullband(ladder):
+        return measure_fullband(model, files, ladder)
     rate = zoo.load_model(model).net.config.sample_rate
     results = {}
     for point, settings in ladder.items():
@@ -252,6 +267,30 @@ def measure(model: str, files: list[Path], ladder: dict[str, EncoderSettings]) -
     return results
 
 
+def measure_fullband(model: str, files: list[Path], ladder: dict[str, EncoderSettings]) -> dict[str, dict]:
+    """Per ladder point: kbps and mean music scores (:func:`nac.lab.evaluate.score_music`; ViSQOL with the
+    [eval] extra) of the middle :data:`EXCERPT_S` seconds of ``files``, coded at their own rate and channels."""
+    from .evaluate import MUSIC, load_clip, score_music
+
+    clips = [load_clip(path, MUSIC, EXCERPT_S) for path in files]
+    results = {}
+    for point, settings in ladder.items():
+        bits, seconds, scores = 0, 0.0, {key: [] for key in MUSIC_SCORES}
+        for clip in clips:
+            data = api.encode(clip.source, clip.source_rate, settings, model=model)
+            decoded, rate = api.decode(data, model=model)
+            bits, seconds = bits + 8 * len(data), seconds + clip.source.shape[1] / clip.source_rate
+            decoded = resample(decoded, rate, MUSIC.rate)[:, : clip.reference.shape[1]]
+            decoded = np.pad(decoded, ((0, 0), (0, clip.reference.shape[1] - decoded.shape[1])))
+            row = score_music(clip.reference, decoded, MUSIC.rate)
+            for key in MUSIC_SCORES:
+                if row.get(key) is not None and np.isfinite(row[key]):
+                    scores[key].append(row[key])
+        results[point] = {"kbps": bits / max(seconds, 1e-9) / 1000,
+                          **{key: (float(np.mean(v)) if v else None) for key, v in scores.items()}}
+    return results
+
+
 def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, base: str | None,
             run: dict | None) -> None:
     """run.json, metrics.md and loss.png in ``out``."""
@@ -259,13 +298,14 @@ def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, 
               "held_out_files": len(data.held_out), "from": base, **(run or {}), "git_commit": _git_commit(),
               "after": after, "before": before, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    keys = SCORES if any("pesq_wb" in scores for scores in after.values()) else MUSIC_SCORES
     lines = [f"# {name}: held-out scores", "", data.source, "",
-             "| point | " + " | ".join(f"{key} {when}" for key in ("kbps", *SCORES)
+             "| point | " + " | ".join(f"{key} {when}" for key in ("kbps", *keys)
                                       for when in (("before", "after") if before else ("",))) + " |",
-             "|---|" + "---:|" * ((1 + len(SCORES)) * (2 if before else 1))]
+             "|---|" + "---:|" * ((1 + len(keys)) * (2 if before else 1))]
     for point, scores in after.items():
         cells = []
-        for key in ("kbps", *SCORES):
+        for key in ("kbps", *keys):
             for side in ((before[point], scores) if before else (scores,)):
                 value = side.get(key)
                 cells.append("-" if value is None else f"{value:.3f}")

@@ -75,7 +75,7 @@ class Recipe:
     phase_init: PhaseInit | None = None
     ladder: dict = field(default_factory=dict)  # point name -> EncoderSettings JSON
     default_point: str = ""
-    dev_files: int = 100  # ladder measured on this many dev files
+    dev_files: int = 100  # ladder measured on this many dev files of each kind
 
     def ladder_settings(self) -> dict[str, EncoderSettings]:
         return {name: EncoderSettings.from_json(row, f"{self.name} ladder point {name}")
