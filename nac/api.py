@@ -74,10 +74,13 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
         if bitrate is not None:
             raise UsageError("a bitrate needs a model with a rate ladder (nac models); give settings instead")
         return Choice(EncoderSettings(), model)
-    entry = manifest.find_entry(model, kind=manifest.input_kind(sample_rate, channels))
+    kind = manifest.input_kind(sample_rate, channels)
+    entry = manifest.find_entry(model, kind=kind)
+    chosen_for = "" if model is not None or kind == manifest.SPEECH else " (the default for stereo or above-16 kHz input)"
     if bitrate is None:
         point = entry.point()
-        return Choice(point.settings, model or entry.name, point.name, (f"{point.name} point of {entry.name}",))
+        return Choice(point.settings, model or entry.name, point.name,
+                      (f"{point.name} point of {entry.name}{chosen_for}",))
     kbps = parse_kbps(bitrate)
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
@@ -92,7 +95,8 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
         raise UsageError(f"bitrate {kbps:g} kbps is below what {entry.name} codes: {low.nominal_kbps:g}-"
                          f"{high.nominal_kbps:g} kbps{each}")
     point = [p for p in entry.ladder if p.nominal_kbps * coded(p) <= kbps][-1]
-    notes = [f"{point.name} point of {entry.name}" + ("" if coded(point) == 1 else f" for each of {channels} channels")]
+    notes = [f"{point.name} point of {entry.name}{chosen_for}"
+             + ("" if coded(point) == 1 else f" for each of {channels} channels")]
     if kbps > high.nominal_kbps * coded(high):
         notes.append(f"bitrate {kbps:g} kbps is above the model's top point; coding at about "
                      f"{high.nominal_kbps * coded(high):g} kbps")

@@ -151,7 +151,7 @@ def decode(
     duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Decode a damaged file's intact chunks, silence for "
                                           f"the rest; list the lost ranges and exit {SalvagedError.exit_code}.")] = False,
-    keep_model_rate: Annotated[bool, typer.Option("--keep-model-rate", help="Write at the model's rate.")] = False,
+    keep_model_rate: Annotated[bool, typer.Option("--keep-model-rate", help="Write at the rate the file decodes at (16 kHz; 48 kHz with a high band) instead of the original.")] = False,
     phase_iters: Annotated[Optional[int], typer.Option("--phase-iters", help="Phase iterations: fewer is faster "
                                                        "[default: the stream's].")] = None,
     model: ModelOption = None,

@@ -83,13 +83,19 @@ def test_bitrate_is_for_the_whole_file(clip: Path, tmp_path: Path):
     audio, rate = read_audio(clip)
     stereo = tmp_path / "stereo.wav"
     write_audio(stereo, np.concatenate([audio, 0.5 * audio]), rate)
-    result = run("encode", stereo, tmp_path / "s.nac", "--bitrate", "24k")
+    result = run("encode", stereo, tmp_path / "s.nac", "--bitrate", "24k")  # the fullband model's stereo layer
+    assert result.exit_code == 0, result.output
+    assert "24k point of nac-fullband-48k-v1 (the default for stereo" in result.output
+    assert "for each of" not in result.output and "stereo image" not in result.output
+    result = run("encode", stereo, tmp_path / "low.nac", "--bitrate", "8k")
+    assert result.exit_code == 2 and "below what" in result.output and "12-36 kbps" in result.output
+    assert not (tmp_path / "low.nac").exists()
+    result = run("encode", stereo, tmp_path / "s.nac", "-f", "--bitrate", "24k", "-m", "nac-speech-16k-v5")
     assert result.exit_code == 0, result.output
     assert "12k point" in result.output and "for each of 2 channels" in result.output
     assert "stereo image" in result.output  # what is lost, said
-    result = run("encode", stereo, tmp_path / "low.nac", "--bitrate", "8k")
-    assert result.exit_code == 2 and "below what" in result.output and "12-48 kbps for 2 channels" in result.output
-    assert not (tmp_path / "low.nac").exists()
+    result = run("encode", stereo, tmp_path / "low.nac", "--bitrate", "10k", "-m", "nac-speech-16k-v5")
+    assert result.exit_code == 2 and "12-48 kbps for 2 channels" in result.output
     result = run("encode", clip, tmp_path / "top.nac", "--bitrate", "100k")
     assert result.exit_code == 0 and "above the model's top point" in result.output
     assert run("encode", clip, tmp_path / "x.nac", "--bitrate", "fast").exit_code == 2
@@ -100,8 +106,10 @@ def test_content_above_the_models_band_is_warned_of(tmp_path: Path, short_speech
     wide = resample(audio[:, :rate], rate, 44100)
     wide += 0.1 * np.sin(2 * np.pi * 12000 * np.arange(wide.shape[1]) / 44100).astype(np.float32)
     write_audio(tmp_path / "wide.wav", wide, 44100)
-    result = run("encode", tmp_path / "wide.wav")
+    result = run("encode", tmp_path / "wide.wav", "-m", "nac-speech-16k-v5")
     assert result.exit_code == 0 and "lies above 8 kHz, which this model does not code" in result.output
+    result = run("encode", tmp_path / "wide.wav", "-f")  # the fullband default codes it
+    assert result.exit_code == 0 and "nac-fullband-48k-v1" in result.output and "warning" not in result.output
 
 
 def test_settings_file(clip: Path, tmp_path: Path):

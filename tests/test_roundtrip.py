@@ -256,8 +256,10 @@ def test_other_rates_and_stereo_are_restored(short_speech, rate):
 def test_keep_model_rate(short_speech):
     audio, rate = short_speech
     at_44k = resample(audio, rate, 44100)
-    decoded, out_rate = api.decode(api.encode(at_44k, 44100), keep_model_rate=True)
+    decoded, out_rate = api.decode(api.encode(at_44k, 44100, model="nac-speech-16k-v5"), keep_model_rate=True)
     assert out_rate == 16000 and abs(decoded.shape[1] - audio.shape[1]) <= 1
+    decoded, out_rate = api.decode(api.encode(at_44k, 44100), keep_model_rate=True)  # the high band decodes at 48k
+    assert out_rate == 48000 and abs(decoded.shape[1] - 3 * audio.shape[1]) <= 3
 
 
 @pytest.mark.parametrize("length", [0, 1, 100, 511, 513])
