@@ -248,11 +248,19 @@ def models(
         if not (models_dir / "manifest.json").is_file():
             raise UsageError(f"{folder}: no manifest.json (not a models folder or a nac train run)")
     default = manifest.find_entry(None, models_dir).name
-    entries = sorted(manifest.list_models(models_dir), key=lambda entry: (entry.name != default, -entry.id))
+    fullband = manifest.find_entry(None, models_dir, kind=manifest.FULLBAND).name
+    serves = {default: "default for mono up to 16 kHz", fullband: "default for stereo or above 16 kHz"}
+    if default == fullband:
+        serves = {default: "default"}
+    entries = sorted(manifest.list_models(models_dir), key=lambda entry: (entry.name not in serves, entry.name != default, -entry.id))
     for entry in entries:
-        mark = "*" if entry.name == default else " "
-        typer.echo(f"{mark} {entry.name}  id {entry.id}, {entry.sample_rate // 1000} kHz, "
-                   f"{entry.parameters / 1e6:.2f} M parameters")
+        mark = "*" if entry.name in serves else " "
+        top = max((point.settings.high_band_hz for point in entry.ladder), default=0.0)
+        band = f"{entry.sample_rate // 1000} kHz" + (f" core, audio to {top / 1000:g} kHz" if top else "")
+        stereo = ", stereo" if any(point.settings.stereo_bands for point in entry.ladder) else ""
+        typer.echo(f"{mark} {entry.name}  id {entry.id}, {band}{stereo}, {entry.parameters / 1e6:.2f} M parameters")
+        if entry.name in serves:
+            typer.echo(f"    {serves[entry.name]}")
         if entry.description:
             typer.echo(f"    {entry.description[:92]}")
         for point in entry.ladder:
