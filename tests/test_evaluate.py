@@ -390,6 +390,15 @@ def test_it_preset_decodes_with_that_many_griffin_lim_iterations(short_speech):
     assert np.abs(default - decoded).max() > 1e-3
 
 
+def test_a_corpus_manifest_picks_files_and_any_other_folder_is_scanned(tmp_path):
+    for name in ("a.wav", "b.wav", "c.flac"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "MANIFEST.tsv").write_text("file\tsplit\tkind\na.wav\tdev\tmusic\nb.wav\ttrain\tmusic\n")
+    assert evaluate.collect_inputs([tmp_path], "dev", "music") == [tmp_path / "a.wav"]
+    (tmp_path / "MANIFEST.tsv").write_text("file\tlicense\na.wav\tGPL-2+\n")  # a list of sources, not a corpus
+    assert evaluate.collect_inputs([tmp_path], "dev", "music") == [tmp_path / n for n in ("a.wav", "b.wav", "c.flac")]
+
+
 def test_max_files_spreads_over_the_list():
     files = [f"f{i}" for i in range(10)]
     assert evaluate.spread(files, 4) == ["f0", "f2", "f5", "f7"]

@@ -305,17 +305,26 @@ def opus_systems(bitrates: tuple[float, ...]) -> list[System]:
     return [System("opus", f"{rate:g} kbps", bitrate_kbps=rate) for rate in bitrates]
 
 
+def corpus_rows(folder: Path) -> list[dict] | None:
+    """The rows of ``folder``'s MANIFEST.tsv if it is a corpus manifest (file, split and kind columns), else None."""
+    if not (folder / "MANIFEST.tsv").is_file():
+        return None
+    with (folder / "MANIFEST.tsv").open(newline="") as handle:
+        rows = csv.DictReader(handle, delimiter="\t")
+        if not {"file", "split", "kind"} <= set(rows.fieldnames or ()):
+            return None
+        return list(rows)
+
+
 def collect_inputs(inputs: list[Path], split: str, kind: str) -> list[Path]:
-    """Files named directly, MANIFEST.tsv rows of ``split``/``kind``, or audio found under folders."""
+    """Files named directly, corpus MANIFEST.tsv rows of ``split``/``kind``, or audio found under folders."""
     files: list[Path] = []
     for item in inputs:
         item = Path(item)
         if item.is_file():
             files.append(item)
-        elif (item / "MANIFEST.tsv").is_file():
-            with (item / "MANIFEST.tsv").open(newline="") as handle:
-                rows = csv.DictReader(handle, delimiter="\t")
-                files += [item / r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind]
+        elif (rows := corpus_rows(item)) is not None:
+            files += [item / r["file"] for r in rows if r["split"] == split and r["kind"] == kind]
         elif item.is_dir():
             files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         else:
