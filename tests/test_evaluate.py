@@ -166,7 +166,8 @@ def test_missing_metric_packages_are_notes_not_crashes(monkeypatch, short_speech
     notes = " ".join(evaluate.metric_notes())
     assert "PESQ-WB skipped" in notes and "STOI and ESTOI skipped" in notes and "ViSQOL skipped" in notes
     stereo = np.concatenate([audio[:, :RATE]] * 2)
-    assert evaluate.score_music(stereo, stereo, RATE)["visqol_audio"] is None
+    music = evaluate.score_music(stereo, stereo, RATE)
+    assert music["visqol_audio"] is None and music["visqol_audio_lr"] is None
     music_notes = " ".join(evaluate.metric_notes(evaluate.MUSIC))
     assert "ViSQOL-audio skipped" in music_notes and "PESQ" not in music_notes  # speech metrics play no part
 
@@ -314,7 +315,7 @@ def stereo_music(seconds=1.5, rate=44100, seed=0):
 
 
 HAS_VISQOL = metrics.visqol_mapping("audio") is not None
-MUSIC_KEYS = ("visqol_audio",) * HAS_VISQOL + ("bandwidth_khz", "ref_bandwidth_khz", "ild_error_db", "icc_error",
+MUSIC_KEYS = ("visqol_audio", "visqol_audio_lr") * HAS_VISQOL + ("bandwidth_khz", "ref_bandwidth_khz", "ild_error_db", "icc_error",
                                                "lr_correlation_in", "lr_correlation_out", "si_sdr_db", "mel_db")
 
 
@@ -342,7 +343,7 @@ def test_eval_music_mode_scores_stereo_44k_files_at_48k_with_their_channels(tmp_
         assert summary["48 kbps"]["visqol_audio"] > summary["16 kbps"]["visqol_audio"]
     assert summary["48 kbps"]["bandwidth_khz"] == pytest.approx(summary["48 kbps"]["ref_bandwidth_khz"])
     markdown = (out / "summary.md").read_text()
-    assert "ViSQOL-audio | " * HAS_VISQOL + "bandwidth kHz | ref bandwidth kHz | ILD err dB | ICC err |" in markdown
+    assert "ViSQOL-audio | ViSQOL-audio L/R | " * HAS_VISQOL + "bandwidth kHz | ref bandwidth kHz | ILD err dB | ICC err |" in markdown
     assert "at 48 kHz with its channels" in markdown and "`opusdec --rate 48000 --float`" in markdown
     assert "PESQ" not in markdown and "| L/R corr in | L/R corr out |" in result.stdout
     ref, ref_rate = read_audio(out / "ref_m0.wav")

@@ -245,3 +245,17 @@ def test_visqol_audio_ranks_clean_above_lowpassed_and_refuses_short_input():
     assert clean > 4.0 and metrics.visqol_audio(x, lowpass(x, 4000, 44100), 44100) < clean - 0.5
     assert metrics.visqol_audio(x[:, :4000], x[:, :4000], 44100) is None
     assert metrics.visqol_mapping("audio") == "svr"
+
+
+def test_visqol_audio_on_each_channel_hears_a_wrong_stereo_image():
+    pytest.importorskip("visqol")
+    t = np.arange(2 * 44100) / 44100
+    rng = np.random.default_rng(4)
+    left, right = (sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) / k for k, f in enumerate(fs, 1))
+                   for fs in ((220.0, 1760.0, 7040.0), (330.0, 2640.0, 10560.0)))
+    x = 0.2 * np.stack([left, right]) + 0.01 * rng.standard_normal((2, t.size))
+    swapped = x[::-1].copy()  # the same channel mean, the image mirrored
+    assert metrics.visqol_audio(x, swapped, 44100) > 4.0
+    assert metrics.visqol_audio_channels(x, x, 44100) > 4.0
+    assert metrics.visqol_audio_channels(x, swapped, 44100) < metrics.visqol_audio_channels(x, x, 44100) - 1.0
+    assert metrics.visqol_audio_channels(x[:1], x[:1], 44100) is None  # one channel: not defined

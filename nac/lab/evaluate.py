@@ -115,6 +115,7 @@ TABLE_COLUMNS = (  # speech mode's
 MUSIC_COLUMNS = (
     *RATE_COLUMNS,
     ("visqol_audio", "ViSQOL-audio", "{:.2f}"),
+    ("visqol_audio_lr", "ViSQOL-audio L/R", "{:.2f}"),
     ("bandwidth_khz", "bandwidth kHz", "{:.1f}"),
     ("ref_bandwidth_khz", "ref bandwidth kHz", "{:.1f}"),
     ("ild_error_db", "ILD err dB", "{:.2f}"),
@@ -432,6 +433,7 @@ def score_music(reference: np.ndarray, estimate: np.ndarray, rate: int = MUSIC_R
     ild_error, icc_error = metrics.stereo_image_errors(reference, estimate, rate) or (None, None)
     return {
         "visqol_audio": metrics.visqol_audio(reference, estimate, rate),
+        "visqol_audio_lr": metrics.visqol_audio_channels(reference, estimate, rate),
         "bandwidth_khz": _khz(metrics.bandwidth_hz(reference, estimate, rate)),
         "ref_bandwidth_khz": _khz(metrics.reference_bandwidth_hz(reference, rate)),
         "ild_error_db": ild_error,
@@ -464,6 +466,7 @@ MUSIC = Mode(
     name="music", rate=MUSIC_RATE, mono=False, score=score_music, columns=MUSIC_COLUMNS, bitrates=MUSIC_BITRATES,
     packages=(), visqol=("audio", "ViSQOL-audio"),
     undefined={"visqol_audio": ("ViSQOL-audio", "too short or silent"),
+               "visqol_audio_lr": ("ViSQOL-audio L/R", "not two channels, too short or silent"),
                "ild_error_db": ("ILD/ICC errors and L/R correlation", "not two channels")},
     panels=((Panel("visqol_audio", "ViSQOL v3, audio mode", "ViSQOL v3 MOS-LQO", (0.9, 5.0)),
              Panel("si_sdr_db", "SI-SDR, channel mean (ViSQOL not installed)", "SI-SDR dB", None)),
@@ -473,7 +476,8 @@ MUSIC = Mode(
     against="the original at 48 kHz with its channels (music mode, `--mode music`; 44.1 kHz files resampled "
     "with soxr); nac codes each file at its own rate and channels, Opus codes the 48 kHz reference, and both "
     "are compared at 48 kHz",
-    definitions="ViSQOL-audio is ViSQOL v3 audio mode{mapping} on the channel mean. bandwidth kHz: the highest "
+    definitions="ViSQOL-audio is ViSQOL v3 audio mode{mapping} on the channel mean; ViSQOL-audio L/R the mean "
+    "of its scores on each channel alone (two-channel files), which also hears the stereo image. bandwidth kHz: the highest "
     "frequency up to which the output's long-term spectrum stays within 10 dB of the reference's in every "
     "1/3-octave band where the reference has content (above -70 dB re its strongest band), to a third of an "
     "octave (the upper edge of the last band kept); ref bandwidth: the references' own. ILD err dB and ICC err: "

@@ -434,6 +434,16 @@ def visqol_audio(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) 
     return _visqol("audio", reference, estimate, sample_rate, VISQOL_AUDIO_RATE)
 
 
+def visqol_audio_channels(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float | None:
+    """The mean of :func:`visqol_audio` on each channel alone: unlike the channel mean, it hears a stereo
+    image that is wrong. None for one channel, or where any channel's score is undefined."""
+    ref, est = _pair(reference, estimate)
+    if ref.shape[0] < 2:
+        return None
+    scores = [visqol_audio(ref[c : c + 1], est[c : c + 1], sample_rate) for c in range(ref.shape[0])]
+    return None if None in scores else float(np.mean(scores))
+
+
 def visqol_mapping(mode: str = "speech") -> str | None:
     """How ViSQOL maps similarity to MOS in ``mode``: "lattice" or "polynomial" (speech, :func:`visqol_speech`),
     "svr" (audio, :func:`visqol_audio`), or None when ViSQOL is missing."""
