@@ -19,6 +19,7 @@ as it goes, then a table with x real time and the nac/Opus speed ratios.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from nac.audio import read_audio, write_audio  # noqa: E402
+from nac.audio import audio_info, read_audio, write_audio  # noqa: E402
 from nac.model.manifest import find_entry, input_kind  # noqa: E402
 
 SAMPLE = ROOT / "samples" / "speech-en-allison.flac"
@@ -54,11 +56,18 @@ class Run:
         return self.seconds / self.wall
 
 
-def make_input(folder: Path, seconds: int, sample: Path = SAMPLE) -> Path:
+def write_input(path: Path, seconds: int, sample: Path) -> None:
     clip, rate = read_audio(sample)
-    path = folder / f"input-{seconds}s.wav"
     reps = int(np.ceil(seconds * rate / clip.shape[1]))
     write_audio(path, np.tile(clip, reps)[:, : seconds * rate], rate)
+
+
+def make_input(folder: Path, seconds: int, sample: Path = SAMPLE) -> Path:
+    """``sample`` repeated to ``seconds``, written by a child process: on Linux a child's peak RSS starts from
+    its parent's at exec, so this process must never hold the audio itself."""
+    path = folder / f"input-{seconds}s.wav"
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(write_input, path, seconds, sample).result()
     return path
 
 
@@ -92,8 +101,8 @@ def main() -> None:
     parser.add_argument("--no-opus", action="store_true")
     parser.add_argument("--seek", type=float, default=5.0, help="seconds to decode from the middle (0: none)")
     args = parser.parse_args()
-    clip, rate = read_audio(args.input)
-    entry = find_entry(args.model, kind=input_kind(rate, clip.shape[0]))  # the model nac picks for such input
+    _, rate, channels = audio_info(args.input)
+    entry = find_entry(args.model, kind=input_kind(rate, channels))  # the model nac picks for such input
     points = [p.name for p in entry.ladder] if args.points == "all" else args.points.split(",")
     default = entry.point().name
     nac = shlex.split(args.nac)
