@@ -471,7 +471,8 @@ MUSIC = Mode(
     panels=((Panel("visqol_audio", "ViSQOL v3, audio mode", "ViSQOL v3 MOS-LQO", (0.9, 5.0)),
              Panel("si_sdr_db", "SI-SDR, channel mean (ViSQOL not installed)", "SI-SDR dB", None)),
             (Panel("bandwidth_khz", "bandwidth kept (dashed: the references')", "bandwidth kHz",
-                   (0.0, MUSIC_RATE / 2000 + 0.5), reference="ref_bandwidth_khz"),)),
+                   (0.0, MUSIC_RATE / 2000 + 0.5), reference="ref_bandwidth_khz"),),
+            (Panel("visqol_audio_lr", "ViSQOL v3, audio mode, each channel", "ViSQOL v3 MOS-LQO", (0.9, 5.0)),)),
     domain="48 kHz, channels kept", content="music",
     against="the original at 48 kHz with its channels (music mode, `--mode music`; 44.1 kHz files resampled "
     "with soxr); nac codes each file at its own rate and channels, Opus codes the 48 kHz reference, and both "
@@ -834,7 +835,8 @@ def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def plot_rd(report: EvalReport, path: Path) -> None:
     """Rate-quality plot, nac points and the Opus curve against kbps: speech, PESQ-WB and ViSQOL (STOI without
-    ViSQOL); music, ViSQOL-audio (SI-SDR without ViSQOL) and the bandwidth kept, with the references'."""
+    ViSQOL); music, ViSQOL-audio (SI-SDR without ViSQOL), the bandwidth kept, with the references', and
+    ViSQOL-audio on each channel where two-channel files have it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -843,9 +845,12 @@ def plot_rd(report: EvalReport, path: Path) -> None:
 
     systems = report.systems
     mode = mode_named(report.settings.get("mode", "speech"))
-    panels = [next((p for p in choices if any(s.get(p.key) is not None for s in systems)), choices[-1])
-              for choices in mode.panels]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 5.4), dpi=150)
+    def has_values(panel: Panel) -> bool:
+        return any(s.get(panel.key) is not None for s in systems)
+
+    panels = [next((p for p in choices if has_values(p)), choices[-1]) for choices in mode.panels]
+    panels = panels[:2] + [p for p in panels[2:] if has_values(p)]  # a third panel only where it has values
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.4), dpi=150)
     markers = "o^vD<>Ph*Xd"
     nac = [s for s in systems if s["codec"] == "nac"]
     curve = sorted((s for s in systems if s["codec"] == "opus"), key=lambda s: s["kbps"] or 0)
