@@ -74,10 +74,11 @@ def test_manifest_ids_and_names_are_unique():
     assert all(1 <= r["id"] <= 65535 for r in rows)  # 0 is reserved for models given by path
 
 
-def test_shipped_model_parameter_count_config_and_size():
-    row = default_row()
+@pytest.mark.parametrize("name", [r["name"] for r in manifest_json()["models"] if r.get("ladder")])
+def test_shipped_model_parameter_count_config_and_size(name):
+    row = next(r for r in manifest_json()["models"] if r["name"] == name)
     path = manifest.MODELS_DIR / row["file"]
-    loaded = zoo.load_model()
+    loaded = zoo.load_model(name)
     assert parameter_count(loaded.net) == row["parameters"]
     assert json.loads(loaded.net.config.to_json()) == row["config"]
     assert loaded.net.config.sample_rate == row["sample_rate"]

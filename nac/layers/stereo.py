@@ -7,7 +7,7 @@ channels' (at most ``MAX_MIX_GAIN``), and the core codes ``M`` alone. Per band
 and latent frame the layer sends the level difference ``ILD = 10 log10(E_L /
 E_R)`` in steps of ``step`` dB and the normalized correlation ``ICC = Re(sum L
 R*) / sqrt(E_L E_R)`` as the nearest of :data:`ICC_LEVELS`. The decoder makes
-a decorrelated copy ``D`` of the decoded mid (each bin turned by a fixed
+a decorrelated copy ``D`` of the decoded mid (:meth:`StereoLayer.decorrelated`; each bin turned by a fixed
 phase) and mixes
 
     L = c1 (cos(a + b) M + sin(a + b) D),   R = c2 (cos(b - a) M + sin(b - a) D)
@@ -112,9 +112,29 @@ class StereoLayer:
         bins = np.array(self.edges)
         weights = [fullband.per_bin(value, bins, columns_per_frame) for value in (
             c1 * np.cos(half + turn), c1 * np.sin(half + turn), c2 * np.cos(turn - half), c2 * np.sin(turn - half))]
-        columns = weights[0].shape[0]
-        weights = [np.concatenate([w, np.repeat(w[-1:], mid.shape[1] - columns, axis=0)]) for w in weights]
-        turned = mid[0] * _DECORRELATING_PHASES
+        weights = [_to_columns(w, mid.shape[1]) for w in weights]
+        turned = self.decorrelated(mid, columns_per_frame)[0]
         left = weights[0] * mid[0] + weights[1] * turned
         right = weights[2] * mid[0] + weights[3] * turned
         return np.stack([left, right]).astype(np.complex64)
+
+    def decorrelated(self, mid: np.ndarray, columns_per_frame: int) -> np.ndarray:
+        """The decorrelated copy ``D`` (1, columns, BINS) of the mid: each bin turned by a fixed phase, made a
+        waveform and analysed again (turning alone loses about 40 % of the power in synthesis), then per band and
+        frame its part along the mid removed and its power set to the mid's."""
+        bins = np.array(self.edges)
+        columns = mid.shape[1]
+        copy = fullband.analyze(fullband.synthesize(mid * _DECORRELATING_PHASES))[:, :columns]
+        power = fullband.band_energy(mid, bins, columns_per_frame)
+        along = fullband.band_cross(copy, mid, bins, columns_per_frame) / np.maximum(power, 1e-30)
+        copy -= _to_columns(fullband.per_bin(along, bins, columns_per_frame)[0], columns)[None] * mid
+        copy_power = fullband.band_energy(copy, bins, columns_per_frame)
+        gain = np.where(copy_power > 0, np.sqrt(power / np.maximum(copy_power, 1e-30)), 0.0)
+        return (copy * _to_columns(fullband.per_bin(gain, bins, columns_per_frame)[0], columns)[None]).astype(
+            np.complex64)
+
+
+def _to_columns(spread: np.ndarray, columns: int) -> np.ndarray:
+    """Per-column values (frames * columns_per_frame, bins) extended to ``columns``, repeating the last column
+    (the columns past the last whole frame)."""
+    return np.concatenate([spread, np.repeat(spread[-1:], columns - spread.shape[0], axis=0)])
