@@ -33,6 +33,7 @@ ICC_LEVELS = np.array([1.0, 0.937, 0.84118, 0.60092, 0.36764, 0.0, -0.589, -1.0]
 MAX_ILD_DB = 30.0  # level differences beyond this are coded as this
 MAX_MIX_GAIN = 2.0  # the mid's band gain towards the channels' mean power (anti-phase bands stay quieter)
 MAX_BANDS = 64
+MAX_DECORRELATOR_GAIN = 4.0  # the decorrelated copy's per-bin gain towards the mid's power (12 dB)
 # the decorrelator: a unit complex number per bin, the same in every decoder
 _DECORRELATING_PHASES = np.exp(2j * np.pi * np.random.default_rng(0x73746572).random(fullband.BINS))
 
@@ -120,17 +121,19 @@ class StereoLayer:
 
     def decorrelated(self, mid: np.ndarray, columns_per_frame: int) -> np.ndarray:
         """The decorrelated copy ``D`` (1, columns, BINS) of the mid: each bin turned by a fixed phase, made a
-        waveform and analysed again (turning alone loses about 40 % of the power in synthesis), then per band and
-        frame its part along the mid removed and its power set to the mid's."""
+        waveform and analysed again (turning alone loses about 40 % of the power in synthesis), its part along the
+        mid removed per band and frame, and its power set to the mid's per bin and frame."""
         bins = np.array(self.edges)
         columns = mid.shape[1]
         copy = fullband.analyze(fullband.synthesize(mid * _DECORRELATING_PHASES))[:, :columns]
         power = fullband.band_energy(mid, bins, columns_per_frame)
         along = fullband.band_cross(copy, mid, bins, columns_per_frame) / np.maximum(power, 1e-30)
         copy -= _to_columns(fullband.per_bin(along, bins, columns_per_frame)[0], columns)[None] * mid
-        copy_power = fullband.band_energy(copy, bins, columns_per_frame)
-        gain = np.where(copy_power > 0, np.sqrt(power / np.maximum(copy_power, 1e-30)), 0.0)
-        return (copy * _to_columns(fullband.per_bin(gain, bins, columns_per_frame)[0], columns)[None]).astype(
+        every_bin = np.arange(fullband.BINS + 1)  # power matched bin by bin, so the copy keeps the mid's spectrum
+        mid_power, copy_power = (fullband.band_energy(x, every_bin, columns_per_frame) for x in (mid, copy))
+        gain = np.where(copy_power > 0, np.minimum(np.sqrt(mid_power / np.maximum(copy_power, 1e-30)),
+                                                   MAX_DECORRELATOR_GAIN), 0.0)
+        return (copy * _to_columns(fullband.per_bin(gain, every_bin, columns_per_frame)[0], columns)[None]).astype(
             np.complex64)
 
 
