@@ -252,7 +252,8 @@ def models(
     serves = {default: "default for mono up to 16 kHz", fullband: "default for stereo or above 16 kHz"}
     if default == fullband:
         serves = {default: "default"}
-    entries = sorted(manifest.list_models(models_dir), key=lambda entry: (entry.name not in serves, entry.name != default, -entry.id))
+    entries = sorted(manifest.list_models(models_dir),
+                     key=lambda entry: (entry.name not in serves, entry.name != default, -entry.id))
     for entry in entries:
         mark = "*" if entry.name in serves else " "
         top = max((point.settings.high_band_hz for point in entry.ladder), default=0.0)

@@ -72,3 +72,9 @@ def per_bin(values: np.ndarray, bins: np.ndarray, columns_per_frame: int) -> np.
     widths = bins[1:] - bins[:-1]
     spread = np.repeat(values, widths, axis=-2)
     return np.repeat(spread, columns_per_frame, axis=-1).swapaxes(-1, -2)
+
+
+def per_column(values: np.ndarray, bins: np.ndarray, columns_per_frame: int, columns: int) -> np.ndarray:
+    """:func:`per_bin` over ``columns`` columns: those past the last whole frame take the last frame's values."""
+    spread = per_bin(values, bins, columns_per_frame)
+    return np.concatenate([spread, np.repeat(spread[..., -1:, :], columns - spread.shape[-2], axis=-2)], axis=-2)

@@ -108,7 +108,6 @@ class HighBandLayer:
             band = out[:, :columns, start:stop]
             band[fill] = (noise[0] + 1j * noise[1])[fill] / np.sqrt(2)
             copied = fullband.band_energy(out[:, :columns], np.array(self.edges), columns_per_frame)
-        gain = fullband.per_bin(np.sqrt(power / np.maximum(copied, 1e-30)), np.array(self.edges), columns_per_frame)
-        out[:, :columns, start:stop] *= gain
-        out[:, columns:, start:stop] *= gain[:, -1:]  # columns past the last frame: its gains
+        out[..., start:stop] *= fullband.per_column(np.sqrt(power / np.maximum(copied, 1e-30)), np.array(self.edges),
+                                                    columns_per_frame, out.shape[1])
         return out

@@ -91,15 +91,11 @@ class StereoLayer:
         """The mid spectrum (1, columns, BINS) of two spectra, each band at the channels' mean power."""
         bins = np.array(self.edges)
         mid = (left + right) / 2
-        frames = left.shape[1] // columns_per_frame
-        columns = frames * columns_per_frame
         mean = (fullband.band_energy(left, bins, columns_per_frame) + fullband.band_energy(right, bins,
                                                                                             columns_per_frame)) / 2
         gain = np.clip(np.sqrt(mean / np.maximum(fullband.band_energy(mid, bins, columns_per_frame), 1e-30)),
                        1.0, MAX_MIX_GAIN)
-        spread = fullband.per_bin(gain, bins, columns_per_frame)
-        mid[:, :columns] *= spread
-        mid[:, columns:] *= spread[:, -1:]
+        mid *= fullband.per_column(gain, bins, columns_per_frame, mid.shape[1])
         return mid.astype(np.complex64)
 
     def upmix(self, mid: np.ndarray, codes: np.ndarray, columns_per_frame: int) -> np.ndarray:
@@ -111,9 +107,8 @@ class StereoLayer:
         half = np.arccos(ICC_LEVELS[codes[0, bands:]]) / 2
         turn = np.arctan(np.tan(half) * (c2 - c1) / (c2 + c1))
         bins = np.array(self.edges)
-        weights = [fullband.per_bin(value, bins, columns_per_frame) for value in (
+        weights = [fullband.per_column(value, bins, columns_per_frame, mid.shape[1]) for value in (
             c1 * np.cos(half + turn), c1 * np.sin(half + turn), c2 * np.cos(turn - half), c2 * np.sin(turn - half))]
-        weights = [_to_columns(w, mid.shape[1]) for w in weights]
         turned = self.decorrelated(mid, columns_per_frame)[0]
         left = weights[0] * mid[0] + weights[1] * turned
         right = weights[2] * mid[0] + weights[3] * turned
@@ -128,16 +123,9 @@ class StereoLayer:
         copy = fullband.analyze(fullband.synthesize(mid * _DECORRELATING_PHASES))[:, :columns]
         power = fullband.band_energy(mid, bins, columns_per_frame)
         along = fullband.band_cross(copy, mid, bins, columns_per_frame) / np.maximum(power, 1e-30)
-        copy -= _to_columns(fullband.per_bin(along, bins, columns_per_frame)[0], columns)[None] * mid
+        copy -= fullband.per_column(along, bins, columns_per_frame, columns) * mid
         every_bin = np.arange(fullband.BINS + 1)  # power matched bin by bin, so the copy keeps the mid's spectrum
         mid_power, copy_power = (fullband.band_energy(x, every_bin, columns_per_frame) for x in (mid, copy))
         gain = np.where(copy_power > 0, np.minimum(np.sqrt(mid_power / np.maximum(copy_power, 1e-30)),
                                                    MAX_DECORRELATOR_GAIN), 0.0)
-        return (copy * _to_columns(fullband.per_bin(gain, every_bin, columns_per_frame)[0], columns)[None]).astype(
-            np.complex64)
-
-
-def _to_columns(spread: np.ndarray, columns: int) -> np.ndarray:
-    """Per-column values (frames * columns_per_frame, bins) extended to ``columns``, repeating the last column
-    (the columns past the last whole frame)."""
-    return np.concatenate([spread, np.repeat(spread[-1:], columns - spread.shape[0], axis=0)])
+        return (copy * fullband.per_column(gain, every_bin, columns_per_frame, columns)).astype(np.complex64)
