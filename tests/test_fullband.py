@@ -52,6 +52,24 @@ def test_the_high_band_is_rebuilt_at_its_coded_levels():
     assert not silent[..., layer.start :].any()
 
 
+def test_a_quiet_band_beside_a_loud_one_keeps_its_mean():
+    power = np.full((1, 3, fullband.BINS), 1e-20)
+    power[..., :100] = 1e4
+    bins = np.array([0, 100, 200, 300, 300])  # the last band is empty
+    means = fullband.band_mean(power, bins, 3)[0, :, 0]
+    np.testing.assert_allclose(means, [1e4, 1e-20, 1e-20, 0.0], rtol=1e-12)
+
+
+def test_digital_silence_inside_a_chunk_decodes_silent_above_the_core():
+    """A tone, silence and the tone again in one chunk: the silence must not come back as loud noise (the
+    high band's scale once divided by band energies lost next to noise-filled bands)."""
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE // 2) / RATE)
+    audio = np.concatenate([tone, np.zeros(RATE), tone])[None].astype(np.float32)
+    decoded, _ = api.decode(api.encode(audio, RATE, FULLBAND))
+    gap = decoded[:, int(0.6 * RATE) : int(1.4 * RATE)]
+    assert np.abs(gap).max() < 1e-3
+
+
 def test_the_stereo_layer_keeps_levels_and_correlation():
     layer = StereoLayer.with_bands(20, LEVEL_STEP)
     assert layer.problem() is None

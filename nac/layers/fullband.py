@@ -61,9 +61,12 @@ def band_mean(values: np.ndarray, bins: np.ndarray, columns_per_frame: int) -> n
     channels, columns, _ = values.shape
     frames = columns // columns_per_frame
     values = values[:, : frames * columns_per_frame].reshape(channels, frames, columns_per_frame, -1).mean(axis=2)
-    cumulative = np.concatenate([np.zeros((channels, frames, 1)), np.cumsum(values, axis=-1)], axis=-1)
-    sums = cumulative[..., bins[1:]] - cumulative[..., bins[:-1]]
-    return (sums / np.maximum(bins[1:] - bins[:-1], 1)).transpose(0, 2, 1)
+    # sums per band, not differences of a running sum: a quiet band beside a loud one keeps its own precision
+    widths = bins[1:] - bins[:-1]
+    sums = np.zeros((channels, frames, len(widths)))
+    if (filled := widths > 0).any():
+        sums[..., filled] = np.add.reduceat(values[..., : bins[-1]], bins[:-1][filled], axis=-1)
+    return (sums / np.maximum(widths, 1)).transpose(0, 2, 1)
 
 
 def per_bin(values: np.ndarray, bins: np.ndarray, columns_per_frame: int) -> np.ndarray:
