@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import codec
-from .audio import as_channels_first, is_stdio, read_blocks, resample_blocks, write_atomic, write_audio_blocks
+from .audio import as_channels_first, is_stream, read_blocks, resample_blocks, write_atomic, write_audio_blocks
 from .errors import FormatError, NacError, OutputError, UsageError
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
@@ -343,7 +343,7 @@ class DecodeReport:
 
 
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if not is_stdio(dst) and dst.exists():
+    if not is_stream(dst) and dst.exists():
         if src.exists() and dst.resolve() == src.resolve():
             raise OutputError(f"{dst}: output would overwrite the input")
         if not overwrite:

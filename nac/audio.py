@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +61,17 @@ def resample_blocks(
 
 def is_stdio(path: str | os.PathLike) -> bool:
     return str(path) == STDIO
+
+
+def is_stream(path: str | os.PathLike) -> bool:
+    """Standard output, or an existing pipe or device (``/dev/null``): written straight through, never replaced."""
+    if is_stdio(path):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -119,14 +131,16 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
 def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sample_rate: int, channels: int) -> None:
     """Write (channels, n) float blocks as 16-bit PCM as they arrive, atomically.
 
-    The format comes from the extension. ``-`` writes WAV to standard output,
-    gathered first (a WAV header needs the length, and a pipe cannot seek).
+    The format comes from the extension. ``-`` (standard output), a pipe or a
+    device gets WAV unless its name says FLAC, gathered first (a WAV header
+    needs the length, and a pipe cannot seek).
     """
     path = Path(path)
-    if is_stdio(path):
+    if is_stream(path):
         audio = np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1)
         encoded = io.BytesIO()
-        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, format="WAV", subtype="PCM_16")
+        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, subtype="PCM_16",
+                 format=WRITABLE_FORMATS.get(path.suffix.lower(), "WAV"))
         write_atomic(path, lambda handle: handle.write(encoded.getbuffer()))
         return
     file_format = WRITABLE_FORMATS.get(path.suffix.lower())
@@ -154,7 +168,8 @@ def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sa
 def write_atomic(path: Path, writer) -> None:
     """Call ``writer(file_object)`` on a temporary file, then rename it to ``path``.
 
-    ``-`` writes to standard output instead (a pipe cannot be made atomic).
+    ``-`` writes to standard output instead, and an existing pipe or device is
+    written straight through (neither can be made atomic, nor replaced).
     """
     if is_stdio(path):
         try:
@@ -162,6 +177,13 @@ def write_atomic(path: Path, writer) -> None:
             sys.stdout.buffer.flush()
         except OSError as err:  # BrokenPipeError included: the reader went away
             raise OutputError(f"<stdout>: cannot write ({err.strerror or err})") from None
+        return
+    if is_stream(path):
+        try:
+            with open(path, "wb") as handle:
+                writer(handle)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
         return
     path = Path(path)
     try:

@@ -161,6 +161,23 @@ def test_output_equal_to_input_is_refused(clip: Path):
     assert result.exit_code == 7 and "overwrite the input" in result.output
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_as_output_is_written_through_not_replaced(clip: Path, encoded: Path, tmp_path: Path):
+    import threading
+
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = run("decode", encoded, "-o", pipe, "-q")  # no -f needed: nothing is overwritten
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert pipe.is_fifo() and received[0][:4] == b"RIFF"
+    audio, rate = read_audio(clip)
+    assert len(received[0]) == 44 + 2 * audio.shape[1]  # a whole 16-bit WAV
+
+
 @pytest.mark.parametrize("command, name", [("encode", "nope.wav"), ("decode", "nope.nac"), ("inspect", "nope.nac")])
 def test_missing_input(tmp_path: Path, command: str, name: str):
     result = run(command, tmp_path / name)
