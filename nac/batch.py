@@ -69,6 +69,10 @@ def plan(input_dir: Path, output_dir: Path, options: Options) -> list[Task]:
         for path in sorted(input_dir.rglob("*"))
         if path.is_file() and path.suffix.lower() in wanted
     ]
+    sources: dict[Path, Path] = {}
+    for task in tasks:
+        if (other := sources.setdefault(task.target, task.source)) != task.source:
+            raise OutputError(f"{task.target}: would be written from both {other} and {task.source} (rename one)")
     existing = [task.target for task in tasks if task.target.exists()]
     if existing and not (options.overwrite or options.resume):
         raise OutputError(f"{existing[0]}: already exists, with {len(existing) - 1} more outputs (use -f to "

@@ -21,7 +21,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import BatchFailedError, BatchPartialError, NacError, SalvagedError, UsageError
+from .errors import BatchFailedError, BatchPartialError, InputError, NacError, OutputError, SalvagedError, UsageError
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
@@ -280,7 +280,8 @@ def batch_command(
     bitrate: BitrateOption = None,
     settings: SettingsOption = None,
     model: ModelOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes [default: all cores].")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel processes [default: all cores].",
+                                      show_default=False)] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Skip outputs that exist and verify.")] = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -291,7 +292,7 @@ def batch_command(
                                                    "here.")] = None,
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
-    from . import batch
+    from . import api, batch
     from .audio import write_atomic
     from .model import zoo
     from .settings import EncoderSettings
@@ -301,11 +302,19 @@ def batch_command(
     chosen = EncoderSettings.from_file(settings) if settings is not None else None
     if chosen is not None and bitrate is not None:
         raise UsageError("give --bitrate or --settings, not both")
+    if jobs < 0:
+        raise UsageError("--jobs must be 0 (all cores) or more")
+    if bitrate is not None:
+        api.parse_kbps(bitrate)  # a malformed rate fails once, before any file
+    if report_path is not None and not report_path.parent.is_dir():
+        raise OutputError(f"{report_path}: cannot write (no folder {report_path.parent})")
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     options = batch.Options(decode=decode, resume=resume, overwrite=force, model=model, settings=chosen,
                             bitrate=bitrate)
     tasks = batch.plan(input_dir, output_dir, options)
+    if not tasks:
+        raise InputError(f"{input_dir}: no {'.nac' if decode else 'audio'} files under this folder")
     started = time.monotonic()
     outcomes = batch.run_batch(tasks, options, jobs or os.cpu_count() or 1, engine=engine, address=address)
     stats = batch.throughput(outcomes, time.monotonic() - started)

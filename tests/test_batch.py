@@ -29,6 +29,12 @@ def test_plan_mirrors_the_tree(folder: Path, tmp_path: Path):
     assert targets == ["a.nac", "nested/b.nac", "nested/broken.nac", "nested/deeper/c.nac"]
 
 
+def test_two_inputs_with_one_output_name_are_refused(folder: Path, tmp_path: Path):
+    (folder / "a.flac").write_bytes((folder / "nested" / "b.flac").read_bytes())  # beside a.wav: both a.nac
+    with pytest.raises(OutputError, match=r"a\.nac: would be written from both .*a\.flac and .*a\.wav"):
+        batch.plan(folder, tmp_path / "out", batch.Options(overwrite=True))
+
+
 def test_batch_records_failures_and_goes_on(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
     outcomes = batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)

@@ -273,6 +273,19 @@ def test_models_lists_the_default_first_in_short_lines():
     assert f"* {fullband}  id" in result.stdout and "    default for stereo or above 16 kHz" in lines
 
 
+def test_batch_checks_its_options_and_input_before_any_file(tmp_path: Path, clip: Path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    result = run("batch", source, out)
+    assert result.exit_code == 3 and "no audio files" in result.output and str(source) in result.output
+    shutil.copy(clip, source / "a.wav")
+    for args, code, message in ((("-r", "abc"), 2, "bitrate"), (("-j", "-1"), 2, "--jobs"),
+                                (("--report", tmp_path / "nowhere" / "r.txt"), 7, "no folder")):
+        result = run("batch", source, out, *args)
+        assert result.exit_code == code and message in result.output, (args, result.output)
+        assert not out.exists()
+
+
 def test_batch_refuses_to_overwrite_and_resumes(tmp_path: Path, short_speech):
     audio, rate = short_speech
     source = tmp_path / "in"
