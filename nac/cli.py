@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -69,11 +70,24 @@ def reports_errors(command):
                 traceback.print_exc()
             _say(f"nac: error: {err}")
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            _say("nac: interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as err:  # partial outputs are gone by now (nac.audio.write_atomic)
+            signum = getattr(err, "signum", signal.SIGINT)
+            _say("nac: interrupted" if signum == signal.SIGINT else f"nac: stopped by {signal.Signals(signum).name}")
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that it stops as on Ctrl-C: no partial output left."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
 
 
 @contextlib.contextmanager
@@ -467,6 +481,9 @@ def main() -> None:
     Tearing the interpreter down (unloading torch) would add about 0.25 s to
     every run, which adds up in batch and pipe use; the files are closed by then.
     """
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     try:
         code = typer.main.get_command(app).main(args=sys.argv[1:], prog_name="nac", standalone_mode=False)
     except typer.Abort:

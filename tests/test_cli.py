@@ -161,6 +161,24 @@ def test_output_equal_to_input_is_refused(clip: Path):
     assert result.exit_code == 7 and "overwrite the input" in result.output
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX signals")
+def test_sigterm_stops_an_encode_without_leaving_a_partial_file(tmp_path: Path):
+    import signal
+    import time
+
+    source = tmp_path / "long.wav"
+    write_audio(source, 0.1 * np.random.default_rng(0).standard_normal((1, 16000 * 120)).astype(np.float32), 16000)
+    process = subprocess.Popen([sys.executable, "-m", "nac.cli", "encode", source, "-q"], stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".long.nac.*.part")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_pipe_as_output_is_written_through_not_replaced(clip: Path, encoded: Path, tmp_path: Path):
     import threading
