@@ -66,9 +66,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except NacError as err:
-            if os.environ.get("NAC_DEBUG"):
-                traceback.print_exc()
-            _say(f"nac: error: {err}")
+            _say_error(err)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt as err:  # partial outputs are gone by now (nac.audio.write_atomic)
             signum = getattr(err, "signum", signal.SIGINT)
@@ -76,6 +74,30 @@ def reports_errors(command):
             raise typer.Exit(128 + signum) from None
 
     return wrapper
+
+
+def _say_error(err: NacError) -> None:
+    if os.environ.get("NAC_DEBUG"):
+        traceback.print_exc()
+    _say(f"nac: error: {err}")
+
+
+def _for_each(pairs: list[tuple[Path, Path]], work) -> None:
+    """``work(source, target)`` for every pair; a file that fails is reported and the others still run, and the
+    first failure's code is the exit code. A usage error stops everything."""
+    first = None
+    for source, target in pairs:
+        try:
+            work(source, target)
+        except UsageError:
+            raise
+        except NacError as err:
+            if len(pairs) == 1:
+                raise
+            _say_error(err)
+            first = first or err
+    if first is not None:
+        raise typer.Exit(first.exit_code)
 
 
 class Terminated(KeyboardInterrupt):
@@ -143,7 +165,7 @@ def encode(
 
     chosen = EncoderSettings.from_file(settings) if settings is not None else None
     codec.tune_heap()
-    for source, target in _pairs(inputs, output, ".nac", (".nac",)):
+    def encode_one(source: Path, target: Path) -> None:
         _refuse_terminal(target, ".nac bytes")
         with chunk_progress("encoding", quiet) as on_progress:
             report = api.encode_file(source, target, chosen, bitrate=bitrate, overwrite=force, model=model,
@@ -153,6 +175,8 @@ def encode(
             _say(f"{source} -> {target}: {report.file_bytes} bytes, {report.duration_s:.2f} s, {kbps}")
             for note in report.notes:
                 _say(f"nac: {note}")
+
+    _for_each(_pairs(inputs, output, ".nac", (".nac",)), encode_one)
 
 
 @app.command()
@@ -178,7 +202,8 @@ def decode(
     if salvage and (start is not None or duration is not None):
         raise UsageError("--salvage decodes the whole file: drop --start/--duration")
     codec.tune_heap()
-    for source, target in _pairs(inputs, output, ".decoded.wav", (".wav", ".flac")):
+
+    def decode_one(source: Path, target: Path) -> None:
         _refuse_terminal(target, "audio")
         with chunk_progress("decoding", quiet) as on_progress:
             report = api.decode_file(source, target, overwrite=force, keep_model_rate=keep_model_rate, model=model,
@@ -194,6 +219,8 @@ def decode(
             lost = sum(span.stop - span.start for span in report.lost) / report.sample_rate
             raise SalvagedError(f"{source}: damaged ({len(report.problems)} problem(s)); {lost:.3f} s lost in "
                                 f"{len(report.lost)} range(s), silence written there")
+
+    _for_each(_pairs(inputs, output, ".decoded.wav", (".wav", ".flac")), decode_one)
 
 
 @app.command()

@@ -148,6 +148,16 @@ def test_several_inputs_each_get_their_own_output(clip: Path, tmp_path: Path):
     assert run("encode", clip, other, "-o", tmp_path / "one.nac").exit_code == 2
 
 
+def test_a_failing_input_among_several_does_not_stop_the_others(clip: Path, tmp_path: Path):
+    broken, other = tmp_path / "broken.wav", tmp_path / "other.wav"
+    broken.write_text("not audio")
+    shutil.copy(clip, other)
+    result = run("encode", clip, broken, other, "-q")
+    assert result.exit_code == 3 and result.output.count("nac: error:") == 1 and "broken.wav" in result.output
+    assert clip.with_suffix(".nac").is_file() and other.with_suffix(".nac").is_file()
+    assert not broken.with_suffix(".nac").exists()
+
+
 def test_existing_output_needs_force(clip: Path, encoded: Path):
     before = encoded.read_bytes()
     result = run("encode", clip)
