@@ -77,29 +77,31 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
     kind = manifest.input_kind(sample_rate, channels)
     entry = manifest.find_entry(model, kind=kind)
     chosen_for = "" if model is not None or kind == manifest.SPEECH else " (the default for stereo or above-16 kHz input)"
-    if bitrate is None:
-        point = entry.point()
-        return Choice(point.settings, model or entry.name, point.name,
-                      (f"{point.name} point of {entry.name}{chosen_for}",))
-    kbps = parse_kbps(bitrate)
-    if not entry.ladder:
-        raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
-    low, high = entry.ladder[0], entry.ladder[-1]
 
     def coded(point: manifest.RatePoint) -> int:
         return 1 if channels == 2 and point.settings.stereo_bands else channels
 
+    def each(point: manifest.RatePoint) -> str:
+        return "" if coded(point) == 1 else f" for each of {channels} channels"
+
+    if bitrate is None:
+        point = entry.point()
+        return Choice(point.settings, model or entry.name, point.name,
+                      (f"{point.name} point of {entry.name}{chosen_for}{each(point)}",))
+    kbps = parse_kbps(bitrate)
+    if not entry.ladder:
+        raise UsageError(f"model {entry.name} has no rate ladder: give settings instead of a bitrate")
+    low, high = entry.ladder[0], entry.ladder[-1]
     if kbps < low.nominal_kbps * coded(low):
-        each = "" if coded(low) == 1 else f" per channel ({low.nominal_kbps * channels:g}-" \
-                                          f"{high.nominal_kbps * channels:g} kbps for {channels} channels)"
+        per_channel = "" if coded(low) == 1 else f" per channel ({low.nominal_kbps * channels:g}-" \
+                                                 f"{high.nominal_kbps * channels:g} kbps for {channels} channels)"
         raise UsageError(f"bitrate {kbps:g} kbps is below what {entry.name} codes: {low.nominal_kbps:g}-"
-                         f"{high.nominal_kbps:g} kbps{each}")
+                         f"{high.nominal_kbps:g} kbps{per_channel}")
     point = [p for p in entry.ladder if p.nominal_kbps * coded(p) <= kbps][-1]
-    notes = [f"{point.name} point of {entry.name}{chosen_for}"
-             + ("" if coded(point) == 1 else f" for each of {channels} channels")]
+    notes = [f"{point.name} point of {entry.name}{chosen_for}{each(point)}"]
     if kbps > high.nominal_kbps * coded(high):
-        notes.append(f"bitrate {kbps:g} kbps is above the model's top point; coding at about "
-                     f"{high.nominal_kbps * coded(high):g} kbps")
+        notes.append(f"bitrate {kbps:g} kbps is above the model's top point, {high.name} (about "
+                     f"{high.nominal_kbps * coded(high):g} kbps on typical audio)")
     return Choice(point.settings, model or entry.name, point.name, tuple(notes))
 
 
