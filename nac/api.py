@@ -106,6 +106,8 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
 
 
 def _check_audio_args(channels: int, sample_rate: int) -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise UsageError(f"sample rate {sample_rate!r}: give a whole number of Hz, like 48000")
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise UsageError(f"sample rate {sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
@@ -118,6 +120,8 @@ def encode(audio: np.ndarray, sample_rate: int, settings: EncoderSettings | None
     ``settings``, or at the model's ladder point for a whole-file ``bitrate`` (``"12k"``), or at its default
     point (:func:`choose_settings`)."""
     audio = as_channels_first(audio)
+    if audio.shape[0] > MAX_CHANNELS >= audio.shape[1]:
+        raise UsageError(f"audio shaped {audio.shape}: nac takes (channels, time); transpose it (audio.T)")
     return b"".join(encode_parts(iter([audio]), audio.shape[0], audio.shape[1], sample_rate, settings,
                                  bitrate=bitrate, model=model))
 
@@ -130,10 +134,17 @@ class EncodeNotes:
     lost_above_hz: float = 0.0  # the highest frequency the model codes
     lost_share: float = 0.0  # share of the input's energy above it
     channels: int = 1
+    non_finite: int = 0  # NaN or infinite input samples (coded as silence)
+    peak: float = 0.0  # the input's largest finite magnitude
 
     def lines(self) -> list[str]:
         """One-line notes, then warnings (prefixed ``warning:``)."""
         lines = list(self.choice.notes) if self.choice else []
+        if self.non_finite:
+            lines.append(f"warning: {self.non_finite} input samples are NaN or infinite; coded as silence")
+        if self.peak > 1.0:
+            lines.append(f"warning: the input peaks {20 * np.log10(self.peak):.1f} dB above full scale; decoded "
+                         "audio is clipped to [-1, 1]")
         if self.lost_share > LOST_SHARE_WARNING:
             lines.append(f"warning: {100 * self.lost_share:.1f} % of the input's energy lies above "
                          f"{self.lost_above_hz / 1000:g} kHz, which this model does not code")
@@ -179,9 +190,18 @@ def encode_parts(
             energy[which] += float(np.square(block, dtype=np.float64).sum())
             yield block
 
+    def cleaned() -> Iterator[np.ndarray]:
+        for block in blocks:
+            finite = np.isfinite(block)
+            if not finite.all():
+                notes.non_finite += int(block.size - finite.sum())
+                block = np.where(finite, block, 0.0).astype(block.dtype)
+            if block.size:
+                notes.peak = max(notes.peak, float(np.abs(block).max()))
+            yield block
+
     def chunks() -> Iterator[Chunk]:
-        clean = (np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0) for block in blocks)
-        decoded_rate = resample_blocks(measured(clean, 0), sample_rate, info.decoded_rate, channels)
+        decoded_rate = resample_blocks(measured(cleaned(), 0), sample_rate, info.decoded_rate, channels)
         source = codec.SampleWindow(measured(decoded_rate, 1), channels, info.decoded_sample_count)
         for chunk in encoder.chunks(source):
             yield chunk

@@ -29,8 +29,17 @@ STDIO = "-"  # as a path: standard input or standard output
 
 
 def as_channels_first(audio: np.ndarray) -> np.ndarray:
-    """float32 (channels, time) from a (time,) or (channels, time) array."""
-    array = np.asarray(audio, dtype=np.float32)
+    """float32 (channels, time) from a (time,) or (channels, time) array; integer samples are scaled from their
+    type's full scale, as soundfile reads them (int16 32767 -> 1.0)."""
+    array = np.asarray(audio)
+    if array.dtype.kind in "iu":
+        limits = np.iinfo(array.dtype)
+        middle = (limits.max + 1) // 2 if array.dtype.kind == "u" else 0
+        array = (array.astype(np.float64) - middle) / (limits.max + 1 - middle)
+    elif array.dtype.kind not in "f":
+        raise UsageError(f"audio must be an array of numbers, not {array.dtype}")
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, which the encoder codes as silence
+        array = array.astype(np.float32)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:

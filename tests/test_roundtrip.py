@@ -6,13 +6,15 @@ with a margin: a regression in the model, quantizer or phase path fails them.
 
 import dataclasses
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from safetensors.torch import load, save
 
-from nac import api, codec
+from nac import api, codec, info
 from nac.audio import resample
 from nac.errors import UsageError
 from nac.format import container
@@ -316,3 +318,37 @@ SI_SDR_DEFAULT_MIN = 4.0
 SNR_STORE_PHASE_MIN = 14.0
 SI_SDR_STORE_PHASE_MIN = 14.0
 LSD_CODE_BITS_MARGIN = 0.1
+
+
+def test_the_api_refuses_what_it_would_misread():
+    silence = np.zeros(1600, np.float32)
+    for rate in (44100.5, "48000", True):
+        with pytest.raises(UsageError, match="whole number of Hz"):
+            api.encode(silence, rate)
+    with pytest.raises(UsageError, match=r"takes \(channels, time\); transpose it"):
+        api.encode(np.zeros((1600, 2), np.float32), 16000)
+    with pytest.raises(UsageError, match="array of numbers"):
+        api.encode(np.array(["a", "b"]), 16000)
+    for call in (api.decode, api.decode_salvage, info.inspect):
+        with pytest.raises(UsageError, match="expected a .nac file's bytes, not str"):
+            call("speech.nac")
+
+
+def test_integer_samples_are_read_from_their_full_scale(short_speech):
+    audio, rate = short_speech
+    clip = audio[:, : rate // 2]
+    as_int16 = np.round(clip * 32767).astype(np.int16)
+    assert api.encode(as_int16, rate) == api.encode(as_int16.astype(np.float32) / 32768, rate)
+
+
+def test_non_finite_and_too_loud_input_is_coded_with_a_warning(tmp_path: Path, short_speech):
+    audio, rate = short_speech
+    loud = audio[:, : rate // 2].copy()
+    loud[0, 100:110] = np.nan
+    loud[0, 200] = 2.0
+    source = tmp_path / "loud.wav"
+    soundfile.write(source, loud.T, rate, subtype="FLOAT")
+    notes = " ".join(api.encode_file(source, tmp_path / "loud.nac").notes)
+    assert "10 input samples are NaN or infinite" in notes and "peaks 6.0 dB above full scale" in notes
+    soundfile.write(source, audio[:, : rate // 2].T, rate, subtype="FLOAT")
+    assert "warning" not in " ".join(api.encode_file(source, tmp_path / "clean.nac").notes)

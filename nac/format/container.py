@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from construct import Const, Int8ul, Int32ul, Struct, VarInt
 
-from ..errors import FormatError, ModelError, VersionError
+from ..errors import FormatError, ModelError, UsageError, VersionError
 from ..layers import latent as latent_layer
 from ..layers.residual import HINT_ROWS, RESIDUAL_LIMIT
 from ..layers.stereo import ICC_LEVELS
@@ -59,9 +59,17 @@ class Tables:
 # --------------------------------------------------------------------------
 
 
+def _checked_bytes(data: bytes) -> bytes:
+    """``data`` if it is bytes-like; :class:`UsageError` for anything else (a path, most likely)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UsageError(f"expected a .nac file's bytes, not {type(data).__name__} (for a path use "
+                         "nac.decode_file, or read the file's bytes first)")
+    return data
+
+
 def read_info(data: bytes) -> tuple[StreamInfo, int]:
     """The header of a file of any version, checked, and its size; formats 1.0-8.0 through the legacy reader."""
-    data = bytes(data[: 2**16 + 8])
+    data = bytes(_checked_bytes(data)[: 2**16 + 8])
     if not data:
         raise FormatError("empty file: not a nac file")
     if data[: len(header_format.MAGIC)] != header_format.MAGIC[: len(data)]:
@@ -326,7 +334,7 @@ def scan(data: bytes) -> StreamReport:
     Only an unusable header raises (:class:`FormatError` or :class:`VersionError`).
     Nothing is decoded. After a damaged record the walk resynchronizes on the next sync word.
     """
-    data = bytes(data)
+    data = bytes(_checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.scan(data)
@@ -446,7 +454,7 @@ def _salvaged_peaks(data: bytes, info: StreamInfo, offsets: dict[int, int], grou
 def open_stream(data: bytes, tables: Tables = Tables()):
     """A file checked whole (header, framing, every CRC, the end record) and ready to decode chunk by chunk;
     a legacy file (1.0-8.0) is decoded whole by :mod:`nac.format.legacy`. :class:`FormatError` for any damage."""
-    data = bytes(data)
+    data = bytes(_checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.open_stream(data, tables.code_tables)
@@ -488,7 +496,7 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
     damaged or missing, whose payload fails its checks, or whose scale group
     lost both copies of its peak codes, is lost.
     """
-    data = bytes(data)
+    data = bytes(_checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.salvage(data, tables.code_tables)
