@@ -18,7 +18,7 @@ import numpy as np
 
 from . import codec
 from .audio import as_channels_first, is_stream, read_blocks, resample_blocks, write_atomic, write_audio_blocks
-from .errors import FormatError, NacError, OutputError, UsageError
+from .errors import FormatError, InputError, NacError, OutputError, UsageError
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
@@ -386,6 +386,10 @@ def encode_file(
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     samples, rate, channels, blocks = read_blocks(src)
+    try:
+        _check_audio_args(channels, rate)
+    except UsageError as err:  # the file's own rate or channels: a problem of the input, not of the command
+        raise InputError(f"{src}: {err}") from None
     written, notes = 0, EncodeNotes()
 
     def write(handle) -> None:

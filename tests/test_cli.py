@@ -213,6 +213,16 @@ def test_missing_input(tmp_path: Path, command: str, name: str):
     assert result.output.strip() == f"nac: error: {tmp_path / name}: no such file"
 
 
+@pytest.mark.parametrize("channels, rate, message", [(9, 16000, "9 channels: nac codes 1 to 8"),
+                                                     (1, 4000, "sample rate 4000 Hz is outside")])
+def test_an_input_nac_cannot_code_is_an_input_error(tmp_path: Path, channels: int, rate: int, message: str):
+    source = tmp_path / "odd.wav"
+    write_audio(source, np.zeros((channels, rate // 10), np.float32), rate)
+    result = run("encode", source)
+    assert result.exit_code == 3 and result.output.startswith(f"nac: error: {source}: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.wav"]
+
+
 def test_a_folder_as_input(tmp_path: Path):
     result = run("encode", tmp_path)
     assert result.exit_code == 3 and result.output.strip() == f"nac: error: {tmp_path}: is a folder, not an audio file"
