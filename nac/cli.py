@@ -246,7 +246,8 @@ def format_inspection(path: Path, info: dict) -> str:
     """The human-readable form of :func:`nac.info.inspect`'s report."""
     kbps = f"{info['kbps']:.2f} kbps" if info["kbps"] else "-"
     header = info["header"]
-    lines = [f"{path}: {info['file_bytes']} bytes, {info['duration_s']:.3f} s, {kbps}, model {info['model_name']}",
+    model = info["model_name"] or f"id {header.get('model_id', '?')} (not one this nac knows)"
+    lines = [f"{path}: {info['file_bytes']} bytes, {info['duration_s']:.3f} s, {kbps}, model {model}",
              "header:"]
     for name, value in header.items():
         if isinstance(value, dict):
