@@ -236,7 +236,10 @@ def _check_input_path(path: Path) -> None:
 
 def _reason(err: BaseException) -> str:
     """libsndfile's reason without its "Error opening <name>: " prefix (which may be an object's repr)."""
-    return _first_line(err).rsplit(": ", 1)[-1]
+    reason = _first_line(err).rsplit(": ", 1)[-1]
+    if reason.startswith("File does not exist or is not a regular file"):  # what it says of an undecodable MP3
+        return "its contents could not be decoded"
+    return reason
 
 
 def _first_line(err: BaseException) -> str:

@@ -234,6 +234,10 @@ def test_non_audio_input(tmp_path: Path):
     result = run("encode", bogus)
     assert result.exit_code == 3 and "notes.wav" in result.output and "not a readable audio file" in result.output
     assert not (tmp_path / "notes.nac").exists()
+    garbage = tmp_path / "garbage.mp3"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    result = run("encode", garbage)
+    assert result.exit_code == 3 and "not a regular file" not in result.output  # libsndfile's words for it
 
 
 def test_raw_bytes_on_stdin_are_named_stdin(tmp_path: Path):
