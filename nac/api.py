@@ -95,8 +95,12 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
     if kbps < low.nominal_kbps * coded(low):
         per_channel = "" if coded(low) == 1 else f" per channel ({low.nominal_kbps * channels:g}-" \
                                                  f"{high.nominal_kbps * channels:g} kbps for {channels} channels)"
+        lower = [other for other in manifest.list_models() if other.ladder and model is None
+                 and other.ladder[0].nominal_kbps * channels <= kbps < low.nominal_kbps * coded(low)]
+        hint = f" (-m {lower[0].name} codes from {lower[0].ladder[0].nominal_kbps * channels:g} kbps, " \
+               f"at {lower[0].sample_rate / 1000:g} kHz)" if lower else ""
         raise UsageError(f"bitrate {kbps:g} kbps is below what {entry.name} codes: {low.nominal_kbps:g}-"
-                         f"{high.nominal_kbps:g} kbps{per_channel}")
+                         f"{high.nominal_kbps:g} kbps{per_channel}{hint}")
     point = [p for p in entry.ladder if p.nominal_kbps * coded(p) <= kbps][-1]
     notes = [f"{point.name} point of {entry.name}{chosen_for}{each(point)}"]
     if kbps > high.nominal_kbps * coded(high):

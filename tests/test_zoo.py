@@ -347,6 +347,13 @@ def test_a_bitrate_below_the_ladder_is_refused_naming_its_range(monkeypatch):
         api.choose_settings(bitrate="10k", channels=2)
 
 
+def test_a_bitrate_below_the_fullband_ladder_names_a_model_that_codes_it():
+    with pytest.raises(UsageError, match=r"\(-m nac-speech-16k-v5 codes from 6 kbps, at 16 kHz\)$"):
+        api.choose_settings(bitrate="8k", sample_rate=44100)
+    with pytest.raises(UsageError, match="12-36 kbps$"):  # named model: no other suggested
+        api.choose_settings(bitrate="8k", sample_rate=44100, model="nac-fullband-48k-v1")
+
+
 def test_settings_and_a_bitrate_exclude_each_other_and_a_custom_model_needs_settings():
     with pytest.raises(UsageError, match="not both"):
         api.choose_settings(EncoderSettings(), "12k")
