@@ -140,10 +140,14 @@ class EncodeNotes:
     channels: int = 1
     non_finite: int = 0  # NaN or infinite input samples (coded as silence)
     peak: float = 0.0  # the input's largest finite magnitude
+    missing: float = 0.0  # seconds the input ended before its header said (coded as silence)
 
     def lines(self) -> list[str]:
         """One-line notes, then warnings (prefixed ``warning:``)."""
         lines = list(self.choice.notes) if self.choice else []
+        if self.missing:
+            lines.append(f"warning: the input ended {self.missing:.3f} s before the length its header gives "
+                         "(a truncated file?); coded as silence")
         if self.non_finite:
             lines.append(f"warning: {self.non_finite} input samples are NaN or infinite; coded as silence")
         if self.peak > 1.0:
@@ -195,7 +199,9 @@ def encode_parts(
             yield block
 
     def cleaned() -> Iterator[np.ndarray]:
+        read = 0
         for block in blocks:
+            read += block.shape[-1]
             finite = np.isfinite(block)
             if not finite.all():
                 notes.non_finite += int(block.size - finite.sum())
@@ -203,6 +209,7 @@ def encode_parts(
             if block.size:
                 notes.peak = max(notes.peak, float(np.abs(block).max()))
             yield block
+        notes.missing = max(0, samples - read) / sample_rate
 
     def chunks() -> Iterator[Chunk]:
         decoded_rate = resample_blocks(measured(cleaned(), 0), sample_rate, info.decoded_rate, channels)

@@ -352,3 +352,11 @@ def test_non_finite_and_too_loud_input_is_coded_with_a_warning(tmp_path: Path, s
     assert "10 input samples are NaN or infinite" in notes and "peaks 6.0 dB above full scale" in notes
     soundfile.write(source, audio[:, : rate // 2].T, rate, subtype="FLOAT")
     assert "warning" not in " ".join(api.encode_file(source, tmp_path / "clean.nac").notes)
+
+
+def test_input_that_ends_before_its_stated_length_is_coded_with_a_warning(short_speech):
+    audio, rate = short_speech
+    notes = api.EncodeNotes()
+    data = b"".join(api.encode_parts(iter([audio[:, : rate // 2]]), 1, rate, rate, notes=notes))
+    assert container.read_info(data)[0].sample_count == rate
+    assert "the input ended 0.500 s before the length its header gives" in " ".join(notes.lines())

@@ -336,6 +336,7 @@ def test_a_stereo_layer_codes_two_channels_for_the_price_of_one(monkeypatch):
 def test_the_input_picks_the_default_model():
     assert manifest.input_kind(16000, 1) == manifest.SPEECH and manifest.input_kind(8000, 1) == manifest.SPEECH
     assert manifest.input_kind(44100, 1) == manifest.FULLBAND and manifest.input_kind(16000, 2) == manifest.FULLBAND
+    assert manifest.input_kind(16000, 3) == manifest.SPEECH and manifest.input_kind(48000, 6) == manifest.FULLBAND
 
 
 def test_a_bitrate_below_the_ladder_is_refused_naming_its_range(monkeypatch):

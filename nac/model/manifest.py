@@ -126,8 +126,9 @@ def list_models(models_dir: Path = MODELS_DIR) -> list[ModelEntry]:
 
 
 def input_kind(sample_rate: int, channels: int) -> str:
-    """Which default model serves an input: :data:`SPEECH` for mono at 16 kHz or less, else :data:`FULLBAND`."""
-    return SPEECH if sample_rate <= SPEECH_RATE and channels == 1 else FULLBAND
+    """Which default model serves an input: :data:`FULLBAND` above 16 kHz or for two channels (its stereo
+    layer codes them jointly), else :data:`SPEECH` (mono, or three channels or more coded one by one)."""
+    return FULLBAND if sample_rate > SPEECH_RATE or channels == 2 else SPEECH
 
 
 def models_folder(key: str | int | None, models_dir: Path = MODELS_DIR) -> tuple[str | int | None, Path]:
