@@ -217,6 +217,8 @@ def decode(
             for span in report.lost:
                 _say(f"nac: lost {span.describe()}")
             lost = sum(span.stop - span.start for span in report.lost) / report.sample_rate
+            if not report.lost:
+                raise SalvagedError(f"{source}: damaged ({'; '.join(report.problems)}); no audio lost")
             raise SalvagedError(f"{source}: damaged ({len(report.problems)} problem(s)); {lost:.3f} s lost in "
                                 f"{len(report.lost)} range(s), silence written there")
 

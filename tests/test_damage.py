@@ -192,6 +192,16 @@ def test_damaged_end_record_loses_no_audio_but_is_reported(four_chunks, intact_a
     np.testing.assert_array_equal(result.audio, intact_audio)
 
 
+def test_salvage_says_no_audio_was_lost_when_only_the_end_record_is_damaged(four_chunks, tmp_path: Path):
+    damaged = bytearray(four_chunks)
+    damaged[-6] ^= 1
+    source = tmp_path / "end.nac"
+    source.write_bytes(bytes(damaged))
+    result = runner.invoke(app, ["decode", str(source), "--salvage", "-q"])
+    assert result.exit_code == SalvagedError.exit_code
+    assert result.output.strip().endswith("no audio lost") and "0 range(s)" not in result.output
+
+
 def test_damaged_header_is_fatal_even_for_salvage(four_chunks):
     damaged = bytearray(four_chunks)
     damaged[40] ^= 1
