@@ -68,6 +68,8 @@ def reports_errors(command):
         except NacError as err:
             _say_error(err)
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:  # text output whose reader went away (nac models | head -1): quietly, as SIGPIPE
+            raise typer.Exit(128 + 13) from None
         except KeyboardInterrupt as err:  # partial outputs are gone by now (nac.audio.write_atomic)
             signum = getattr(err, "signum", signal.SIGINT)
             _say("nac: interrupted" if signum == signal.SIGINT else f"nac: stopped by {signal.Signals(signum).name}")

@@ -315,6 +315,14 @@ def test_models_lists_the_default_first_in_short_lines():
     assert f"* {fullband}  id" in result.stdout and "    default for stereo or above 16 kHz" in lines
 
 
+def test_a_reader_that_goes_away_ends_nac_quietly():
+    process = subprocess.Popen([sys.executable, "-m", "nac.cli", "models"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # as `nac models | head -0` does
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141 and stderr == b""
+
+
 def test_batch_checks_its_options_and_input_before_any_file(tmp_path: Path, clip: Path):
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
