@@ -150,6 +150,21 @@ def test_pesq_resamples_and_mixes_channels():
     assert metrics.pesq_wb(stereo_44k, stereo_44k, 44100) > 4.0
 
 
+def test_pesq_scores_a_long_signal_in_parts(monkeypatch):
+    """Minutes of audio at once crash the PESQ library; parts of at most PESQ_MAX_S are scored instead."""
+    pytest.importorskip("pesq")
+    x = speechlike()
+    monkeypatch.setattr(metrics, "PESQ_MAX_S", 3)
+    long = np.tile(x, 8)[: 16 * RATE]  # as minutes in 60 s parts, in less time: six parts of 2.67 s
+    noisy = with_noise_at(long, 5.0)
+    parts = [metrics.pesq_wb(a, b, RATE) for a, b in zip(np.array_split(long, 6), np.array_split(noisy, 6))]
+    assert metrics.pesq_wb(long, noisy, RATE) == pytest.approx(np.mean(parts), abs=1e-6)
+    assert metrics.pesq_wb(long, long, RATE) > 4.0
+    monkeypatch.undo()
+    minutes = np.tile(x, 100)  # 200 s: one call would crash the process
+    assert metrics.pesq_wb(minutes, with_noise_at(minutes, 5.0), RATE) < 3.0
+
+
 def test_pesq_none_for_silence_or_missing_package(monkeypatch):
     pytest.importorskip("pesq")
     assert metrics.pesq_wb(np.zeros(RATE), np.zeros(RATE), RATE) is None

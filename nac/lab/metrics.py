@@ -138,21 +138,31 @@ def lsd_db(
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float | None:
     """Wideband PESQ (ITU-T P.862.2 MOS-LQO, about 1.0-4.64) on the channel mean at 16 kHz.
 
-    Both signals are mixed to mono and resampled to 16 kHz with soxr. Returns
-    None if ``pesq`` is not installed or PESQ refuses the input (no utterance
-    found, too short).
+    Both signals are mixed to mono and resampled to 16 kHz with soxr. A
+    signal over :data:`PESQ_MAX_S` is scored in equal parts no longer than
+    that, and the parts' mean returned (P.862 is meant for short utterances,
+    and its C code crashes on inputs of a few minutes). Returns None if
+    ``pesq`` is not installed or PESQ refuses every part (no utterance found,
+    too short).
     """
     try:
         import pesq
     except ImportError:
         return None
     ref, est = (_mono_at(x, sample_rate, 16000) for x in _pair(reference, estimate))
-    if not np.any(ref):
-        return None
-    try:
-        return float(pesq.pesq(16000, ref, est, "wb"))
-    except (pesq.PesqError, ValueError):
-        return None
+    parts = max(1, -(-ref.size // (PESQ_MAX_S * 16000)))
+    scores = []
+    for ref_part, est_part in zip(np.array_split(ref, parts), np.array_split(est, parts)):
+        if not np.any(ref_part):
+            continue
+        try:
+            scores.append(float(pesq.pesq(16000, ref_part, est_part, "wb")))
+        except (pesq.PesqError, ValueError):
+            continue
+    return float(np.mean(scores)) if scores else None
+
+
+PESQ_MAX_S = 60  # longest part PESQ scores in one call
 
 
 def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, extended: bool = False) -> float | None:
