@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -488,7 +489,16 @@ def train_command(
     if (base is None) == (recipe is None):
         raise UsageError("give --from MODEL (fine-tune) or --recipe FILE (train from nothing)")
     if not data.is_dir():
-        raise UsageError(f"{data}: not a folder")
+        raise InputError(f"{data}: {'not a folder' if data.exists() else 'no such folder'}")
+    if threads < 0:
+        raise UsageError("--threads must be 0 (torch's default) or more")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r}: give auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: this torch sees no CUDA device (use auto or cpu)")
 
     def log(line: str) -> None:
         _say(f"nac: {line}")
@@ -496,12 +506,14 @@ def train_command(
     if base is not None:
         if not (minutes > 0 or steps > 0):
             raise UsageError("--minutes or --steps must be above 0")
-        models = pipeline.fine_tune(pipeline.folder_data(data), base, output, minutes, steps, threads, device,
+        if steps < 0:
+            raise UsageError("--steps must be 0 (use --minutes) or more")
+        models = pipeline.fine_tune(pipeline.folder_data(data, log), base, output, minutes, steps, threads, device,
                                     log=log)
     else:
         chosen = recipes.load(recipe)
         if not (data / "MANIFEST.tsv").is_file():
-            raise UsageError(f"{data}: a recipe trains on a corpus folder with MANIFEST.tsv")
+            raise InputError(f"{data}: a recipe trains on a corpus folder with MANIFEST.tsv")
         models = pipeline.from_recipe(chosen, pipeline.corpus_data(data, chosen.kinds, chosen.dev_files), output,
                                       threads, device, log=log)
     _say(f"nac: model in {models} (nac encode -m {output} ...); scores in {output / 'metrics.md'}")

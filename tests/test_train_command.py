@@ -40,6 +40,47 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert decoded.exit_code == 0, decoded.output
     refused = runner.invoke(app, ["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "b.wav")])
     assert refused.exit_code == 6  # the file names a model that is not shipped
+    weights = (run / "models" / "run.safetensors").read_bytes()
+    again = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), "--steps", "1",
+                                "--threads", "1"])
+    assert again.exit_code == 0 and "model made before" in again.output
+    assert (run / "models" / "run.safetensors").read_bytes() == weights  # files coded with it still decode
+    other = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), "--steps", "2"])
+    assert other.exit_code == 2 and "holds a run asked for otherwise (steps 1, now 2)" in other.output
+    twice = runner.invoke(app, ["train", str(data), "--from", str(run), "-o", str(tmp_path / "b")])
+    assert twice.exit_code == 2 and "starts from a shipped model" in twice.output
+
+
+def test_train_checks_its_data_and_options_before_training(tmp_path):
+    data, run = tmp_path / "voice", tmp_path / "run"
+    data.mkdir()
+    write_audio(data / "short.wav", np.zeros((1, 16000), np.float32), 16000)
+
+    def train(*args: str):
+        return runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), *args])
+
+    result = train()
+    assert result.exit_code == 3 and "1.0 s of audio; training needs at least 10 s" in result.output
+    (data / "bad.wav").write_text("not audio")
+    result = train()
+    assert result.exit_code == 3 and "bad.wav: not a readable audio file" in result.output
+    (data / "bad.wav").unlink()
+    write_audio(data / "long.wav", np.zeros((1, 16000 * 12), np.float32), 16000)
+    result = train()
+    assert result.exit_code == 3 and "all digital silence" in result.output and not run.exists()
+    for args, message in ((("--device", "tpu"), "give auto, cpu, cuda"), (("--threads", "-3"), "--threads"),
+                          (("--steps", "-1"), "--steps")):
+        result = train(*args)
+        assert result.exit_code == 2 and message in result.output, args
+    write_audio(data / "long.wav", 0.1 * np.random.default_rng(0).standard_normal((1, 16000 * 12)), 16000)
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep me")
+    result = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(elsewhere)])
+    assert result.exit_code == 7 and "not a nac train run folder" in result.output
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
+    missing = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--from", "nac-speech-16k-v5", "-o", str(run)])
+    assert missing.exit_code == 3 and "no such folder" in missing.output
 
 
 def test_train_needs_a_base_or_a_recipe(tmp_path):

@@ -18,6 +18,17 @@ from ..model.networks import parameter_count
 from .train import model_from_checkpoint
 
 
+def canonical(data: bytes) -> bytes:
+    """safetensors bytes with their JSON header's keys sorted: the same tensors and metadata always make the
+    same file, so its hash names them (the writer's key order changes from one process to the next)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = header.encode()
+    if len(encoded) > size:
+        raise ValueError("a safetensors header grew when its keys were sorted")
+    return data[:8] + encoded.ljust(size) + data[8 + size :]
+
+
 def export(checkpoint: Path, name: str, model_id: int, models_dir: Path, *, description: str = "",
            training_data: str = "", half: bool = False, make_default: bool = False, retire: str | None = None,
            phase_iters: int | None = None, extra: dict | None = None) -> dict:
@@ -28,7 +39,7 @@ def export(checkpoint: Path, name: str, model_id: int, models_dir: Path, *, desc
     model, state = model_from_checkpoint(checkpoint, phase_iters)
     config = model.config
     tensors = {k: (v.half() if half else v.float()).contiguous() for k, v in model.state_dict().items()}
-    data = save(tensors, metadata={"nac_config": config.to_json(), "nac_model_id": str(model_id)})
+    data = canonical(save(tensors, metadata={"nac_config": config.to_json(), "nac_model_id": str(model_id)}))
     manifest_path = models_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"default": name, "models": []}
     for row in manifest["models"] + manifest.get("retired", []):

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .. import api
-from ..audio import read_audio, resample
-from ..errors import UsageError
+from ..audio import audio_info, read_audio, resample
+from ..errors import InputError, OutputError, UsageError
 from ..model import manifest, zoo
 from ..model.networks import ModelConfig
 from ..settings import EncoderSettings
@@ -50,14 +50,36 @@ class Data:
     source: str  # what it is, for run.json
 
 
-def folder_data(folder: Path) -> Data:
-    """Every audio file under ``folder`` (nested folders too); every tenth held out (all, if fewer than two)."""
+def folder_data(folder: Path, log: Log = print) -> Data:
+    """Every audio file under ``folder`` (nested folders too), each checked readable; every tenth held out (the
+    last one, if fewer than ten; with one file, it is trained on and measured on, said in ``log``)."""
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
-        raise UsageError(f"{folder}: no audio files (wav, flac, ogg, mp3, ...) under it")
-    held = files[HELD_OUT_EVERY - 1 :: HELD_OUT_EVERY] or files
+        raise InputError(f"{folder}: no audio files (wav, flac, ogg, mp3, ...) under it")
+    seconds = 0.0
+    for path in files:  # a bad file fails now, not after the training
+        frames, rate, _ = audio_info(path)
+        seconds += frames / rate
+    if seconds < MIN_TRAIN_S:
+        raise InputError(f"{folder}: {seconds:.1f} s of audio; training needs at least {MIN_TRAIN_S:g} s")
+    held = files[HELD_OUT_EVERY - 1 :: HELD_OUT_EVERY] or files[-1:]
     train_files = [f for f in files if f not in held] or files
-    return Data(train_files, held, f"{folder}: {len(train_files)} files to train on, {len(held)} held out")
+    if train_files == held:
+        log(f"warning: {folder} holds one file: the scores before and after are measured on the training file")
+    return Data(train_files, held, f"{Path(folder).resolve()}: {len(train_files)} files to train on, "
+                                   f"{len(held)} held out")
+
+
+MIN_TRAIN_S = 10.0  # the least audio a fine-tune trains on (a few crops)
+
+
+def _check_not_silent(files: list[Path]) -> None:
+    """:class:`InputError` if every file is digital silence (nothing to learn, and no code statistics)."""
+    for path in files:
+        audio, _ = read_audio(path)
+        if np.any(audio):
+            return
+    raise InputError(f"{len(files)} training files: all digital silence")
 
 
 def corpus_data(corpus: Path, kinds: tuple[str, ...], dev_files: int) -> Data:
@@ -82,10 +104,17 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
               device: str = "auto", name: str | None = None, log: Log = print) -> Path:
     """Train ``base`` further on ``data`` for ``minutes`` (or ``steps``), then :func:`finish` it as ``name``
     (``OUT``'s folder name) in ``out``. The base's ladder settings are measured again on the held-out files."""
+    if manifest.models_folder(base)[1] != manifest.MODELS_DIR:
+        raise UsageError(f"--from {base}: fine-tuning starts from a shipped model (nac models), not a run folder")
     entry = manifest.find_entry(base)
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder to measure a fine-tune at")
+    _check_not_silent(data.train)
     out = Path(out)
+    claim(out, {"from": entry.name, "data": data.source, "minutes": None if steps else minutes, "steps": steps})
+    if (out / FINISHED).is_file():
+        log("model made before")
+        return out / "models"
     start = out / "stages" / "base.pt"
     if not start.is_file():
         start.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +125,7 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
     if not train.Distributed.from_environment().leader:
         return out / "models"  # under torchrun the first process alone makes the model
     ladder = {point.name: point.settings for point in entry.ladder}
-    return finish(checkpoint, out, name or out.name, 0, data, ladder, entry.default_point,
+    return finish(checkpoint, out, name or out.resolve().name, 0, data, ladder, entry.default_point,
                   description=f"{entry.name} fine-tuned on {data.source}", base=base, log=log,
                   run={"fine_tuned_from": entry.name, "stage": dataclasses.asdict(stage), "steps": steps})
 
@@ -105,6 +134,10 @@ def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device:
                 log: Log = print) -> Path:
     """Train ``recipe``'s stages on ``data`` in turn (each from the one before), then :func:`finish`."""
     out = Path(out)
+    claim(out, {"recipe": recipe.name, "data": data.source})
+    if (out / FINISHED).is_file():
+        log("model made before")
+        return out / "models"
     previous: Path | None = None
     if recipe.base:
         previous = out / "stages" / "base.pt"
@@ -122,6 +155,32 @@ def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device:
     return finish(previous, out, recipe.name, recipe.model_id, data, recipe.ladder_settings(), recipe.default_point,
                   description=recipe.description, base=recipe.base, recipe=recipe, log=log,
                   run={"recipe": dataclasses.asdict(recipe)})
+
+
+FINISHED = "finished"  # in a run folder: the model is made (a rerun changes nothing)
+REQUEST = "request.json"  # in a run folder: what it was asked to make
+
+
+def claim(out: Path, request: dict) -> None:
+    """Make ``out`` the folder of a run asked for as ``request``, or check that it is one: a folder that
+    holds another run, or anything else, is refused rather than mixed with."""
+    path = out / REQUEST
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != request:
+            changed = "; ".join(f"{key} {before.get(key)!r}, now {request.get(key)!r}" for key in sorted(
+                set(before) | set(request)) if before.get(key) != request.get(key))
+            raise UsageError(f"{out}: holds a run asked for otherwise ({changed}); name another -o to start anew")
+        return
+    if out.is_dir() and any(out.iterdir()) and not (out / "stages").is_dir():  # (a run from before REQUEST)
+        raise OutputError(f"{out}: not empty and not a nac train run folder; name a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(request, indent=2, sort_keys=True) + "\n")
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write ({err.strerror or err})") from None
 
 
 def _run_stage(stage: Stage, data: Data, run_dir: Path, start: Path | None, config: ModelConfig | None,
@@ -205,6 +264,7 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
         "default_point": default_point}, models)
     before = measure(base, data.held_out, ladder) if base is not None else None
     _report(Path(out), name, data, after, before, base, run)
+    (Path(out) / FINISHED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     return models
 
 
