@@ -316,3 +316,37 @@ def test_phase_iters_setting_replaces_the_models_own(spec1d_run, corpus, tmp_pat
     assert model.config.phase_iters == 3 and ModelConfig.from_json(state["config"]).phase_iters == TINY.phase_iters
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state["model"].values()))
     assert parse_args(["data", "--phase-iters", "32"]).phase_iters == 32
+
+
+def test_an_interrupted_run_saves_and_resumes_on_its_schedule(corpus, tmp_path, monkeypatch):
+    """Ctrl-C saves a checkpoint; the resumed run's learning rates are the uninterrupted run's, and each step is
+    logged once."""
+    import re
+
+    from nac.lab import train as train_module
+
+    def decaying(run_dir: Path) -> TrainSettings:
+        return dataclasses.replace(settings(corpus, run_dir, TINY, steps=6), final_learning_rate=1e-5, save_every=100)
+
+    def rates(printed: str) -> dict[int, str]:
+        return {int(step): rate for step, rate in re.findall(r"step (\d+) .*lr=(\S+)", printed)}
+
+    whole = rates(run(decaying(tmp_path / "whole"))[1])
+    calls = {"n": 0}
+    agreed = train_module._agreed
+
+    def interrupted(progress, place):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after three steps
+            raise KeyboardInterrupt
+        return agreed(progress, place)
+
+    monkeypatch.setattr(train_module, "_agreed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(decaying(tmp_path / "parts"))
+    assert load_checkpoint(tmp_path / "parts" / "last.pt")["step"] == 3
+    monkeypatch.undo()
+    _, printed = run(decaying(tmp_path / "parts"))
+    assert "resumed" in printed and {s: r for s, r in rates(printed).items()} == {s: whole[s] for s in (4, 5, 6)}
+    logged = [json.loads(line)["step"] for line in (tmp_path / "parts" / "losses.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]

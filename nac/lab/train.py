@@ -204,12 +204,17 @@ def learning_rate_at(settings: TrainSettings, progress: float) -> float:
     return final + (settings.learning_rate - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, adversary: Adversary | None = None) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, adversary: Adversary | None = None,
+                    first_step: int | None = None, seconds: float = 0.0) -> None:
+    """Weights, optimizer and step; ``first_step`` (where this run's schedule began) and ``seconds`` (its
+    training time so far) let a resumed run go on as if it had not stopped."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
         "config": model.config.to_json(),
+        "first_step": step if first_step is None else first_step,
+        "seconds": seconds,
     }
     if adversary is not None:
         state["adversary"] = adversary.state_dict()
@@ -375,14 +380,18 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             raise ValueError("adversarial training runs in one process only")
         bins = min(model.stft.bins, round(settings.adversarial_hz / config.sample_rate * config.n_fft) + 1)
         adversary = Adversary(bins).to(device)
+    first_step, trained = step, 0.0
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
         if adversary is not None and "adversary" in resumed:
             adversary.load_state_dict(resumed["adversary"])
+        # the schedule and the time limit go on from where they were (older checkpoints: from here)
+        first_step, trained = int(resumed.get("first_step", step)), float(resumed.get("seconds", 0.0))
+        if place.leader:
+            _forget_losses_after(settings.run_dir / "losses.jsonl", step)
         say(f"resumed {checkpoint} at step {step}", flush=True)
     elif step:
         say(f"started from {settings.init_from} at step {step}", flush=True)
-    first_step = step
     objective = TrainingObjective(model, settings, adversary)
     if place.world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
@@ -400,42 +409,60 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
         f"{steps_per_epoch} steps/epoch, target {total_steps} steps",
         flush=True,
     )
-    started, window_start, window, window_steps = time.monotonic(), time.monotonic(), {}, 0
-    while step < total_steps:
-        progress = (step - first_step) / max(1, total_steps - first_step)
-        if settings.minutes:
-            progress = max(progress, (time.monotonic() - started) / (settings.minutes * 60))
-        if _agreed(progress, place) >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(settings, progress) * group.get("lr_scale", 1.0)
-        loss, parts = objective(sampler.batch(settings.batch_size).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if adversary is not None:
-            parts["disc"] = adversary.step()
-        step += 1
-        for name, value in {"loss": loss.item(), **parts}.items():
-            window[name] = window.get(name, 0.0) + value
-        window_steps += 1
-        if step % settings.log_every == 0:
-            elapsed = time.monotonic() - window_start
-            # a resumed run's first window is shorter than log_every
-            means = " ".join(f"{k}={v / window_steps:.4f}" for k, v in window.items())
-            rate = optimizer.param_groups[0]["lr"]
-            say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
-            if place.leader:
-                with (settings.run_dir / "losses.jsonl").open("a") as log:
-                    log.write(json.dumps({"step": step, **{k: v / window_steps for k, v in window.items()}}) + "\n")
-            window_start, window, window_steps = time.monotonic(), {}, 0
-        if step % settings.save_every == 0 and place.leader:
-            save_checkpoint(checkpoint, model, optimizer, step, adversary)
+    started, window_start, window, window_steps = time.monotonic() - trained, time.monotonic(), {}, 0
+
+    def save() -> None:
+        save_checkpoint(checkpoint, model, optimizer, step, adversary, first_step, time.monotonic() - started)
+
+    try:
+        while step < total_steps:
+            progress = (step - first_step) / max(1, total_steps - first_step)
+            if settings.minutes:
+                progress = max(progress, (time.monotonic() - started) / (settings.minutes * 60))
+            if _agreed(progress, place) >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(settings, progress) * group.get("lr_scale", 1.0)
+            loss, parts = objective(sampler.batch(settings.batch_size).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            if adversary is not None:
+                parts["disc"] = adversary.step()
+            step += 1
+            for name, value in {"loss": loss.item(), **parts}.items():
+                window[name] = window.get(name, 0.0) + value
+            window_steps += 1
+            if step % settings.log_every == 0:
+                elapsed = time.monotonic() - window_start
+                # a resumed run's first window is shorter than log_every
+                means = " ".join(f"{k}={v / window_steps:.4f}" for k, v in window.items())
+                rate = optimizer.param_groups[0]["lr"]
+                say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
+                if place.leader:
+                    logged = {"step": step, **{k: v / window_steps for k, v in window.items()}}
+                    with (settings.run_dir / "losses.jsonl").open("a") as log:
+                        log.write(json.dumps(logged) + "\n")
+                window_start, window, window_steps = time.monotonic(), {}, 0
+            if step % settings.save_every == 0 and place.leader:
+                save()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was trained (the last save may be minutes ago)
+        if place.leader:
+            save()
+            say(f"saved {checkpoint} at step {step}", flush=True)
+        raise
     if place.leader:
-        save_checkpoint(checkpoint, model, optimizer, step, adversary)
+        save()
         say(f"saved {checkpoint} at step {step}", flush=True)
     return checkpoint
+
+
+def _forget_losses_after(path: Path, step: int) -> None:
+    """Drop the logged losses of steps after ``step`` (those a resumed run trains again)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if json.loads(line)["step"] <= step))
 
 
 def parse_args(argv: list[str] | None = None) -> TrainSettings:
