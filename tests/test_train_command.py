@@ -40,6 +40,10 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert decoded.exit_code == 0, decoded.output
     refused = runner.invoke(app, ["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "b.wav")])
     assert refused.exit_code == 6  # the file names a model that is not shipped
+    from nac.lab import evaluate
+
+    [system] = evaluate.nac_systems([str(run)], ["8k"], [], [])  # nac eval -m RUN
+    assert system.setting == "run 8k" and system.settings == entry.point("8k").settings
     weights = (run / "models" / "run.safetensors").read_bytes()
     again = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), "--steps", "1",
                                 "--threads", "1"])

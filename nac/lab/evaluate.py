@@ -287,7 +287,8 @@ def nac_systems(models: list[str], points: list[str], settings_files: list[Path]
     chosen = [(path.stem, EncoderSettings.from_file(path)) for path in settings_files]
     for key in dict.fromkeys(models or [None]):
         name = zoo.load_model(key).name  # checks the weights once, before any file
-        entry = manifest.find_entry(name)
+        in_folder = key is not None and manifest.models_folder(key)[0] is None  # a models or run folder
+        entry = manifest.find_entry(key if in_folder else name)
         wanted = [p.name for p in entry.ladder] if points == ["all"] else points
         if not (wanted or chosen or presets):
             wanted = [entry.point().name]
