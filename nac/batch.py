@@ -243,7 +243,8 @@ def find_original(nac_path: Path, root: Path | None, originals: Path | None) -> 
     return None
 
 
-def report_row(path: Path, original: Path | None = None, with_metrics: bool = False) -> ReportRow:
+def report_row(path: Path, original: Path | None = None, with_metrics: bool = False,
+               model: str | None = None) -> ReportRow:
     data = api.read_input_bytes(path)
     try:
         scan = container.scan(data)
@@ -276,16 +277,21 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
         row.original_bytes = original.stat().st_size
         row.ratio_vs_original = row.original_bytes / len(data)
         if with_metrics:
-            row.scores = score(original, data)
+            try:
+                row.scores = score(original, data, model)
+            except NacError as err:
+                raise type(err)(f"{path}: {err}") from None
+    if not scan.ok:
+        row.layers = "+".join(filter(None, [row.layers, "DAMAGED"]))
     return row
 
 
-def score(original: Path, data: bytes) -> dict:
+def score(original: Path, data: bytes, model: str | None = None) -> dict:
     """Quality of decoded ``data`` against the original file (PESQ/STOI when installed)."""
     from .lab import metrics  # the runtime path does not import the lab
 
     reference, rate = read_audio(original)
-    decoded, _ = api.decode(data)
+    decoded, _ = api.decode(data, model=model)
     scores = {
         "snr_db": metrics.snr_db(reference, decoded),
         "si_sdr_db": metrics.si_sdr_db(reference, decoded),
@@ -297,15 +303,26 @@ def score(original: Path, data: bytes) -> dict:
 
 
 def size_report(
-    paths: list[Path], originals: Path | None = None, with_metrics: bool = False
-) -> tuple[list[ReportRow], dict]:
-    """Rows for every ``.nac`` under ``paths`` plus totals and means."""
-    rows = []
+    paths: list[Path], originals: Path | None = None, with_metrics: bool = False, model: str | None = None
+) -> tuple[list[ReportRow], dict, list[str]]:
+    """Rows for every ``.nac`` under ``paths`` (each once) plus totals and means, and a line for each file that
+    could not be described (not a nac file, or its scores failed); ``model`` decodes files of a custom model."""
+    if originals is not None and not originals.is_dir():
+        raise InputError(f"{originals}: {'not a folder' if originals.exists() else 'no such folder'} (--originals)")
+    rows, failures, seen = [], [], set()
     for path in paths:
         root = path if path.is_dir() else None
         for nac in nac_files([path]):
-            rows.append(report_row(nac, find_original(nac, root, originals), with_metrics))
-    return rows, summarize(rows)
+            if nac.resolve() in seen:
+                continue
+            seen.add(nac.resolve())
+            try:
+                rows.append(report_row(nac, find_original(nac, root, originals), with_metrics, model))
+            except NacError as err:
+                failures.append(str(err))
+    if not rows and not failures:
+        raise InputError(f"{', '.join(map(str, paths))}: no .nac files")
+    return rows, summarize(rows), failures
 
 
 def summarize(rows: list[ReportRow]) -> dict:

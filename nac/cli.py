@@ -371,8 +371,9 @@ def batch_command(
     if not quiet:
         _say(f"{stats['files']} files ({stats['skipped']} skipped, {stats['failed']} failed) in "
              f"{stats['wall_s']:.1f} s: {stats['audio_x_real_time'] or 0:.1f}x real time")
-    if not decode:
-        rows, summary = batch.size_report([output_dir], originals=input_dir)
+    if not decode and stats["failed"] < stats["files"]:
+        rows, summary, failures = batch.size_report([output_dir], originals=input_dir)
+        _say_failures(failures)
         text = batch.format_report(rows, summary, report_format)
         if not quiet:
             typer.echo(text)
@@ -392,17 +393,27 @@ def report(
                                                       "like nac batch.")] = None,
     with_metrics: Annotated[bool, typer.Option("--metrics", help="Decode and score against the originals (needs "
                                                "--originals and the [eval] extra).")] = False,
+    model: ModelOption = None,
     report_format: ReportFormat = "table",
 ) -> None:
-    """The size report: per file and total sizes, ratios, bitrate, overhead (and quality)."""
+    """The size report: per file and total sizes, ratios, bitrate, overhead (and quality); a damaged file is
+    marked DAMAGED, and one that is not a nac file is listed on stderr (exit 9)."""
     from . import batch
 
     if report_format not in batch.REPORT_FORMATS:
         raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
     if with_metrics and originals is None:
         raise UsageError("--metrics needs --originals DIR")
-    rows, summary = batch.size_report(paths, originals=originals, with_metrics=with_metrics)
+    rows, summary, failures = batch.size_report(paths, originals=originals, with_metrics=with_metrics, model=model)
+    _say_failures(failures)
     typer.echo(batch.format_report(rows, summary, report_format))
+    if failures:
+        raise typer.Exit(BatchFailedError.exit_code if not rows else BatchPartialError.exit_code)
+
+
+def _say_failures(failures: list[str]) -> None:
+    for failure in failures:
+        _say(f"nac: failed: {failure}")
 
 
 @app.command(name="eval")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from nac import batch
-from nac.errors import OutputError
+from nac.errors import InputError, OutputError
 from nac.audio import write_audio
 
 
@@ -80,8 +80,8 @@ def test_decode_batch(folder: Path, tmp_path: Path):
 def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
     batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
-    rows, summary = batch.size_report([out], originals=folder, with_metrics=True)
-    assert summary["files"] == 3 and summary["duration_s"] == pytest.approx(2.5, abs=0.01)
+    rows, summary, failures = batch.size_report([out], originals=folder, with_metrics=True)
+    assert failures == [] and summary["files"] == 3 and summary["duration_s"] == pytest.approx(2.5, abs=0.01)
     by_name = {Path(r.file).name: r for r in rows}
     a = by_name["a.nac"]
     assert a.pcm16_bytes == 32000 and a.original_bytes == (folder / "a.wav").stat().st_size
@@ -106,3 +106,20 @@ def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
     assert [Path(o.target).name for o in outcomes if o.error] == ["broken.nac"]
     files = sorted(p.relative_to(local) for p in local.rglob("*.nac"))
     assert len(files) == 3 and all((local / f).read_bytes() == (on_ray / f).read_bytes() for f in files)
+
+
+def test_report_lists_bad_files_and_goes_on(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
+    (out / "junk.nac").write_bytes(b"not a nac file at all")
+    whole = (out / "a.nac").read_bytes()
+    (out / "cut.nac").write_bytes(whole[: len(whole) - 40])
+    rows, summary, failures = batch.size_report([out, out / "a.nac"])  # a.nac named twice: counted once
+    assert len(failures) == 1 and "junk.nac" in failures[0]
+    assert sorted(Path(r.file).name for r in rows) == ["a.nac", "b.nac", "c.nac", "cut.nac"]
+    assert [r.layers for r in rows if Path(r.file).name == "cut.nac"] == ["residual+DAMAGED"]
+    with pytest.raises(InputError, match="no such folder .--originals"):
+        batch.size_report([out], originals=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no .nac files"):
+        batch.size_report([tmp_path / "empty"])

@@ -359,6 +359,11 @@ def test_batch_refuses_to_overwrite_and_resumes(tmp_path: Path, short_speech):
     assert result.exit_code == 0 and json.loads(result.stdout)["summary"]["files"] == 2
     assert run("report", tmp_path / "out", "--metrics").exit_code == 2
     assert run("report", tmp_path / "nowhere").exit_code == 3
+    (tmp_path / "out" / "junk.nac").write_text("not a nac file")
+    result = run("report", tmp_path / "out", "--format", "json")
+    assert result.exit_code == 9 and "nac: failed:" in result.stderr and "junk.nac" in result.stderr
+    assert json.loads(result.stdout)["summary"]["files"] == 2
+    (tmp_path / "out" / "junk.nac").unlink()
     (source / "a.wav").unlink()
     (source / "sub" / "b.wav").unlink()
     assert run("batch", source, tmp_path / "out2", "--jobs", "1").exit_code == 10
