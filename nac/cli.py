@@ -455,6 +455,8 @@ def eval_command(
         raise UsageError(f"--against: only opus is supported, not {against!r}")
     if excerpt < 0:
         raise UsageError(f"--excerpt: {excerpt:g} seconds is negative")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output}: exists and is not a folder (-o names the report folder)")
     if bitrates is None and mode == "speech":
         bitrates = "6,8,12,16,24"  # the command's speech default, narrower than the engine's; music: the mode's
     options = evaluate.EvalOptions(
@@ -474,7 +476,8 @@ def eval_command(
     typer.echo(evaluate.summary_table(result.systems, mode))
     _say(f"nac: report in {output}: " + ", ".join(path.name for path in result.paths.values()))
     if result.failed:
-        raise NacError(f"{len(result.failed)} coding(s) failed (listed in {result.paths['json']})")
+        raise (BatchPartialError if result.rows else BatchFailedError)(
+            f"{len(result.failed)} file(s) or coding(s) failed (listed in {result.paths['json']})")
 
 
 @app.command(name="train")

@@ -215,6 +215,7 @@ def test_cli_rejects_bad_options(tmp_path):
         (["--presets", "fast"], "unknown preset"),
         (["--bitrates", "300"], "outside"),
         (["--excerpt", "-1"], "negative"),
+        (["--points", "abc"], "has no point 'abc'"),
     ):
         result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o"), *args])
         assert result.exit_code == UsageError.exit_code, result.output
@@ -223,7 +224,17 @@ def test_cli_rejects_bad_options(tmp_path):
     assert result.exit_code == UsageError.exit_code
     assert "--mode: 'fullband' is not one of speech, music" in result.output
     result = runner.invoke(app, ["eval", str(tmp_path / "missing.wav")])
-    assert result.exit_code == UsageError.exit_code and "no such file" in result.output
+    assert result.exit_code == 3 and "no such file" in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.wav")])
+    assert result.exit_code == 7 and "not a folder" in result.output
+
+
+def test_cli_lists_a_file_it_cannot_read_and_scores_the_others(tmp_path):
+    write_audio(tmp_path / "a.wav", tone(0.5), RATE)
+    (tmp_path / "b.wav").write_text("not audio")
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--points", "6k",
+                                      "-o", str(tmp_path / "o")])
+    assert result.exit_code == 9 and "nac: failed:" in result.output and "b.wav" in result.output
 
 
 # ---------------------------------------------------------------- the engine, end to end

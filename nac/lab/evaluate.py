@@ -65,7 +65,7 @@ import numpy as np
 from .. import api
 from ..audio import read_audio, resample, write_atomic, write_audio
 from ..codec import torch_threads
-from ..errors import NacError, UsageError
+from ..errors import InputError, ModelError, NacError, UsageError
 from ..model import manifest, zoo
 from ..model.networks import MAX_PHASE_ITERS
 from ..settings import EncoderSettings
@@ -293,7 +293,11 @@ def nac_systems(models: list[str], points: list[str], settings_files: list[Path]
         if not (wanted or chosen or presets):
             wanted = [entry.point().name]
         for point in dict.fromkeys(wanted):
-            systems.append(System("nac", f"{name} {point}", model=key, settings=entry.point(point).settings))
+            try:
+                settings = entry.point(point).settings
+            except ModelError as err:  # a point the model lacks: a bad option value
+                raise UsageError(str(err)) from None
+            systems.append(System("nac", f"{name} {point}", model=key, settings=settings))
         for stem, settings in chosen:
             systems.append(System("nac", f"{name} {stem}", model=key, settings=settings))
         for preset in dict.fromkeys(presets):
@@ -330,7 +334,7 @@ def collect_inputs(inputs: list[Path], split: str, kind: str) -> list[Path]:
         elif item.is_dir():
             files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         else:
-            raise UsageError(f"{item}: no such file or folder")
+            raise InputError(f"{item}: no such file or folder")
     return files
 
 
