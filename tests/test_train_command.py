@@ -27,7 +27,7 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads((run / "run.json").read_text())
     assert row["fine_tuned_from"] == "nac-speech-16k-v5" and row["git_commit"] and row["before"] and row["after"]
-    assert "| 12k |" in (run / "metrics.md").read_text()
+    assert "| 12k |" in (run / "metrics.md").read_text() and "lsd_db lower is better" in (run / "metrics.md").read_text()
     entry = manifest.find_entry(str(run))
     assert entry.name == "run" and [p.name for p in entry.ladder] == ["6k", "8k", "12k", "16k", "24k"]
     assert entry.code_tables and entry.residual_tables and entry.phase_init and len(entry.channel_order) == 48

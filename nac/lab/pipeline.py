@@ -263,7 +263,7 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
                         + (f", the middle {EXCERPT_S:g} s of each" if is_fullband(ladder) else "")} for point in ladder],
         "default_point": default_point}, models)
     before = measure(base, data.held_out, ladder) if base is not None else None
-    _report(Path(out), name, data, after, before, base, run)
+    _report(Path(out), name, data, after, before, base, run, log)
     (Path(out) / FINISHED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     return models
 
@@ -351,15 +351,21 @@ def measure_fullband(model: str, files: list[Path], ladder: dict[str, EncoderSet
     return results
 
 
+HIGHER_IS_BETTER = {"pesq_wb": True, "stoi": True, "visqol_audio": True, "bandwidth_khz": True, "lsd_db": False,
+                    "mel_db": False, "ild_error_db": False}
+
+
 def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, base: str | None,
-            run: dict | None) -> None:
-    """run.json, metrics.md and loss.png in ``out``."""
+            run: dict | None, log: Log = print) -> None:
+    """run.json, metrics.md and loss.png in ``out``; the main score before and after in ``log``."""
     record = {"model": name, "data": data.source, "train_files": len(data.train),
               "held_out_files": len(data.held_out), "from": base, **(run or {}), "git_commit": _git_commit(),
               "after": after, "before": before, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     keys = SCORES if any("pesq_wb" in scores for scores in after.values()) else MUSIC_SCORES
-    lines = [f"# {name}: held-out scores", "", data.source, "",
+    direction = ", ".join(f"{key} {'higher' if HIGHER_IS_BETTER[key] else 'lower'} is better" for key in keys)
+    lines = [f"# {name}: held-out scores", "", f"{data.source}; the mean over the {len(data.held_out)} held-out "
+             f"files ({direction})", "",
              "| point | " + " | ".join(f"{key} {when}" for key in ("kbps", *keys)
                                       for when in (("before", "after") if before else ("",))) + " |",
              "|---|" + "---:|" * ((1 + len(keys)) * (2 if before else 1))]
@@ -372,6 +378,11 @@ def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, 
         lines.append(f"| {point} | " + " | ".join(cells) + " |")
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     _loss_plot(out)
+    main = keys[0]
+    for point, scores in after.items():
+        was = f"{before[point].get(main):.3f} -> " if before and before[point].get(main) is not None else ""
+        if scores.get(main) is not None:
+            log(f"{point}: {main} {was}{scores[main]:.3f} at {scores['kbps']:.2f} kbps (held out)")
 
 
 def _loss_plot(out: Path) -> None:
