@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -296,7 +297,7 @@ def models(
             raise UsageError(f"{folder}: no manifest.json (not a models folder or a nac train run)")
     default = manifest.find_entry(None, models_dir).name
     fullband = manifest.find_entry(None, models_dir, kind=manifest.FULLBAND).name
-    serves = {default: "default for mono up to 16 kHz", fullband: "default for stereo or above 16 kHz"}
+    serves = {default: "default for mono (or 3+ channels) up to 16 kHz", fullband: "default for stereo or above 16 kHz"}
     if default == fullband:
         serves = {default: "default"}
     entries = sorted(manifest.list_models(models_dir),
@@ -310,7 +311,7 @@ def models(
         if entry.name in serves:
             typer.echo(f"    {serves[entry.name]}")
         if entry.description:
-            typer.echo(f"    {entry.description[:92]}")
+            typer.echo(f"    {textwrap.shorten(entry.description, 92, placeholder=' ...')}")
         for point in entry.ladder:
             default_point = " (default)" if point.name == entry.default_point else ""
             typer.echo(f"    --bitrate {point.describe()}{default_point}")
@@ -480,6 +481,9 @@ def eval_command(
             f"{len(result.failed)} file(s) or coding(s) failed (listed in {result.paths['json']})")
 
 
+SEED_KNOBS = ("MAX_TRAIN_FILES", "MAX_AUDIO_SECONDS", "MODEL_CHANNELS", "MEL_LOSS_WEIGHT", "EPOCHS")
+
+
 @app.command(name="train")
 @reports_errors
 def train_command(
@@ -516,6 +520,10 @@ def train_command(
 
     def log(line: str) -> None:
         _say(f"nac: {line}")
+
+    ignored = [name for name in SEED_KNOBS if name in os.environ]
+    if ignored:
+        log(f"warning: nac train does not read {', '.join(ignored)} (python -m nac.lab.train does)")
 
     if base is not None:
         if not (minutes > 0 or steps > 0):

@@ -310,7 +310,7 @@ def test_models_lists_the_default_first_in_short_lines():
     lines = result.stdout.splitlines()
     assert result.exit_code == 0 and lines[0].startswith("* ") and manifest.find_entry(None).name in lines[0]
     assert max(map(len, lines)) <= 100 and "(default)" in result.stdout
-    assert lines[1] == "    default for mono up to 16 kHz"
+    assert lines[1] == "    default for mono (or 3+ channels) up to 16 kHz"
     fullband = manifest.find_entry(None, kind=manifest.FULLBAND).name
     assert f"* {fullband}  id" in result.stdout and "    default for stereo or above 16 kHz" in lines
 

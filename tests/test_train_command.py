@@ -55,7 +55,7 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert twice.exit_code == 2 and "starts from a shipped model" in twice.output
 
 
-def test_train_checks_its_data_and_options_before_training(tmp_path):
+def test_train_checks_its_data_and_options_before_training(tmp_path, monkeypatch):
     data, run = tmp_path / "voice", tmp_path / "run"
     data.mkdir()
     write_audio(data / "short.wav", np.zeros((1, 16000), np.float32), 16000)
@@ -63,8 +63,11 @@ def test_train_checks_its_data_and_options_before_training(tmp_path):
     def train(*args: str):
         return runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), *args])
 
+    monkeypatch.setenv("MAX_TRAIN_FILES", "2")
     result = train()
     assert result.exit_code == 3 and "1.0 s of audio; training needs at least 10 s" in result.output
+    assert "nac train does not read MAX_TRAIN_FILES" in result.output
+    monkeypatch.delenv("MAX_TRAIN_FILES")
     (data / "bad.wav").write_text("not audio")
     result = train()
     assert result.exit_code == 3 and "bad.wav: not a readable audio file" in result.output

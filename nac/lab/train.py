@@ -406,7 +406,8 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
     say(
         f"{config.arch}: {parameter_count(model)} parameters, {len(files)} files, "
         f"{len(stream) / config.sample_rate / 3600:.2f} h audio, {place.world} process(es) on {device}, "
-        f"{steps_per_epoch} steps/epoch, target {total_steps} steps",
+        f"{steps_per_epoch} steps/epoch, target "
+        + (f"{settings.minutes:g} min" if settings.minutes else f"{total_steps} steps"),
         flush=True,
     )
     started, window_start, window, window_steps = time.monotonic() - trained, time.monotonic(), {}, 0
