@@ -30,6 +30,7 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert "| 12k |" in (run / "metrics.md").read_text() and "lsd_db lower is better" in (run / "metrics.md").read_text()
     entry = manifest.find_entry(str(run))
     assert entry.name == "run" and [p.name for p in entry.ladder] == ["6k", "8k", "12k", "16k", "24k"]
+    assert entry.parameters == manifest.find_entry("nac-speech-16k-v5").parameters
     assert entry.code_tables and entry.residual_tables and entry.phase_init and len(entry.channel_order) == 48
     listed = runner.invoke(app, ["models", str(run)])
     assert listed.exit_code == 0 and "* run" in listed.output and "--bitrate  12k" in listed.output

@@ -269,9 +269,10 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
 
 
 def _copy_companions(base: str, models: Path, name: str) -> None:
-    """The base model's channel order and phase initializer, for a fine-tune of it."""
+    """The base model's channel order and phase initializer, for a fine-tune of it (whose parameter count is
+    then the base's: the same networks and initializer)."""
     entry = manifest.find_entry(base)
-    fields: dict = {"channel_order": list(entry.channel_order)}
+    fields: dict = {"channel_order": list(entry.channel_order), "parameters": entry.parameters}
     if entry.phase_init:
         target = models / f"{name}.phase.safetensors"
         shutil.copyfile(manifest.MODELS_DIR / entry.phase_init, target)
