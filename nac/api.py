@@ -50,9 +50,13 @@ def parse_kbps(bitrate: str | float) -> float:
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(?:k|kbps|kbit/s)?\s*", str(bitrate), flags=re.IGNORECASE)
         kbps = float(match.group(1)) if match else 0.0
-    if not 0.0 < kbps <= 10000.0:
-        raise UsageError(f"bitrate {bitrate!r}: give kbps, like 12k or 12.5")
+    if not 0.0 < kbps <= MAX_KBPS:
+        hint = f" ({kbps:g} bit/s would be {kbps / 1000:g}k)" if kbps > MAX_KBPS else ""
+        raise UsageError(f"bitrate {bitrate!r}: give kbps, like 12k or 12.5{hint}")
     return kbps
+
+
+MAX_KBPS = 1000.0  # a larger number is taken for bit/s (and refused with a hint)
 
 
 def choose_settings(settings: EncoderSettings | None = None, bitrate: str | float | None = None,

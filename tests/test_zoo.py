@@ -368,3 +368,8 @@ def test_settings_and_a_bitrate_exclude_each_other_and_a_custom_model_needs_sett
 def test_a_bitrate_that_is_not_kbps_is_a_usage_error(text):
     with pytest.raises(UsageError, match="bitrate"):
         api.parse_kbps(text)
+
+
+def test_a_bitrate_in_bits_per_second_gets_a_hint():
+    with pytest.raises(UsageError, match=r"\(12000 bit/s would be 12k\)$"):
+        api.parse_kbps("12000")
