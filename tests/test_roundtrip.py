@@ -360,3 +360,12 @@ def test_input_that_ends_before_its_stated_length_is_coded_with_a_warning(short_
     data = b"".join(api.encode_parts(iter([audio[:, : rate // 2]]), 1, rate, rate, notes=notes))
     assert container.read_info(data)[0].sample_count == rate
     assert "the input ended 0.500 s before the length its header gives" in " ".join(notes.lines())
+
+
+def test_content_above_the_fullband_models_20_khz_is_warned_of():
+    rate = 48000
+    t = np.arange(rate) / rate
+    tones = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 22000 * t)).astype(np.float32)
+    notes = api.EncodeNotes()
+    b"".join(api.encode_parts(iter([tones[None]]), 1, rate, rate, notes=notes))
+    assert "warning: 50.0 % of the input's energy lies above 20 kHz" in " ".join(notes.lines())
