@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,6 +119,10 @@ def run_task(task: Task, options: Options) -> Outcome:
         outcome.error = str(err)
     except OSError as err:
         outcome.error = f"{task.target}: {err.strerror or err}"
+    except KeyboardInterrupt:  # its partial output is removed by now
+        if multiprocessing.parent_process() is not None:
+            os._exit(130)  # a pool worker stopped by the batch: end here, not on to the next queued file
+        raise
     return outcome
 
 
@@ -149,11 +155,19 @@ def run_batch(
             on_done(outcomes[-1])
         return outcomes
     by_task: dict[Task, Outcome] = {}
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
-        futures = {pool.submit(run_task, task, options): task for task in tasks}
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
+    futures = {pool.submit(run_task, task, options): task for task in tasks}
+    try:
         for future in as_completed(futures):
             by_task[futures[future]] = future.result()
             on_done(by_task[futures[future]])
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start no more files, and stop the running ones
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()  # its own handler removes its partial output
+            worker.join(timeout=30)
+        raise
+    pool.shutdown()
     return [by_task[task] for task in tasks]
 
 

@@ -189,6 +189,27 @@ def test_sigterm_stops_an_encode_without_leaving_a_partial_file(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX signals")
+def test_sigterm_stops_a_parallel_batch(tmp_path: Path):
+    import signal
+    import time
+
+    source = tmp_path / "in"
+    source.mkdir()
+    noise = 0.1 * np.random.default_rng(0).standard_normal((1, 16000 * 600)).astype(np.float32)
+    for name in "abcd":  # each takes seconds to code: two running, two waiting when the signal comes
+        write_audio(source / f"{name}.wav", noise, 16000)
+    process = subprocess.Popen([sys.executable, "-m", "nac.cli", "batch", source, tmp_path / "out", "-j", "2", "-q"],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob(".*.part")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert list((tmp_path / "out").iterdir()) == []  # nothing finished, nothing half-written
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_pipe_as_output_is_written_through_not_replaced(clip: Path, encoded: Path, tmp_path: Path):
     import threading
