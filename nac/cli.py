@@ -448,6 +448,7 @@ def eval_command(
                                            "each file (0: whole files).")] = 0.0,
     keep: Annotated[int, typer.Option("--keep", help="Write reference and decodes of this many files.")] = 2,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads for decoding.")] = None,
+    force: ForceOption = False,
 ) -> None:
     """Score nac (and Opus) on audio: quality per bit, with a summary table and a rate-quality plot."""
     from .lab import evaluate
@@ -458,6 +459,8 @@ def eval_command(
         raise UsageError(f"--excerpt: {excerpt:g} seconds is negative")
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output}: exists and is not a folder (-o names the report folder)")
+    if (output / "eval.json").exists() and not force:
+        raise OutputError(f"{output}: holds a report already (use -f to overwrite)")
     if bitrates is None and mode == "speech":
         bitrates = "6,8,12,16,24"  # the command's speech default, narrower than the engine's; music: the mode's
     options = evaluate.EvalOptions(

@@ -235,6 +235,11 @@ def test_cli_lists_a_file_it_cannot_read_and_scores_the_others(tmp_path):
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--points", "6k",
                                       "-o", str(tmp_path / "o")])
     assert result.exit_code == 9 and "nac: failed:" in result.output and "b.wav" in result.output
+    again = CliRunner().invoke(app, ["eval", str(tmp_path / "a.wav"), "--points", "6k", "-o", str(tmp_path / "o")])
+    assert again.exit_code == 7 and "holds a report already (use -f to overwrite)" in again.output
+    forced = CliRunner().invoke(app, ["eval", str(tmp_path / "a.wav"), "--points", "6k", "-o", str(tmp_path / "o"),
+                                      "-f"])
+    assert forced.exit_code == 0, forced.output
 
 
 # ---------------------------------------------------------------- the engine, end to end

@@ -133,7 +133,7 @@ def test_eval_scores_manifest_rows_and_plain_files(tmp_path):
     assert len(list(out.glob("recon_a_*.wav"))) == len(systems)
     assert "| nac |" in result.stdout
 
-    result = run_tool("eval.py", corpus, "--out", out, "--bits", "16", "--store-phase", "--keep", "0")
+    result = run_tool("eval.py", corpus, "--out", out, "--bits", "16", "--store-phase", "--keep", "0", "-f")
     assert result.returncode == 0, result.stderr
     systems = json.loads((out / "eval.json").read_text())["settings"]["systems"]
     assert all(s["settings"]["bits"] == 16 and s["settings"]["store_phase"] and s["setting"].endswith("bits16+store_phase") for s in systems)
