@@ -8,6 +8,7 @@ after it was written completely.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -182,7 +183,7 @@ def write_atomic(path: Path, writer) -> None:
     """
     if is_stdio(path):
         try:
-            writer(sys.stdout.buffer)
+            writer(WholeWrites(sys.stdout.buffer))
             sys.stdout.buffer.flush()
         except OSError as err:  # BrokenPipeError included: the reader went away
             raise OutputError(f"<stdout>: cannot write ({err.strerror or err})") from None
@@ -190,7 +191,7 @@ def write_atomic(path: Path, writer) -> None:
     if is_stream(path):
         try:
             with open(path, "wb") as handle:
-                writer(handle)
+                writer(WholeWrites(handle))
         except OSError as err:
             raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
         return
@@ -202,7 +203,7 @@ def write_atomic(path: Path, writer) -> None:
     try:
         os.chmod(temp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
-            writer(handle)
+            writer(WholeWrites(handle))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -212,6 +213,29 @@ def write_atomic(path: Path, writer) -> None:
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+class WholeWrites:
+    """A binary file whose ``write`` writes all it is given or raises: a buffered file may write part, say
+    nothing and return the count when the reader of a pipe goes away."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            written = self.handle.write(view)
+            if not written:
+                raise OSError(errno.EIO, "nothing more could be written")
+            view = view[written:]
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
 
 
 def _current_umask() -> int:

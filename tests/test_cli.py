@@ -336,6 +336,18 @@ def test_models_lists_the_default_first_in_short_lines():
     assert f"* {fullband}  id" in result.stdout and "    default for stereo or above 16 kHz" in lines
 
 
+def test_decoding_to_a_pipe_whose_reader_leaves_early_is_an_output_error(tmp_path: Path):
+    source = tmp_path / "noise.wav"
+    write_audio(source, 0.1 * np.random.default_rng(0).standard_normal((1, 16000 * 5)).astype(np.float32), 16000)
+    assert run("encode", source, "-q").exit_code == 0
+    process = subprocess.Popen([sys.executable, "-m", "nac.cli", "decode", source.with_suffix(".nac"), "-o", "-"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    process.stdout.read(10)  # as `| head -c 10` does: 10 of 160,044 bytes, then gone
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 7 and b"<stdout>: cannot write (Broken pipe)" in stderr
+
+
 def test_a_reader_that_goes_away_ends_nac_quietly():
     process = subprocess.Popen([sys.executable, "-m", "nac.cli", "models"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
