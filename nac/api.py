@@ -463,10 +463,13 @@ def decode_file(
     counts = {"samples": 0, "clipped": 0}
 
     def clamped() -> Iterator[np.ndarray]:
-        for block in blocks:
-            counts["samples"] += block.shape[1]
-            counts["clipped"] += int(np.count_nonzero(np.abs(block) > 1.0))
-            yield np.clip(block, -1.0, 1.0)
+        try:
+            for block in blocks:
+                counts["samples"] += block.shape[1]
+                counts["clipped"] += int(np.count_nonzero(np.abs(block) > 1.0))
+                yield np.clip(block, -1.0, 1.0)
+        except NacError as err:  # found while decoding (the write is abandoned): name the file
+            raise type(err)(f"{src}: {err}") from None
 
     write_audio_blocks(dst, clamped(), rate, channels)
     return DecodeReport(rate, counts["samples"], channels, counts["clipped"], lost, problems)

@@ -64,6 +64,18 @@ def test_bad_input_now_has_a_clean_outcome(path: Path):
     assert not [f"{stage}: {o}" for stage, o in outcomes.items() if o.startswith("CRASH")]
 
 
+@pytest.mark.parametrize("path", BAD_INPUTS, ids=lambda p: p.stem)
+def test_a_bad_input_that_fails_to_decode_is_named_in_one_line(path: Path, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from nac.cli import app
+
+    result = CliRunner().invoke(app, ["decode", str(path), "-o", str(tmp_path / "out.wav")])
+    if result.exit_code:
+        assert result.output.startswith(f"nac: error: {path}: ") and result.output.count("\n") == 1, result.output
+        assert not (tmp_path / "out.wav").exists()
+
+
 def largest_peaks(info, chunks):
     """Every chunk's peaks at the grid's largest value (the largest shift) and its codes at their limits."""
     top = latent_layer.decode_peaks(latent_layer.MAX_SHIFT, np.full((info.channels, info.latent.latent_channels), 255))
