@@ -197,13 +197,12 @@ def encode_parts(
     notes = EncodeNotes() if notes is None else notes
     band_top = info.high_band.stop * fullband.HZ_PER_BIN if info.high_band else info.decoded_rate / 2
     notes.choice, notes.channels, notes.lost_above_hz = choice, info.coded_channels, band_top
-    energy = [0.0, 0.0]  # the input's, and its share above the band the model codes
+    energy = [0.0, 0.0]  # sum of squares in and at the decoded rate (what resampling drops)
 
-    def weigh(block: np.ndarray) -> None:
-        if sample_rate / 2 > band_top and block.shape[-1]:
-            power = np.square(np.abs(np.fft.rfft(block, axis=-1)), dtype=np.float64)
-            energy[0] += float(power.sum())
-            energy[1] += float(power[..., np.fft.rfftfreq(block.shape[-1], 1 / sample_rate) > band_top].sum())
+    def measured(stream: Iterable[np.ndarray], which: int) -> Iterator[np.ndarray]:
+        for block in stream:
+            energy[which] += float(np.square(block, dtype=np.float64).sum())
+            yield block
 
     def cleaned() -> Iterator[np.ndarray]:
         read = 0
@@ -215,19 +214,20 @@ def encode_parts(
                 block = np.where(finite, block, 0.0).astype(block.dtype)
             if block.size:
                 notes.peak = max(notes.peak, float(np.abs(block).max()))
-            weigh(block)
             yield block
         notes.missing = max(0, samples - read) / sample_rate
 
     def chunks() -> Iterator[Chunk]:
-        decoded_rate = resample_blocks(cleaned(), sample_rate, info.decoded_rate, channels)
-        source = codec.SampleWindow(decoded_rate, channels, info.decoded_sample_count)
+        decoded_rate = resample_blocks(measured(cleaned(), 0), sample_rate, info.decoded_rate, channels)
+        source = codec.SampleWindow(measured(decoded_rate, 1), channels, info.decoded_sample_count)
         for chunk in encoder.chunks(source):
             yield chunk
             if on_progress is not None:
                 on_progress(chunk.index + 1, info.chunk_count)
-        if energy[0] > 0:
-            notes.lost_share = energy[1] / energy[0]
+        kept = 1.0  # of the input's energy, at the decoded rate; then the part under the high band's top
+        if energy[0] > 0 and sample_rate > info.decoded_rate:
+            kept = min(1.0, energy[1] * sample_rate / (energy[0] * info.decoded_rate))
+        notes.lost_share = 1 - kept * (1 - encoder.share_above_band)
 
     return container.pack_parts(info, chunks(), container.Tables(loaded.code_tables, _counts(loaded, info)))
 

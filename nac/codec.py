@@ -327,6 +327,7 @@ class Window:
     silent: np.ndarray  # per latent frame: in a chunk of digital silence
     high_band: np.ndarray | None = None  # the high band's levels of the group's own frames (coded per chunk)
     stereo: np.ndarray | None = None  # the stereo layer's codes of the group's own frames
+    power: tuple[float, float] | None = None  # the own frames' input power: in all, and above the high band
 
     @property
     def own(self) -> slice:
@@ -340,16 +341,26 @@ class Encoder:
     def __init__(self, loaded: LoadedModel, info: StreamInfo, settings: EncoderSettings):
         self.net, self.info, self.settings = loaded.net, info, settings
         self.synthesis = Synthesis(loaded.net, info, Companion.PHASE_INIT in dict(info.companions))
+        self.power = np.zeros(2)  # the input's power seen by the high-band layer: in all, and above its band
+
+    @property
+    def share_above_band(self) -> float:
+        """The share of the input's power above the high band (what the stream does not code), 0 without one."""
+        total, above = self.power
+        return above / total if total > 0 else 0.0
 
     def chunks(self, source: SampleWindow) -> Iterator[Chunk]:
         """Every chunk of the stream, in order; ``source`` holds the model-rate audio. Scale groups are coded
         side by side on as many threads as torch has, each on one torch thread: the same bytes."""
 
-        def code(start: int, stop: int, first: int, audio: np.ndarray) -> list[Chunk]:
+        def code(start: int, stop: int, first: int, audio: np.ndarray) -> tuple[list[Chunk], tuple | None]:
             with torch_threads(ENCODE_THREADS), torch.inference_mode():
-                return list(self.code(self.analyze(start, stop, first, audio)))
+                window = self.analyze(start, stop, first, audio)
+                return list(self.code(window)), window.power
 
-        for chunks in _ordered_map(code, self.spans(source), torch.get_num_threads()):
+        for chunks, power in _ordered_map(code, self.spans(source), torch.get_num_threads()):
+            if power is not None:
+                self.power += power
             yield from chunks
 
     def windows(self, source: SampleWindow) -> Iterator[Window]:
@@ -390,6 +401,9 @@ class Encoder:
         info = self.info
         per = info.columns_per_frame
         spec, columns, codes = fullband.analyze(audio), slice(own.start * per, own.stop * per), {}
+        if info.high_band:  # what the input holds above the band, every channel (before a stereo downmix)
+            above = spec[:, columns, info.high_band.stop :]
+            codes["power"] = (float(np.vdot(spec[:, columns], spec[:, columns]).real), float(np.vdot(above, above).real))
         if info.stereo:
             codes["stereo"] = info.stereo.codes(spec[:1, columns], spec[1:, columns], per)
             spec = info.stereo.downmix(spec[:1], spec[1:], per)
