@@ -18,7 +18,7 @@ import numpy as np
 
 from . import codec
 from .audio import as_channels_first, is_stream, read_blocks, resample_blocks, write_atomic, write_audio_blocks
-from .errors import FormatError, InputError, NacError, OutputError, UsageError
+from .errors import FormatError, InputError, OutputError, UsageError, naming
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
@@ -413,14 +413,10 @@ def encode_file(
 
     def write(handle) -> None:
         nonlocal written
-        try:
+        with naming(src):
             for part in encode_parts(blocks, channels, samples, rate, settings, bitrate=bitrate, model=model,
                                      on_progress=on_progress, notes=notes):
                 written += handle.write(part)
-        except NacError as err:
-            if str(err).startswith(f"{src}:"):
-                raise
-            raise type(err)(f"{src}: {err}") from None
 
     write_atomic(dst, write)
     return EncodeReport(written, samples / rate, tuple(notes.lines()))
@@ -449,7 +445,7 @@ def decode_file(
     _check_paths(src, dst, overwrite)
     data = read_input_bytes(src)
     lost, problems = (), ()
-    try:
+    with naming(src):
         if salvage:
             result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model, phase_iters=phase_iters)
             channels, rate, blocks = result.audio.shape[0], result.sample_rate, iter([result.audio])
@@ -458,18 +454,14 @@ def decode_file(
             channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
                                                    duration=duration, phase_iters=phase_iters,
                                                    on_progress=on_progress)
-    except NacError as err:
-        raise type(err)(f"{src}: {err}") from None
     counts = {"samples": 0, "clipped": 0}
 
     def clamped() -> Iterator[np.ndarray]:
-        try:
+        with naming(src):  # damage found while decoding (the write is abandoned)
             for block in blocks:
                 counts["samples"] += block.shape[1]
                 counts["clipped"] += int(np.count_nonzero(np.abs(block) > 1.0))
                 yield np.clip(block, -1.0, 1.0)
-        except NacError as err:  # found while decoding (the write is abandoned): name the file
-            raise type(err)(f"{src}: {err}") from None
 
     write_audio_blocks(dst, clamped(), rate, channels)
     return DecodeReport(rate, counts["samples"], channels, counts["clipped"], lost, problems)

@@ -22,7 +22,7 @@ from . import api, codec
 from .audio import audio_info, read_audio
 from .format import container
 from .model import manifest
-from .errors import InputError, NacError, OutputError, UsageError
+from .errors import InputError, NacError, OutputError, UsageError, naming
 from .settings import EncoderSettings
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
@@ -260,10 +260,8 @@ def find_original(nac_path: Path, root: Path | None, originals: Path | None) -> 
 def report_row(path: Path, original: Path | None = None, with_metrics: bool = False,
                model: str | None = None) -> ReportRow:
     data = api.read_input_bytes(path)
-    try:
+    with naming(path):
         scan = container.scan(data)
-    except NacError as err:
-        raise type(err)(f"{path}: {err}") from None
     h = scan.header
     duration = h.sample_count / h.original_sample_rate
     try:
@@ -291,10 +289,8 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
         row.original_bytes = original.stat().st_size
         row.ratio_vs_original = row.original_bytes / len(data)
         if with_metrics:
-            try:
+            with naming(path):
                 row.scores = score(original, data, model)
-            except NacError as err:
-                raise type(err)(f"{path}: {err}") from None
     if not scan.ok:
         row.layers = "+".join(filter(None, [row.layers, "DAMAGED"]))
     return row

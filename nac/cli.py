@@ -24,7 +24,8 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import BatchFailedError, BatchPartialError, InputError, NacError, OutputError, SalvagedError, UsageError
+from .errors import (BatchFailedError, BatchPartialError, InputError, NacError, OutputError, SalvagedError, UsageError,
+                     naming)
 
 MAX_PROBLEMS_SHOWN = 20  # inspect's text form; --json lists them all
 
@@ -239,10 +240,8 @@ def inspect(
     from . import info as info_module
 
     data = info_module.read_input_bytes(input)  # its errors name the file already
-    try:
+    with naming(input):
         described = info_module.inspect(data)
-    except NacError as err:
-        raise type(err)(f"{input}: {err}") from None
     typer.echo(json.dumps(described, indent=2) if as_json else format_inspection(input, described))
     if not (described["all_crc_ok"] and described["intact"]):
         raise typer.Exit(4)

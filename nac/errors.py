@@ -5,6 +5,8 @@ Every error raised on purpose by nac is a ``NacError``. The CLI maps
 place exit codes are defined (README and ``format_spec.md`` repeat it).
 """
 
+import contextlib
+
 
 class NacError(Exception):
     """Base class; ``str(err)`` is a one-line message naming the problem."""
@@ -69,3 +71,14 @@ class BatchFailedError(NacError):
     """``nac batch`` found files but none of them succeeded."""
 
     exit_code = 10
+
+
+@contextlib.contextmanager
+def naming(path):
+    """Let a :class:`NacError` raised inside name ``path`` first (unless its message does already)."""
+    try:
+        yield
+    except NacError as err:
+        if str(err).startswith(f"{path}:"):
+            raise
+        raise type(err)(f"{path}: {err}") from None
