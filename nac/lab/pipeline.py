@@ -352,8 +352,7 @@ def measure_fullband(model: str, files: list[Path], ladder: dict[str, EncoderSet
     return results
 
 
-HIGHER_IS_BETTER = {"pesq_wb": True, "stoi": True, "visqol_audio": True, "bandwidth_khz": True, "lsd_db": False,
-                    "mel_db": False, "ild_error_db": False}
+LOWER_IS_BETTER = {"lsd_db", "mel_db", "ild_error_db"}  # of SCORES and MUSIC_SCORES; higher is better for the rest
 
 
 def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, base: str | None,
@@ -364,7 +363,7 @@ def _report(out: Path, name: str, data: Data, after: dict, before: dict | None, 
               "after": after, "before": before, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     keys = SCORES if any("pesq_wb" in scores for scores in after.values()) else MUSIC_SCORES
-    direction = ", ".join(f"{key} {'higher' if HIGHER_IS_BETTER[key] else 'lower'} is better" for key in keys)
+    direction = ", ".join(f"{key} {'lower' if key in LOWER_IS_BETTER else 'higher'} is better" for key in keys)
     lines = [f"# {name}: held-out scores", "", f"{data.source}; the mean over the {len(data.held_out)} held-out "
              f"files ({direction})", "",
              "| point | " + " | ".join(f"{key} {when}" for key in ("kbps", *keys)
