@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import re
 import signal
@@ -483,7 +484,35 @@ def eval_command(
             f"{len(result.failed)} file(s) or coding(s) failed (listed in {result.paths['json']})")
 
 
-SEED_KNOBS = ("MAX_TRAIN_FILES", "MAX_AUDIO_SECONDS", "MODEL_CHANNELS", "MEL_LOSS_WEIGHT", "EPOCHS")
+SEED_KNOBS = {  # option of nac train -> the seed's environment variable read when the option is not given
+    "max_files": ("MAX_TRAIN_FILES", int), "crop_seconds": ("MAX_AUDIO_SECONDS", float),
+    "mel_weight": ("MEL_LOSS_WEIGHT", float), "epochs": ("EPOCHS", int), "model_channels": ("MODEL_CHANNELS", int),
+}
+SEED_PANEL = "The research seed's knobs (fine-tunes; each falls back to its environment variable)"
+
+
+def _seed_knobs(given: dict) -> dict:
+    """``given`` options, each None filled from its environment variable (a bad value is a usage error)."""
+    knobs = {}
+    for option, (variable, kind) in SEED_KNOBS.items():
+        value, source = given[option], f"--{option.replace('_', '-')}"
+        if value is None and os.environ.get(variable, "").strip():
+            source = f"{variable}={os.environ[variable]!r}"
+            try:
+                value = kind(os.environ[variable])
+            except ValueError:
+                raise UsageError(f"{source}: not {'an integer' if kind is int else 'a number'}") from None
+        if option == "crop_seconds" and value is not None and not 0.1 <= value <= MAX_CROP_S:
+            raise UsageError(f"{source}: a training crop is 0.1 to {MAX_CROP_S:g} s")
+        lowest = 1 if option in ("epochs", "model_channels") else 0
+        if value is not None and not (value >= lowest and math.isfinite(value)):
+            raise UsageError(f"{source}: must be {lowest} or more")
+        knobs[option] = value
+    return knobs
+
+
+DEFAULT_TRAIN_MINUTES = 30.0
+MAX_CROP_S = 30.0  # a batch of 16 crops this long is about 30 MB of audio and its spectra
 
 
 @app.command(name="train")
@@ -496,10 +525,22 @@ def train_command(
     base: Annotated[Optional[str], typer.Option("--from", help="Fine-tune this model (nac models).")] = None,
     recipe: Annotated[Optional[Path], typer.Option("--recipe", help="Train from nothing by this recipe "
                                                                      "(recipes/*.json).")] = None,
-    minutes: Annotated[float, typer.Option(help="With --from: minutes of training.")] = 30.0,
+    minutes: Annotated[Optional[float], typer.Option(help="With --from: minutes of training (default 30).")] = None,
     steps: Annotated[int, typer.Option(help="With --from: stop after this many steps instead (0: minutes).")] = 0,
     threads: Annotated[int, typer.Option(help="Torch threads (0: torch's default).")] = 0,
     device: Annotated[str, typer.Option(help="auto (cuda when there is one), cpu, cuda, cuda:N.")] = "auto",
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the audio, in place of --minutes (EPOCHS).",
+                                                  rich_help_panel=SEED_PANEL)] = None,
+    max_files: Annotated[Optional[int], typer.Option(help="Train on the first N files (MAX_TRAIN_FILES).",
+                                                     rich_help_panel=SEED_PANEL)] = None,
+    crop_seconds: Annotated[Optional[float], typer.Option(help="Length of a training crop, default 1 "
+                                                               "(MAX_AUDIO_SECONDS).",
+                                                          rich_help_panel=SEED_PANEL)] = None,
+    mel_weight: Annotated[Optional[float], typer.Option(help="Weight of the mel loss, default 1 (MEL_LOSS_WEIGHT).",
+                                                        rich_help_panel=SEED_PANEL)] = None,
+    model_channels: Annotated[Optional[int], typer.Option(help="Latent channels; a fine-tune keeps its base's "
+                                                               "(MODEL_CHANNELS).",
+                                                          rich_help_panel=SEED_PANEL)] = None,
 ) -> None:
     """Train a model and make it usable: training (with resume), export, entropy tables, phase initializer, and
     the rate ladder measured on held-out audio; run.json, metrics.md and loss.png in the run folder."""
@@ -523,18 +564,26 @@ def train_command(
     def log(line: str) -> None:
         _say(f"nac: {line}")
 
-    ignored = [name for name in SEED_KNOBS if name in os.environ]
-    if ignored:
-        log(f"warning: nac train does not read {', '.join(ignored)} (python -m nac.lab.train does)")
-
+    given = {"max_files": max_files, "crop_seconds": crop_seconds, "mel_weight": mel_weight, "epochs": epochs,
+             "model_channels": model_channels}
     if base is not None:
-        if not (minutes > 0 or steps > 0):
-            raise UsageError("--minutes or --steps must be above 0")
+        knobs = pipeline.SeedKnobs(**_seed_knobs(given))
         if steps < 0:
             raise UsageError("--steps must be 0 (use --minutes) or more")
+        if knobs.epochs and (steps or minutes is not None):
+            raise UsageError(f"give --epochs (EPOCHS) or {'--steps' if steps else '--minutes'}, not both")
+        minutes = DEFAULT_TRAIN_MINUTES if minutes is None else minutes
+        if not (minutes > 0 or steps > 0):
+            raise UsageError("--minutes or --steps must be above 0")
         models = pipeline.fine_tune(pipeline.folder_data(data, log), base, output, minutes, steps, threads, device,
-                                    log=log)
+                                    log=log, knobs=knobs)
     else:
+        named = [f"--{option.replace('_', '-')}" for option, value in given.items() if value is not None]
+        if named:
+            raise UsageError(f"{', '.join(named)}: a recipe sets its own training (these are for --from)")
+        ignored = [variable for variable, _ in SEED_KNOBS.values() if os.environ.get(variable, "").strip()]
+        if ignored:
+            log(f"warning: {', '.join(ignored)} not used: a recipe sets its own training")
         chosen = recipes.load(recipe)
         if not (data / "MANIFEST.tsv").is_file():
             raise InputError(f"{data}: a recipe trains on a corpus folder with MANIFEST.tsv")

@@ -64,11 +64,8 @@ def test_train_checks_its_data_and_options_before_training(tmp_path, monkeypatch
     def train(*args: str):
         return runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run), *args])
 
-    monkeypatch.setenv("MAX_TRAIN_FILES", "2")
     result = train()
     assert result.exit_code == 3 and "1.0 s of audio; training needs at least 10 s" in result.output
-    assert "nac train does not read MAX_TRAIN_FILES" in result.output
-    monkeypatch.delenv("MAX_TRAIN_FILES")
     (data / "bad.wav").write_text("not audio")
     result = train()
     assert result.exit_code == 3 and "bad.wav: not a readable audio file" in result.output
@@ -89,6 +86,55 @@ def test_train_checks_its_data_and_options_before_training(tmp_path, monkeypatch
     assert sorted(p.name for p in elsewhere.iterdir()) == ["notes.txt"]
     missing = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--from", "nac-speech-16k-v5", "-o", str(run)])
     assert missing.exit_code == 3 and "no such folder" in missing.output
+
+
+def test_the_seed_knobs_reach_the_training_as_options_or_from_the_environment(tmp_path, monkeypatch):
+    data, run = tmp_path / "voice", tmp_path / "run"
+    data.mkdir()
+    noise = np.random.default_rng(0).standard_normal((1, 32000)).astype(np.float32) * 0.1
+    for number in range(12):  # 11 to train on, the tenth held out
+        write_audio(data / f"{number:02d}.wav", noise, 16000)
+    seen = {}
+
+    def training(settings):
+        seen["settings"], seen["files"] = settings, settings.data.read_text().split()
+        return settings.run_dir / "last.pt"
+
+    monkeypatch.setattr(pipeline.train, "train", training)
+    monkeypatch.setattr(pipeline, "finish", lambda *args, **kwargs: run / "models")
+    monkeypatch.setenv("EPOCHS", "3")
+    monkeypatch.setenv("MEL_LOSS_WEIGHT", "0.5")
+    monkeypatch.setenv("MAX_TRAIN_FILES", "9")  # the option below wins
+    result = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(run),
+                                 "--max-files", "4", "--crop-seconds", "2"])
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    assert (settings.epochs, settings.steps, settings.minutes) == (3, 0, 0.0)
+    assert (settings.mel_weight, settings.crop_seconds) == (0.5, 2.0)
+    assert [Path(f).name for f in seen["files"]] == ["00.wav", "01.wav", "02.wav", "03.wav"]
+    request = json.loads((run / "request.json").read_text())
+    assert (request["epochs"], request["max_files"], request["minutes"]) == (3, 4, None)
+
+    def refused(*args: str, **environment: str) -> str:
+        with monkeypatch.context() as patch:
+            for variable in ("EPOCHS", "MEL_LOSS_WEIGHT", "MAX_TRAIN_FILES"):
+                patch.delenv(variable)
+            for variable, value in environment.items():
+                patch.setenv(variable, value)
+            result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "other"), *args])
+        assert result.exit_code == 2, result.output
+        return result.output
+
+    base = ("--from", "nac-speech-16k-v5")
+    assert "MAX_TRAIN_FILES='two': not an integer" in refused(*base, MAX_TRAIN_FILES="two")
+    assert "keeps nac-speech-16k-v5's 48 latent channels" in refused(*base, MODEL_CHANNELS="32")
+    assert "give --epochs (EPOCHS) or --steps, not both" in refused(*base, "--steps", "5", EPOCHS="2")
+    assert "give --epochs (EPOCHS) or --minutes" in refused(*base, "--epochs", "2", "--minutes", "5")
+    assert "--crop-seconds: a training crop is 0.1 to 30 s" in refused(*base, "--crop-seconds", "0")
+    assert "MEL_LOSS_WEIGHT='nan': must be 0 or more" in refused(*base, MEL_LOSS_WEIGHT="nan")
+    assert "--epochs: a recipe sets its own training" in refused(
+        "--recipe", str(ROOT / "recipes" / "nac-speech-16k-v5.json"), "--epochs", "2")
+    assert not (tmp_path / "other").exists()
 
 
 def test_train_needs_a_base_or_a_recipe(tmp_path):

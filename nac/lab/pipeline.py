@@ -100,18 +100,42 @@ def corpus_data(corpus: Path, kinds: tuple[str, ...], dev_files: int) -> Data:
 # --------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class SeedKnobs:
+    """The research seed's training knobs, for a fine-tune; None keeps the fine-tune's own choice."""
+
+    max_files: int | None = None  # MAX_TRAIN_FILES: train on the first this many files (0: all)
+    crop_seconds: float | None = None  # MAX_AUDIO_SECONDS: the length of a training crop
+    mel_weight: float | None = None  # MEL_LOSS_WEIGHT
+    epochs: int | None = None  # EPOCHS: passes over the audio, in place of minutes or steps
+    model_channels: int | None = None  # MODEL_CHANNELS: a fine-tune keeps its base's latent width
+
+    def request(self) -> dict:
+        """The knobs set, for ``request.json`` (none set adds nothing: runs from before knobs resume)."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
 def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, threads: int = 0,
-              device: str = "auto", name: str | None = None, log: Log = print) -> Path:
-    """Train ``base`` further on ``data`` for ``minutes`` (or ``steps``), then :func:`finish` it as ``name``
-    (``OUT``'s folder name) in ``out``. The base's ladder settings are measured again on the held-out files."""
+              device: str = "auto", name: str | None = None, log: Log = print, knobs: SeedKnobs = SeedKnobs()) -> Path:
+    """Train ``base`` further on ``data`` for ``minutes`` (or ``steps``, or ``knobs.epochs``), then
+    :func:`finish` it as ``name`` (``OUT``'s folder name) in ``out``. The base's ladder settings are measured
+    again on the held-out files."""
     if manifest.models_folder(base)[1] != manifest.MODELS_DIR:
         raise UsageError(f"--from {base}: fine-tuning starts from a shipped model (nac models), not a run folder")
     entry = manifest.find_entry(base)
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder to measure a fine-tune at")
+    if knobs.model_channels is not None and knobs.model_channels != len(entry.channel_order):
+        raise UsageError(f"MODEL_CHANNELS {knobs.model_channels}: a fine-tune keeps {entry.name}'s "
+                         f"{len(entry.channel_order)} latent channels (a new width trains from nothing: "
+                         f"python -m nac.lab.train)")
+    if knobs.max_files:
+        data = dataclasses.replace(data, train=data.train[: knobs.max_files],
+                                   source=f"{data.source}, the first {knobs.max_files} trained on")
     _check_not_silent(data.train)
     out = Path(out)
-    claim(out, {"from": entry.name, "data": data.source, "minutes": None if steps else minutes, "steps": steps})
+    claim(out, {"from": entry.name, "data": data.source, "minutes": None if steps or knobs.epochs else minutes,
+                "steps": steps, **knobs.request()})
     if (out / FINISHED).is_file():
         log("model made before")
         return out / "models"
@@ -119,8 +143,10 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
     if not start.is_file():
         start.parent.mkdir(parents=True, exist_ok=True)
         _checkpoint_of(base, start)
-    stage = Stage("fine-tune", minutes=minutes, lr=5e-5, lr_final=5e-6, synthesis_phase="decoded",
-                  low_band_weight=4.0, phase_weight=0.3, waveform_weight=0.0, code_bits=4)
+    stage = Stage("fine-tune", epochs=knobs.epochs or 0, minutes=minutes, lr=5e-5, lr_final=5e-6,
+                  crop_seconds=knobs.crop_seconds or Stage.crop_seconds,
+                  mel_weight=Stage.mel_weight if knobs.mel_weight is None else knobs.mel_weight,
+                  synthesis_phase="decoded", low_band_weight=4.0, phase_weight=0.3, waveform_weight=0.0, code_bits=4)
     checkpoint = _run_stage(stage, data, out / "stages" / "01-fine-tune", start, None, threads, device, steps, log)
     if not train.Distributed.from_environment().leader:
         return out / "models"  # under torchrun the first process alone makes the model
@@ -198,9 +224,11 @@ def _run_stage(stage: Stage, data: Data, run_dir: Path, start: Path | None, conf
     if stage.refine_channels:
         bins = round(stage.refine_hz / config.sample_rate * config.n_fft) + 1
         config = dataclasses.replace(config, refine_channels=stage.refine_channels, refine_bins=bins)
+    limit = steps or stage.until_step  # else the stage's epochs, else its minutes
     settings = train.TrainSettings(
         data=listed, run_dir=run_dir, config=config, crop_seconds=stage.crop_seconds, batch_size=stage.batch_size,
-        steps=steps or stage.until_step or 10**9, minutes=0.0 if steps else stage.minutes,
+        steps=limit or (0 if stage.epochs else 10**9), epochs=stage.epochs,
+        minutes=0.0 if limit or stage.epochs else stage.minutes,
         learning_rate=stage.lr, final_learning_rate=stage.lr_final, mel_weight=stage.mel_weight,
         phase_weight=stage.phase_weight, low_band_weight=stage.low_band_weight, low_band_hz=stage.low_band_hz,
         waveform_weight=stage.waveform_weight, synthesis_phase=stage.synthesis_phase, code_bits=stage.code_bits,

@@ -27,7 +27,8 @@ class Stage:
     """One training run, started from the stage before (or a fresh network)."""
 
     name: str
-    until_step: int = 0  # train until the model has this many steps in all; 0: for ``minutes``
+    until_step: int = 0  # train until the model has this many steps in all; 0: for ``epochs`` or ``minutes``
+    epochs: int = 0  # passes over the training audio (in crops of ``crop_seconds``)
     minutes: float = 0.0
     lr: float = 1e-3
     lr_final: float | None = None  # cosine decay to this over the stage
@@ -100,8 +101,8 @@ def load(path: str | Path) -> Recipe:
     for stage in recipe.stages:
         if stage.synthesis_phase not in SYNTHESIS_PHASES:
             raise UsageError(f"{path}: stage {stage.name}: synthesis_phase must be one of {SYNTHESIS_PHASES}")
-        if not stage.until_step and not stage.minutes:
-            raise UsageError(f"{path}: stage {stage.name} needs until_step or minutes")
+        if not (stage.until_step or stage.epochs or stage.minutes):
+            raise UsageError(f"{path}: stage {stage.name} needs until_step, epochs or minutes")
     recipe.ladder_settings()
     if recipe.ladder and recipe.default_point not in recipe.ladder:
         raise UsageError(f"{path}: default point {recipe.default_point!r} is not on the ladder")
