@@ -48,10 +48,11 @@ def tone_and_noise(seconds: float, rate: int = RATE, channels: int = 1, seed: in
 
 
 def run(settings: TrainSettings) -> tuple[Path, str]:
-    """train(settings), returning the checkpoint and what it printed."""
+    """train(settings), returning the checkpoint and what it printed (progress goes to stderr)."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stderr(out), contextlib.redirect_stdout(io.StringIO()) as stdout:
         checkpoint = train(settings)
+    assert not stdout.getvalue()
     return checkpoint, out.getvalue()
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,7 +365,7 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
     torch.manual_seed(settings.seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    say = print if place.leader else (lambda *args, **kwargs: None)
+    say = functools.partial(print, file=sys.stderr) if place.leader else (lambda *args, **kwargs: None)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = settings.run_dir / "last.pt"
     model, resumed, step = initial_model(settings)
