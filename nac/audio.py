@@ -8,6 +8,7 @@ after it was written completely.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -92,7 +93,8 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         source, name = str(path), str(path)
         _check_input_path(Path(path))
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        with _quiet_decoder(name):
+            data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
     return np.ascontiguousarray(data.T), int(rate)
@@ -114,12 +116,38 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
 
     def blocks() -> Iterator[np.ndarray]:
         try:
-            for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield np.ascontiguousarray(block.T)
+            with _quiet_decoder(path):
+                handle = sf.SoundFile(str(path))
+            with handle:
+                while True:
+                    with _quiet_decoder(path):  # not across the yield: the caller may print between blocks
+                        block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    if not len(block):
+                        return
+                    yield np.ascontiguousarray(block.T)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise InputError(f"{path}: unreadable audio ({_reason(err)})") from None
 
     return frames, rate, channels, blocks()
+
+
+@contextlib.contextmanager
+def _quiet_decoder(path: str | os.PathLike) -> Iterator[None]:
+    """While an MP3 is opened or read, file descriptor 2 goes to the null device: libsndfile's MP3 decoder
+    (libmpg123) prints its own notes on bad frames there, and a bad file should give nac's one-line error
+    alone. libsndfile picks that decoder by the ``.mp3`` extension only, so other files are left alone."""
+    if Path(path).suffix.lower() != ".mp3":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
@@ -127,7 +155,8 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     path = Path(path)
     _check_input_path(path)
     try:
-        info = sf.info(str(path))
+        with _quiet_decoder(path):
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{path}: not a readable audio file ({_reason(err)})") from None
     return int(info.frames), int(info.samplerate), int(info.channels)

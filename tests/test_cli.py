@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import pytest
 from typer.testing import CliRunner
 
@@ -249,7 +250,7 @@ def test_a_folder_as_input(tmp_path: Path):
     assert result.exit_code == 3 and result.output.strip() == f"nac: error: {tmp_path}: is a folder, not an audio file"
 
 
-def test_non_audio_input(tmp_path: Path):
+def test_non_audio_input(tmp_path: Path, capfd):
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is not audio\n")
     result = run("encode", bogus)
@@ -259,6 +260,10 @@ def test_non_audio_input(tmp_path: Path):
     garbage.write_bytes(bytes(range(256)) * 40)
     result = run("encode", garbage)
     assert result.exit_code == 3 and "not a regular file" not in result.output  # libsndfile's words for it
+    assert capfd.readouterr().err == ""  # libmpg123's own notes on the bad frames are kept off the terminal
+    song = tmp_path / "tone.mp3"
+    sf.write(song, 0.3 * np.sin(np.arange(48000) / 16000 * 2 * np.pi * 440), 16000)
+    assert run("encode", song).exit_code == 0 and (tmp_path / "tone.nac").is_file()
 
 
 def test_raw_bytes_on_stdin_are_named_stdin(tmp_path: Path):
