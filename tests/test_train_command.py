@@ -54,6 +54,13 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert other.exit_code == 2 and "holds a run asked for otherwise (steps 1, now 2)" in other.output
     twice = runner.invoke(app, ["train", str(data), "--from", str(run), "-o", str(tmp_path / "b")])
     assert twice.exit_code == 2 and "starts from a shipped model" in twice.output
+    copy = tmp_path / "copy"  # a run copied before it finished goes on under its new name
+    shutil.copytree(run, copy)
+    (copy / "finished").unlink()
+    resumed = runner.invoke(app, ["train", str(data), "--from", "nac-speech-16k-v5", "-o", str(copy), "--steps", "1",
+                                  "--threads", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [entry.name for entry in manifest.list_models(copy / "models")] == ["copy"]
 
 
 def test_train_checks_its_data_and_options_before_training(tmp_path, monkeypatch):

@@ -262,6 +262,8 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
     the base's channel order and phase initializer, as a fine-tune does)."""
     models = Path(out) / "models"
     folder = str(models)
+    if models.is_dir():  # left by a finish that stopped, or copied with the run folder under another name
+        shutil.rmtree(models)
     export.export(checkpoint, name, model_id, models, description=description, make_default=True,
                   training_data=data.source,
                   extra={**({"recipe": f"recipes/{name}.json"} if recipe else {}),
