@@ -24,6 +24,7 @@ import soxr
 
 from .errors import InputError, OutputError, UsageError
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")  # what a folder's audio files end in
 WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 

@@ -341,12 +341,13 @@ def batch_command(
 ) -> None:
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
     from . import api, batch
+    from . import report as size
     from .audio import write_atomic
     from .model import zoo
     from .settings import EncoderSettings
 
-    if report_format not in batch.REPORT_FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
+    if report_format not in size.REPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(size.REPORT_FORMATS)}")
     chosen = EncoderSettings.from_file(settings) if settings is not None else None
     if chosen is not None and bitrate is not None:
         raise UsageError("give --bitrate or --settings, not both")
@@ -373,9 +374,9 @@ def batch_command(
         _say(f"{stats['files']} files ({stats['skipped']} skipped, {stats['failed']} failed) in "
              f"{stats['wall_s']:.1f} s: {stats['audio_x_real_time'] or 0:.1f}x real time")
     if not decode and stats["failed"] < stats["files"]:
-        rows, summary, failures = batch.size_report([output_dir], originals=input_dir)
+        rows, summary, failures = size.size_report([output_dir], originals=input_dir)
         _say_failures(failures)
-        text = batch.format_report(rows, summary, report_format)
+        text = size.format_report(rows, summary, report_format)
         if not quiet:
             typer.echo(text)
         if report_path is not None:
@@ -399,15 +400,15 @@ def report(
 ) -> None:
     """The size report: per file and total sizes, ratios, bitrate, overhead (and quality); a damaged file is
     marked DAMAGED, and one that is not a nac file is listed on stderr (exit 9)."""
-    from . import batch
+    from . import report as size
 
-    if report_format not in batch.REPORT_FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(batch.REPORT_FORMATS)}")
+    if report_format not in size.REPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(size.REPORT_FORMATS)}")
     if with_metrics and originals is None:
         raise UsageError("--metrics needs --originals DIR")
-    rows, summary, failures = batch.size_report(paths, originals=originals, with_metrics=with_metrics, model=model)
+    rows, summary, failures = size.size_report(paths, originals=originals, with_metrics=with_metrics, model=model)
     _say_failures(failures)
-    typer.echo(batch.format_report(rows, summary, report_format))
+    typer.echo(size.format_report(rows, summary, report_format))
     if failures:
         raise typer.Exit(BatchFailedError.exit_code if not rows else BatchPartialError.exit_code)
 

@@ -1,11 +1,13 @@
 """Folder batches and the size report (nac.batch)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from nac import batch
+from nac import batch, report
 from nac.errors import InputError, OutputError
 from nac.audio import write_audio
 
@@ -80,7 +82,7 @@ def test_decode_batch(folder: Path, tmp_path: Path):
 def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
     batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
-    rows, summary, failures = batch.size_report([out], originals=folder, with_metrics=True)
+    rows, summary, failures = report.size_report([out], originals=folder, with_metrics=True)
     assert failures == [] and summary["files"] == 3 and summary["duration_s"] == pytest.approx(2.5, abs=0.01)
     by_name = {Path(r.file).name: r for r in rows}
     a = by_name["a.nac"]
@@ -89,13 +91,13 @@ def test_report_sizes_and_formats(folder: Path, tmp_path: Path):
     assert 0 < a.overhead_bytes < a.nac_bytes and a.code_bits == 4 and a.layers == "residual" and a.model
     assert "lsd_db" in a.scores and summary["mean_lsd_db"] is not None
     assert summary["kbps"] == pytest.approx(summary["nac_bytes"] * 8 / summary["duration_s"] / 1000)
-    parsed = json.loads(batch.format_report(rows, summary, "json"))
+    parsed = json.loads(report.format_report(rows, summary, "json"))
     assert len(parsed["files"]) == 3
-    csv_text = batch.format_report(rows, summary, "csv")
+    csv_text = report.format_report(rows, summary, "csv")
     assert csv_text.splitlines()[0].startswith("file,duration_s") and len(csv_text.splitlines()) == 4
-    table = batch.format_report(rows, summary, "table")
+    table = report.format_report(rows, summary, "table")
     assert "TOTAL (3 files)" in table
-    assert batch.format_report(rows, summary, "md").splitlines()[1].startswith("|---")
+    assert report.format_report(rows, summary, "md").splitlines()[1].startswith("|---")
 
 
 def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
@@ -114,12 +116,21 @@ def test_report_lists_bad_files_and_goes_on(folder: Path, tmp_path: Path):
     (out / "junk.nac").write_bytes(b"not a nac file at all")
     whole = (out / "a.nac").read_bytes()
     (out / "cut.nac").write_bytes(whole[: len(whole) - 40])
-    rows, summary, failures = batch.size_report([out, out / "a.nac"])  # a.nac named twice: counted once
+    rows, summary, failures = report.size_report([out, out / "a.nac"])  # a.nac named twice: counted once
     assert len(failures) == 1 and "junk.nac" in failures[0]
     assert sorted(Path(r.file).name for r in rows) == ["a.nac", "b.nac", "c.nac", "cut.nac"]
     assert [r.layers for r in rows if Path(r.file).name == "cut.nac"] == ["residual+DAMAGED"]
     with pytest.raises(InputError, match="no such folder .--originals"):
-        batch.size_report([out], originals=tmp_path / "nowhere")
+        report.size_report([out], originals=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no .nac files"):
-        batch.size_report([tmp_path / "empty"])
+        report.size_report([tmp_path / "empty"])
+
+
+def test_a_size_report_does_not_load_the_networks(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
+    probe = ("import sys; from pathlib import Path; from nac import cli, report; "
+             "rows, _, _ = report.size_report([Path(sys.argv[1])]); print(len(rows), 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["3", "False"]  # sizes come from headers: no torch start-up (about 1.5 s)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nac.audio import AUDIO_SUFFIXES  # noqa: E402
 from nac.errors import NacError, OutputError, UsageError  # noqa: E402
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 SPLITS = ("train", "test")
 
 

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from nac import api  # noqa: E402
 from nac.audio import read_audio  # noqa: E402
-from nac.lab.evaluate import AUDIO_SUFFIXES  # noqa: E402
+from nac.audio import AUDIO_SUFFIXES  # noqa: E402
 
 
 def kbps(audio: np.ndarray, rate: int, point: str, model: str | None) -> float:

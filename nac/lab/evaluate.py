@@ -63,7 +63,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import api
-from ..audio import read_audio, resample, write_atomic, write_audio
+from ..audio import AUDIO_SUFFIXES, read_audio, resample, write_atomic, write_audio
 from ..codec import torch_threads
 from ..errors import InputError, ModelError, NacError, UsageError
 from ..model import manifest, zoo
@@ -96,7 +96,6 @@ NUMBERED_PRESETS = {"res": ("residual_hz", float), "step": ("residual_step", flo
                     "coarse": ("coarse_channels", int), "it": ("phase_iters", int)}
 _NUMBERED = re.compile(r"(res|step|bands|oct|slope|span|fine|fstep|hint)(\d+(?:\.\d+)?)|(coarse|it)(\d+)")
 MAX_LAG_S = 0.001  # Opus alignment search: +-1 ms
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 RATE_COLUMNS = (  # (summary key, heading, format): the first columns of every table
     ("kbps", "kbps", "{:.2f}"),
     ("file_kbps", "file kbps", "{:.2f}"),

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from .. import api
-from ..audio import audio_info, read_audio, resample
+from ..audio import AUDIO_SUFFIXES, audio_info, read_audio, resample
 from ..errors import InputError, OutputError, UsageError
 from ..model import manifest, zoo
 from ..model.networks import ModelConfig
 from ..settings import EncoderSettings
 from . import companions, export, metrics, phase_init, train
-from .evaluate import AUDIO_SUFFIXES, spread
+from .evaluate import spread
 from .recipe import Recipe, Stage
 
 HELD_OUT_EVERY = 10  # a plain folder's every tenth file (in sorted order) is held out
