@@ -449,11 +449,12 @@ def decode_file(
         if salvage:
             result = decode_salvage(data, keep_model_rate=keep_model_rate, model=model, phase_iters=phase_iters)
             channels, rate, blocks = result.audio.shape[0], result.sample_rate, iter([result.audio])
-            lost, problems = result.lost, result.problems
+            lost, problems, frames = result.lost, result.problems, result.audio.shape[1]
         else:
             channels, rate, blocks = decode_blocks(data, keep_model_rate=keep_model_rate, model=model, start=start,
                                                    duration=duration, phase_iters=phase_iters,
                                                    on_progress=on_progress)
+            frames = codec.output_frames(container.read_info(data)[0], keep_model_rate, start, duration)
     counts = {"samples": 0, "clipped": 0}
 
     def clamped() -> Iterator[np.ndarray]:
@@ -463,7 +464,7 @@ def decode_file(
                 counts["clipped"] += int(np.count_nonzero(np.abs(block) > 1.0))
                 yield np.clip(block, -1.0, 1.0)
 
-    write_audio_blocks(dst, clamped(), rate, channels)
+    write_audio_blocks(dst, clamped(), rate, channels, frames)  # (a pipe gets the audio as it is decoded)
     return DecodeReport(rate, counts["samples"], channels, counts["clipped"], lost, problems)
 
 

@@ -12,7 +12,9 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import stat
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -108,28 +110,45 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
     """(frames, sample_rate, channels, blocks): a file read block by block as (channels, n) float32.
 
     Memory stays bounded whatever the file's length. Standard input (``-``)
-    is read whole, since a pipe cannot be measured before it ends.
+    is first copied to a temporary file (a pipe cannot be measured before it
+    ends), so it is bounded by disk, not memory.
     """
     if is_stdio(path):
-        audio, rate = read_audio(path)
-        return audio.shape[1], rate, audio.shape[0], iter([audio])
-    frames, rate, channels = audio_info(path)
+        source, name = _spooled(sys.stdin.buffer), "<stdin>"
+    else:
+        _check_input_path(Path(path))
+        source, name = str(path), str(path)
+    try:
+        with _quiet_decoder(name):
+            handle = sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
 
     def blocks() -> Iterator[np.ndarray]:
-        try:
-            with _quiet_decoder(path):
-                handle = sf.SoundFile(str(path))
-            with handle:
-                while True:
-                    with _quiet_decoder(path):  # not across the yield: the caller may print between blocks
+        with handle:
+            while True:
+                try:
+                    with _quiet_decoder(name):  # not across the yield: the caller may print between blocks
                         block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
-                    if not len(block):
-                        return
-                    yield np.ascontiguousarray(block.T)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise InputError(f"{path}: unreadable audio ({_reason(err)})") from None
+                except (sf.LibsndfileError, RuntimeError) as err:
+                    raise InputError(f"{name}: unreadable audio ({_reason(err)})") from None
+                if not len(block):
+                    return
+                yield np.ascontiguousarray(block.T)
 
-    return frames, rate, channels, blocks()
+    return int(handle.frames), int(handle.samplerate), int(handle.channels), blocks()
+
+
+def _spooled(stream) -> tempfile.TemporaryFile:
+    """A temporary file (deleted when closed) holding all of ``stream``, rewound."""
+    spool = tempfile.TemporaryFile()
+    try:
+        shutil.copyfileobj(stream, spool, BLOCK_FRAMES * 16)
+        spool.seek(0)
+    except OSError as err:
+        spool.close()
+        raise InputError(f"<stdin>: cannot keep a copy to read ({err.strerror or err})") from None
+    return spool
 
 
 @contextlib.contextmanager
@@ -168,19 +187,24 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     write_audio_blocks(path, [audio], sample_rate, audio.shape[0])
 
 
-def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sample_rate: int, channels: int) -> None:
+def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
+                       frames: int | None = None) -> None:
     """Write (channels, n) float blocks as 16-bit PCM as they arrive, atomically.
 
     The format comes from the extension. ``-`` (standard output), a pipe or a
-    device gets WAV unless its name says FLAC, gathered first (a WAV header
-    needs the length, and a pipe cannot seek).
+    device gets WAV unless its name says FLAC: streamed as the blocks arrive
+    when ``frames`` (the length) is given, else gathered first (a WAV header
+    needs the length, and a pipe cannot seek back to write it).
     """
     path = Path(path)
     if is_stream(path):
+        stream_format = WRITABLE_FORMATS.get(path.suffix.lower(), "WAV")
+        if stream_format == "WAV" and frames is not None and _wav_data_bytes(frames, channels):
+            write_atomic(path, lambda handle: _stream_wav(handle, blocks, sample_rate, channels, frames))
+            return
         audio = np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1)
         encoded = io.BytesIO()
-        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, subtype="PCM_16",
-                 format=WRITABLE_FORMATS.get(path.suffix.lower(), "WAV"))
+        sf.write(encoded, np.ascontiguousarray(audio.T), sample_rate, subtype="PCM_16", format=stream_format)
         write_atomic(path, lambda handle: handle.write(encoded.getbuffer()))
         return
     file_format = WRITABLE_FORMATS.get(path.suffix.lower())
@@ -203,6 +227,32 @@ def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sa
             raise OSError(f"audio write failed ({_first_line(err)})") from None
 
     write_atomic(path, write)
+
+
+def _wav_data_bytes(frames: int, channels: int) -> int:
+    """Bytes of 16-bit PCM ``frames``, or 0 when they do not fit a plain WAV header's 32-bit sizes."""
+    size = 2 * channels * frames
+    return size if 0 < size <= 0xFFFFFFFF - 36 else 0
+
+
+def _stream_wav(handle, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, frames: int) -> None:
+    """A plain 16-bit PCM WAV of ``frames``, header first (as libsndfile writes it), then each block as it comes;
+    samples are converted by libsndfile as in a file, so the bytes equal the gathered WAV's."""
+    size = _wav_data_bytes(frames, channels)
+    handle.write(b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, sample_rate, 2 * channels * sample_rate, 2 * channels, 16) + b"data"
+        + struct.pack("<I", size))
+    left = frames
+    for block in blocks:
+        block = block[:, :left]
+        if block.shape[1]:
+            pcm = io.BytesIO()
+            sf.write(pcm, np.ascontiguousarray(block.T), sample_rate, subtype="PCM_16", format="RAW")
+            handle.write(pcm.getbuffer())
+            handle.flush()  # the reader (a player) gets each block as it is made
+            left -= block.shape[1]
+    if left:  # the header promised more: the stream is cut, and said so
+        raise OSError(errno.EIO, f"the audio ended {left} samples short of its length")
 
 
 def write_atomic(path: Path, writer) -> None:

@@ -692,6 +692,14 @@ def seek_span(
     return first, stop
 
 
+def output_frames(info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None) -> int:
+    """How many samples a decode of ``start`` / ``duration`` seconds (None: the whole stream) gives."""
+    span = seek_span(info, keep_model_rate, start, duration)
+    if span is None:
+        return info.decoded_sample_count if keep_model_rate else info.sample_count
+    return span[1] - span[0]
+
+
 def _lost(info: StreamInfo, index: int) -> Chunk:
     """A lost chunk, decoded as silence."""
     steps = np.zeros((info.coded_channels, info.latent.latent_channels), np.float32)

@@ -1,11 +1,14 @@
 """Windowed inference against whole-file inference, boundary continuity, and seeking."""
 
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from nac import api, codec
-from nac.audio import read_audio, resample, write_audio
+from nac.audio import read_audio, resample, write_audio, write_audio_blocks
 from nac.format.records import Chunk
 from nac.model import zoo
 from nac.settings import EncoderSettings
@@ -119,3 +122,48 @@ def test_seek_rejects_bad_spans(short_speech):
     with pytest.raises(api.UsageError):
         api.decode(data, start=60.0)
     assert api.decode(data, start=1.0, duration=0.0)[0].shape == (1, 0)
+
+
+def test_a_pipe_gets_the_wav_as_it_is_decoded(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    received, first = bytearray(), threading.Event()
+
+    def reader():
+        with open(fifo, "rb") as pipe:
+            while chunk := pipe.read1(1 << 16):
+                received.extend(chunk)
+                if len(received) >= 44 + 2 * 1000:
+                    first.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    block = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)[None]
+
+    def blocks():
+        yield block
+        assert first.wait(20), "the first block did not reach the pipe before the second was made"
+        yield block
+
+    write_audio_blocks(fifo, blocks(), 16000, 1, frames=2000)
+    thread.join(20)
+    gathered = tmp_path / "file.wav"
+    write_audio(gathered, np.concatenate([block, block], axis=1), 16000)
+    assert bytes(received) == gathered.read_bytes()  # the same bytes as libsndfile's file
+
+
+@pytest.mark.parametrize("options", [[], ["--start", "1.3", "--duration", "2.01"], ["--keep-model-rate"]],
+                         ids=["whole", "seek", "model-rate"])
+def test_decoding_to_stdout_gives_the_file_s_bytes(tmp_path, short_speech, options):
+    from typer.testing import CliRunner
+    from nac.cli import app
+
+    audio, rate = short_speech
+    stereo = resample(np.stack([audio[0], np.roll(audio[0], 400)]), rate, 44100)  # the fullband model
+    coded = tmp_path / "a.nac"
+    coded.write_bytes(api.encode(stereo, 44100))
+    runner = CliRunner()
+    piped = runner.invoke(app, ["decode", str(coded), "-o", "-", *options])
+    assert piped.exit_code == 0, piped.output
+    assert runner.invoke(app, ["decode", str(coded), "-o", str(tmp_path / "a.wav"), *options]).exit_code == 0
+    assert piped.stdout_bytes == (tmp_path / "a.wav").read_bytes()
