@@ -72,16 +72,23 @@ def choose_settings(settings: EncoderSettings | None = None, bitrate: str | floa
     codes with :class:`EncoderSettings`' defaults unless ``settings`` are given.
     """
     if settings is not None:
+        if not isinstance(settings, EncoderSettings):
+            raise UsageError(f"settings must be EncoderSettings, not {type(settings).__name__}"
+                             + (" (for a rate use bitrate=...)" if isinstance(settings, (str, int, float)) else ""))
         if bitrate is not None:
             raise UsageError("give a bitrate or settings, not both")
-        return Choice(settings.check(), model)
+    kind = manifest.input_kind(sample_rate, channels)
+    chosen_for = "" if model is not None or kind == manifest.SPEECH else " (the default for stereo or above-16 kHz input)"
+    if settings is not None:  # the input picks the model as without them
+        if model is not None:
+            return Choice(settings.check(), model)
+        name = manifest.find_entry(None, kind=kind).name
+        return Choice(settings.check(), name, None, (f"given settings, model {name}{chosen_for}",))
     if model is not None and str(model).endswith(".safetensors"):
         if bitrate is not None:
             raise UsageError("a bitrate needs a model with a rate ladder (nac models); give settings instead")
         return Choice(EncoderSettings(), model)
-    kind = manifest.input_kind(sample_rate, channels)
     entry = manifest.find_entry(model, kind=kind)
-    chosen_for = "" if model is not None or kind == manifest.SPEECH else " (the default for stereo or above-16 kHz input)"
 
     def coded(point: manifest.RatePoint) -> int:
         return 1 if channels == 2 and point.settings.stereo_bands else channels
@@ -383,6 +390,15 @@ class DecodeReport:
         return bool(self.lost or self.problems)
 
 
+def _paths(src, dst) -> tuple[Path, Path]:
+    """``src`` and ``dst`` as paths, or :class:`UsageError` (for ``.nac`` bytes, :func:`decode` takes them)."""
+    for path in (src, dst):
+        if not isinstance(path, (str, os.PathLike)):
+            raise UsageError(f"expected a path, not {type(path).__name__}"
+                             + (" (for a .nac file's bytes use nac.decode)" if isinstance(path, bytes) else ""))
+    return Path(src), Path(dst)
+
+
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
     if not is_stream(dst) and dst.exists():
         if src.exists() and dst.resolve() == src.resolve():
@@ -402,7 +418,7 @@ def encode_file(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EncodeReport:
     """Encode an audio file (``-``: stdin) to ``dst`` (``-``: stdout) atomically, as :func:`encode` does."""
-    src, dst = Path(src), Path(dst)
+    src, dst = _paths(src, dst)
     _check_paths(src, dst, overwrite)
     samples, rate, channels, blocks = read_blocks(src)
     try:
@@ -441,7 +457,9 @@ def decode_file(
     then the intact audio is written with silence over the lost spans, which
     the report lists (the caller decides how to signal them).
     """
-    src, dst = Path(src), Path(dst)
+    src, dst = _paths(src, dst)
+    if salvage and (start is not None or duration is not None):
+        raise UsageError("salvage decodes the whole file: drop start and duration")
     _check_paths(src, dst, overwrite)
     data = read_input_bytes(src)
     lost, problems = (), ()

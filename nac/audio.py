@@ -36,10 +36,20 @@ STDIO = "-"  # as a path: standard input or standard output
 def as_channels_first(audio: np.ndarray) -> np.ndarray:
     """float32 (channels, time) from a (time,) or (channels, time) array; integer samples are scaled from their
     type's full scale, as soundfile reads them (int16 32767 -> 1.0)."""
-    array = np.asarray(audio)
+    try:
+        array = np.asarray(audio)
+    except (ValueError, TypeError, RuntimeError) as err:  # ragged lists, tensors that need .detach()
+        raise UsageError(f"audio must be an array of numbers ({first_line(err)})") from None
     if array.dtype.kind in "iu":
+        if array.dtype.itemsize > 4:
+            raise UsageError(f"{array.dtype} audio has no full scale to read it by: give float in -1..1, or int16 "
+                             "or int32 PCM")
         limits = np.iinfo(array.dtype)
         middle = (limits.max + 1) // 2 if array.dtype.kind == "u" else 0
+        peak = int(np.abs(array.astype(np.int64) - middle).max()) if array.size else 0
+        if array.dtype.itemsize == 4 and 0 < peak <= 32768:
+            raise UsageError(f"{array.dtype} audio peaks at {peak} of {limits.max} (-96 dB or less): 16-bit samples "
+                             f"in a wider array? Give .astype(np.int16)")
         array = (array.astype(np.float64) - middle) / (limits.max + 1 - middle)
     elif array.dtype.kind not in "f":
         raise UsageError(f"audio must be an array of numbers, not {array.dtype}")
@@ -224,7 +234,7 @@ def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sa
             # libsndfile only says "System error": one more byte through the
             # same descriptor (into a file that is deleted anyway) gets the OS's reason.
             os.write(handle.fileno(), b"\0")
-            raise OSError(f"audio write failed ({_first_line(err)})") from None
+            raise OSError(f"audio write failed ({first_line(err)})") from None
 
     write_atomic(path, write)
 
@@ -340,12 +350,12 @@ def _check_input_path(path: Path) -> None:
 
 def _reason(err: BaseException) -> str:
     """libsndfile's reason without its "Error opening <name>: " prefix (which may be an object's repr)."""
-    reason = _first_line(err).rsplit(": ", 1)[-1]
+    reason = first_line(err).rsplit(": ", 1)[-1]
     if reason.startswith("File does not exist or is not a regular file"):  # what it says of an undecodable MP3
         return "its contents could not be decoded"
     return reason
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import api, codec
-from .audio import AUDIO_SUFFIXES, audio_info
+from .audio import AUDIO_SUFFIXES, audio_info, first_line
 from .format import container
 from .errors import InputError, NacError, OutputError, UsageError
 from .settings import EncoderSettings
@@ -111,6 +111,8 @@ def run_task(task: Task, options: Options) -> Outcome:
         outcome.error = str(err)
     except OSError as err:
         outcome.error = f"{task.target}: {err.strerror or err}"
+    except Exception as err:  # a fault of nac's own: this file fails, the batch goes on
+        outcome.error = f"{task.source}: internal error ({type(err).__name__}: {first_line(err)}; please report it)"
     except KeyboardInterrupt:  # its partial output is removed by now
         if multiprocessing.parent_process() is not None:
             os._exit(130)  # a pool worker stopped by the batch: end here, not on to the next queued file

@@ -223,7 +223,7 @@ class Synthesis:
         self.residual = info.residual if info is not None else None
         self.hints = self.residual.hints(info.n_fft) if self.residual else None
         self.phase_init = net.phase_init if phase_init else None
-        if phase_iters is not None and not 0 <= phase_iters <= MAX_PHASE_ITERS:
+        if phase_iters is not None and not (_is_whole(phase_iters) and 0 <= phase_iters <= MAX_PHASE_ITERS):
             raise UsageError(f"phase iterations must be in 0..{MAX_PHASE_ITERS}")
         if phase_iters is None:
             phase_iters = info.phase_iters if info is not None and info.phase_iters else default_phase_iters(
@@ -682,14 +682,24 @@ def seek_span(
         return None
     rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
     total = info.decoded_sample_count if keep_model_rate else info.sample_count
+    if not all(value is None or _is_number(value) for value in (start, duration)):
+        raise UsageError("start and duration must be numbers of seconds")
     start = start or 0.0
     if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
-        raise UsageError("--start and --duration must be finite and >= 0")
+        raise UsageError("start and duration must be finite and >= 0")
     first = round(start * rate)
     if first > total:
-        raise UsageError(f"--start {start:g} s is past the end ({total / rate:.3f} s)")
+        raise UsageError(f"start {start:g} s is past the end ({total / rate:.3f} s)")
     stop = total if duration is None else min(total, first + round(duration * rate))
     return first, stop
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def output_frames(info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None) -> int:

@@ -76,6 +76,7 @@ def read_input_bytes(src: Path) -> bytes:
 
 def inspect(data: bytes) -> dict:
     """A JSON-ready description of a stream: header fields, layers, chunks, CRC status, bitrate."""
+    data = container.checked_bytes(data)
     report = container.scan(data)
     info = report.header
     duration = info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0

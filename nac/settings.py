@@ -12,6 +12,8 @@ import json
 import os
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from .errors import UsageError
 from .layers.residual import DEFAULT_BANDS_PER_OCTAVE, SLOPE_ONE, SPAN_ONE
 from .layers.residual import MAX_STEP as MAX_RESIDUAL_STEP
@@ -78,7 +80,12 @@ class EncoderSettings:
     stereo_step: float = DEFAULT_LEVEL_STEP
 
     def check(self) -> EncoderSettings:
-        """The settings themselves, or :class:`UsageError` naming the first one out of range."""
+        """The settings themselves, or :class:`UsageError` naming the first one of a wrong type or out of
+        range."""
+        for setting in fields(self):
+            _typed(setting.name, getattr(self, setting.name))
+        if self.coarse_channels < 0:
+            raise UsageError(f"coarse channels must be 0 or more, not {self.coarse_channels}")
         if self.bits not in BITS_CHOICES:
             raise UsageError(f"bits must be 8 or 16, not {self.bits}")
         if self.code_bits is not None and not 2 <= self.code_bits <= self.bits:
@@ -167,18 +174,8 @@ class EncoderSettings:
         unknown = sorted(set(row) - set(known))
         if unknown:
             raise UsageError(f"{source}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
-        values = {}
-        for name, value in row.items():
-            kind = {"bits": int, "store_phase": bool, "code_bits": int, "coarse_channels": int,
-                    "closed_loop": bool, "high_bands": int, "stereo_bands": int}.get(name, float)
-            if value is None and name in ("code_bits", "residual_fine_step"):
-                continue
-            if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float)) \
-                    or (kind is int and not float(value).is_integer()):
-                raise UsageError(f"{source}: {name} must be {'true or false' if kind is bool else kind.__name__}, "
-                                 f"not {value!r}")
-            values[name] = kind(value)
         try:
+            values = {name: _typed(name, value) for name, value in row.items()}
             return cls(**values).check()
         except UsageError as err:
             raise UsageError(f"{source}: {err}") from None
@@ -196,4 +193,30 @@ class EncoderSettings:
             raise UsageError(f"{path}: cannot read settings ({err.strerror or err})") from None
         except ValueError as err:
             raise UsageError(f"{path}: not JSON ({err})") from None
+        except RecursionError:
+            raise UsageError(f"{path}: not JSON settings (nested too deeply)") from None
         return cls.from_json(row, str(path))
+
+
+INT_SETTINGS = ("bits", "code_bits", "coarse_channels", "high_bands", "stereo_bands")
+BOOL_SETTINGS = ("store_phase", "closed_loop")
+OPTIONAL_SETTINGS = ("code_bits", "residual_fine_step")  # None: a default that follows another setting
+
+
+def _typed(name: str, value):
+    """``value`` as setting ``name`` holds it (an integer given for a float setting becomes a float), or
+    :class:`UsageError` for a wrong type or a number beyond any range."""
+    if value is None and name in OPTIONAL_SETTINGS:
+        return None
+    kind = int if name in INT_SETTINGS else bool if name in BOOL_SETTINGS else float
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    try:
+        fits = isinstance(value, (bool, np.bool_)) if kind is bool else number and float(value).is_integer() \
+            if kind is int else number
+        typed = kind(value) if fits else None
+    except OverflowError:
+        raise UsageError(f"{name} is out of range") from None
+    if not fits:
+        wanted = "true or false" if kind is bool else "a whole number" if kind is int else "a number"
+        raise UsageError(f"{name} must be {wanted}, not {value!r}")
+    return typed

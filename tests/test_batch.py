@@ -134,3 +134,14 @@ def test_a_size_report_does_not_load_the_networks(folder: Path, tmp_path: Path):
              "rows, _, _ = report.size_report([Path(sys.argv[1])]); print(len(rows), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["3", "False"]  # sizes come from headers: no torch start-up (about 1.5 s)
+
+
+def test_a_fault_in_one_file_does_not_stop_the_batch(folder: Path, tmp_path: Path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("need at least one array to stack")
+
+    monkeypatch.setattr(batch.api, "encode_file", broken)
+    task = batch.plan(folder, tmp_path / "out", batch.Options())[0]
+    outcome = batch.run_task(task, batch.Options())
+    assert outcome.error == f"{task.source}: internal error (ValueError: need at least one array to stack; " \
+                           "please report it)"

@@ -121,7 +121,7 @@ def test_settings_file(clip: Path, tmp_path: Path):
     info = json.loads(run("inspect", tmp_path / "s.nac", "--json").stdout)["header"]
     assert info["latent"]["code_bits"] == [4] * 48 and info["residual"]["bins"] == 64
     for text, message in (('{"code_bits": 4, "colour": 1}', "unknown setting(s) colour"),
-                          ('{"code_bits": "four"}', "code_bits must be int"),
+                          ('{"code_bits": "four"}', "code_bits must be a whole number"),
                           ('{"residual_hz": -1}', "residual band -1 Hz is outside"), ("[1, 2", "not JSON")):
         settings.write_text(text)
         result = run("encode", clip, tmp_path / "bad.nac", "--settings", settings)

@@ -216,7 +216,7 @@ def test_coarse_channels_code_the_models_least_important_channels_with_a_bit_few
 def test_coarse_channels_are_checked(short_speech, tmp_path):
     audio, rate = short_speech
     for options, message in (({"coarse_channels": 49}, "coarse channels must be 0..48"),
-                             ({"coarse_channels": -1}, "coarse channels must be 0..48"),
+                             ({"coarse_channels": -1}, "coarse channels must be 0 or more"),
                              ({"coarse_channels": 4, "code_bits": 2}, "need code bits of at least 3")):
         with pytest.raises(UsageError, match=message):
             api.encode(audio, rate, EncoderSettings(**options))
@@ -332,6 +332,22 @@ def test_the_api_refuses_what_it_would_misread():
     for call in (api.decode, api.decode_salvage, info.inspect):
         with pytest.raises(UsageError, match="expected a .nac file's bytes, not str"):
             call("speech.nac")
+    with pytest.raises(UsageError, match="array of numbers"):
+        api.encode([[0.1, 0.2], [0.3]], 16000)  # ragged
+    with pytest.raises(UsageError, match=r"not str \(for a rate use bitrate=...\)"):
+        api.encode(silence, 16000, "16k")  # the bitrate where the settings go
+    data = api.encode(silence, 16000)
+    for options, message in (({"start": "1"}, "start and duration must be numbers of seconds"),
+                             ({"duration": True}, "numbers of seconds"),
+                             ({"phase_iters": 1.5}, "phase iterations must be in 0..")):
+        with pytest.raises(UsageError, match=message):
+            api.decode(data, **options)
+    with pytest.raises(UsageError, match=r"expected a path, not bytes \(for a .nac file's bytes use nac.decode\)"):
+        api.decode_file(data, "out.wav")
+    with pytest.raises(UsageError, match="salvage decodes the whole file"):
+        api.decode_file("in.nac", "out.wav", salvage=True, start=1.0)
+    assert info.inspect(memoryview(data).cast("B", (1, len(data))))["file_bytes"] == len(data)
+    assert info.inspect(memoryview(data + bytes(-len(data) % 4)).cast("I"))["file_bytes"] % 4 == 0
 
 
 def test_integer_samples_are_read_from_their_full_scale(short_speech):
@@ -339,6 +355,28 @@ def test_integer_samples_are_read_from_their_full_scale(short_speech):
     clip = audio[:, : rate // 2]
     as_int16 = np.round(clip * 32767).astype(np.int16)
     assert api.encode(as_int16, rate) == api.encode(as_int16.astype(np.float32) / 32768, rate)
+    with pytest.raises(UsageError, match="int64 audio has no full scale"):
+        api.encode(as_int16.astype(np.int64), rate)  # np.array(list of ints) is int64: it coded silence
+    with pytest.raises(UsageError, match=r"int32 audio peaks at \d+ of 2147483647 .* 16-bit samples in a wider"):
+        api.encode(as_int16.astype(np.int32), rate)
+    as_int32 = as_int16.astype(np.int32) << 16
+    assert api.encode(as_int32, rate) == api.encode(as_int16, rate)
+
+
+def test_fine_bins_may_fill_the_whole_residual_band(short_speech):
+    audio, rate = short_speech  # all residual rows fine, none coarse: the encoder crashed on it
+    settings = EncoderSettings(residual_hz=5000.0, residual_fine_hz=5000.0)
+    decoded, _ = api.decode(api.encode(audio, rate, settings))
+    assert decoded.shape == audio.shape and snr_db(audio, decoded) > SNR_DEFAULT_MIN
+
+
+def test_given_settings_leave_the_model_to_the_input(short_speech):
+    audio, rate = short_speech
+    stereo = resample(np.stack([audio[0], 0.7 * audio[0]]), rate, 44100)
+    fullband = manifest.find_entry("nac-fullband-48k-v1")
+    choice = api.choose_settings(fullband.point("24k").settings, channels=2, sample_rate=44100)
+    assert choice.model == fullband.name and "model nac-fullband-48k-v1" in choice.notes[0]
+    assert api.encode(stereo, 44100, fullband.point("24k").settings) == api.encode(stereo, 44100, bitrate="24k")
 
 
 def test_non_finite_and_too_loud_input_is_coded_with_a_warning(tmp_path: Path, short_speech):

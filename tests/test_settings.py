@@ -51,9 +51,12 @@ def test_json_form_names_only_what_is_set_and_reads_back():
 
 @pytest.mark.parametrize("row, message", [
     ({"kbps": 1.0}, "unknown setting(s) kbps"),
-    ({"code_bits": 4.5}, "code_bits must be int"),
+    ({"code_bits": 4.5}, "code_bits must be a whole number"),
+    ({"code_bits": 10**400}, "code_bits is out of range"),
+    ({"residual_hz": 10**400}, "residual_hz is out of range"),
     ({"closed_loop": 1}, "closed_loop must be true or false"),
-    ({"residual_hz": "1000"}, "residual_hz must be float"),
+    ({"residual_hz": "1000"}, "residual_hz must be a number"),
+    ({"coarse_channels": -3}, "coarse channels must be 0 or more"),
     ({"bits": 12}, "bits must be 8 or 16"),
     ([4], "must be a JSON object"),
 ])
@@ -73,3 +76,17 @@ def test_settings_files(tmp_path):
         EncoderSettings.from_file(path)
     with pytest.raises(UsageError, match="cannot read settings"):
         EncoderSettings.from_file(tmp_path / "none.json")
+    path.write_text('{"a": ' * 5000 + "1" + "}" * 5000)  # under the size cap
+    with pytest.raises(UsageError, match="nested too deeply"):
+        EncoderSettings.from_file(path)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (EncoderSettings(code_bits="4"), "code_bits must be a whole number, not '4'"),
+    (EncoderSettings(residual_hz=None), "residual_hz must be a number, not None"),
+    (EncoderSettings(coarse_channels=2.5), "coarse_channels must be a whole number"),
+    (EncoderSettings(closed_loop="yes"), "closed_loop must be true or false"),
+])
+def test_settings_made_in_python_are_checked_as_a_file_s(settings, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        settings.check()

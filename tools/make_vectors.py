@@ -99,8 +99,9 @@ def source(item: Vector) -> np.ndarray:
 
 
 def encode(item: Vector) -> bytes:
-    """The ``.nac`` bytes of ``item`` with the shipped default model and today's writer."""
-    return api.encode(source(item), item.rate, item.encoder_settings())
+    """The ``.nac`` bytes of ``item`` with the shipped default model (named: settings alone would let stereo
+    and fullband input pick the fullband model) and today's writer."""
+    return api.encode(source(item), item.rate, item.encoder_settings(), model=manifest.find_entry(None).name)
 
 
 def describe(item: Vector, data: bytes) -> dict:

@@ -59,17 +59,20 @@ class Tables:
 # --------------------------------------------------------------------------
 
 
-def _checked_bytes(data: bytes) -> bytes:
-    """``data`` if it is bytes-like; :class:`UsageError` for anything else (a path, most likely)."""
+def checked_bytes(data: bytes) -> bytes | bytearray | memoryview:
+    """``data`` if it is bytes-like (a memoryview as one of bytes, whatever its item size); :class:`UsageError`
+    for anything else (a path, most likely)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise UsageError(f"expected a .nac file's bytes, not {type(data).__name__} (for a path use "
                          "nac.decode_file, or read the file's bytes first)")
+    if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
+        return data.cast("B") if data.c_contiguous else memoryview(data.tobytes())
     return data
 
 
 def read_info(data: bytes) -> tuple[StreamInfo, int]:
     """The header of a file of any version, checked, and its size; formats 1.0-8.0 through the legacy reader."""
-    data = bytes(_checked_bytes(data)[: 2**16 + 8])
+    data = bytes(checked_bytes(data)[: 2**16 + 8])
     if not data:
         raise FormatError("empty file: not a nac file")
     if data[: len(header_format.MAGIC)] != header_format.MAGIC[: len(data)]:
@@ -334,7 +337,7 @@ def scan(data: bytes) -> StreamReport:
     Only an unusable header raises (:class:`FormatError` or :class:`VersionError`).
     Nothing is decoded. After a damaged record the walk resynchronizes on the next sync word.
     """
-    data = bytes(_checked_bytes(data))
+    data = bytes(checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.scan(data)
@@ -454,7 +457,7 @@ def _salvaged_peaks(data: bytes, info: StreamInfo, offsets: dict[int, int], grou
 def open_stream(data: bytes, tables: Tables = Tables()):
     """A file checked whole (header, framing, every CRC, the end record) and ready to decode chunk by chunk;
     a legacy file (1.0-8.0) is decoded whole by :mod:`nac.format.legacy`. :class:`FormatError` for any damage."""
-    data = bytes(_checked_bytes(data))
+    data = bytes(checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.open_stream(data, tables.code_tables)
@@ -496,7 +499,7 @@ def salvage(data: bytes, tables: Tables = Tables()) -> Salvage:
     damaged or missing, whose payload fails its checks, or whose scale group
     lost both copies of its peak codes, is lost.
     """
-    data = bytes(_checked_bytes(data))
+    data = bytes(checked_bytes(data))
     info, header_size = read_info(data)
     if info.legacy:
         return legacy.salvage(data, tables.code_tables)

@@ -75,7 +75,7 @@ def quantize_residual(
             else:
                 gain = _log_energy(target[..., low:high, :]) - _log_energy(start[..., low:high, :])
                 rows.append(np.rint(np.nan_to_num(gain / (2 * steps[..., row, :]))))
-        codes = np.stack(rows, axis=-2)
+        codes = np.stack(rows, axis=-2) if rows else np.zeros((*target.shape[:-2], 0, target.shape[-1]))
     return np.clip(codes, -RESIDUAL_LIMIT, RESIDUAL_LIMIT).astype(np.int8)
 
 
