@@ -170,7 +170,10 @@ def encode(
     from .settings import EncoderSettings
 
     chosen = EncoderSettings.from_file(settings) if settings is not None else None
+    if chosen is not None and bitrate is not None:
+        raise UsageError("give --bitrate or --settings, not both")
     codec.tune_heap()
+
     def encode_one(source: Path, target: Path) -> None:
         _refuse_terminal(target, ".nac bytes")
         with chunk_progress("encoding", quiet) as on_progress:
