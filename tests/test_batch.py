@@ -127,13 +127,14 @@ def test_report_lists_bad_files_and_goes_on(folder: Path, tmp_path: Path):
         report.size_report([tmp_path / "empty"])
 
 
-def test_a_size_report_does_not_load_the_networks(folder: Path, tmp_path: Path):
+def test_a_size_report_and_inspect_load_neither_networks_nor_the_entropy_coder(folder: Path, tmp_path: Path):
     out = tmp_path / "out"
     batch.run_batch(batch.plan(folder, out, batch.Options()), batch.Options(), jobs=1)
-    probe = ("import sys; from pathlib import Path; from nac import cli, report; "
-             "rows, _, _ = report.size_report([Path(sys.argv[1])]); print(len(rows), 'torch' in sys.modules)")
+    probe = ("import sys; from pathlib import Path; from nac import cli, info, report; "
+             "rows, _, _ = report.size_report([Path(sys.argv[1])]); info.inspect(Path(rows[0].file).read_bytes()); "
+             "print(len(rows), 'torch' in sys.modules, 'numba' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["3", "False"]  # sizes come from headers: no torch start-up (about 1.5 s)
+    assert result.stdout.split() == ["3", "False", "False"]  # headers alone: no torch (1.5 s), no numba (0.25 s)
 
 
 def test_a_fault_in_one_file_does_not_stop_the_batch(folder: Path, tmp_path: Path, monkeypatch):

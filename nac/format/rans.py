@@ -25,8 +25,33 @@ and no words left.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from numba import njit
+
+_KERNELS: list[str] = []  # the functions below that numba compiles, on first use (:func:`_compiled`)
+
+
+def _kernel(function):
+    """Mark ``function`` for numba; it runs as Python until :func:`_compiled` has replaced it."""
+    _KERNELS.append(function.__name__)
+    return function
+
+
+_COMPILING = threading.Lock()
+
+
+def _compiled() -> None:
+    """Compile the kernels with numba (cached on disk) in place of their Python forms, once per process: importing
+    numba costs about 0.25 s that reading headers alone (``nac inspect``, ``nac report``) need not pay. Kernels
+    call each other by global name, so all are replaced before any runs; coders on several threads wait for it."""
+    with _COMPILING:
+        if _KERNELS:
+            from numba import njit
+
+            while _KERNELS:
+                name = _KERNELS.pop()
+                globals()[name] = njit(cache=True)(globals()[name])
 
 
 PRECISION = 15
@@ -65,7 +90,7 @@ def _cumulative(freq: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros(freq.shape[:-1] + (1,), np.int64), np.cumsum(freq, axis=-1)], axis=-1)
 
 
-@njit(cache=True)
+@_kernel
 def _stream(starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """The rANS words (uint16) of symbols given by their intervals ``[start, start + width)``, in decoding
     order."""
@@ -100,6 +125,7 @@ def _check(status: int) -> None:
 
 def encode(codes: np.ndarray, tables: np.ndarray, freq: np.ndarray) -> bytes:
     """The rANS stream of ``codes`` (rows, frames) in [-U, U]; row ``r`` uses table ``tables[r]``."""
+    _compiled()
     code_range = freq.shape[-1] // 2
     symbols = np.asarray(codes, np.int64).reshape(len(tables), -1) + code_range
     contexts = np.concatenate([np.full((len(symbols), 1), code_range), symbols[:, :-1]], axis=1)
@@ -110,7 +136,7 @@ def encode(codes: np.ndarray, tables: np.ndarray, freq: np.ndarray) -> bytes:
     return _stream(starts, widths).astype("<u2").tobytes()
 
 
-@njit(cache=True)
+@_kernel
 def _decode_latent(words: np.ndarray, tables: np.ndarray, cum: np.ndarray, out: np.ndarray) -> int:
     """Fill ``out`` (rows, frames) with symbols; 0, or the problem found."""
     x, position = words[0] << 16 | words[1], 2
@@ -140,6 +166,7 @@ def _decode_latent(words: np.ndarray, tables: np.ndarray, cum: np.ndarray, out: 
 
 def decode(data: bytes, tables: np.ndarray, freq: np.ndarray, frames: int) -> np.ndarray:
     """Codes (rows, frames) from a stream made by :func:`encode`; ValueError if it is not sound."""
+    _compiled()
     tables = np.asarray(tables, np.int64)
     if tables.size and not 0 <= tables.min() <= tables.max() < len(freq):
         raise ValueError(f"code table index out of 0..{len(freq) - 1}")
@@ -180,7 +207,7 @@ def check_counts(counts: np.ndarray) -> None:
 # The adaptive model of one context: integer counts (one row of ``counts``) and their sum (``totals``).
 
 
-@njit(cache=True)
+@_kernel
 def _interval(counts: np.ndarray, total: int, s: int) -> tuple[int, int]:
     """``(start(s), start(s + 1) - start(s))``, ``start(s) = s + C(s) * (2**P - 14) // N``; each width >= 1."""
     below = 0
@@ -190,7 +217,7 @@ def _interval(counts: np.ndarray, total: int, s: int) -> tuple[int, int]:
     return start, s + 1 + (below + counts[s]) * _SPREAD // total - start
 
 
-@njit(cache=True)
+@_kernel
 def _find(counts: np.ndarray, total: int, slot: int) -> tuple[int, int, int]:
     """``(s, start, width)`` of the symbol whose interval holds ``slot``."""
     below, start = 0, 0
@@ -202,7 +229,7 @@ def _find(counts: np.ndarray, total: int, slot: int) -> tuple[int, int, int]:
     return len(counts) - 1, start, (1 << PRECISION) - start
 
 
-@njit(cache=True)
+@_kernel
 def _update(counts: np.ndarray, totals: np.ndarray, context: int, s: int) -> None:
     """Count symbol ``s`` in ``context``; halve the context's counts (rounding up) past the limit."""
     counts[context, s] += RESIDUAL_INCREMENT
@@ -221,12 +248,12 @@ _CLAMP_WIDTH = 2 * RESIDUAL_CONTEXT_CLAMP + 1
 RESIDUAL_MODELS = _HINT_CONTEXTS + 2 * _CLAMP_WIDTH
 
 
-@njit(cache=True)
+@_kernel
 def _clamped(v: int) -> int:
     return min(RESIDUAL_CONTEXT_CLAMP, max(-RESIDUAL_CONTEXT_CLAMP, v)) + RESIDUAL_CONTEXT_CLAMP
 
 
-@njit(cache=True)
+@_kernel
 def _context(values: np.ndarray, c: int, row: int, column: int, below: int, fine_rows: int, stride: int,
              first_hint: int) -> int:
     """The context of code ``values[c, row, column]`` from the codes coded before it; ``below`` is the code
@@ -256,7 +283,7 @@ def _context(values: np.ndarray, c: int, row: int, column: int, below: int, fine
     return _CLAMP_WIDTH * _clamped(left) + _clamped(below)
 
 
-@njit(cache=True)
+@_kernel
 def _contexts(values: np.ndarray, fine_rows: int, stride: int, hint_rows: int) -> np.ndarray:
     """The context of every code (channels, rows, columns), in coding order."""
     channels, rows, columns = values.shape
@@ -276,6 +303,7 @@ def residual_symbols(codes: np.ndarray, fine_rows: int = 0, stride: int = 1,
                      hint_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(context, symbol) of every code of a chunk in coding order (escaped codes as the escape symbol): what
     residual tables are counted from."""
+    _compiled()
     values = np.ascontiguousarray(codes, np.int64)
     contexts = _contexts(values, fine_rows, stride, hint_rows)
     picked = values.transpose(0, 2, 1).ravel()
@@ -297,7 +325,7 @@ def _start_counts(counts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     return counts, counts.sum(axis=1)
 
 
-@njit(cache=True)
+@_kernel
 def _residual_intervals(values: np.ndarray, contexts: np.ndarray, counts: np.ndarray,
                         totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The intervals of every code in coding order, an escaped code's byte after its escape."""
@@ -325,13 +353,14 @@ def encode_residual(codes: np.ndarray, fine_rows: int = 0, stride: int = 1, hint
     """The rANS stream of a chunk's residual codes (channels, rows, columns) in [-127, 127]; the first
     ``fine_rows`` rows, ``stride`` a bin, in the fine bins' contexts, the last ``hint_rows`` in the phase
     hints'; every context starts from its row of ``counts`` (:func:`default_counts` for None)."""
+    _compiled()
     values = np.ascontiguousarray(codes, np.int64)
     starts, widths = _residual_intervals(values, _contexts(values, fine_rows, stride, hint_rows),
                                          *_start_counts(counts))
     return _stream(starts, widths).astype("<u2").tobytes()
 
 
-@njit(cache=True)
+@_kernel
 def _decode_residual(words: np.ndarray, values: np.ndarray, fine_rows: int, stride: int, hint_rows: int,
                      counts: np.ndarray, totals: np.ndarray) -> tuple[int, int]:
     """Fill ``values`` (channels, rows, columns) in coding order; (0, 0), or the problem found and the code
@@ -374,6 +403,7 @@ def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0
                     hint_rows: int = 0, counts: np.ndarray | None = None) -> np.ndarray:
     """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``,
     ``stride``, ``hint_rows`` and ``counts``; ValueError if not sound."""
+    _compiled()
     values = np.zeros(shape, np.int64)
     status, value = _decode_residual(_words(data), values, fine_rows, stride, hint_rows, *_start_counts(counts))
     if status == _BAD_ESCAPE:
