@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -129,6 +130,8 @@ def test_seed_design_trains(corpus, tmp_path):
     state = load_checkpoint(checkpoint)
     assert state["step"] == 2 and ModelConfig.from_json(state["config"]) == SEED
     assert out.startswith("seed2d:") and "resumed" not in out
+    assert re.search(r"step 2 .* steps/s, 0:00:00 left", out)  # log_every 1: the last step leaves nothing
+    assert re.search(r"step 1 .* steps/s, \d+:\d\d:\d\d left", out)
 
 
 @pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])
@@ -322,7 +325,6 @@ def test_phase_iters_setting_replaces_the_models_own(spec1d_run, corpus, tmp_pat
 def test_an_interrupted_run_saves_and_resumes_on_its_schedule(corpus, tmp_path, monkeypatch):
     """Ctrl-C saves a checkpoint; the resumed run's learning rates are the uninterrupted run's, and each step is
     logged once."""
-    import re
 
     from nac.lab import train as train_module
 

@@ -441,8 +441,10 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
                 elapsed = time.monotonic() - window_start
                 # a resumed run's first window is shorter than log_every
                 means = " ".join(f"{k}={v / window_steps:.4f}" for k, v in window.items())
-                rate = optimizer.param_groups[0]["lr"]
-                say(f"step {step} {means} lr={rate:.2e} {window_steps / elapsed:.2f} steps/s", flush=True)
+                rate, speed = optimizer.param_groups[0]["lr"], window_steps / elapsed
+                left = settings.minutes * 60 - (time.monotonic() - started) if settings.minutes \
+                    else (total_steps - step) / speed
+                say(f"step {step} {means} lr={rate:.2e} {speed:.2f} steps/s, {_clock(left)} left", flush=True)
                 if place.leader:
                     logged = {"step": step, **{k: v / window_steps for k, v in window.items()}}
                     with (settings.run_dir / "losses.jsonl").open("a") as log:
@@ -459,6 +461,12 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
         save()
         say(f"saved {checkpoint} at step {step}", flush=True)
     return checkpoint
+
+
+def _clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss."""
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _forget_losses_after(path: Path, step: int) -> None:
