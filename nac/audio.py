@@ -83,8 +83,24 @@ def resample_blocks(
     yield np.ascontiguousarray(stream.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
 
 
+STDIO_NAMES = (STDIO, "/dev/stdin", "/dev/stdout")  # the last two as names, whatever they point to
+
+
 def is_stdio(path: str | os.PathLike) -> bool:
-    return str(path) == STDIO
+    return str(path) in STDIO_NAMES
+
+
+def standard_input():
+    """Standard input's binary stream, or :class:`InputError` when it is closed."""
+    if sys.stdin is None:
+        raise InputError("<stdin>: closed")
+    return sys.stdin.buffer
+
+
+def _standard_output():
+    if sys.stdout is None:
+        raise OutputError("<stdout>: closed")
+    return sys.stdout.buffer
 
 
 def is_stream(path: str | os.PathLike) -> bool:
@@ -101,12 +117,12 @@ def is_stream(path: str | os.PathLike) -> bool:
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read any format soundfile knows (``-``: standard input); returns (float32 (channels, time), rate)."""
     if is_stdio(path):
-        source, name = io.BytesIO(sys.stdin.buffer.read()), "<stdin>"
+        source, name = io.BytesIO(standard_input().read()), "<stdin>"
     else:
         source, name = str(path), str(path)
         _check_input_path(Path(path))
     try:
-        with _quiet_decoder(name):
+        with _quiet_decoders():
             data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
@@ -124,12 +140,12 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
     ends), so it is bounded by disk, not memory.
     """
     if is_stdio(path):
-        source, name = _spooled(sys.stdin.buffer), "<stdin>"
+        source, name = _spooled(standard_input()), "<stdin>"
     else:
         _check_input_path(Path(path))
         source, name = str(path), str(path)
     try:
-        with _quiet_decoder(name):
+        with _quiet_decoders():
             handle = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
@@ -138,7 +154,7 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
         with handle:
             while True:
                 try:
-                    with _quiet_decoder(name):  # not across the yield: the caller may print between blocks
+                    with _quiet_decoders():  # not across the yield: the caller may print between blocks
                         block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as err:
                     raise InputError(f"{name}: unreadable audio ({_reason(err)})") from None
@@ -162,15 +178,20 @@ def _spooled(stream) -> tempfile.TemporaryFile:
 
 
 @contextlib.contextmanager
-def _quiet_decoder(path: str | os.PathLike) -> Iterator[None]:
-    """While an MP3 is opened or read, file descriptor 2 goes to the null device: libsndfile's MP3 decoder
-    (libmpg123) prints its own notes on bad frames there, and a bad file should give nac's one-line error
-    alone. libsndfile picks that decoder by the ``.mp3`` extension only, so other files are left alone."""
-    if Path(path).suffix.lower() != ".mp3":
+def _quiet_decoders() -> Iterator[None]:
+    """While a file is opened or read, file descriptor 2 goes to the null device: libsndfile's MP3 decoder
+    (libmpg123) prints its own notes on bad frames there, and a bad file should give nac's one-line error alone.
+    libsndfile takes MP3 by content too (standard input, a misnamed file), so every read is kept quiet; nac's own
+    messages are written outside these calls."""
+    if sys.stderr is None:  # started with descriptor 2 closed: it may be one of nac's own files by now
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # closed since: nothing to keep clean
+        yield
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
@@ -185,7 +206,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     path = Path(path)
     _check_input_path(path)
     try:
-        with _quiet_decoder(path):
+        with _quiet_decoders():
             info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{path}: not a readable audio file ({_reason(err)})") from None
@@ -272,16 +293,21 @@ def write_atomic(path: Path, writer) -> None:
     written straight through (neither can be made atomic, nor replaced).
     """
     if is_stdio(path):
+        stdout = _standard_output()
         try:
-            writer(WholeWrites(sys.stdout.buffer))
-            sys.stdout.buffer.flush()
-        except OSError as err:  # BrokenPipeError included: the reader went away
+            writer(WholeWrites(stdout))
+            stdout.flush()
+        except BrokenPipeError:  # the reader went away (| head, a player that quits): the caller stops quietly
+            raise
+        except OSError as err:
             raise OutputError(f"<stdout>: cannot write ({err.strerror or err})") from None
         return
     if is_stream(path):
         try:
             with open(path, "wb") as handle:
                 writer(WholeWrites(handle))
+        except BrokenPipeError:
+            raise
         except OSError as err:
             raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
         return

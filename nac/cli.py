@@ -59,7 +59,10 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_versio
 
 
 def _say(message: str) -> None:
-    typer.echo(message, err=True)
+    try:
+        typer.echo(message, err=True)
+    except (OSError, ValueError, AttributeError):  # stderr closed (2>&-): the exit code still tells
+        pass
 
 
 def reports_errors(command):
@@ -72,7 +75,7 @@ def reports_errors(command):
         except NacError as err:
             _say_error(err)
             raise typer.Exit(err.exit_code) from None
-        except BrokenPipeError:  # text output whose reader went away (nac models | head -1): quietly, as SIGPIPE
+        except BrokenPipeError:  # output whose reader went away (| head -1, a player that quits): quietly, as SIGPIPE
             raise typer.Exit(128 + 13) from None
         except KeyboardInterrupt as err:  # partial outputs are gone by now (nac.audio.write_atomic)
             signum = getattr(err, "signum", signal.SIGINT)
@@ -121,7 +124,7 @@ def _terminate(signum: int, frame) -> None:
 @contextlib.contextmanager
 def chunk_progress(description: str, quiet: bool):
     """A progress bar over chunks, on stderr and only on a terminal; yields its update callback."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
@@ -148,7 +151,9 @@ def _pairs(inputs: list[Path], output: Path | None, suffix: str, output_suffixes
 
 
 def _refuse_terminal(output: Path, what: str) -> None:
-    if str(output) == "-" and sys.stdout.isatty():
+    from .audio import is_stdio
+
+    if is_stdio(output) and sys.stdout is not None and sys.stdout.isatty():
         raise UsageError(f"refusing to write {what} to a terminal: redirect standard output or name a file")
 
 
@@ -379,7 +384,7 @@ def batch_command(
     if not decode and stats["failed"] < stats["files"]:
         rows, summary, failures = size.size_report([output_dir], originals=input_dir)
         _say_failures(failures)
-        text = size.format_report(rows, summary, report_format)
+        text = size.format_report(rows, summary, report_format, failures)
         if not quiet:
             typer.echo(text)
         if report_path is not None:
@@ -411,7 +416,7 @@ def report(
         raise UsageError("--metrics needs --originals DIR")
     rows, summary, failures = size.size_report(paths, originals=originals, with_metrics=with_metrics, model=model)
     _say_failures(failures)
-    typer.echo(size.format_report(rows, summary, report_format))
+    typer.echo(size.format_report(rows, summary, report_format, failures))
     if failures:
         raise typer.Exit(BatchFailedError.exit_code if not rows else BatchPartialError.exit_code)
 
@@ -488,17 +493,19 @@ def eval_command(
             f"{len(result.failed)} file(s) or coding(s) failed (listed in {result.paths['json']})")
 
 
-SEED_KNOBS = {  # option of nac train -> the seed's environment variable read when the option is not given
-    "max_files": ("MAX_TRAIN_FILES", int), "crop_seconds": ("MAX_AUDIO_SECONDS", float),
-    "mel_weight": ("MEL_LOSS_WEIGHT", float), "epochs": ("EPOCHS", int), "model_channels": ("MODEL_CHANNELS", int),
+SEED_KNOBS = {  # option of nac train -> the seed's environment variable read when it is not given, its range
+    "max_files": ("MAX_TRAIN_FILES", int, 0, None), "crop_seconds": ("MAX_AUDIO_SECONDS", float, 0.1, 30.0),
+    "mel_weight": ("MEL_LOSS_WEIGHT", float, 0, 100.0), "epochs": ("EPOCHS", int, 1, None),
+    "model_channels": ("MODEL_CHANNELS", int, 1, None),
 }
 SEED_PANEL = "The research seed's knobs (fine-tunes; each falls back to its environment variable)"
 
 
-def _seed_knobs(given: dict) -> dict:
-    """``given`` options, each None filled from its environment variable (a bad value is a usage error)."""
-    knobs = {}
-    for option, (variable, kind) in SEED_KNOBS.items():
+def _seed_knobs(given: dict) -> tuple[dict, set[str]]:
+    """``given`` options, each None filled from its environment variable, and the options so filled (a bad
+    value is a usage error)."""
+    knobs, from_environment = {}, set()
+    for option, (variable, kind, lowest, highest) in SEED_KNOBS.items():
         value, source = given[option], f"--{option.replace('_', '-')}"
         if value is None and os.environ.get(variable, "").strip():
             source = f"{variable}={os.environ[variable]!r}"
@@ -506,17 +513,14 @@ def _seed_knobs(given: dict) -> dict:
                 value = kind(os.environ[variable])
             except ValueError:
                 raise UsageError(f"{source}: not {'an integer' if kind is int else 'a number'}") from None
-        if option == "crop_seconds" and value is not None and not 0.1 <= value <= MAX_CROP_S:
-            raise UsageError(f"{source}: a training crop is 0.1 to {MAX_CROP_S:g} s")
-        lowest = 1 if option in ("epochs", "model_channels") else 0
-        if value is not None and not (value >= lowest and math.isfinite(value)):
-            raise UsageError(f"{source}: must be {lowest} or more")
+            from_environment.add(option)
+        if value is not None and not (math.isfinite(value) and lowest <= value <= (highest or math.inf)):
+            raise UsageError(f"{source}: must be {lowest:g} " + (f"to {highest:g}" if highest else "or more"))
         knobs[option] = value
-    return knobs
+    return knobs, from_environment
 
 
 DEFAULT_TRAIN_MINUTES = 30.0
-MAX_CROP_S = 30.0  # a batch of 16 crops this long is about 30 MB of audio and its spectra
 
 
 @app.command(name="train")
@@ -571,14 +575,17 @@ def train_command(
     given = {"max_files": max_files, "crop_seconds": crop_seconds, "mel_weight": mel_weight, "epochs": epochs,
              "model_channels": model_channels}
     if base is not None:
-        knobs = pipeline.SeedKnobs(**_seed_knobs(given))
+        values, from_environment = _seed_knobs(given)
         if steps < 0:
             raise UsageError("--steps must be 0 (use --minutes) or more")
-        if knobs.epochs and (steps or minutes is not None):
-            raise UsageError(f"give --epochs (EPOCHS) or {'--steps' if steps else '--minutes'}, not both")
+        if minutes is not None and not minutes > 0:
+            raise UsageError("--minutes must be above 0")
+        if values["epochs"] and (steps or minutes is not None):
+            if "epochs" not in from_environment:
+                raise UsageError(f"give --epochs or {'--steps' if steps else '--minutes'}, not both")
+            values["epochs"] = None  # an option given outranks an environment fallback
+        knobs = pipeline.SeedKnobs(**values)
         minutes = DEFAULT_TRAIN_MINUTES if minutes is None else minutes
-        if not (minutes > 0 or steps > 0):
-            raise UsageError("--minutes or --steps must be above 0")
         models = pipeline.fine_tune(pipeline.folder_data(data, log), base, output, minutes, steps, threads, device,
                                     log=log, knobs=knobs)
     else:
@@ -621,7 +628,7 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+        except (OSError, ValueError, AttributeError):  # a closed pipe or stream (None if closed at start)
             pass
     os._exit(code)
 

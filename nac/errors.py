@@ -73,6 +73,12 @@ class BatchFailedError(NacError):
     exit_code = 10
 
 
+class TrainingError(NacError):
+    """Training diverged: a loss that is not a finite number (the last checkpoint is kept)."""
+
+    exit_code = 11
+
+
 @contextlib.contextmanager
 def naming(path):
     """Let a :class:`NacError` raised inside name ``path`` first (unless its message does already)."""

@@ -5,11 +5,10 @@ Torch-free: inspecting and listing need no network.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import is_stdio
+from .audio import is_stdio, standard_input
 from .errors import InputError, NacError
 from .format import container
 from .format.header import Companion, StreamInfo
@@ -67,7 +66,7 @@ def lost_spans(info: StreamInfo, runs: list[LostRun], keep_model_rate: bool = Fa
 def read_input_bytes(src: Path) -> bytes:
     """The bytes of ``src`` (``-``: standard input)."""
     try:
-        return sys.stdin.buffer.read() if is_stdio(src) else src.read_bytes()
+        return standard_input().read() if is_stdio(src) else src.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{src}: no such file") from None
     except OSError as err:

@@ -48,7 +48,7 @@ def nac_files(paths: Iterable[Path]) -> list[Path]:
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*.nac") if p.is_file())
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() == ".nac" and p.is_file())
         elif path.is_file():
             found.append(path)
         else:
@@ -194,11 +194,12 @@ def _cell(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def format_report(rows: list[ReportRow], summary: dict, style: str) -> str:
-    """The report as ``table``, ``md``, ``csv`` or ``json``."""
+def format_report(rows: list[ReportRow], summary: dict, style: str, failures: list[str] = ()) -> str:
+    """The report as ``table``, ``md``, ``csv`` or ``json`` (which lists the ``failures`` too; the others leave
+    them to stderr)."""
     records = [{**asdict(r), **r.scores} for r in rows]
     if style == "json":
-        return json.dumps({"files": records, "summary": summary}, indent=2)
+        return json.dumps({"files": records, "summary": summary, "failed": list(failures)}, indent=2)
     score_names = sorted({name for r in rows for name in r.scores})
     columns = list(COLUMNS) + [(name, name, "{:.2f}") for name in score_names]
     if style == "csv":

@@ -116,8 +116,12 @@ def test_report_lists_bad_files_and_goes_on(folder: Path, tmp_path: Path):
     (out / "junk.nac").write_bytes(b"not a nac file at all")
     whole = (out / "a.nac").read_bytes()
     (out / "cut.nac").write_bytes(whole[: len(whole) - 40])
+    (out / "UPPER.NAC").write_bytes(whole)
     rows, summary, failures = report.size_report([out, out / "a.nac"])  # a.nac named twice: counted once
     assert len(failures) == 1 and "junk.nac" in failures[0]
+    assert json.loads(report.format_report(rows, summary, "json", failures))["failed"] == failures
+    assert "UPPER.NAC" in [Path(r.file).name for r in rows]
+    rows = [r for r in rows if Path(r.file).name != "UPPER.NAC"]
     assert sorted(Path(r.file).name for r in rows) == ["a.nac", "b.nac", "c.nac", "cut.nac"]
     assert [r.layers for r in rows if Path(r.file).name == "cut.nac"] == ["residual+DAMAGED"]
     with pytest.raises(InputError, match="no such folder .--originals"):

@@ -27,7 +27,7 @@ from nac.model import zoo
 from nac.lab.adversarial import Adversary
 from nac.lab.export import export
 from nac.audio import write_audio
-from nac.errors import ModelError
+from nac.errors import ModelError, TrainingError
 from nac.model.networks import ModelConfig, build_model, parameter_count
 from nac.lab.train import (
     TrainSettings, initial_model, list_training_files, load_checkpoint, parse_args, train, training_loss,
@@ -132,6 +132,13 @@ def test_seed_design_trains(corpus, tmp_path):
     assert out.startswith("seed2d:") and "resumed" not in out
     assert re.search(r"step 2 .* steps/s, 0:00:00 left", out)  # log_every 1: the last step leaves nothing
     assert re.search(r"step 1 .* steps/s, \d+:\d\d:\d\d left", out)
+
+
+def test_a_diverging_loss_stops_the_training_with_its_error(corpus, tmp_path):
+    diverging = dataclasses.replace(settings(corpus, tmp_path / "nan", SEED, steps=2), mel_weight=1e39)
+    with pytest.raises(TrainingError, match="training diverged at step 1: the loss is inf"):
+        run(diverging)
+    assert TrainingError.exit_code == 11 and not (tmp_path / "nan" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("half", [False, True], ids=["float32", "float16"])

@@ -134,14 +134,29 @@ def test_the_seed_knobs_reach_the_training_as_options_or_from_the_environment(tm
 
     base = ("--from", "nac-speech-16k-v5")
     assert "MAX_TRAIN_FILES='two': not an integer" in refused(*base, MAX_TRAIN_FILES="two")
-    assert "keeps nac-speech-16k-v5's 48 latent channels" in refused(*base, MODEL_CHANNELS="32")
-    assert "give --epochs (EPOCHS) or --steps, not both" in refused(*base, "--steps", "5", EPOCHS="2")
-    assert "give --epochs (EPOCHS) or --minutes" in refused(*base, "--epochs", "2", "--minutes", "5")
-    assert "--crop-seconds: a training crop is 0.1 to 30 s" in refused(*base, "--crop-seconds", "0")
-    assert "MEL_LOSS_WEIGHT='nan': must be 0 or more" in refused(*base, MEL_LOSS_WEIGHT="nan")
+    assert "--model-channels (MODEL_CHANNELS) 32: a fine-tune keeps nac-speech-16k-v5's 48 latent channels" in \
+        refused(*base, MODEL_CHANNELS="32")
+    assert "give --epochs or --steps, not both" in refused(*base, "--steps", "5", "--epochs", "2")
+    assert "give --epochs or --minutes, not both" in refused(*base, "--epochs", "2", "--minutes", "5")
+    assert "--minutes must be above 0" in refused(*base, "--minutes", "-1", "--steps", "1")
+    assert "--crop-seconds: must be 0.1 to 30" in refused(*base, "--crop-seconds", "0")
+    assert "MEL_LOSS_WEIGHT='nan': must be 0 to 100" in refused(*base, MEL_LOSS_WEIGHT="nan")
+    assert "--mel-weight: must be 0 to 100" in refused(*base, "--mel-weight", "1e39")  # trained NaN weights
+    assert "a training crop of 5 s (--crop-seconds, MAX_AUDIO_SECONDS) needs more than the 2.0 s of audio " \
+           "trained on" in refused(*base, "--max-files", "1", "--crop-seconds", "5")  # a traceback, after the check
     assert "--epochs: a recipe sets its own training" in refused(
         "--recipe", str(ROOT / "recipes" / "nac-speech-16k-v5.json"), "--epochs", "2")
     assert not (tmp_path / "other").exists()
+
+    monkeypatch.delenv("MEL_LOSS_WEIGHT")
+    monkeypatch.delenv("MAX_TRAIN_FILES")
+    monkeypatch.setenv("EPOCHS", "4")  # an environment fallback gives way to an option
+    plain = tmp_path / "plain"
+    assert runner.invoke(app, ["train", str(data), *base, "-o", str(plain), "--steps", "5"]).exit_code == 0
+    assert (seen["settings"].steps, seen["settings"].epochs) == (5, 0)
+    named = runner.invoke(app, ["train", str(data), *base, "-o", str(plain), "--steps", "5", "--model-channels",
+                                "48", "--crop-seconds", "1", "--max-files", "0", "--mel-weight", "1"])
+    assert named.exit_code == 0, named.output  # the defaults named: the same run, not another one
 
 
 def test_train_needs_a_base_or_a_recipe(tmp_path):

@@ -114,6 +114,14 @@ class SeedKnobs:
         """The knobs set, for ``request.json`` (none set adds nothing: runs from before knobs resume)."""
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
+    def without_defaults(self, latent_channels: int) -> SeedKnobs:
+        """These knobs, each set to what the fine-tune uses anyway counted as not set (a rerun that names a
+        default is the same run)."""
+        defaults = {"max_files": 0, "crop_seconds": Stage.crop_seconds, "mel_weight": Stage.mel_weight,
+                    "model_channels": latent_channels}
+        return dataclasses.replace(self, **{key: None for key, value in defaults.items()
+                                            if getattr(self, key) == value})
+
 
 def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, threads: int = 0,
               device: str = "auto", name: str | None = None, log: Log = print, knobs: SeedKnobs = SeedKnobs()) -> Path:
@@ -126,12 +134,18 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
     if not entry.ladder:
         raise UsageError(f"model {entry.name} has no rate ladder to measure a fine-tune at")
     if knobs.model_channels is not None and knobs.model_channels != len(entry.channel_order):
-        raise UsageError(f"MODEL_CHANNELS {knobs.model_channels}: a fine-tune keeps {entry.name}'s "
-                         f"{len(entry.channel_order)} latent channels (a new width trains from nothing: "
-                         f"python -m nac.lab.train)")
+        raise UsageError(f"--model-channels (MODEL_CHANNELS) {knobs.model_channels}: a fine-tune keeps "
+                         f"{entry.name}'s {len(entry.channel_order)} latent channels (a new width trains from "
+                         f"nothing: python -m nac.lab.train)")
+    knobs = knobs.without_defaults(len(entry.channel_order))
     if knobs.max_files:
         data = dataclasses.replace(data, train=data.train[: knobs.max_files],
                                    source=f"{data.source}, the first {knobs.max_files} trained on")
+    crop = knobs.crop_seconds or Stage.crop_seconds
+    seconds = sum(frames / rate for frames, rate, _ in map(audio_info, data.train))
+    if seconds <= crop:
+        raise UsageError(f"a training crop of {crop:g} s (--crop-seconds, MAX_AUDIO_SECONDS) needs more than the "
+                         f"{seconds:.1f} s of audio trained on")
     _check_not_silent(data.train)
     out = Path(out)
     claim(out, {"from": entry.name, "data": data.source, "minutes": None if steps or knobs.epochs else minutes,

@@ -36,6 +36,7 @@ from torch import distributed as dist
 from . import losses
 from .adversarial import Adversary
 from ..audio import read_audio
+from ..errors import TrainingError
 from ..model.networks import ModelConfig, build_model, parameter_count
 from ..model.stft import from_log_magnitude, log_magnitude
 
@@ -427,6 +428,9 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(settings, progress) * group.get("lr_scale", 1.0)
             loss, parts = objective(sampler.batch(settings.batch_size).to(device))
+            if not math.isfinite(loss.item()):
+                raise TrainingError(f"training diverged at step {step + 1}: the loss is {loss.item()} (lower the "
+                                    "learning rate or the loss weights); the last checkpoint is kept")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
