@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 _PUBLIC = {
     "encode": "api", "decode": "api", "encode_file": "api", "decode_file": "api", "decode_salvage": "api",
