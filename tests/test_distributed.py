@@ -22,7 +22,7 @@ def _torchrun(data: Path, run_dir: Path, steps: int) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    return result.stderr  # training progress goes to stderr
 
 
 def test_two_process_training_and_resume(tmp_path: Path):
