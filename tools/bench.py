@@ -1,7 +1,7 @@
 """Speed and memory of nac at every ladder point, next to opusenc/opusdec at the same bitrates, in one run.
 
     python tools/bench.py [--lengths 10,600,3600] [--threads 1,0] [--points all] [--model NAME]
-        [--input FILE] [--nac "python -m nac.cli"] [--no-opus] [--seek 5]
+        [--input FILE] [--nac "python -m nac.cli"] [--no-opus] [--seek 5] [--pipes]
 
 Inputs are WAV files of the bundled speech clip (or ``--input``, at its own
 rate and channels: music at 44.1 kHz stereo, say) repeated to each length (in
@@ -71,8 +71,9 @@ def make_input(folder: Path, seconds: int, sample: Path = SAMPLE) -> Path:
     return path
 
 
-def measure(command: list[str], threads: int) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process (threads 0 = the libraries' default)."""
+def measure(command: list[str], threads: int, stdin: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one child process (threads 0 = the libraries' default), reading
+    ``stdin`` if given; its standard output goes to the null device."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(name, None)
@@ -80,8 +81,9 @@ def measure(command: list[str], threads: int) -> tuple[float, float]:
             env[name] = str(threads)
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(child.pid, 0)
+        with open(stdin or os.devnull, "rb") as source:
+            child = subprocess.Popen(command, env=env, stdin=source, stdout=subprocess.DEVNULL, stderr=errors)
+            _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             errors.seek(0)
@@ -100,6 +102,8 @@ def main() -> None:
                         help="the nac command line to time")
     parser.add_argument("--no-opus", action="store_true")
     parser.add_argument("--seek", type=float, default=5.0, help="seconds to decode from the middle (0: none)")
+    parser.add_argument("--pipes", action="store_true", help="nac encodes from standard input and decodes to "
+                                                              "standard output (opus as always)")
     args = parser.parse_args()
     _, rate, channels = audio_info(args.input)
     entry = find_entry(args.model, kind=input_kind(rate, channels))  # the model nac picks for such input
@@ -110,8 +114,9 @@ def main() -> None:
     model = ["--model", args.model] if args.model else []
     runs: list[Run] = []
 
-    def timed(seconds: int, label: str, point: str, tool: str, command: list[str], threads: int) -> None:
-        wall, peak = measure(command, threads)
+    def timed(seconds: int, label: str, point: str, tool: str, command: list[str], threads: int,
+              stdin: Path | None = None) -> None:
+        wall, peak = measure(command, threads, stdin)
         runs.append(Run(seconds, label, point, tool, wall, peak))
         print(f"{seconds:>6} s  threads {label:<8} {point:<10} {tool:<12} {wall:8.2f} s  "
               f"{seconds / wall:8.1f}x real time  peak RSS {peak:6.0f} MB", flush=True)
@@ -126,9 +131,11 @@ def main() -> None:
                     coded, decoded = folder / f"{point}.nac", folder / f"{point}.wav"
                     shown = f"{point} (default)" if point == default else point
                     timed(seconds, label, shown, "nac encode",
-                          nac + ["encode", str(source), str(coded), "--bitrate", point, "-f", *model], threads)
+                          nac + ["encode", "-" if args.pipes else str(source), str(coded), "--bitrate", point, "-f",
+                                 *model], threads, source if args.pipes else None)
                     timed(seconds, label, shown, "nac decode",
-                          nac + ["decode", str(coded), "-o", str(decoded), "-f", *model], threads)
+                          nac + ["decode", str(coded), "-o", "-" if args.pipes else str(decoded), "-f", *model],
+                          threads)
                     if args.seek and seconds >= 600:
                         timed(seconds, label, shown, f"nac seek {args.seek:g} s",
                               nac + ["decode", str(coded), "-o", str(folder / "part.wav"), "-f", "--start",
