@@ -150,11 +150,13 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
 
+    quiet = _quiet_decoders if handle.format == "MP3" else contextlib.nullcontext
+
     def blocks() -> Iterator[np.ndarray]:
         with handle:
             while True:
                 try:
-                    with _quiet_decoders():  # not across the yield: the caller may print between blocks
+                    with quiet():  # not across the yield: the caller may print between blocks
                         block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as err:
                     raise InputError(f"{name}: unreadable audio ({_reason(err)})") from None
@@ -179,10 +181,11 @@ def _spooled(stream) -> tempfile.TemporaryFile:
 
 @contextlib.contextmanager
 def _quiet_decoders() -> Iterator[None]:
-    """While a file is opened or read, file descriptor 2 goes to the null device: libsndfile's MP3 decoder
-    (libmpg123) prints its own notes on bad frames there, and a bad file should give nac's one-line error alone.
-    libsndfile takes MP3 by content too (standard input, a misnamed file), so every read is kept quiet; nac's own
-    messages are written outside these calls."""
+    """While a file is opened (or an MP3 read), file descriptor 2 goes to the null device: libsndfile's MP3
+    decoder (libmpg123) prints its own notes on bad frames there, and a bad file should give nac's one-line error
+    alone. libsndfile takes MP3 by content too (standard input, a misnamed file), so every open is kept quiet.
+    The descriptor is the process's: the windows are kept to single library calls, since a program using nac
+    may write to stderr from other threads meanwhile."""
     if sys.stderr is None:  # started with descriptor 2 closed: it may be one of nac's own files by now
         yield
         return
