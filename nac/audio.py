@@ -18,7 +18,7 @@ import struct
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -167,7 +167,7 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
     return int(handle.frames), int(handle.samplerate), int(handle.channels), blocks()
 
 
-def _spooled(stream) -> tempfile.TemporaryFile:
+def _spooled(stream: IO[bytes]) -> IO[bytes]:
     """A temporary file (deleted when closed) holding all of ``stream``, rewound."""
     spool = tempfile.TemporaryFile()
     try:
