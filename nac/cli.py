@@ -592,7 +592,7 @@ def train_command(
         named = [f"--{option.replace('_', '-')}" for option, value in given.items() if value is not None]
         if named:
             raise UsageError(f"{', '.join(named)}: a recipe sets its own training (these are for --from)")
-        ignored = [variable for variable, _ in SEED_KNOBS.values() if os.environ.get(variable, "").strip()]
+        ignored = [variable for variable, *_ in SEED_KNOBS.values() if os.environ.get(variable, "").strip()]
         if ignored:
             log(f"warning: {', '.join(ignored)} not used: a recipe sets its own training")
         chosen = recipes.load(recipe)

@@ -146,6 +146,11 @@ def test_the_seed_knobs_reach_the_training_as_options_or_from_the_environment(tm
            "trained on" in refused(*base, "--max-files", "1", "--crop-seconds", "5")  # a traceback, after the check
     assert "--epochs: a recipe sets its own training" in refused(
         "--recipe", str(ROOT / "recipes" / "nac-speech-16k-v5.json"), "--epochs", "2")
+    recipe_run = runner.invoke(app, ["train", str(data), "--recipe", str(ROOT / "recipes" / "nac-speech-16k-v5.json"),
+                                     "-o", str(tmp_path / "other")])  # the environment's knobs, ignored
+    assert "warning: MAX_TRAIN_FILES, MEL_LOSS_WEIGHT, EPOCHS not used: a recipe sets its own training" in \
+        recipe_run.output, recipe_run.output
+    assert recipe_run.exit_code == 3 and "a recipe trains on a corpus folder with MANIFEST.tsv" in recipe_run.output
     assert not (tmp_path / "other").exists()
 
     monkeypatch.delenv("MEL_LOSS_WEIGHT")
