@@ -26,7 +26,7 @@ import torch
 
 from .. import api
 from ..audio import AUDIO_SUFFIXES, audio_info, read_audio, resample
-from ..errors import InputError, OutputError, UsageError
+from ..errors import InputError, NacError, OutputError, UsageError
 from ..model import manifest, zoo
 from ..model.networks import ModelConfig
 from ..settings import EncoderSettings
@@ -276,7 +276,7 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
     the base's channel order and phase initializer, as a fine-tune does)."""
     models = Path(out) / "models"
     folder = str(models)
-    if models.is_dir():  # left by a finish that stopped, or copied with the run folder under another name
+    if models.is_dir() and _names_in(models) != {name}:  # copied with the run folder under another name
         shutil.rmtree(models)
     export.export(checkpoint, name, model_id, models, description=description, make_default=True,
                   training_data=data.source,
@@ -310,6 +310,14 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
     _report(Path(out), name, data, after, before, base, run, log)
     (Path(out) / FINISHED).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     return models
+
+
+def _names_in(models: Path) -> set[str]:
+    """The names of the models in a models folder (none if it has no readable manifest)."""
+    try:
+        return {entry.name for entry in manifest.list_models(models)}
+    except NacError:
+        return set()
 
 
 def _copy_companions(base: str, models: Path, name: str) -> None:
