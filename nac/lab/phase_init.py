@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from .. import api, codec
 from ..audio import resample
+from ..errors import UsageError
 from ..model import manifest, zoo
 from ..model.networks import LowBandPhase
 from ..settings import EncoderSettings
@@ -135,6 +136,9 @@ def train(model: str, pairs: Path, out: Path, minutes: float, steps: int = 0, de
         items = load_pairs(model, pairs, workers)
         torch.save(items, cache.with_suffix(".tmp"))
         cache.with_suffix(".tmp").replace(cache)
+    if len(items) < 2:
+        raise UsageError(f"{pairs}: {len(items)} coded pair(s); the phase initializer needs two or more (one held "
+                         "out): give it more minutes of pairs")
     held = stack(items[::HELD_OUT], device)
     data = stack([item for index, item in enumerate(items) if index % HELD_OUT], device)
     log(f"{len(items)} pairs, {data['hidden'].shape[-1]} frames, loaded in {time.time() - started:.0f} s")
@@ -144,7 +148,7 @@ def train(model: str, pairs: Path, out: Path, minutes: float, steps: int = 0, de
     optimizer = torch.optim.AdamW(initializer.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator(device=device).manual_seed(0)
     step, begin = 0, time.time()
-    while (elapsed := max((time.time() - begin) / (minutes * 60), step / (steps or math.inf))) < 1:
+    while (elapsed := max((time.time() - begin) / (minutes * 60 or math.inf), step / (steps or math.inf))) < 1:
         for group in optimizer.param_groups:  # cosine decay over the budget
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed))
         loss = 1.0 - phase_score(initializer, crops(data, batch, generator))

@@ -193,7 +193,7 @@ def from_recipe(recipe: Recipe, data: Data, out: Path, threads: int = 0, device:
     if not train.Distributed.from_environment().leader:
         return out / "models"
     return finish(previous, out, recipe.name, recipe.model_id, data, recipe.ladder_settings(), recipe.default_point,
-                  description=recipe.description, base=recipe.base, recipe=recipe, log=log,
+                  description=recipe.description, base=recipe.base or None, recipe=recipe, log=log,
                   run={"recipe": dataclasses.asdict(recipe)})
 
 
