@@ -206,8 +206,12 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
         "name": "tiny", "model_id": 200, "description": "a recipe test", "kinds": ["speech_wb"],
         "network": {"arch": "spec1d", "width": 16, "latent_channels": 4, "downsample": 2},
         "stages": [{"name": "first", "until_step": 2, "batch_size": 2, "crop_seconds": 0.5},
-                   {"name": "decoded", "until_step": 3, "batch_size": 2, "crop_seconds": 0.5,
-                    "synthesis_phase": "decoded", "phase_iters": 2}],
+                   {"name": "predicted", "until_step": 3, "batch_size": 2, "crop_seconds": 0.5, "lr_final": 1e-5,
+                    "synthesis_phase": "predicted", "low_band_weight": 4.0, "phase_weight": 0.3,
+                    "waveform_weight": 0.0},
+                   {"name": "refiner", "until_step": 4, "batch_size": 2, "crop_seconds": 0.5,
+                    "synthesis_phase": "decoded", "phase_iters": 2, "refine_channels": 2, "refine_hz": 3000.0,
+                    "refiner_lr_scale": 20.0}],  # the shapes of v5's recipe
         "channel_order_files": 2, "table_files": 2, "table_dev_files": 1, "table_points": ["lo"],
         "phase_init": {"pair_minutes": 0.1, "points": ["lo"], "minutes": 0, "steps": 2, "batch": 8},
         "ladder": {"lo": point}, "default_point": "lo", "dev_files": 1,
@@ -219,7 +223,7 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
     stages = sorted(p.name for p in (run / "stages").iterdir() if p.is_dir() and (p / "done").is_file())
-    assert stages == ["01-first", "02-decoded"]
+    assert stages == ["01-first", "02-predicted", "03-refiner"]
     entry = manifest.find_entry(str(run))
     assert (entry.name, entry.id, [p.name for p in entry.ladder]) == ("tiny", 200, ["lo"])
     assert entry.code_tables and entry.residual_tables and len(entry.channel_order) == 4
