@@ -144,12 +144,7 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
     else:
         _check_input_path(Path(path))
         source, name = str(path), str(path)
-    try:
-        with _quiet_decoders():
-            handle = sf.SoundFile(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
-
+    handle = _opened(source, name)
     quiet = _quiet_decoders if handle.format == "MP3" else contextlib.nullcontext
 
     def blocks() -> Iterator[np.ndarray]:
@@ -165,6 +160,15 @@ def read_blocks(path: str | os.PathLike) -> tuple[int, int, int, Iterator[np.nda
                 yield np.ascontiguousarray(block.T)
 
     return int(handle.frames), int(handle.samplerate), int(handle.channels), blocks()
+
+
+def _opened(source: str | IO[bytes], name: str) -> sf.SoundFile:
+    """``source`` open for reading (the decoders kept quiet), or :class:`InputError` naming ``name``."""
+    try:
+        with _quiet_decoders():
+            return sf.SoundFile(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"{name}: not a readable audio file ({_reason(err)})") from None
 
 
 def _spooled(stream: IO[bytes]) -> IO[bytes]:
@@ -206,14 +210,9 @@ def _quiet_decoders() -> Iterator[None]:
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
     """(frames, sample_rate, channels) of an audio file, read from its header only."""
-    path = Path(path)
-    _check_input_path(path)
-    try:
-        with _quiet_decoders():
-            info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise InputError(f"{path}: not a readable audio file ({_reason(err)})") from None
-    return int(info.frames), int(info.samplerate), int(info.channels)
+    _check_input_path(Path(path))
+    with _opened(str(path), str(path)) as handle:
+        return int(handle.frames), int(handle.samplerate), int(handle.channels)
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
@@ -233,8 +232,9 @@ def write_audio_blocks(path: str | os.PathLike, blocks: Iterable[np.ndarray], sa
     path = Path(path)
     if is_stream(path):
         stream_format = WRITABLE_FORMATS.get(path.suffix.lower(), "WAV")
-        if stream_format == "WAV" and frames is not None and _wav_data_bytes(frames, channels):
-            write_atomic(path, lambda handle: _stream_wav(handle, blocks, sample_rate, channels, frames))
+        size = _wav_data_bytes(frames, channels) if stream_format == "WAV" and frames is not None else 0
+        if size:
+            write_atomic(path, lambda handle: _stream_wav(handle, blocks, sample_rate, channels, frames, size))
             return
         audio = np.concatenate([np.zeros((channels, 0), np.float32), *blocks], axis=1)
         encoded = io.BytesIO()
@@ -269,10 +269,11 @@ def _wav_data_bytes(frames: int, channels: int) -> int:
     return size if 0 < size <= 0xFFFFFFFF - 36 else 0
 
 
-def _stream_wav(handle, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, frames: int) -> None:
-    """A plain 16-bit PCM WAV of ``frames``, header first (as libsndfile writes it), then each block as it comes;
-    samples are converted by libsndfile as in a file, so the bytes equal the gathered WAV's."""
-    size = _wav_data_bytes(frames, channels)
+def _stream_wav(handle, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, frames: int,
+                size: int) -> None:
+    """A plain 16-bit PCM WAV of ``frames`` (``size`` bytes of samples), header first (as libsndfile writes it),
+    then each block as it comes; samples are converted by libsndfile as in a file, so the bytes equal the
+    gathered WAV's."""
     handle.write(b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack(
         "<IHHIIHH", 16, 1, channels, sample_rate, 2 * channels * sample_rate, 2 * channels, 16) + b"data"
         + struct.pack("<I", size))

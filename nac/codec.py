@@ -43,7 +43,7 @@ from .layers.residual import GROWTH_ONE, RESIDUAL_FLOOR, SLOPE_ONE, SPAN_ONE, Re
 from .model.networks import MAX_PHASE_ITERS
 from .model.stft import log_magnitude
 from .model.zoo import LoadedModel
-from .settings import EncoderSettings
+from .settings import EncoderSettings, is_number
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a scale group when encoding
 DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
@@ -682,7 +682,7 @@ def seek_span(
         return None
     rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
     total = info.decoded_sample_count if keep_model_rate else info.sample_count
-    if not all(value is None or _is_number(value) for value in (start, duration)):
+    if not all(value is None or is_number(value) for value in (start, duration)):
         raise UsageError("start and duration must be numbers of seconds")
     start = start or 0.0
     if not np.isfinite(start) or start < 0 or (duration is not None and not (np.isfinite(duration) and duration >= 0)):
@@ -694,12 +694,8 @@ def seek_span(
     return first, stop
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
 def _is_whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return is_number(value) and isinstance(value, (int, np.integer))
 
 
 def output_frames(info: StreamInfo, keep_model_rate: bool, start: float | None, duration: float | None) -> int:

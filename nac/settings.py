@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class EncoderSettings:
         """The settings themselves, or :class:`UsageError` naming the first one of a wrong type or out of
         range."""
         for setting in fields(self):
-            _typed(setting.name, getattr(self, setting.name))
+            _typed(setting, getattr(self, setting.name))
         if self.coarse_channels < 0:
             raise UsageError(f"coarse channels must be 0 or more, not {self.coarse_channels}")
         if self.bits not in BITS_CHOICES:
@@ -175,7 +175,7 @@ class EncoderSettings:
         if unknown:
             raise UsageError(f"{source}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
         try:
-            values = {name: _typed(name, value) for name, value in row.items()}
+            values = {name: _typed(known[name], value) for name, value in row.items()}
             return cls(**values).check()
         except UsageError as err:
             raise UsageError(f"{source}: {err}") from None
@@ -198,25 +198,26 @@ class EncoderSettings:
         return cls.from_json(row, str(path))
 
 
-INT_SETTINGS = ("bits", "code_bits", "coarse_channels", "high_bands", "stereo_bands")
-BOOL_SETTINGS = ("store_phase", "closed_loop")
-OPTIONAL_SETTINGS = ("code_bits", "residual_fine_step")  # None: a default that follows another setting
+def is_number(value) -> bool:
+    """A real number, Python's or numpy's, and not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def _typed(name: str, value):
-    """``value`` as setting ``name`` holds it (an integer given for a float setting becomes a float), or
-    :class:`UsageError` for a wrong type or a number beyond any range."""
-    if value is None and name in OPTIONAL_SETTINGS:
+def _typed(setting: Field, value):
+    """``value`` as ``setting`` holds it, by its annotation (an integer given for a float becomes a float; None
+    only where the annotation allows it), or :class:`UsageError` for a wrong type or a number beyond any range."""
+    if value is None and setting.type.endswith("| None"):
         return None
-    kind = int if name in INT_SETTINGS else bool if name in BOOL_SETTINGS else float
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    try:
-        fits = isinstance(value, (bool, np.bool_)) if kind is bool else number and float(value).is_integer() \
-            if kind is int else number
-        typed = kind(value) if fits else None
-    except OverflowError:
-        raise UsageError(f"{name} is out of range") from None
+    kind = {"int": int, "bool": bool, "float": float}[setting.type.removesuffix(" | None")]
+    if kind is bool:
+        fits = isinstance(value, (bool, np.bool_))
+    else:
+        try:
+            fits = is_number(value) and (kind is float or float(value).is_integer())
+            typed = kind(value) if fits else None
+        except OverflowError:
+            raise UsageError(f"{setting.name} is out of range") from None
     if not fits:
         wanted = "true or false" if kind is bool else "a whole number" if kind is int else "a number"
-        raise UsageError(f"{name} must be {wanted}, not {value!r}")
-    return typed
+        raise UsageError(f"{setting.name} must be {wanted}, not {value!r}")
+    return bool(value) if kind is bool else typed

@@ -114,6 +114,11 @@ class SeedKnobs:
         """The knobs set, for ``request.json`` (none set adds nothing: runs from before knobs resume)."""
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
+    def stage_fields(self) -> dict:
+        """The knobs set that a training stage takes (:class:`Stage` fields)."""
+        return {key: value for key in ("epochs", "crop_seconds", "mel_weight")
+                if (value := getattr(self, key)) is not None}
+
     def without_defaults(self, latent_channels: int) -> SeedKnobs:
         """These knobs, each set to what the fine-tune uses anyway counted as not set (a rerun that names a
         default is the same run)."""
@@ -141,11 +146,13 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
     if knobs.max_files:
         data = dataclasses.replace(data, train=data.train[: knobs.max_files],
                                    source=f"{data.source}, the first {knobs.max_files} trained on")
-    crop = knobs.crop_seconds or Stage.crop_seconds
+    stage = Stage("fine-tune", minutes=minutes, lr=5e-5, lr_final=5e-6, synthesis_phase="decoded",
+                  low_band_weight=4.0, phase_weight=0.3, waveform_weight=0.0, code_bits=4)
+    stage = dataclasses.replace(stage, **knobs.stage_fields())
     seconds = sum(frames / rate for frames, rate, _ in map(audio_info, data.train))
-    if seconds <= crop:
-        raise UsageError(f"a training crop of {crop:g} s (--crop-seconds, MAX_AUDIO_SECONDS) needs more than the "
-                         f"{seconds:.1f} s of audio trained on")
+    if seconds <= stage.crop_seconds:
+        raise UsageError(f"a training crop of {stage.crop_seconds:g} s (--crop-seconds, MAX_AUDIO_SECONDS) needs "
+                         f"more than the {seconds:.1f} s of audio trained on")
     _check_not_silent(data.train)
     out = Path(out)
     claim(out, {"from": entry.name, "data": data.source, "minutes": None if steps or knobs.epochs else minutes,
@@ -157,10 +164,6 @@ def fine_tune(data: Data, base: str, out: Path, minutes: float, steps: int = 0, 
     if not start.is_file():
         start.parent.mkdir(parents=True, exist_ok=True)
         _checkpoint_of(base, start)
-    stage = Stage("fine-tune", epochs=knobs.epochs or 0, minutes=minutes, lr=5e-5, lr_final=5e-6,
-                  crop_seconds=knobs.crop_seconds or Stage.crop_seconds,
-                  mel_weight=Stage.mel_weight if knobs.mel_weight is None else knobs.mel_weight,
-                  synthesis_phase="decoded", low_band_weight=4.0, phase_weight=0.3, waveform_weight=0.0, code_bits=4)
     checkpoint = _run_stage(stage, data, out / "stages" / "01-fine-tune", start, None, threads, device, steps, log)
     if not train.Distributed.from_environment().leader:
         return out / "models"  # under torchrun the first process alone makes the model

@@ -428,8 +428,9 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(settings, progress) * group.get("lr_scale", 1.0)
             loss, parts = objective(sampler.batch(settings.batch_size).to(device))
-            if not math.isfinite(loss.item()):
-                raise TrainingError(f"training diverged at step {step + 1}: the loss is {loss.item()} (lower the "
+            total = loss.item()
+            if not math.isfinite(total):
+                raise TrainingError(f"training diverged at step {step + 1}: the loss is {total} (lower the "
                                     "learning rate or the loss weights); the last checkpoint is kept")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -438,7 +439,7 @@ def _train(settings: TrainSettings, place: Distributed, device: torch.device) ->
             if adversary is not None:
                 parts["disc"] = adversary.step()
             step += 1
-            for name, value in {"loss": loss.item(), **parts}.items():
+            for name, value in {"loss": total, **parts}.items():
                 window[name] = window.get(name, 0.0) + value
             window_steps += 1
             if step % settings.log_every == 0:
