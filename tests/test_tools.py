@@ -303,3 +303,15 @@ def test_channel_order_ranks_every_latent_channel_into_the_manifest(tmp_path):
     order = json.loads((models / "manifest.json").read_text())["models"][0]["channel_order"]
     channels = zoo.load_model(None).net.config.latent_channels
     assert sorted(order) == list(range(channels))
+
+
+def test_decode_stages_prints_a_cost_for_every_stage_of_each_point():
+    result = run_tool("decode_stages.py", "--seconds", "1", "--points", "6k,24k", "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 6k") or
+            line.startswith("| 24k")]
+    assert [row[0].strip() for row in rows] == ["6k", "24k"]
+    for row in rows:
+        costs = [float(cell.split()[0]) for cell in row[1:]]
+        assert len(costs) == 6 and all(cost > 0 for cost in costs)
+        assert row[-1].split()[1] == "(32)"  # the stream's phase iterations
