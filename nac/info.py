@@ -13,6 +13,7 @@ from .errors import InputError, NacError
 from .format import container
 from .format.header import Companion, StreamInfo
 from .format.records import LostRun, merge_runs
+from .layers.residual import GROWTH_ONE
 from .model import manifest
 
 
@@ -108,7 +109,7 @@ def describe_info(info: StreamInfo) -> dict:
               if name not in ("latent", "residual", "high_band", "stereo", "companions", "layer_order", "version",
                               "phase_iters")}
     fields["weights_hash"] = info.weights_hash.hex()
-    return {
+    described = {
         "version": f"{info.version[0]}.{info.version[1]}",
         **fields,
         "companions": {Companion(role).name.lower(): (digest.hex() if digest else "the model's")
@@ -118,6 +119,9 @@ def describe_info(info: StreamInfo) -> dict:
         **{name: None if layer is None else {field: _json(getattr(layer, field)) for field in layer.__dataclass_fields__}
            for name, layer in (("residual", info.residual), ("high_band", info.high_band), ("stereo", info.stereo))},
     }
+    if info.residual:  # the header's u16 field, as format_spec.md names it (the layer holds 65536 more)
+        described["residual"]["band_growth"] = info.residual.band_growth - GROWTH_ONE
+    return described
 
 
 def _json(value):

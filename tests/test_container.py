@@ -107,7 +107,7 @@ def header_size(data: bytes) -> int:
 
 
 def forge_header(data: bytes, **fields) -> bytes:
-    """Change fixed fields of a 9.0 header in place (offsets of format_spec.md section 4) and recompute its CRC."""
+    """Change fixed fields of a 9.0 header in place (offsets of format_spec.md section 3) and recompute its CRC."""
     size = header_size(data)
     head = bytearray(data[:size])
     for name, value in fields.items():
@@ -137,7 +137,7 @@ def record(data: bytes, position: int) -> bytes:
     return data[offset : offset + size]
 
 
-FIXED_FIELDS = {  # format_spec.md section 4
+FIXED_FIELDS = {  # format_spec.md section 3
     "magic": (0, "8s"),
     "version": (8, "<B"),
     "flags": (9, "<B"),

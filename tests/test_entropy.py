@@ -52,7 +52,7 @@ def test_damaged_streams_are_rejected():
             rans.decode(bad, which, freq, codes.shape[1])
 
 
-# ---------------------------------------------------------------- residual codes (section 9.3)
+# ---------------------------------------------------------------- residual codes (format_spec.md section 8.2)
 
 
 def test_adaptive_model_intervals_cover_the_range_and_follow_the_counts():

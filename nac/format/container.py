@@ -1,4 +1,4 @@
-"""The ``.nac`` container of format 9 (format_spec.md sections 6-10): chunk records of typed, sized parts.
+"""The ``.nac`` container of format 9 (format_spec.md sections 6 and 9): chunk records of typed, sized parts.
 
 A file is the header, one record per chunk (about a second of audio each),
 and the end record. A chunk record carries one sized part per layer, in the
@@ -159,7 +159,7 @@ def _read_residual(info: StreamInfo, part: bytes, frames: int, tables: Tables, w
 
 def _band_codes(info: StreamInfo, frames: int, chunk: Chunk | None = None) -> Iterator[tuple]:
     """(name, the chunk's codes, shape, lowest, highest) of each fullband layer the stream has: codes per band
-    and latent frame, coded by the adaptive residual coder (format_spec.md section 9.4)."""
+    and latent frame, coded by the adaptive residual coder (format_spec.md sections 7.5 and 8.3)."""
     if info.high_band:
         yield ("high-band", chunk and chunk.high_band, (info.coded_channels, info.high_band.bands, frames),
                -RESIDUAL_LIMIT, RESIDUAL_LIMIT)

@@ -69,7 +69,7 @@ class Companion(IntEnum):
     PHASE_INIT = 3  # the decoder's phase initializer
 
 
-# Limits (format_spec.md section 11): (format minimum, format maximum, implementation minimum, implementation
+# Limits (format_spec.md section 10): (format minimum, format maximum, implementation minimum, implementation
 # maximum). Outside the format range the file is invalid; outside the implementation range this decoder refuses it.
 _U16, _U32, _U64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
 RANGES = {
@@ -455,7 +455,7 @@ def _residual(body: bytes, minor: int) -> ResidualLayer:
 
 
 # --------------------------------------------------------------------------
-# The rules (format_spec.md sections 5 and 11), shared by the writer and the readers of every version
+# The rules (format_spec.md sections 3, 5 and 10), shared by the writer and the readers of every version
 # --------------------------------------------------------------------------
 
 
@@ -557,7 +557,7 @@ def _residual_problem(h: StreamInfo, r: ResidualLayer) -> str | None:
 
 def derived_counts(sample_count: int, original_rate: int, model_rate: int, n_fft: int, hop_length: int,
                    time_stride: int, chunk_frames: int) -> dict[str, int]:
-    """The counts that follow from the header's fields (format_spec.md section 5): samples at the model rate
+    """The counts that follow from the header's fields (format_spec.md section 3): samples at the model rate
     ``M = floor((S * Rm + Ro / 2) / Ro)``, latent frames ``ceil((M + n_fft / 2) / (hop * stride))`` (0 for
     ``M = 0``), chunks ``ceil(latent_frames / chunk_frames)``."""
     model_samples = (sample_count * model_rate + original_rate // 2) // original_rate if original_rate > 0 else 0

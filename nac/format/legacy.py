@@ -129,7 +129,7 @@ class StreamHeader:
         return self.n_fft // 2 + 1
 
     def residual_row_edges(self) -> list[int]:
-        """Bin edges of the residual rows (format_spec.md section 9): one row per bin before v4.
+        """Bin edges of the residual rows (docs/legacy-formats.md, Quantizers): one row per bin before v4.
 
         ``[0, 1, ..., residual_band_start]``, then ``e[i+1] = min(residual_bins,
         max(e[i] + 1, (e[i] * residual_band_growth + 2**15) >> 16))`` up to
@@ -237,7 +237,7 @@ def chunk_body_size(header: StreamHeader, frames: int) -> int:
 
 
 def _header_problem(h: StreamHeader) -> str | None:
-    """The first rule of format_spec.md section 10 that ``h`` breaks, or None."""
+    """The first rule of docs/legacy-formats.md (Header) that ``h`` breaks, or None."""
     if not 0 <= h.version_minor <= 15:
         return f"version_minor {h.version_minor} out of range 0..15"
     if not isinstance(h.weights_hash, bytes) or len(h.weights_hash) != 8:

@@ -1,4 +1,4 @@
-"""rANS coding of integer codes (pure functions; format_spec.md section 9).
+"""rANS coding of integer codes (pure functions; format_spec.md section 8).
 
 Latent codes: each row of codes (one latent channel's values over a chunk's
 frames) is coded in time order; the probability of a code comes from the

@@ -1,5 +1,5 @@
 """What every version of the container shares: CRCs, the construct error funnel, bounded zstd, the end record,
-and the walk over chunk records that ``inspect`` and salvage use (format_spec.md sections 2 and 10).
+and the walk over chunk records that ``inspect`` and salvage use (format_spec.md sections 2, 6 and 9).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The latent layer: the model's latents as integer codes, with one peak per scale group and channel
-(format_spec.md section 7).
+(format_spec.md section 7.1).
 
 Each latent channel ``k`` has a code width ``b_k`` (2..16 bits): its codes lie
 in ``[-U_k, U_k]``, ``U_k = 2**(b_k - 1) - 1``. Per scale group (several

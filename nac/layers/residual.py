@@ -1,4 +1,4 @@
-"""The residual layer: coded corrections of the decoded log-magnitude, and phase hints (format_spec.md section 8).
+"""The residual layer: coded corrections of the decoded log-magnitude, and phase hints (format_spec.md section 7.2).
 
 The layer corrects the lowest ``bins`` STFT bins. Its codes come in columns,
 one every ``stride`` STFT frames; each column has one code per row: single
@@ -90,7 +90,7 @@ def residual_steps(
     the floor first, ``(log sum exp(2 max(d, F)) - log width) / 2``; ``P`` is
     the highest level in the same column. A row far below its column's
     loudest is masked by it, so its errors are heard less and it gets a
-    coarser step (format_spec.md section 8). ``slope`` 0 gives ``step``
+    coarser step (format_spec.md section 7.2). ``slope`` 0 gives ``step``
     everywhere. ``d`` is held to ``[F, MAX_LOG_MAGNITUDE]`` (NaN as ``F``),
     so a hostile stream's overflowing prediction still gives finite steps;
     float64 throughout, from float32 inputs.

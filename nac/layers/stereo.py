@@ -1,5 +1,5 @@
 """The stereo layer: two channels as their mid signal plus per-band level difference and correlation
-(format_spec.md section 7.6).
+(format_spec.md section 7.5).
 
 The encoder mixes left and right to ``M = (L + R) / 2`` in the 48 kHz
 fullband STFT, each band scaled so that its power is the mean of the two
