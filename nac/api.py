@@ -382,7 +382,7 @@ class DecodeReport:
     samples: int
     channels: int
     clipped_samples: int
-    lost: tuple[LostSpan, ...] = ()  # with salvage: spans written as silence
+    lost: tuple[LostSpan, ...] = ()  # with salvage: spans lost (silence inside the output; a lost end is cut)
     problems: tuple[str, ...] = ()  # with salvage: every defect found
 
     @property

@@ -203,7 +203,7 @@ def decode(
     duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Decode a damaged file's intact chunks, silence for "
                                           f"the rest; list the lost ranges and exit {SalvagedError.exit_code}.")] = False,
-    keep_model_rate: Annotated[bool, typer.Option("--keep-model-rate", help="Write at the rate the file decodes at (16 kHz; 48 kHz with a high band) instead of the original.")] = False,
+    keep_model_rate: Annotated[bool, typer.Option("--keep-model-rate", help="Write at the rate the file decodes at (the model's, 16 kHz; 48 kHz with a high-band or stereo layer) instead of the original.")] = False,
     phase_iters: Annotated[Optional[int], typer.Option("--phase-iters", help="Phase iterations: fewer is faster "
                                                        "[default: the stream's].")] = None,
     model: ModelOption = None,
@@ -230,11 +230,9 @@ def decode(
         if report.damaged:
             for span in report.lost:
                 _say(f"nac: lost {span.describe()}")
-            lost = sum(span.stop - span.start for span in report.lost) / report.sample_rate
             if not report.lost:
                 raise SalvagedError(f"{source}: damaged ({'; '.join(report.problems)}); no audio lost")
-            raise SalvagedError(f"{source}: damaged ({len(report.problems)} problem(s)); {lost:.3f} s lost in "
-                                f"{len(report.lost)} range(s), silence written there")
+            raise SalvagedError(f"{source}: damaged ({len(report.problems)} problem(s)); {_salvage_summary(report)}")
 
     _for_each(_pairs(inputs, output, ".decoded.wav", (".wav", ".flac")), decode_one)
 
@@ -256,12 +254,25 @@ def inspect(
         raise typer.Exit(4)
 
 
+def _salvage_summary(report) -> str:
+    """What a salvage lost (a :class:`nac.api.DecodeReport`): silence written inside the output, a lost end cut."""
+    seconds = [(span.stop - span.start) / report.sample_rate for span in report.lost]
+    inside = [s for span, s in zip(report.lost, seconds) if span.stop <= report.samples]
+    said = [f"{sum(seconds):.3f} s lost in {len(seconds)} range(s)"]
+    if inside:
+        said.append(f"silence written for {sum(inside):.3f} s")
+    if len(inside) < len(seconds):
+        said.append(f"the output ends {sum(seconds) - sum(inside):.3f} s early, at "
+                    f"{report.samples / report.sample_rate:.3f} s")
+    return ", ".join(said)
+
+
 def format_inspection(path: Path, info: dict) -> str:
     """The human-readable form of :func:`nac.info.inspect`'s report."""
     kbps = f"{info['kbps']:.2f} kbps" if info["kbps"] else "-"
     header = info["header"]
-    model = info["model_name"] or f"id {header.get('model_id', '?')} (not one this nac knows)"
-    lines = [f"{path}: {info['file_bytes']} bytes, {info['duration_s']:.3f} s, {kbps}, model {model}",
+    model = f"model {info['model_name']}" if info["model_name"] else info["model_problem"]
+    lines = [f"{path}: {info['file_bytes']} bytes, {info['duration_s']:.3f} s, {kbps}, {model}",
              "header:"]
     for name, value in header.items():
         if isinstance(value, dict):
@@ -350,7 +361,7 @@ def batch_command(
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
     from . import api, batch
     from . import report as size
-    from .audio import write_atomic
+    from .audio import is_stdio, is_stream, write_atomic
     from .model import zoo
     from .settings import EncoderSettings
 
@@ -363,8 +374,11 @@ def batch_command(
         raise UsageError("--jobs must be 0 (all cores) or more")
     if bitrate is not None:
         api.parse_kbps(bitrate)  # a malformed rate fails once, before any file
-    if report_path is not None and not report_path.parent.is_dir():
-        raise OutputError(f"{report_path}: cannot write (no folder {report_path.parent})")
+    if report_path is not None and not is_stdio(report_path):
+        if not report_path.parent.is_dir():
+            raise OutputError(f"{report_path}: cannot write (no folder {report_path.parent})")
+        if report_path.exists() and not is_stream(report_path) and not force:
+            raise OutputError(f"{report_path}: already exists (use -f to overwrite)")
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     options = batch.Options(decode=decode, resume=resume, overwrite=force, model=model, settings=chosen,

@@ -81,14 +81,15 @@ def inspect(data: bytes) -> dict:
     info = report.header
     duration = info.sample_count / info.original_sample_rate if info.original_sample_rate else 0.0
     try:
-        model_name = manifest.find_entry(info.model_id).name
-    except NacError:
-        model_name = None
+        model_name, model_problem = manifest.find_entry(info.model_id).name, None
+    except NacError as err:  # an unknown or retired model: the message names a retired one
+        model_name, model_problem = None, str(err)
     return {
         "file_bytes": len(data),
         "duration_s": duration,
         "kbps": len(data) * 8 / duration / 1000 if duration else None,
         "model_name": model_name,
+        "model_problem": model_problem,
         "header": describe_info(info),
         "chunks": [vars(chunk) for chunk in report.chunks],
         "end_record_ok": report.end_ok,

@@ -393,11 +393,17 @@ def test_batch_checks_its_options_and_input_before_any_file(tmp_path: Path, clip
     result = run("batch", source, out)
     assert result.exit_code == 3 and "no audio files" in result.output and str(source) in result.output
     shutil.copy(clip, source / "a.wav")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("an earlier report")
     for args, code, message in ((("-r", "abc"), 2, "bitrate"), (("-j", "-1"), 2, "--jobs"),
-                                (("--report", tmp_path / "nowhere" / "r.txt"), 7, "no folder")):
+                                (("--report", tmp_path / "nowhere" / "r.txt"), 7, "no folder"),
+                                (("--report", kept), 7, "already exists (use -f")):
         result = run("batch", source, out, *args)
         assert result.exit_code == code and message in result.output, (args, result.output)
         assert not out.exists()
+    assert kept.read_text() == "an earlier report"
+    result = run("batch", source, out, "--report", kept, "-f", "-q")
+    assert result.exit_code == 0 and "a.nac" in kept.read_text()
 
 
 def test_batch_refuses_to_overwrite_and_resumes(tmp_path: Path, short_speech):
@@ -477,3 +483,12 @@ def test_the_seed_research_modes_stay_available(clip: Path, tmp_path: Path):
     header = json.loads(run("inspect", tmp_path / "seed.nac", "--json").stdout)["header"]
     assert header["stored_phase_bits"] == 16 and header["latent"]["code_bits"] == [16] * 48
     assert run("decode", tmp_path / "seed.nac").exit_code == 0
+
+
+def test_inspect_names_the_retired_model_of_an_old_file():
+    old = Path(__file__).parent / "vectors" / "bad" / "huge-scales-nan.nac"  # format 1.x, model id 1
+    text = run("inspect", str(old))
+    assert text.exit_code == 0
+    assert "model nac-speech-16k-v1 (id 1) was retired" in text.output.splitlines()[0]
+    described = json.loads(run("inspect", str(old), "--json").output)
+    assert described["model_name"] is None and "nac-speech-16k-v1" in described["model_problem"]

@@ -284,7 +284,8 @@ def test_cli_salvage(tmp_path: Path, four_chunks):
     assert result.exit_code == SalvagedError.exit_code == 8, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("nac: lost ")]
     assert lines == ["nac: lost 0.256-0.768 s (chunks 1-2: CRC mismatch; missing)"]
-    assert "damaged" in result.output and "0.512 s lost in 1 range(s)" in result.output
+    assert "0.512 s lost in 1 range(s), silence written for 0.512 s" in result.output
+    assert "early" not in result.output
     audio, rate = read_audio(out)
     assert rate == RATE and audio.shape == (1, RATE)
     assert not audio[:, int(0.256 * RATE) + 1 : int(0.768 * RATE)].any()
@@ -292,6 +293,19 @@ def test_cli_salvage(tmp_path: Path, four_chunks):
     result = run("inspect", src)
     assert result.exit_code == 4
     assert "0.256-0.768 s (chunks 1-2: CRC mismatch; missing)" in result.output
+
+
+def test_cli_salvage_says_a_lost_end_is_cut_not_silenced(tmp_path: Path, four_chunks):
+    offset, _ = records(four_chunks)[3]
+    src = tmp_path / "cut.nac"
+    src.write_bytes(corrupt_chunk(four_chunks, 1)[: offset + 30])  # chunk 1 lost inside, chunk 3 at the end
+    out = tmp_path / "out.wav"
+    result = run("decode", src, "-o", out, "--salvage")
+    assert result.exit_code == 8, result.output
+    assert ("0.488 s lost in 2 range(s), silence written for 0.256 s, the output ends 0.232 s early, at 0.768 s"
+            in result.output)
+    audio, rate = read_audio(out)
+    assert audio.shape[1] == round(0.768 * rate) and not audio[:, round(0.256 * rate) + 1 : round(0.512 * rate)].any()
 
 
 def test_cli_salvage_of_an_intact_file_exits_0(tmp_path: Path, four_chunks):
