@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from nac import batch, report
 from nac.errors import InputError, OutputError
@@ -29,6 +30,18 @@ def test_plan_mirrors_the_tree(folder: Path, tmp_path: Path):
     tasks = batch.plan(folder, tmp_path / "out", batch.Options())
     targets = sorted(str(t.target.relative_to(tmp_path / "out")) for t in tasks)
     assert targets == ["a.nac", "nested/b.nac", "nested/broken.nac", "nested/deeper/c.nac"]
+
+
+def test_a_folder_scan_takes_every_format_libsndfile_reads(tmp_path: Path, short_speech):
+    audio, rate = short_speech
+    source = tmp_path / "in"
+    source.mkdir()
+    kinds = {"a.caf": ("CAF", "ALAC_16"), "b.w64": ("W64", "FLOAT"), "c.au": ("AU", "PCM_16"),
+             "d.aifc": ("AIFF", "PCM_16"), "e.oga": ("OGG", "VORBIS")}
+    for name, (container, subtype) in kinds.items():
+        soundfile.write(source / name, audio[0, : rate // 2], rate, format=container, subtype=subtype)
+    result = batch.run_batch(batch.plan(source, tmp_path / "out", batch.Options()), batch.Options(), 1)
+    assert sorted(Path(o.target).name for o in result if not o.error) == ["a.nac", "b.nac", "c.nac", "d.nac", "e.nac"]
 
 
 def test_two_inputs_with_one_output_name_are_refused(folder: Path, tmp_path: Path):
