@@ -27,7 +27,8 @@ import soxr
 from .errors import InputError, OutputError, UsageError
 
 # what a folder's audio files end in (formats libsndfile reads)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64", ".au", ".snd")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64", ".au",
+                  ".snd")
 WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 

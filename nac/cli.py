@@ -202,7 +202,8 @@ def decode(
     start: Annotated[Optional[float], typer.Option("--start", help="Decode from this time (seconds).")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Decode this many seconds.")] = None,
     salvage: Annotated[bool, typer.Option("--salvage", help="Decode a damaged file's intact chunks, silence for "
-                                          f"the rest; list the lost ranges and exit {SalvagedError.exit_code}.")] = False,
+                                          "lost spans inside (a lost end is cut); list the lost ranges and exit "
+                                          f"{SalvagedError.exit_code}.")] = False,
     keep_model_rate: Annotated[bool, typer.Option("--keep-model-rate", help="Write at the rate the file decodes at (the model's, 16 kHz; 48 kHz with a high-band or stereo layer) instead of the original.")] = False,
     phase_iters: Annotated[Optional[int], typer.Option("--phase-iters", help="Phase iterations: fewer is faster "
                                                        "[default: the stream's].")] = None,
