@@ -75,10 +75,10 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
         scan = container.scan(data)
     h = scan.header
     duration = h.sample_count / h.original_sample_rate
-    try:
-        model = manifest.find_entry(h.model_id).name
+    try:  # the model column: the header's model, or the one given to decode files of a model given by path
+        label = manifest.find_entry(h.model_id if model is None else model).name
     except NacError:
-        model = f"id {h.model_id}"
+        label = f"id {h.model_id}"
     pcm = 2 * h.channels * h.sample_count
     row = ReportRow(
         file=str(path),
@@ -89,7 +89,7 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
         nac_bytes=len(data),
         kbps=len(data) * 8 / duration / 1000 if duration else None,
         overhead_bytes=len(data) - sum(chunk.payload for chunk in scan.chunks),
-        model=model,
+        model=label,
         code_bits=max(h.latent.code_bits),
         layers="+".join(name for name, present in (("residual", h.residual), ("phase", h.stored_phase_bits))
                         if present),

@@ -41,6 +41,15 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert decoded.exit_code == 0, decoded.output
     refused = runner.invoke(app, ["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "b.wav")])
     assert refused.exit_code == 6  # the file names a model that is not shipped
+    (tmp_path / "coded").mkdir()
+    (tmp_path / "originals").mkdir()
+    shutil.copy(tmp_path / "a.nac", tmp_path / "coded")
+    shutil.copy(clip, tmp_path / "originals" / "a.flac")
+    scored = runner.invoke(app, ["report", str(tmp_path / "coded"), "--originals", str(tmp_path / "originals"),
+                                 "--metrics", "-m", str(run), "--format", "json"])  # the size report decodes with it
+    assert scored.exit_code == 0, scored.output
+    [row] = json.loads(scored.output)["files"]
+    assert row["model"] == "run" and row["scores"]["snr_db"] > 0
     from nac.lab import evaluate
 
     [system] = evaluate.nac_systems([str(run)], ["8k"], [], [])  # nac eval -m RUN

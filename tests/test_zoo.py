@@ -145,6 +145,17 @@ def test_custom_model_id_needs_the_model_by_path():
         api.decode(forged(model_id=manifest.CUSTOM_MODEL_ID))
 
 
+def test_inspect_says_a_file_of_a_model_given_by_path_needs_it(tmp_path):
+    from nac import info
+    from nac.cli import format_inspection
+
+    path = write_model(tmp_path / "ok.safetensors", tiny_tensors(), {"nac_config": TINY.to_json()})
+    data = api.encode(np.zeros((1, 4000), np.float32), 16000, model=str(path))
+    described = info.inspect(data)
+    assert described["model_name"] is None and described["header"]["model_id"] == manifest.CUSTOM_MODEL_ID
+    assert "made by a custom model: pass it with --model PATH" in format_inspection(Path("a.nac"), described)
+
+
 def test_unknown_model_name_is_refused():
     with pytest.raises(ModelError, match="unknown model"):
         zoo.load_model("no-such-model")

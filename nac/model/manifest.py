@@ -150,6 +150,8 @@ def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR, kind: str =
     for entry in entries:
         if entry.name == key or str(entry.id) == str(key):
             return entry
+    if str(key) == str(CUSTOM_MODEL_ID):
+        raise ModelError("the file was made by a custom model: pass it with --model PATH")
     for model_id, name in retired.items():
         if key == name or str(key) == str(model_id):
             raise ModelError(f"model {name} (id {model_id}) was retired: no shipped weights decode its files")
