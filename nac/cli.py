@@ -397,7 +397,7 @@ def batch_command(
         _say(f"{stats['files']} files ({stats['skipped']} skipped, {stats['failed']} failed) in "
              f"{stats['wall_s']:.1f} s: {stats['audio_x_real_time'] or 0:.1f}x real time")
     if not decode and stats["failed"] < stats["files"]:
-        rows, summary, failures = size.size_report([output_dir], originals=input_dir)
+        rows, summary, failures = size.size_report([output_dir], originals=input_dir, model=model)
         _say_failures(failures)
         text = size.format_report(rows, summary, report_format, failures)
         if not quiet:

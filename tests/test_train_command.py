@@ -50,6 +50,10 @@ def test_a_tiny_fine_tune_makes_a_model_that_encodes(tmp_path):
     assert scored.exit_code == 0, scored.output
     [row] = json.loads(scored.output)["files"]
     assert row["model"] == "run" and row["scores"]["snr_db"] > 0
+    batched = runner.invoke(app, ["batch", str(tmp_path / "originals"), str(tmp_path / "batch"), "-m", str(run),
+                                  "-j", "1", "--format", "json"])
+    assert batched.exit_code == 0, batched.output
+    assert [row["model"] for row in json.loads(batched.output[batched.output.index("{"):])["files"]] == ["run"]
     from nac.lab import evaluate
 
     [system] = evaluate.nac_systems([str(run)], ["8k"], [], [])  # nac eval -m RUN
