@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import os
+import secrets
 import shutil
 import stat
 import struct
@@ -318,17 +319,18 @@ def write_atomic(path: Path, writer) -> None:
             raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
         return
     path = Path(path)
+    # The name is chosen before the file is made, so that a signal arriving at any point (SIGTERM raises in
+    # nac's handler) finds a name to remove; a name taken by another file is never removed.
+    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
-    try:
-        os.chmod(temp, 0o666 & ~_current_umask())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any new file
         with os.fdopen(fd, "wb") as handle:
             writer(WholeWrites(handle))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
+    except FileExistsError:
+        raise OutputError(f"{path}: cannot write (temporary name {temp.name} is taken)") from None
     except OSError as err:
         _remove_quietly(temp)
         raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
@@ -358,12 +360,6 @@ class WholeWrites:
 
     def fileno(self) -> int:
         return self.handle.fileno()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _remove_quietly(path: str) -> None:

@@ -126,3 +126,38 @@ def test_unwritable_output_path(tmp_path: Path, speech, where):
         assert result.exit_code == 7, result.output
         assert "cannot write" in result.output and "out." in result.output
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_signal_at_any_point_of_an_atomic_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, late):
+    """SIGTERM raises in nac's handler wherever the main thread is; here it lands just after the temporary
+    file is created (``late``: just after its descriptor is wrapped), the window a real signal once hit."""
+    from nac import audio
+    from nac.cli import Terminated
+
+    real_open, real_fdopen = os.open, os.fdopen
+
+    def open_then_signal(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise Terminated(signal.SIGTERM)
+
+    def fdopen_then_signal(*args, **kwargs):
+        real_fdopen(*args, **kwargs)
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(os, "fdopen" if late else "open", fdopen_then_signal if late else open_then_signal)
+    with pytest.raises(Terminated):
+        audio.write_atomic(tmp_path / "out.nac", lambda handle: handle.write(b"data"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_atomic_write_makes_its_file_as_any_new_file_is_made(tmp_path: Path):
+    from nac import audio
+
+    mask = os.umask(0o027)
+    try:
+        audio.write_atomic(tmp_path / "out.nac", lambda handle: handle.write(b"data"))
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out.nac").read_bytes() == b"data"
+    assert (tmp_path / "out.nac").stat().st_mode & 0o777 == 0o640
