@@ -76,7 +76,7 @@ def report_row(path: Path, original: Path | None = None, with_metrics: bool = Fa
     h = scan.header
     duration = h.sample_count / h.original_sample_rate
     try:  # the model column: the header's model, or the one given to decode files of a model given by path
-        label = manifest.find_entry(h.model_id if model is None else model).name
+        label = manifest.label(h.model_id) if model is None else manifest.find_entry(model).name
     except NacError:
         label = f"id {h.model_id}"
     pcm = 2 * h.channels * h.sample_count

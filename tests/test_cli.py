@@ -492,4 +492,6 @@ def test_inspect_names_the_retired_model_of_an_old_file():
     assert "model nac-speech-16k-v1 (id 1) was retired" in text.output.splitlines()[0]
     described = json.loads(run("inspect", str(old), "--json").output)
     assert described["model_name"] is None and "nac-speech-16k-v1" in described["model_problem"]
+    [row] = json.loads(run("report", str(old), "--format", "json").output)["files"]
+    assert row["model"] == "nac-speech-16k-v1 (retired)"
 

@@ -141,6 +141,15 @@ def models_folder(key: str | int | None, models_dir: Path = MODELS_DIR) -> tuple
     return key, models_dir
 
 
+def label(model_id: int, models_dir: Path = MODELS_DIR) -> str:
+    """How a header's model id reads in a listing: the model's name, a retired one's name, or the bare id."""
+    _, entries, retired = _manifest(models_dir)
+    names = {entry.id: entry.name for entry in entries}
+    if model_id in names:
+        return names[model_id]
+    return f"{retired[model_id]} (retired)" if model_id in retired else f"id {model_id}"
+
+
 def find_entry(key: str | int | None, models_dir: Path = MODELS_DIR, kind: str = "speech") -> ModelEntry:
     """The manifest entry named ``key`` (a name, an id, or a models folder for its default model); for None,
     the default model for inputs of ``kind`` (:func:`input_kind`)."""
