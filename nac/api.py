@@ -17,7 +17,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import codec
-from .audio import as_channels_first, is_stream, read_blocks, resample_blocks, write_atomic, write_audio_blocks
+from .audio import (as_channels_first, is_stream, read_blocks, refuse_existing, resample_blocks, write_atomic,
+                    write_audio_blocks)
 from .errors import FormatError, InputError, OutputError, UsageError, naming
 from .format import container
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
@@ -400,11 +401,9 @@ def _paths(src, dst) -> tuple[Path, Path]:
 
 
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if not is_stream(dst) and dst.exists():
-        if src.exists() and dst.resolve() == src.resolve():
-            raise OutputError(f"{dst}: output would overwrite the input")
-        if not overwrite:
-            raise OutputError(f"{dst}: already exists (use -f to overwrite)")
+    if not is_stream(dst) and dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: output would overwrite the input")
+    refuse_existing(dst, overwrite)
 
 
 def encode_file(

@@ -362,6 +362,12 @@ class WholeWrites:
         return self.handle.fileno()
 
 
+def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
+    """:class:`OutputError` when ``path`` is an existing file (not a pipe or device) and ``overwrite`` is off."""
+    if not overwrite and not is_stream(path) and Path(path).exists():
+        raise OutputError(f"{path}: already exists (use -f to overwrite)")
+
+
 def _remove_quietly(path: str) -> None:
     try:
         os.unlink(path)

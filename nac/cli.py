@@ -362,7 +362,7 @@ def batch_command(
     """Encode (or decode) every file under a folder in parallel, then print the size report."""
     from . import api, batch
     from . import report as size
-    from .audio import is_stdio, is_stream, write_atomic
+    from .audio import is_stream, refuse_existing, write_atomic
     from .model import zoo
     from .settings import EncoderSettings
 
@@ -375,11 +375,10 @@ def batch_command(
         raise UsageError("--jobs must be 0 (all cores) or more")
     if bitrate is not None:
         api.parse_kbps(bitrate)  # a malformed rate fails once, before any file
-    if report_path is not None and not is_stdio(report_path):
+    if report_path is not None and not is_stream(report_path):
         if not report_path.parent.is_dir():
             raise OutputError(f"{report_path}: cannot write (no folder {report_path.parent})")
-        if report_path.exists() and not is_stream(report_path) and not force:
-            raise OutputError(f"{report_path}: already exists (use -f to overwrite)")
+        refuse_existing(report_path, force)
     if not decode:
         zoo.load_model(model)  # an unknown model fails once, before any file
     options = batch.Options(decode=decode, resume=resume, overwrite=force, model=model, settings=chosen,

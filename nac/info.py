@@ -13,7 +13,6 @@ from .errors import InputError, NacError
 from .format import container
 from .format.header import Companion, StreamInfo
 from .format.records import LostRun, merge_runs
-from .layers.residual import GROWTH_ONE
 from .model import manifest
 
 
@@ -120,8 +119,8 @@ def describe_info(info: StreamInfo) -> dict:
         **{name: None if layer is None else {field: _json(getattr(layer, field)) for field in layer.__dataclass_fields__}
            for name, layer in (("residual", info.residual), ("high_band", info.high_band), ("stereo", info.stereo))},
     }
-    if info.residual:  # the header's u16 field, as format_spec.md names it (the layer holds 65536 more)
-        described["residual"]["band_growth"] = info.residual.band_growth - GROWTH_ONE
+    if info.residual:  # the header's u16 field, as format_spec.md names it
+        described["residual"]["band_growth"] = info.residual.growth_field
     return described
 
 

@@ -334,7 +334,7 @@ def build(info: StreamInfo) -> bytes:
         "entropy_coded": int(latent.entropy_coded), "code_bits": widest, "narrower": narrower}))]
     if info.residual:
         fields = {name: getattr(info.residual, name) for name in _RESIDUAL_FIELDS}
-        layers.append((LayerType.RESIDUAL, RESIDUAL_BODY.build({**fields, "band_growth": fields["band_growth"] - GROWTH_ONE})))
+        layers.append((LayerType.RESIDUAL, RESIDUAL_BODY.build({**fields, "band_growth": info.residual.growth_field})))
     if info.stored_phase_bits:
         layers.append((LayerType.STORED_PHASE, STORED_PHASE_BODY.build({"bits": info.stored_phase_bits})))
     if info.high_band:

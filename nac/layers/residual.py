@@ -174,6 +174,11 @@ class ResidualLayer:
         return tuple(edges)
 
     @property
+    def growth_field(self) -> int:
+        """``band_growth`` as the header stores it: the u16 ``(g - 1) * 65536``."""
+        return self.band_growth - GROWTH_ONE
+
+    @property
     def rows(self) -> int:
         """The layer's own code rows per column: ``stride`` per fine bin, then one per other row."""
         return self.fine_bins * self.stride + len(self.row_edges) - 1 - self.fine_bins
