@@ -209,10 +209,10 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
     corpus = tmp_path / "corpus"
     (corpus / "speech").mkdir(parents=True)
     rows = ["file\tkind\tsplit"]
-    for number in range(5):  # 3 s each: four to train on, one held out
+    for number in range(5):  # 3 s each: three to train on, two held out
         name = f"speech/{number}.wav"
         write_audio(corpus / name, clip[:, number * 3 * rate : (number + 1) * 3 * rate], rate)
-        rows.append(f"{name}\tspeech_wb\t{'dev' if number == 4 else 'train'}")
+        rows.append(f"{name}\tspeech_wb\t{'dev' if number >= 3 else 'train'}")
     (corpus / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
     point = {"bits": 8, "code_bits": 4, "residual_hz": 2000.0, "residual_step": 0.5}
     tiny = {
@@ -235,6 +235,7 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
     command = ["train", str(corpus), "--recipe", str(recipe_file), "-o", str(run), "--threads", "1"]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
+    assert "latent code tables: 3-bit codes" in result.output and "(held-out files: 1)" in result.output
     stages = sorted(p.name for p in (run / "stages").iterdir() if p.is_dir() and (p / "done").is_file())
     assert stages == ["01-first", "02-predicted", "03-refiner"]
     entry = manifest.find_entry(str(run))

@@ -291,13 +291,17 @@ def finish(checkpoint: Path, out: Path, name: str, model_id: int, data: Data, la
     else:
         log("channel order")
         companions.channel_order(folder, spread(data.train, recipe.channel_order_files), models)
+    train_files = spread(data.train, recipe.table_files if recipe else 300)
+    dev_files = spread(data.held_out, recipe.table_dev_files if recipe else 20)
     log("latent code tables")
-    companions.latent_tables(folder, spread(data.train, recipe.table_files if recipe else 300),
-                             spread(data.held_out, 20), models)
+    dev_bytes = companions.latent_tables(folder, train_files, dev_files, models)
+    log("latent code tables: " + ", ".join(f"{bits}-bit codes {size:,} bytes" for bits, size in dev_bytes.items())
+        + f" (held-out files: {len(dev_files)})")
     if any(setting.residual_hz for setting in table_points):
         log("residual tables")
-        companions.residual_tables(folder, spread(data.train, recipe.table_files if recipe else 300),
-                                   spread(data.held_out, 20), [s for s in table_points if s.residual_hz], models)
+        before, after = companions.residual_tables(folder, train_files, dev_files,
+                                                   [s for s in table_points if s.residual_hz], models)
+        log(f"residual tables: {before:,} -> {after:,} bytes (held-out files: {len(dev_files)})")
     if recipe is not None and recipe.phase_init is not None:
         _train_phase_init(recipe, folder, models, data, ladder, out, log)
     log("measuring the ladder on the held-out files")
