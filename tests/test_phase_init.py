@@ -174,3 +174,28 @@ def test_train_phase_prepares_pairs_and_trains_an_initializer_the_zoo_loads(tmp_
     elsewhere = subprocess.run([*train[:4], tmp_path / "x.safetensors", "--record"], capture_output=True, text=True,
                                env=env)
     assert elsewhere.returncode == 2 and "--record needs OUT in the models folder" in elsewhere.stderr
+
+
+def test_coding_pairs_goes_on_from_where_a_stopped_run_left_off(tmp_path):
+    """A prepare stopped part way (a pair's reference missing, its .nac cut short) is finished by the next run
+    with the bytes an unbroken run writes; a finished folder is marked done."""
+    import soundfile
+
+    from nac.lab import phase_init
+    from nac.settings import EncoderSettings
+
+    t = np.arange(16000) / 16000
+    files = [tmp_path / f"{i}.wav" for i in range(4)]
+    for i, path in enumerate(files):
+        soundfile.write(path, (0.2 * np.sin(2 * np.pi * (120 + 40 * i) * t)).astype(np.float32), 16000)
+    points = [EncoderSettings(code_bits=4), EncoderSettings(code_bits=5)]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert phase_init.prepare(None, files, whole, points, minutes=2.5 / 60) == 3
+    assert phase_init.prepare(None, files, broken, points, minutes=2.5 / 60) == 3
+    (broken / phase_init.DONE).unlink()
+    (broken / "00003.flac").unlink()
+    (broken / "00003.nac").write_bytes((broken / "00003.nac").read_bytes()[:10])
+    assert phase_init.prepare(None, files, broken, points, minutes=2.5 / 60) == 3
+    names = sorted(p.name for p in whole.iterdir())
+    assert names == sorted(p.name for p in broken.iterdir()) and phase_init.DONE in names
+    assert all((whole / name).read_bytes() == (broken / name).read_bytes() for name in names)

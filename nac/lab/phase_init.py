@@ -37,22 +37,34 @@ INIT_BINS, MAGNITUDE_BINS = 32, 64  # 0-1 kHz initialized, 0-2 kHz seen, at 16 k
 TRUTH_RATE = 4000
 CROP_FRAMES = 128
 HELD_OUT = 20  # every HELD_OUT-th pair scores the weights
+DONE = "done"  # in a pairs folder: prepare finished it
 
 
 def prepare(model: str, files: list[Path], pairs: Path, points: list[EncoderSettings], minutes: float) -> int:
     """Code ``files`` (in a seeded order, each at the next of ``points``) into ``pairs`` until ``minutes`` of
-    audio; returns the number of pairs."""
+    audio; returns the number of pairs. A run stopped part way goes on from its last whole pair when run again
+    (a pair is whole once its reference, written last, is in place); a finished set is marked ``done``."""
     rate = zoo.load_model(model).net.config.sample_rate
     pairs.mkdir(parents=True, exist_ok=True)
     seconds, count = 0.0, 0
     for count, index in enumerate(np.random.default_rng(0).permutation(len(files)), start=1):
-        reference = evaluate.load_reference(files[index], rate)
         name = pairs / f"{count:05d}"
-        name.with_suffix(".nac").write_bytes(api.encode(reference, rate, points[count % len(points)], model=model))
-        soundfile.write(name.with_suffix(".flac"), resample(reference, rate, TRUTH_RATE)[0], TRUTH_RATE)
-        seconds += reference.shape[-1] / rate
+        truth = name.with_suffix(".flac")
+        if truth.is_file():
+            frames = soundfile.info(truth).frames
+        else:
+            reference = evaluate.load_reference(files[index], rate)
+            name.with_suffix(".nac").write_bytes(api.encode(reference, rate, points[count % len(points)],
+                                                            model=model))
+            truth_audio = resample(reference, rate, TRUTH_RATE)[0]
+            part = name.with_suffix(".flac.part")
+            soundfile.write(part, truth_audio, TRUTH_RATE, format="FLAC")
+            part.replace(truth)
+            frames = truth_audio.shape[-1]
+        seconds += frames / TRUTH_RATE
         if seconds >= minutes * 60:
             break
+    (pairs / DONE).write_text(f"{count}\n")
     return count
 
 

@@ -346,7 +346,7 @@ def _train_phase_init(recipe: Recipe, folder: str, models: Path, data: Data, lad
     if target.is_file():
         return
     pairs = Path(out) / "phase-pairs"
-    if not any(pairs.glob("*.nac")):
+    if not (pairs / phase_init.DONE).is_file():
         log("phase initializer: coding pairs")
         phase_init.prepare(folder, data.train, pairs, [ladder[p] for p in spec.points if p in ladder],
                            spec.pair_minutes)
