@@ -240,7 +240,7 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
     assert stages == ["01-first", "02-predicted", "03-refiner"]
     entry = manifest.find_entry(str(run))
     assert (entry.name, entry.id, [p.name for p in entry.ladder]) == ("tiny", 200, ["lo"])
-    assert entry.code_tables and entry.residual_tables and len(entry.channel_order) == 4
+    assert entry.code_tables and entry.residual_tables and len(entry.channel_order) == 4 and entry.phase_init
     assert json.loads((run / "run.json").read_text())["recipe"]["name"] == "tiny"
     encoded = runner.invoke(app, ["encode", str(corpus / "speech" / "4.wav"), "-o", str(tmp_path / "a.nac"),
                                   "-m", str(run)])
@@ -251,3 +251,8 @@ def test_a_tiny_recipe_trains_from_nothing_into_a_usable_model(tmp_path):
     again = runner.invoke(app, command)
     assert again.exit_code == 0 and "model made before" in again.output
     assert (run / "models" / "tiny.safetensors").read_bytes() == weights
+    (run / "finished").unlink()  # as if stopped while measuring the ladder: the finish runs again
+    resumed = runner.invoke(app, command)
+    assert resumed.exit_code == 0, resumed.output
+    assert "phase initializer: training" not in resumed.output
+    assert manifest.find_entry(str(run)).phase_init_sha256 == entry.phase_init_sha256

@@ -160,7 +160,12 @@ def train(model: str, pairs: Path, out: Path, minutes: float, steps: int = 0, de
     optimizer = torch.optim.AdamW(initializer.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator(device=device).manual_seed(0)
     step, begin = 0, time.time()
-    while (elapsed := max((time.time() - begin) / (minutes * 60 or math.inf), step / (steps or math.inf))) < 1:
+
+    def progress() -> float:  # the share of the budget spent: minutes of wall clock or steps, whichever first
+        return max((time.time() - begin) / (minutes * 60 or math.inf), step / (steps or math.inf))
+
+    elapsed = progress()
+    while elapsed < 1:
         for group in optimizer.param_groups:  # cosine decay over the budget
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed))
         loss = 1.0 - phase_score(initializer, crops(data, batch, generator))
@@ -168,7 +173,8 @@ def train(model: str, pairs: Path, out: Path, minutes: float, steps: int = 0, de
         loss.backward()
         optimizer.step()
         step += 1
-        if step % every == 0:
+        elapsed = progress()
+        if step % every == 0 or elapsed >= 1:  # the weights it ends with are scored too
             score = held_out_score(initializer, held)
             if score > best:
                 best, best_state = score, {k: v.detach().cpu().clone() for k, v in initializer.state_dict().items()}

@@ -343,17 +343,17 @@ def _train_phase_init(recipe: Recipe, folder: str, models: Path, data: Data, lad
                       out: Path, log: Log) -> None:
     spec = recipe.phase_init
     target = models / f"{recipe.name}.phase.safetensors"
-    if target.is_file():
-        return
-    pairs = Path(out) / "phase-pairs"
-    if not (pairs / phase_init.DONE).is_file():
-        log("phase initializer: coding pairs")
-        phase_init.prepare(folder, data.train, pairs, [ladder[p] for p in spec.points if p in ladder],
-                           spec.pair_minutes)
-    log("phase initializer: training")
-    if phase_init.train(folder, pairs, target, spec.minutes, spec.steps, batch=spec.batch, lr=spec.lr,
-                        log=log) is not None:
-        phase_init.record(folder, target, models)
+    if not target.is_file():
+        pairs = Path(out) / "phase-pairs"
+        if not (pairs / phase_init.DONE).is_file():
+            log("phase initializer: coding pairs")
+            phase_init.prepare(folder, data.train, pairs, [ladder[p] for p in spec.points if p in ladder],
+                               spec.pair_minutes)
+        log("phase initializer: training")
+        if phase_init.train(folder, pairs, target, spec.minutes, spec.steps, batch=spec.batch, lr=spec.lr,
+                            log=log) is None:
+            return
+    phase_init.record(folder, target, models)  # again on a resumed finish: the export above wrote a new row
 
 
 def is_fullband(ladder: dict[str, EncoderSettings]) -> bool:
