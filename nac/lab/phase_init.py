@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from .. import api, codec
-from ..audio import resample
+from ..audio import resample, write_audio
 from ..errors import UsageError
 from ..model import manifest, zoo
 from ..model.networks import LowBandPhase
@@ -56,10 +56,8 @@ def prepare(model: str, files: list[Path], pairs: Path, points: list[EncoderSett
             reference = evaluate.load_reference(files[index], rate)
             name.with_suffix(".nac").write_bytes(api.encode(reference, rate, points[count % len(points)],
                                                             model=model))
-            truth_audio = resample(reference, rate, TRUTH_RATE)[0]
-            part = name.with_suffix(".flac.part")
-            soundfile.write(part, truth_audio, TRUTH_RATE, format="FLAC")
-            part.replace(truth)
+            truth_audio = resample(reference, rate, TRUTH_RATE)
+            write_audio(truth, truth_audio, TRUTH_RATE)  # atomic: a stopped run leaves no half-written pair
             frames = truth_audio.shape[-1]
         seconds += frames / TRUTH_RATE
         if seconds >= minutes * 60:
