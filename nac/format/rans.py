@@ -25,7 +25,9 @@ and no words left.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 
 import numpy as np
 
@@ -52,6 +54,29 @@ def _compiled() -> None:
             while _KERNELS:
                 name = _KERNELS.pop()
                 globals()[name] = njit(cache=True)(globals()[name])
+
+
+# Decoding runs the kernels as Python until they have taken this long in the process, then compiles them:
+# loading numba's compiled kernels costs about 0.65 s, which a seek or a short file would mostly spend waiting.
+PYTHON_DECODE_SECONDS = 0.5
+_python_seconds = 0.0
+
+
+@contextlib.contextmanager
+def _decoding():
+    """Run the block with the kernels as Python while they have cost less than :data:`PYTHON_DECODE_SECONDS`,
+    compiled after; either form gives the same codes."""
+    global _python_seconds
+    if not _KERNELS or _python_seconds >= PYTHON_DECODE_SECONDS:
+        _compiled()
+        yield
+        return
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        with _COMPILING:
+            _python_seconds += time.perf_counter() - began
 
 
 PRECISION = 15
@@ -166,12 +191,12 @@ def _decode_latent(words: np.ndarray, tables: np.ndarray, cum: np.ndarray, out: 
 
 def decode(data: bytes, tables: np.ndarray, freq: np.ndarray, frames: int) -> np.ndarray:
     """Codes (rows, frames) from a stream made by :func:`encode`; ValueError if it is not sound."""
-    _compiled()
     tables = np.asarray(tables, np.int64)
     if tables.size and not 0 <= tables.min() <= tables.max() < len(freq):
         raise ValueError(f"code table index out of 0..{len(freq) - 1}")
     out = np.empty((len(tables), frames), np.int64)
-    _check(_decode_latent(_words(data), tables, _cumulative(np.asarray(freq)), out))
+    with _decoding():
+        _check(_decode_latent(_words(data), tables, _cumulative(np.asarray(freq)), out))
     return out - freq.shape[-1] // 2
 
 
@@ -403,9 +428,9 @@ def decode_residual(data: bytes, shape: tuple[int, int, int], fine_rows: int = 0
                     hint_rows: int = 0, counts: np.ndarray | None = None) -> np.ndarray:
     """Residual codes shaped ``shape`` from a stream of :func:`encode_residual` with the same ``fine_rows``,
     ``stride``, ``hint_rows`` and ``counts``; ValueError if not sound."""
-    _compiled()
     values = np.zeros(shape, np.int64)
-    status, value = _decode_residual(_words(data), values, fine_rows, stride, hint_rows, *_start_counts(counts))
+    with _decoding():
+        status, value = _decode_residual(_words(data), values, fine_rows, stride, hint_rows, *_start_counts(counts))
     if status == _BAD_ESCAPE:
         raise ValueError(f"escaped residual code {value}: not below -{RESIDUAL_DIRECT} or above "
                          f"{RESIDUAL_DIRECT} and at least -127")
