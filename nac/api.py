@@ -298,8 +298,17 @@ def decode_blocks(
     stream, used = open_stream(data, model)
     info = stream.info
     span = codec.seek_span(info, keep_model_rate, start, duration)
-    decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
+    decoder = _decoder(used, info, keep_model_rate, span, phase_iters)
     return info.channels, *decoder.output(stream.chunk, keep_model_rate, span, on_progress, stream.silent)
+
+
+def _decoder(used: zoo.StreamModel, info: StreamInfo, keep_model_rate: bool, span: tuple[int, int] | None,
+             phase_iters: int | None) -> codec.Decoder:
+    """The stream's decoder, on the networks that decode the span (None: all of it) fastest."""
+    rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
+    first, stop = span if span is not None else (0, info.decoded_sample_count if keep_model_rate else info.sample_count)
+    seconds = (stop - first) / rate * info.coded_channels
+    return codec.Decoder(used.loaded.decoding_network(seconds), info, used.phase_init, phase_iters)
 
 
 @dataclass(frozen=True)
@@ -336,10 +345,10 @@ def decode_salvage(
     if invented > MAX_INVENTED_SECONDS + 10 * len(recovered) * chunk_seconds:
         raise FormatError(f"too little is left to salvage: {len(recovered)} chunk(s) recovered, {invented:.0f} s "
                           "of silence would be invented between them")
-    decoder = codec.Decoder(used.loaded.net, info, used.phase_init, phase_iters)
     rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
     length = info.decoded_sample_count if keep_model_rate else info.sample_count
     stop = min(length, -(-info.decoded_chunk_span(last)[1] * rate // info.decoded_rate)) if recovered else 0
+    decoder = _decoder(used, info, keep_model_rate, (0, stop), phase_iters)
     silent = frozenset(i for i, chunk in result.chunks.items() if chunk.silent)
     rate, blocks = decoder.output(result.chunks.get, keep_model_rate, (0, stop), silent=silent)
     audio = np.concatenate([np.zeros((info.channels, 0), np.float32), *blocks], axis=1)

@@ -13,6 +13,10 @@ sees ``ENCODE_CONTEXT`` / ``DECODE_CONTEXT`` latent frames on either side,
 more than the networks' receptive fields (encoder +-7, decoder +-6 frames)
 and most of the reach of the phase iterations, so chunk boundaries leave no
 step in the waveform. Nothing here reads or writes bytes.
+
+The encoder runs the torch networks (imported on first use); the decoder's
+stages (:class:`Synthesis`) drive either those or their numpy copy
+(:mod:`nac.model.inference`), on numpy arrays.
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ import ctypes
 import ctypes.util
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from .audio import resample, resample_blocks
 from .errors import UsageError
@@ -40,10 +43,12 @@ from .layers.high_band import HighBandLayer
 from .layers.stereo import StereoLayer
 from .layers.latent import LatentParams, code_limit
 from .layers.residual import GROWTH_ONE, RESIDUAL_FLOOR, SLOPE_ONE, SPAN_ONE, ResidualLayer
-from .model.networks import MAX_PHASE_ITERS
-from .model.stft import log_magnitude
+from .model.config import MAX_PHASE_ITERS
 from .model.zoo import LoadedModel
 from .settings import EncoderSettings, is_number
+
+if TYPE_CHECKING:
+    import torch  # the encoder's spectra; decoding runs without torch (nac.model.inference)
 
 ENCODE_CONTEXT = 10  # latent frames of audio on each side of a scale group when encoding
 DECODE_CONTEXT = 12  # latent frames on each side of a window when decoding
@@ -86,6 +91,8 @@ def tune_heap() -> None:
 @contextlib.contextmanager
 def torch_threads(count: int):
     """Run the block with ``count`` torch intra-op threads, then restore the caller's setting."""
+    import torch
+
     previous = torch.get_num_threads()
     if previous == count:
         yield
@@ -135,7 +142,7 @@ def residual_layer(settings: EncoderSettings, config) -> ResidualLayer | None:
 
 def latent_params(settings: EncoderSettings, loaded: LoadedModel) -> LatentParams:
     """The latent layer ``settings`` ask for: code widths per channel, rANS-coded where the model has tables."""
-    config = loaded.net.config
+    config = loaded.config
     code_bits = settings.effective_code_bits
     if not 0 <= settings.coarse_channels <= config.latent_channels:
         raise UsageError(f"coarse channels must be 0..{config.latent_channels} for model {loaded.name}, "
@@ -152,7 +159,7 @@ def latent_params(settings: EncoderSettings, loaded: LoadedModel) -> LatentParam
 def stream_info(loaded: LoadedModel, settings: EncoderSettings, channels: int, sample_rate: int,
                 samples: int) -> StreamInfo:
     """The header of a stream of ``samples`` samples of ``channels`` channels at ``sample_rate``."""
-    config = loaded.net.config
+    config = loaded.config
     chunk_frames = max(1, round(CHUNK_SECONDS * config.sample_rate / (config.hop_length * config.time_stride)))
     counts = derived_counts(samples, sample_rate, config.sample_rate, config.n_fft, config.hop_length,
                             config.time_stride, chunk_frames)
@@ -192,33 +199,33 @@ def stream_info(loaded: LoadedModel, settings: EncoderSettings, channels: int, s
 class Features:
     """The decoder network's last features and its spectrum, the residual correction applied (C, ., frames)."""
 
-    hidden: torch.Tensor
-    log_mag: torch.Tensor
-    phase: torch.Tensor  # the network's phase head
-    slack: torch.Tensor | None
+    hidden: np.ndarray
+    log_mag: np.ndarray
+    phase: np.ndarray  # the network's phase head
+    slack: np.ndarray | None
 
 
 @dataclass
 class Spectrum:
     """What the phase reconstruction starts from (C, bins, frames)."""
 
-    log_mag: torch.Tensor
-    phase: torch.Tensor  # the starting phase
-    slack: torch.Tensor | None  # how far each bin's magnitude may move (log units), None: not at all
+    log_mag: np.ndarray
+    phase: np.ndarray  # the starting phase
+    slack: np.ndarray | None  # how far each bin's magnitude may move (log units), None: not at all
 
 
-def default_phase_iters(net: torch.nn.Module, residual: bool) -> int:
+def default_phase_iters(net, residual: bool) -> int:
     """The phase iterations a stream decodes with: the model's, at least :data:`RESIDUAL_PHASE_ITERS` with a
     residual layer."""
     return max(net.config.phase_iters, RESIDUAL_PHASE_ITERS) if residual else net.config.phase_iters
 
 
 class Synthesis:
-    """The decoder's stages from latents to waveform, for a stream's model and layers."""
+    """The decoder's stages from latents to waveform, for a stream's model and layers, on numpy arrays."""
 
-    def __init__(self, net: torch.nn.Module, info: StreamInfo | None, phase_init: bool,
-                 phase_iters: int | None = None):
-        """``info`` None: a stream of latents alone (analysis tools)."""
+    def __init__(self, net, info: StreamInfo | None, phase_init: bool, phase_iters: int | None = None):
+        """``net``: a :class:`nac.model.inference.NumpyDecoder` or :class:`nac.model.networks.TorchDecoder`;
+        ``info`` None: a stream of latents alone (analysis tools)."""
         self.net = net
         self.residual = info.residual if info is not None else None
         self.hints = self.residual.hints(info.n_fft) if self.residual else None
@@ -230,7 +237,7 @@ class Synthesis:
                 net, self.residual is not None)
         self.phase_iters = phase_iters
 
-    def features(self, latent: torch.Tensor, residual: np.ndarray | None = None) -> Features:
+    def features(self, latent: np.ndarray, residual: np.ndarray | None = None) -> Features:
         """Latents (C, K, H, T') -> the decoder network's features and spectrum -> residual correction."""
         hidden = self.net.decode_hidden(latent)
         log_mag, phase = self.net.spectrum_from_hidden(hidden)
@@ -241,13 +248,13 @@ class Synthesis:
         if self.residual is None or residual is None:
             return features
         bins = self.residual.bins
-        corrected, low_slack = self.residual.apply(residual, features.log_mag[:, :bins].numpy())
-        log_mag = torch.cat([torch.from_numpy(corrected), features.log_mag[:, bins:]], dim=1)
-        slack = torch.zeros_like(log_mag)
-        slack[:, :bins] = torch.from_numpy(low_slack)
+        corrected, low_slack = self.residual.apply(residual, features.log_mag[:, :bins])
+        log_mag = np.concatenate([corrected.astype(np.float32, copy=False), features.log_mag[:, bins:]], axis=1)
+        slack = np.zeros_like(log_mag)
+        slack[:, :bins] = low_slack
         return Features(features.hidden, log_mag, features.phase, slack)
 
-    def spectrum(self, latent: torch.Tensor, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
+    def spectrum(self, latent: np.ndarray, residual: np.ndarray | None = None, hinted: bool = True) -> Spectrum:
         """:meth:`features`, then :meth:`start`."""
         return self.start(self.features(latent, residual), residual, hinted)
 
@@ -258,15 +265,15 @@ class Synthesis:
         if self.phase_init is not None:
             phase = self.phase_init(features.hidden, features.log_mag, phase)
         if self.hints is not None and residual is not None and hinted:
-            phase = torch.from_numpy(self.hints.apply(residual[:, self.residual.rows :], phase.numpy()))
+            phase = self.hints.apply(residual[:, self.residual.rows :], phase)
         return Spectrum(features.log_mag, phase, features.slack)
 
-    def waveform(self, spectrum: Spectrum, length: int, stored: torch.Tensor | None = None) -> torch.Tensor:
+    def waveform(self, spectrum: Spectrum, length: int, stored: np.ndarray | None = None) -> np.ndarray:
         """Phase reconstruction: the waveform (C, length), one channel at a time (memory does not grow with
         channels); a stored phase is used as it is."""
         if stored is not None:
-            return self.net.synthesize(spectrum.log_mag, stored, length, phase_iters=0)
-        return torch.cat([
+            return self.net.synthesize(spectrum.log_mag, stored, length, 0)
+        return np.concatenate([
             self.net.synthesize(spectrum.log_mag[c : c + 1], spectrum.phase[c : c + 1], length, self.phase_iters,
                                 None if spectrum.slack is None else spectrum.slack[c : c + 1])
             for c in range(spectrum.log_mag.shape[0])
@@ -322,7 +329,7 @@ class Window:
     stop: int
     first: int
     samples: int  # model-rate samples analyzed
-    spec: torch.Tensor  # complex STFT (C, bins, frames)
+    spec: "torch.Tensor"  # complex STFT (C, bins, frames)
     latent: np.ndarray  # (C, K, H, frames), zero in silent chunks
     silent: np.ndarray  # per latent frame: in a chunk of digital silence
     high_band: np.ndarray | None = None  # the high band's levels of the group's own frames (coded per chunk)
@@ -339,8 +346,10 @@ class Encoder:
     """Audio at the model rate -> the stream's chunks, one scale group at a time."""
 
     def __init__(self, loaded: LoadedModel, info: StreamInfo, settings: EncoderSettings):
+        from .model.networks import TorchDecoder
+
         self.net, self.info, self.settings = loaded.net, info, settings
-        self.synthesis = Synthesis(loaded.net, info, Companion.PHASE_INIT in dict(info.companions))
+        self.synthesis = Synthesis(TorchDecoder(loaded.net), info, Companion.PHASE_INIT in dict(info.companions))
         self.power = np.zeros(2)  # the input's power seen by the high-band layer: in all, and above its band
 
     @property
@@ -353,15 +362,19 @@ class Encoder:
         """Every chunk of the stream, in order; ``source`` holds the model-rate audio. Scale groups are coded
         side by side on as many threads as torch has, each on one torch thread: the same bytes."""
 
+        import torch
+
         def code(start: int, stop: int, first: int, audio: np.ndarray) -> tuple[list[Chunk], tuple | None]:
-            with torch_threads(ENCODE_THREADS), torch.inference_mode():
+            with torch.inference_mode():
                 window = self.analyze(start, stop, first, audio)
                 return list(self.code(window)), window.power
 
-        for chunks, power in _ordered_map(code, self.spans(source), torch.get_num_threads()):
-            if power is not None:
-                self.power += power
-            yield from chunks
+        workers = torch.get_num_threads()
+        with torch_threads(ENCODE_THREADS):
+            for chunks, power in _ordered_map(code, self.spans(source), workers):
+                if power is not None:
+                    self.power += power
+                yield from chunks
 
     def windows(self, source: SampleWindow) -> Iterator[Window]:
         """The analysis of each scale group, in order."""
@@ -382,6 +395,8 @@ class Encoder:
     def analyze(self, start: int, stop: int, first: int, audio: np.ndarray) -> Window:
         """A scale group's STFT and latents (zero in silent chunks); ``audio`` is at the decoded rate (48 kHz
         for a fullband stream, whose layers analyse it first and pass the core its band)."""
+        import torch
+
         info, net = self.info, self.net
         last = first + audio.shape[-1] // (info.samples_per_frame * info.decoded_ratio)
         silent = self._silent_frames(audio, first, last)
@@ -414,6 +429,8 @@ class Encoder:
 
     def code(self, window: Window) -> Iterator[Chunk]:
         """A scale group's chunks: its latents quantized with the group's peaks, the layers' codes beside them."""
+        import torch
+
         info = self.info
         stride, own = info.time_stride, window.own
         codes, peaks = latent_layer.quantize(window.latent[..., own], info.latent)
@@ -424,7 +441,7 @@ class Encoder:
             # the window's latents as the decoder will see them, context included (quantized together here)
             window_codes, window_peaks = latent_layer.quantize(window.latent, info.latent)
             coded = latent_layer.dequantize(window_codes, latent_layer.steps(window_peaks, info.latent))
-            residual = self._residual_codes(torch.from_numpy(coded), window.spec, window.samples)
+            residual = self._residual_codes(coded, window.spec, window.samples)
             residual = residual[..., frames.start // info.residual.stride : frames.stop // info.residual.stride]
         if info.stored_phase_bits:
             phase = stored_phase.quantize(torch.angle(window.spec[..., frames]).numpy(), info.stored_phase_bits)
@@ -458,7 +475,7 @@ class Encoder:
             silent[low - first : high - first] = not (np.abs(samples) >= SILENCE).any()
         return silent
 
-    def _residual_codes(self, coded: torch.Tensor, spec: torch.Tensor, length: int) -> np.ndarray:
+    def _residual_codes(self, coded: np.ndarray, spec, length: int) -> np.ndarray:
         """A window's residual codes (C, code rows, columns) from its coded latents and STFT (``length`` samples).
 
         They take the log-magnitude the decoder will predict towards the
@@ -467,20 +484,22 @@ class Encoder:
         decoder will synthesize from these codes towards the original's.
         """
         layer, synthesis = self.info.residual, self.synthesis
+        from .model.stft import log_magnitude
+
         features = synthesis.features(coded)  # the decoder network runs once for both layers' choices
-        original = log_magnitude(spec[:, : layer.bins])
+        original = log_magnitude(spec[:, : layer.bins]).numpy()
         decoded = aimed = features.log_mag[:, : layer.bins]
         if self.settings.closed_loop:
             aimed = self._closed_loop_aim(features, original, length)
-        codes = layer.quantize(original.numpy(), aimed.numpy(), decoded.numpy())
+        codes = layer.quantize(original, aimed, decoded)
         if synthesis.hints is None:
             return codes
         hints = synthesis.hints
         start = synthesis.start(synthesis.corrected(features, codes), codes, hinted=False).phase
-        chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins].numpy())
+        chosen = hints.choose(spec[:, : hints.bins].numpy(), start[:, : hints.bins])
         return np.concatenate([codes, chosen], axis=1)
 
-    def _closed_loop_aim(self, features: Features, original: torch.Tensor, length: int) -> torch.Tensor:
+    def _closed_loop_aim(self, features: Features, original: np.ndarray, length: int) -> np.ndarray:
         """Where the residual codes should start from: the decoded low-bin log-magnitude, moved so that they also
         make up what synthesis loses.
 
@@ -492,16 +511,20 @@ class Encoder:
         past it. Both sides are held at the residual floor first, as the
         quantizer does.
         """
+        import torch
+
+        from .model.stft import log_magnitude
+
         layer, synthesis = self.info.residual, self.synthesis
-        decoded = features.log_mag[:, : layer.bins].numpy()
-        open_loop = layer.quantize(original.numpy(), decoded, decoded)
+        decoded = features.log_mag[:, : layer.bins]
+        open_loop = layer.quantize(original, decoded, decoded)
         wave = synthesis.waveform(synthesis.start(synthesis.corrected(features, open_loop), open_loop, hinted=False),
                                   length)
-        achieved = log_magnitude(self.net.stft.analyze(wave, original.shape[-1])[:, : layer.bins])
-        shortfall = original.clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
+        achieved = log_magnitude(self.net.stft.analyze(torch.from_numpy(wave), original.shape[-1])[:, : layer.bins])
+        shortfall = torch.from_numpy(original).clamp_min(RESIDUAL_FLOOR) - achieved.clamp_min(RESIDUAL_FLOOR)
         steps = layer.frame_steps(decoded)
         steps = steps if np.isscalar(steps) else torch.from_numpy(steps)
-        return torch.from_numpy(decoded) - steps * torch.round(CLOSED_LOOP_GAIN * shortfall / steps)
+        return (torch.from_numpy(decoded) - steps * torch.round(CLOSED_LOOP_GAIN * shortfall / steps)).numpy()
 
 
 # --------------------------------------------------------------------------
@@ -512,7 +535,8 @@ class Encoder:
 class Decoder:
     """A stream's chunks -> waveform, a few chunks per window with context on both sides."""
 
-    def __init__(self, net: torch.nn.Module, info: StreamInfo, phase_init: bool, phase_iters: int | None = None):
+    def __init__(self, net, info: StreamInfo, phase_init: bool, phase_iters: int | None = None):
+        """``net``: a :class:`nac.model.inference.NumpyDecoder` or :class:`nac.model.networks.TorchDecoder`."""
         self.info = info
         self.synthesis = Synthesis(net, info, phase_init, phase_iters)
 
@@ -548,10 +572,11 @@ class Decoder:
         def decode(neighbours: list[Chunk], begin: int, end: int) -> tuple[np.ndarray, int]:
             return self._window(neighbours, begin, end), end - first_chunk
 
-        for wave, done in _ordered_map(decode, windows(), torch.get_num_threads()):
-            if on_progress is not None:
-                on_progress(done, last_chunk - first_chunk + 1)
-            yield wave
+        with self.synthesis.net.parallel() as workers:
+            for wave, done in _ordered_map(decode, windows(), workers):
+                if on_progress is not None:
+                    on_progress(done, last_chunk - first_chunk + 1)
+                yield wave
 
     def output(
         self,
@@ -617,13 +642,13 @@ class Decoder:
             blocks = resample_blocks(blocks, info.decoded_rate, info.original_sample_rate, info.channels)
         return out_rate, cut(blocks)
 
-    def whole_stream(self, chunks: list[Chunk]) -> tuple[torch.Tensor, np.ndarray | None]:
+    def whole_stream(self, chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray | None]:
         """The latents and residual codes of a whole (short) stream at once, where :meth:`blocks` goes a window at
         a time: what analysis tools feed to :attr:`synthesis`'s stages."""
         info = self.info
         latent = np.concatenate([latent_layer.dequantize(_codes(info, c), c.steps) for c in chunks], axis=-1)
         residual = np.concatenate([_residual(info, c) for c in chunks], axis=-1) if info.residual else None
-        return torch.from_numpy(latent), residual
+        return latent, residual
 
     def _window(self, neighbours: list[Chunk], begin: int, end: int) -> np.ndarray:
         """The waveform of chunks ``begin .. end - 1`` from them and their ``neighbours`` (context included)."""
@@ -639,13 +664,11 @@ class Decoder:
             per_frame = stride // info.residual.stride
             residual = np.concatenate([_residual(info, c) for c in neighbours], axis=-1)
             residual = np.ascontiguousarray(residual[..., first * per_frame : last * per_frame])
-        with torch.inference_mode():
-            window = torch.from_numpy(np.ascontiguousarray(latent[..., first:last]))
-            spectrum = self.synthesis.spectrum(window, residual)
-            if info.stored_phase_bits:
-                phase = np.concatenate([_stored_phase(info, c) for c in neighbours], axis=-1)
-                stored = torch.from_numpy(np.ascontiguousarray(phase[..., first * stride : last * stride]))
-            wave = self.synthesis.waveform(spectrum, (last - first) * span, stored).numpy()
+        spectrum = self.synthesis.spectrum(np.ascontiguousarray(latent[..., first:last]), residual)
+        if info.stored_phase_bits:
+            phase = np.concatenate([_stored_phase(info, c) for c in neighbours], axis=-1)
+            stored = np.ascontiguousarray(phase[..., first * stride : last * stride])
+        wave = self.synthesis.waveform(spectrum, (last - first) * span, stored)
         if info.fullband:
             wave = self._fullband(wave, neighbours, first, last)
             span *= info.decoded_ratio
@@ -756,23 +779,19 @@ def _stored_phase(info: StreamInfo, chunk: Chunk) -> np.ndarray:
 def _ordered_map(function: Callable, items: Iterator[tuple], workers: int) -> Iterator:
     """``function(*item)`` for each item, in order; with several workers, that many run at once.
 
-    Each worker is a thread running torch with one intra-op thread (torch
-    releases the GIL), so windows decode side by side and each gives the same
-    result as it would alone. At most ``workers`` items are in flight.
+    Each worker is a thread (torch and numpy release the GIL in their heavy
+    work); the caller runs torch on one intra-op thread meanwhile, so windows
+    decode side by side and each gives the same result as it would alone. At
+    most ``workers`` items are in flight.
     """
     if workers <= 1:
         yield from (function(*item) for item in items)
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            pending: collections.deque = collections.deque()
-            for item in items:
-                pending.append(pool.submit(function, *item))
-                if len(pending) >= workers:
-                    yield pending.popleft().result()
-            while pending:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, *item))
+            if len(pending) >= workers:
                 yield pending.popleft().result()
-    finally:
-        torch.set_num_threads(previous)
+        while pending:
+            yield pending.popleft().result()

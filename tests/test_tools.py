@@ -272,7 +272,8 @@ def test_diagnose_at_a_rate_point_decodes_the_stream_as_nac_does(tmp_path):
 def test_diagnose_judges_a_training_checkpoint(tmp_path):
     import torch
 
-    from nac.model.networks import ModelConfig, build_model
+    from nac.model.config import ModelConfig
+    from nac.model.networks import build_model
     from nac.lab.train import save_checkpoint
 
     tiny_wav(tmp_path / "in" / "tone.wav", seconds=1.0)

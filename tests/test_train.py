@@ -28,7 +28,8 @@ from nac.lab.adversarial import Adversary
 from nac.lab.export import export
 from nac.audio import write_audio
 from nac.errors import ModelError, TrainingError
-from nac.model.networks import ModelConfig, build_model, parameter_count
+from nac.model.config import ModelConfig
+from nac.model.networks import build_model, parameter_count
 from nac.lab.train import (
     TrainSettings, initial_model, list_training_files, load_checkpoint, parse_args, train, training_loss,
 )

@@ -21,7 +21,8 @@ from nac import api
 from nac.errors import ModelError, UsageError
 from nac.format import container
 from nac.model import manifest, zoo
-from nac.model.networks import ModelConfig, build_model, parameter_count
+from nac.model.config import ModelConfig
+from nac.model.networks import build_model, parameter_count
 from nac.settings import EncoderSettings
 
 VECTOR = Path(__file__).resolve().parent / "vectors" / "speech-0.25s.nac"

@@ -44,6 +44,7 @@ from nac.lab import evaluate, metrics, train  # noqa: E402
 from nac.layers import latent as latent_layer  # noqa: E402
 from nac.layers.latent import LatentParams  # noqa: E402
 from nac.model import zoo  # noqa: E402
+from nac.model.networks import TorchDecoder  # noqa: E402
 from nac.model.stft import from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log, polar  # noqa: E402
 
 BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000)  # and the top bin: the bands "true magnitude at A-B Hz" swaps
@@ -63,14 +64,15 @@ def rebuilds(net, wave: torch.Tensor, code_bits: int, phase_iters: int | None = 
         latent = net.encode_spectrum(spec).numpy()
         params = LatentParams(latent.shape[1], latent.shape[2], (code_bits,) * latent.shape[1], False)
         codes, peaks = latent_layer.quantize(latent, params)
-        coded_latent = torch.from_numpy(latent_layer.dequantize(codes, latent_layer.steps(peaks, params)))
-        spectrum = codec.Synthesis(net, None, net.phase_init is not None).spectrum(coded_latent)
+        coded_latent = latent_layer.dequantize(codes, latent_layer.steps(peaks, params))
+        spectrum = codec.Synthesis(TorchDecoder(net), None, net.phase_init is not None).spectrum(coded_latent)
     else:
         stream, used = coded
-        decoder = codec.Decoder(net, stream.info, used.phase_init)
+        decoder = codec.Decoder(TorchDecoder(net), stream.info, used.phase_init)
         spectrum = decoder.synthesis.spectrum(*decoder.whole_stream([stream.chunk(i)
                                                                       for i in range(stream.info.chunk_count)]))
-    log_mag, phase, slack = spectrum.log_mag, spectrum.phase, spectrum.slack
+    log_mag, phase = torch.from_numpy(spectrum.log_mag), torch.from_numpy(spectrum.phase)
+    slack = None if spectrum.slack is None else torch.from_numpy(spectrum.slack)
     decoded = net.synthesize(log_mag, phase, length, phase_iters, slack)
     if decoded_only:
         return {"decoded": decoded}

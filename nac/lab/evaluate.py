@@ -67,7 +67,7 @@ from ..audio import AUDIO_SUFFIXES, read_audio, resample, write_atomic, write_au
 from ..codec import torch_threads
 from ..errors import InputError, ModelError, NacError, UsageError
 from ..model import manifest, zoo
-from ..model.networks import MAX_PHASE_ITERS
+from ..model.config import MAX_PHASE_ITERS
 from ..settings import EncoderSettings
 from . import metrics, opus
 

@@ -29,7 +29,7 @@ from .. import api, codec
 from ..audio import resample, write_audio
 from ..errors import UsageError
 from ..model import manifest, zoo
-from ..model.networks import LowBandPhase
+from ..model.networks import LowBandPhase, TorchDecoder
 from ..settings import EncoderSettings
 from . import evaluate
 
@@ -69,11 +69,11 @@ def prepare(model: str, files: list[Path], pairs: Path, points: list[EncoderSett
 def decoder_view(model: str | None, net, data: bytes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hidden, synthesized log-magnitude, head phase) a decoder has for a stream, whole."""
     stream, _ = api.open_stream(data, model)
-    decoder = codec.Decoder(net, stream.info, phase_init=False)
-    with torch.inference_mode():
-        features = decoder.synthesis.features(*decoder.whole_stream([stream.chunk(i)
-                                                                    for i in range(stream.info.chunk_count)]))
-    return features.hidden[0], features.log_mag[0, :MAGNITUDE_BINS], features.phase[0]
+    decoder = codec.Decoder(TorchDecoder(net), stream.info, phase_init=False)
+    features = decoder.synthesis.features(*decoder.whole_stream([stream.chunk(i)
+                                                                for i in range(stream.info.chunk_count)]))
+    return tuple(torch.from_numpy(x) for x in (features.hidden[0], features.log_mag[0, :MAGNITUDE_BINS],
+                                               features.phase[0]))
 
 
 def load_pair(model: str | None, path: Path) -> dict[str, torch.Tensor] | None:

@@ -28,7 +28,7 @@ from .. import api
 from ..audio import AUDIO_SUFFIXES, audio_info, read_audio, resample
 from ..errors import InputError, NacError, OutputError, UsageError
 from ..model import manifest, zoo
-from ..model.networks import ModelConfig
+from ..model.config import ModelConfig
 from ..settings import EncoderSettings
 from . import companions, export, metrics, phase_init, train
 from .evaluate import spread

@@ -37,7 +37,8 @@ from . import losses
 from .adversarial import Adversary
 from ..audio import read_audio
 from ..errors import TrainingError
-from ..model.networks import ModelConfig, build_model, parameter_count
+from ..model.config import ModelConfig
+from ..model.networks import build_model, parameter_count
 from ..model.stft import from_log_magnitude, log_magnitude
 
 

@@ -18,91 +18,16 @@ keeps the network's phase as it is). :mod:`nac.codec` runs the decoding stages i
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-from dataclasses import asdict, dataclass, fields
+from typing import Iterator
+
+import numpy as np
 import torch
 from torch import nn
 
-from .stft import Stft, from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log
-
-ARCHITECTURES = ("seed2d", "spec1d")
-MAX_PHASE_ITERS = 256  # Griffin-Lim iterations a config (or a decode) may ask for
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; stored as JSON next to its weights."""
-
-    arch: str = "spec1d"
-    sample_rate: int = 16000
-    n_fft: int = 512
-    hop_length: int = 128
-    width: int = 160
-    latent_channels: int = 48  # the seed's MODEL_CHANNELS: smaller compresses harder
-    downsample: int = 2  # stride-2 stages over time; time_stride = 2 ** downsample
-    phase_iters: int = 16
-    refine_channels: int = 0  # width of the low-band refiner; 0 = none
-    refine_bins: int = 0  # lowest STFT bins the refiner corrects
-
-    def __post_init__(self) -> None:
-        wrong_type = [
-            f.name
-            for f in fields(self)
-            if not isinstance(getattr(self, f.name), str if f.name == "arch" else int)
-            or isinstance(getattr(self, f.name), bool)
-        ]
-        if wrong_type:
-            raise ValueError(f"model config field(s) of the wrong type: {', '.join(wrong_type)}")
-        checks = {
-            "arch": self.arch in ARCHITECTURES,
-            "sample_rate": 8000 <= self.sample_rate <= 48000,
-            "n_fft": self.n_fft in (128, 256, 512, 1024, 2048),
-            "hop_length": 1 <= self.hop_length <= self.n_fft,
-            "width": 1 <= self.width <= 1024,
-            "latent_channels": 1 <= self.latent_channels <= 1024,
-            "downsample": 0 <= self.downsample <= 5,
-            "phase_iters": 0 <= self.phase_iters <= MAX_PHASE_ITERS,
-            "refine_channels": 0 <= self.refine_channels <= 64,
-            "refine_bins": 0 <= self.refine_bins <= self.n_fft // 2 + 1
-            and (self.refine_bins > 0) == (self.refine_channels > 0),
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid model config field(s): {', '.join(bad)}")
-
-    @property
-    def time_stride(self) -> int:
-        return 2**self.downsample
-
-    @property
-    def stft(self) -> Stft:
-        return Stft(self.n_fft, self.hop_length)
-
-    @property
-    def latent_height(self) -> int:
-        """Latent size along frequency (1 for ``spec1d``)."""
-        if self.arch == "spec1d":
-            return 1
-        height = self.stft.bins
-        for _ in range(self.downsample + 1):
-            height = math.ceil(height / 2)
-        return height
-
-    def to_json(self) -> str:
-        """Sorted JSON; a model without a refiner keeps the config it had before refiners existed."""
-        data = asdict(self)
-        if not self.refine_channels:
-            del data["refine_channels"], data["refine_bins"]
-        return json.dumps(data, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) - known:
-            raise ValueError("model config has unknown or malformed fields")
-        return cls(**data)
+from .config import ModelConfig
+from .stft import from_log_magnitude, griffin_lim, log_magnitude, magnitude_from_log
 
 
 class ResBlock(nn.Module):
@@ -323,3 +248,41 @@ def build_model(config: ModelConfig) -> _Codec:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class TorchDecoder:
+    """A torch model's decoding stages on numpy arrays: the interface :class:`nac.codec.Synthesis` drives, as
+    :class:`nac.model.inference.NumpyDecoder`'s."""
+
+    def __init__(self, net: _Codec):
+        self.net, self.config = net, net.config
+        self.phase_init = self._phase_init if net.phase_init is not None else None
+
+    @torch.inference_mode()
+    def decode_hidden(self, latent: np.ndarray) -> np.ndarray:
+        return self.net.decode_hidden(torch.from_numpy(latent)).numpy()
+
+    @torch.inference_mode()
+    def spectrum_from_hidden(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_mag, phase = self.net.spectrum_from_hidden(torch.from_numpy(hidden))
+        return log_mag.numpy(), phase.numpy()
+
+    @torch.inference_mode()
+    def _phase_init(self, hidden: np.ndarray, log_mag: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        return self.net.phase_init(*map(torch.from_numpy, (hidden, log_mag, phase))).numpy()
+
+    @torch.inference_mode()
+    def synthesize(self, log_mag: np.ndarray, phase: np.ndarray, length: int, phase_iters: int,
+                   slack: np.ndarray | None = None) -> np.ndarray:
+        return self.net.synthesize(torch.from_numpy(log_mag), torch.from_numpy(phase), length, phase_iters,
+                                   None if slack is None else torch.from_numpy(slack)).numpy()
+
+    @contextlib.contextmanager
+    def parallel(self) -> Iterator[int]:
+        """Windows to decode at once (torch's threads), each on one torch thread while the block runs."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield previous
+        finally:
+            torch.set_num_threads(previous)

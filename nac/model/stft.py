@@ -15,13 +15,13 @@ along contiguous memory and element-wise work streams through it.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from numba import njit
 
+from .config import frame_count
 from .scale import LOG_EPS, MAX_LOG_MAGNITUDE
 
 # Squared-window sums below this are treated as this (only where no window reaches).
@@ -70,10 +70,7 @@ class Stft:
 
     def frame_count(self, samples: int, stride: int) -> int:
         """STFT frames used for ``samples`` samples: a multiple of ``stride`` (0 for 0)."""
-        if samples <= 0:
-            return 0
-        block = self.hop_length * stride
-        return math.ceil((samples + self.n_fft // 2) / block) * stride
+        return frame_count(samples, self.n_fft, self.hop_length, stride)
 
     def analyze(self, wave: torch.Tensor, frames: int) -> torch.Tensor:
         """Complex spectrum (B, bins, frames) of ``wave`` (B, T), padded per the framing rule."""

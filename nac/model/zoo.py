@@ -5,7 +5,9 @@ records that id and the first 8 bytes of the weights' sha256, and the hash of
 every companion file its decoding depends on (code tables, residual tables,
 phase initializer), so a decoder refuses a file made with other data.
 Weights load from safetensors (the config is JSON in the file's metadata);
-nothing is ever unpickled.
+nothing is ever unpickled. They load as numpy arrays: the torch networks are
+built from them on first use (encoding, training), and decoding a short
+stream runs them in numpy (:mod:`nac.model.inference`) without torch.
 """
 
 from __future__ import annotations
@@ -14,21 +16,25 @@ import functools
 import hashlib
 import json
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load as load_safetensors
+from safetensors.numpy import load as load_safetensors
 
 from ..errors import FormatError, ModelError
 from ..format import rans
 from ..format.container import Tables
 from ..format.header import Companion, StreamInfo
+from .config import ModelConfig
+from .inference import NumpyDecoder, phase_init_shapes, spec1d_shapes
 from .manifest import CUSTOM_MODEL_ID, MODELS_DIR, ModelEntry, find_entry, list_models, models_folder
-from .networks import LowBandPhase, ModelConfig, build_model
 
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
+# Spans up to this long (seconds, over all coded channels) decode in numpy where torch is not loaded yet: below it
+# torch's start-up (1.5-2 s) outweighs its faster networks (whole processes cross near 120 s; docs/results.md).
+NUMPY_DECODE_SECONDS = 120.0
 
 
 def read_weights_file(path: Path) -> tuple[bytes, ModelConfig, int]:
@@ -65,22 +71,81 @@ def _safetensors_metadata(data: bytes, path: Path) -> dict:
     return metadata
 
 
-def build_from_bytes(data: bytes, config: ModelConfig, source: Path) -> torch.nn.Module:
-    """A model in eval mode with weights from safetensors bytes; shapes must match the config."""
+def _tensors(data: bytes, source: Path, what: str = "weights") -> dict:
+    """The named arrays of safetensors bytes."""
     try:
-        tensors = load_safetensors(data)
+        return load_safetensors(data)
     except Exception as err:  # safetensors raises its own error types for malformed files
-        raise ModelError(f"{source}: unreadable weights ({err})") from None
-    return _loaded(build_model(config), tensors, f"{source}: weights do not match the model config")
+        raise ModelError(f"{source}: unreadable {what} ({err})") from None
 
 
-def _loaded(module: torch.nn.Module, tensors: dict, mismatch: str) -> torch.nn.Module:
-    """``module`` in eval mode holding ``tensors``, which must match its own names and shapes (else ``mismatch``)."""
-    expected = module.state_dict()
-    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        raise ModelError(mismatch)
-    module.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return module.eval()
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """A model's config and tensors as stored, and its phase initializer's (tensors and sizes), if it has one."""
+
+    config: ModelConfig
+    tensors: dict
+    source: Path
+    phase_init: tuple[dict, dict] | None = None
+    phase_init_source: Path | None = None
+
+    def __post_init__(self) -> None:
+        """ModelError unless the tensors are the config's, names and shapes (a spec1d model's checked here without
+        torch; a seed2d model's by building it)."""
+        if self.config.arch != "spec1d":
+            torch_network(self)
+            return
+        if not _shaped(self.tensors, spec1d_shapes(self.config)):
+            raise ModelError(f"{self.source}: weights do not match the model config")
+        if self.phase_init is not None:
+            tensors, sizes = self.phase_init
+            if not _shaped(tensors, phase_init_shapes(sizes["hidden"], sizes["bins"], sizes["magnitude_bins"],
+                                                      sizes["channels"])):
+                raise ModelError(f"{self.phase_init_source}: phase initializer weights do not match its shape")
+
+
+def _shaped(tensors: dict, expected: dict) -> bool:
+    """Whether ``tensors`` are exactly the ``expected`` names and shapes."""
+    return set(tensors) == set(expected) and all(tensors[name].shape == shape for name, shape in expected.items())
+
+
+def torch_loaded() -> bool:
+    """Whether this process has imported torch (then its networks cost no start-up)."""
+    return "torch" in sys.modules
+
+
+@functools.lru_cache(maxsize=4)
+def torch_network(weights: Weights):
+    """The torch model of ``weights`` in eval mode, with its phase initializer; shapes must match the config."""
+    import torch
+
+    from .networks import LowBandPhase, build_model
+
+    def loaded(module: torch.nn.Module, tensors: dict, mismatch: str) -> torch.nn.Module:
+        expected = module.state_dict()
+        if set(tensors) != set(expected) or any(tensors[k].shape != tuple(expected[k].shape) for k in expected):
+            raise ModelError(mismatch)
+        module.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in tensors.items()})
+        return module.eval()
+
+    config = weights.config
+    net = loaded(build_model(config), weights.tensors, f"{weights.source}: weights do not match the model config")
+    if weights.phase_init is not None:
+        tensors, shape = weights.phase_init
+        initializer = LowBandPhase(config.width, shape["bins"], shape["magnitude_bins"], shape["channels"])
+        net.phase_init = loaded(initializer, tensors,
+                                f"{weights.phase_init_source}: phase initializer weights do not match its shape")
+    return net
+
+
+@functools.lru_cache(maxsize=4)
+def numpy_decoder(weights: Weights) -> NumpyDecoder:
+    """The numpy decoder of ``weights`` (a spec1d model's)."""
+    phase_init = None
+    if weights.phase_init is not None:
+        tensors, shape = weights.phase_init
+        phase_init = (tensors, shape["bins"], shape["magnitude_bins"])
+    return NumpyDecoder(weights.config, weights.tensors, phase_init)
 
 
 def _read_listed(path: Path, sha256: str, what: str) -> bytes:
@@ -97,21 +162,22 @@ def _read_listed(path: Path, sha256: str, what: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_entry(entry: ModelEntry, models_dir: Path) -> torch.nn.Module:
+def _load_entry(entry: ModelEntry, models_dir: Path) -> Weights:
     path = models_dir / entry.file
     data, config, model_id = read_weights_file(path)
     if hashlib.sha256(data).hexdigest() != entry.sha256:
         raise ModelError(f"{path}: weights do not match their sha256 in the manifest (file altered?)")
     if model_id != entry.id:
         raise ModelError(f"{path}: model id {model_id} does not match the manifest's {entry.id}")
-    net = build_from_bytes(data, config, path)
-    if entry.phase_init:
-        net.phase_init = _load_phase_init(models_dir / entry.phase_init, entry.phase_init_sha256, config)
-    return net
+    if not entry.phase_init:
+        return Weights(config, _tensors(data, path), path)
+    phase_path = models_dir / entry.phase_init
+    return Weights(config, _tensors(data, path), path, _load_phase_init(phase_path, entry.phase_init_sha256, config),
+                   phase_path)
 
 
-def _load_phase_init(path: Path, sha256: str, config: ModelConfig) -> LowBandPhase:
-    """The phase initializer in ``path``, checked against its sha256 and the model it starts."""
+def _load_phase_init(path: Path, sha256: str, config: ModelConfig) -> tuple[dict, dict]:
+    """The phase initializer in ``path`` (tensors, sizes), checked against its sha256 and the model it starts."""
     data = _read_listed(path, sha256, "phase initializer weights")
     try:
         shape = {key: int(value) for key, value in json.loads(_safetensors_metadata(data, path)["phase_init"]).items()}
@@ -122,15 +188,14 @@ def _load_phase_init(path: Path, sha256: str, config: ModelConfig) -> LowBandPha
     if (config.arch != "spec1d" or shape.get("hidden") != config.width or not 0 < shape.get("bins", 0) <= bins
             or not 0 < shape.get("magnitude_bins", 0) <= bins or not 0 < shape.get("channels", 0) <= 1024):
         raise ModelError(f"{path}: phase initializer does not fit its model")
-    initializer = LowBandPhase(config.width, shape["bins"], shape["magnitude_bins"], shape["channels"])
-    return _loaded(initializer, tensors, f"{path}: phase initializer weights do not match its shape")
+    return tensors, shape
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A ready model with the identity a ``.nac`` header records."""
 
-    net: torch.nn.Module
+    weights: Weights
     model_id: int
     hash_prefix: bytes
     name: str
@@ -142,20 +207,34 @@ class LoadedModel:
     def __hash__(self) -> int:
         return hash((self.model_id, self.hash_prefix, self.name))
 
+    @property
+    def config(self) -> ModelConfig:
+        return self.weights.config
+
+    @property
+    def net(self):
+        """The torch model (built on first use: importing torch takes a second or more)."""
+        return torch_network(self.weights)
+
+    def decoding_network(self, seconds: float):
+        """What decodes ``seconds`` of audio soonest: the numpy decoder for a spec1d model up to
+        :data:`NUMPY_DECODE_SECONDS` while torch is not loaded yet, else the torch model."""
+        if self.config.arch == "spec1d" and seconds <= NUMPY_DECODE_SECONDS and not torch_loaded():
+            return numpy_decoder(self.weights)
+        from .networks import TorchDecoder
+
+        return TorchDecoder(self.net)
+
 
 @functools.lru_cache(maxsize=4)
 def _load_tables(entry: ModelEntry, models_dir: Path) -> dict:
     """Code range -> tables from the entry's tables file, checked against its sha256 and the model."""
     path = models_dir / entry.code_tables
-    data = _read_listed(path, entry.code_tables_sha256, "code tables")
-    try:
-        tensors = load_safetensors(data)
-    except Exception as err:  # safetensors raises its own error types for malformed files
-        raise ModelError(f"{path}: unreadable code tables ({err})") from None
+    tensors = _tensors(_read_listed(path, entry.code_tables_sha256, "code tables"), path, "code tables")
     tables = {}
     for name, tensor in tensors.items():
         code_range = int(name.removeprefix("u")) if name.startswith("u") and name[1:].isdigit() else -1
-        freq = tensor.numpy().astype(np.int64)
+        freq = tensor.astype(np.int64)
         try:
             rans.check_tables(freq, code_range)
         except ValueError as err:
@@ -170,7 +249,7 @@ def _load_residual_counts(entry: ModelEntry, models_dir: Path) -> np.ndarray:
     path = models_dir / entry.residual_tables
     data = _read_listed(path, entry.residual_tables_sha256, "residual tables")
     try:
-        counts = load_safetensors(data)["counts"].numpy().astype(np.int64)
+        counts = load_safetensors(data)["counts"].astype(np.int64)
         rans.check_counts(counts)
     except Exception as err:  # a missing tensor, a wrong shape, or safetensors' own error types
         raise ModelError(f"{path}: not residual tables ({err})") from None
@@ -188,8 +267,7 @@ def load_model(key: str | int | None = None, models_dir: Path = MODELS_DIR) -> L
         shipped = next((entry for entry in list_models(models_dir) if entry.sha256 == digest), None)
         if shipped is not None:  # a shipped model's weights by path: with its companions
             return load_model(shipped.name, models_dir)
-        net = build_from_bytes(data, config, path)
-        return LoadedModel(net, model_id, bytes.fromhex(digest)[:8], path.stem)
+        return LoadedModel(Weights(config, _tensors(data, path), path), model_id, bytes.fromhex(digest)[:8], path.stem)
     entry = find_entry(key, models_dir)
     tables, counts, companions = {}, None, {}
     if entry.code_tables:
@@ -228,7 +306,7 @@ def for_stream(info: StreamInfo, override: str | None = None) -> StreamModel:
         if digest is not None and have != digest:
             raise ModelError(f"model {loaded.name} has {Companion(role).name.lower().replace('_', ' ')} "
                              f"{have.hex() if have else 'none'}, but the file was made with {digest.hex()}")
-    _check_sizes(info, loaded.net.config)
+    _check_sizes(info, loaded.config)
     listed_counts = info.companion(Companion.RESIDUAL_TABLES)[0]
     tables = Tables(loaded.code_tables, loaded.residual_counts if listed_counts else None)
     listed, _ = info.companion(Companion.PHASE_INIT)
@@ -249,7 +327,7 @@ def _check_sizes(info: StreamInfo, config: ModelConfig) -> None:
         wrong.append("latent size")
     if wrong:
         raise FormatError(f"header does not match its model in {', '.join(wrong)}")
-    frames = config.stft.frame_count(info.model_sample_count, config.time_stride)
+    frames = config.frame_count(info.model_sample_count)
     if info.latent_frames * config.time_stride != frames:
         raise FormatError("latent frame count does not match the sample count")
 
