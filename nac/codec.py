@@ -598,12 +598,13 @@ class Decoder:
         rm = info.decoded_rate
         chunk_samples = info.chunk_frames * info.samples_per_frame * info.decoded_ratio
         to_model = rm / out_rate
-        # Output starts a chunk before the span, at a model-rate sample that falls on an output sample too, so
-        # the resampler runs in step with a whole-file decode.
+        # With a resampler, output starts a chunk before the span, at a model-rate sample that falls on an output
+        # sample too, so the resampler runs in step with a whole-file decode, and ends a chunk after it.
+        margin = chunk_samples if out_rate != rm else 0
         shared = rm // math.gcd(rm, out_rate)
-        model_start = max(0, int(first * to_model) - chunk_samples) // shared * shared if span is not None else 0
+        model_start = max(0, int(first * to_model) - margin) // shared * shared if span is not None else 0
         first_chunk = model_start // chunk_samples
-        last_chunk = min(info.chunk_count - 1, int(np.ceil(stop * to_model)) // chunk_samples + 1)
+        last_chunk = min(info.chunk_count - 1, (int(np.ceil(stop * to_model)) + margin) // chunk_samples)
 
         def model_rate_blocks() -> Iterator[np.ndarray]:
             remaining = info.decoded_sample_count - model_start
