@@ -266,7 +266,8 @@ def replace_section(text: str, heading: str, body: str) -> str:
         raise SystemExit(f"{SPEC.name}: expected one line {heading!r}, found {len(starts)}")
     start = starts[0] + 1
     stop = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return "".join(lines[:start]) + "\n" + body.rstrip("\n") + "\n\n" + "".join(lines[stop:])
+    rest = "".join(lines[stop:])
+    return "".join(lines[:start]) + "\n" + body.rstrip("\n") + ("\n\n" + rest if rest else "\n")
 
 
 def main() -> None:
