@@ -10,7 +10,7 @@ import torch
 from nac import api
 from nac.model import zoo
 from nac.model.config import ModelConfig
-from nac.model.inference import gelu, phase_init_shapes, spec1d_shapes
+from nac.model.inference import NumpyDecoder, gelu, phase_init_shapes, spec1d_shapes
 from nac.model.networks import LowBandPhase, TorchDecoder, build_model
 
 
@@ -72,3 +72,12 @@ def test_spec1d_shapes_are_the_torch_models(config):
 def test_phase_init_shapes_are_the_torch_initializers():
     expected = {name: tuple(tensor.shape) for name, tensor in LowBandPhase(160, 32, 64, 8).state_dict().items()}
     assert phase_init_shapes(160, 32, 64, 8) == expected
+
+
+def test_the_numpy_decoder_decodes_short_spans_of_spec1d_models_where_torch_is_not_loaded(monkeypatch):
+    speech, seed = zoo.load_model("nac-speech-16k-v5"), zoo.load_model("nac-seed2d-16k-v2")
+    assert isinstance(speech.decoding_network(10.0), TorchDecoder)  # torch is loaded in this process
+    monkeypatch.setattr(zoo, "torch_loaded", lambda: False)
+    assert isinstance(speech.decoding_network(zoo.NUMPY_DECODE_SECONDS), NumpyDecoder)
+    assert isinstance(speech.decoding_network(zoo.NUMPY_DECODE_SECONDS + 1), TorchDecoder)
+    assert isinstance(seed.decoding_network(10.0), TorchDecoder)  # no numpy copy of the seed2d decoder
