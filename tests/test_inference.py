@@ -1,5 +1,6 @@
 """The numpy decoder (nac.model.inference) against the torch model it mirrors, and decoding without torch."""
 
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,10 @@ def test_the_numpy_decoder_decodes_short_spans_of_spec1d_models_where_torch_is_n
     assert isinstance(speech.decoding_network(zoo.NUMPY_DECODE_SECONDS), NumpyDecoder)
     assert isinstance(speech.decoding_network(zoo.NUMPY_DECODE_SECONDS + 1), TorchDecoder)
     assert isinstance(seed.decoding_network(10.0), TorchDecoder)  # no numpy copy of the seed2d decoder
+
+
+@pytest.mark.parametrize("setting, workers", [("1", 1), ("3", 3), ("", None), ("many", None), ("0", None)])
+def test_the_numpy_decoder_runs_as_many_windows_as_omp_num_threads_says(monkeypatch, setting, workers):
+    monkeypatch.setenv("OMP_NUM_THREADS", setting)
+    with zoo.numpy_decoder(zoo.load_model().weights).parallel() as count:
+        assert count == (workers or os.cpu_count())

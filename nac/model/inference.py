@@ -280,5 +280,7 @@ class NumpyDecoder:
 
     @contextlib.contextmanager
     def parallel(self) -> Iterator[int]:
-        """Windows to decode at once: ``OMP_NUM_THREADS`` if set, else every core."""
-        yield int(os.environ.get("OMP_NUM_THREADS", "").strip() or 0) or os.cpu_count() or 1
+        """Windows to decode at once: ``OMP_NUM_THREADS`` if it is a whole number above 0 (as torch reads it),
+        else every core."""
+        setting = os.environ.get("OMP_NUM_THREADS", "").strip()
+        yield int(setting) if setting.isdigit() and int(setting) > 0 else os.cpu_count() or 1
