@@ -20,7 +20,7 @@ from . import codec
 from .audio import (as_channels_first, is_stream, read_blocks, refuse_existing, resample_blocks, write_atomic,
                     write_audio_blocks)
 from .errors import FormatError, InputError, OutputError, UsageError, naming
-from .format import container
+from .format import container, rans
 from .format.header import MAX_CHANNELS, Companion, StreamInfo
 from .format.records import Chunk
 from .info import LostSpan, inspect, lost_spans, read_input_bytes
@@ -308,6 +308,10 @@ def _decoder(used: zoo.StreamModel, info: StreamInfo, keep_model_rate: bool, spa
     rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
     first, stop = span if span is not None else (0, info.decoded_sample_count if keep_model_rate else info.sample_count)
     seconds = (stop - first) / rate * info.coded_channels
+    if info.residual is not None:  # the chunks of the span and those around it
+        chunk_frames = info.chunk_frames * info.time_stride
+        chunks = (stop - first) / rate / (chunk_frames * info.hop_length / info.model_sample_rate) + 4
+        rans.expect(int(chunks * info.coded_channels * info.residual.code_rows * info.residual.columns(chunk_frames)))
     return codec.Decoder(used.loaded.decoding_network(seconds), info, used.phase_init, phase_iters)
 
 

@@ -587,8 +587,8 @@ class Decoder:
         silent: frozenset[int] = frozenset(),
     ) -> tuple[int, Iterator[np.ndarray]]:
         """(output rate, audio blocks) of the stream at its original rate (or the decoder's: ``keep_model_rate``).
-        ``span`` = (first, stop) samples at the output rate decodes only the chunks that cover it and one before;
-        the spans of ``silent`` chunks come out as exact zeros at the output rate too."""
+        ``span`` = (first, stop) samples at the output rate decodes only the chunks that cover it (and one on
+        either side where a resampler runs); the spans of ``silent`` chunks come out as exact zeros at the output rate too."""
         info = self.info
         out_rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
         out_length = info.decoded_sample_count if keep_model_rate else info.sample_count
@@ -604,7 +604,7 @@ class Decoder:
         shared = rm // math.gcd(rm, out_rate)
         model_start = max(0, int(first * to_model) - margin) // shared * shared if span is not None else 0
         first_chunk = model_start // chunk_samples
-        last_chunk = min(info.chunk_count - 1, (int(np.ceil(stop * to_model)) + margin) // chunk_samples)
+        last_chunk = min(info.chunk_count - 1, (int(np.ceil(stop * to_model)) - 1 + margin) // chunk_samples)
 
         def model_rate_blocks() -> Iterator[np.ndarray]:
             remaining = info.decoded_sample_count - model_start

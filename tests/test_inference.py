@@ -13,6 +13,7 @@ from nac.model import zoo
 from nac.model.config import ModelConfig
 from nac.model.inference import NumpyDecoder, gelu, phase_init_shapes, spec1d_shapes
 from nac.model.networks import LowBandPhase, TorchDecoder, build_model
+from nac.model.stft import griffin_lim
 
 
 def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
@@ -89,3 +90,34 @@ def test_the_numpy_decoder_runs_as_many_windows_as_omp_num_threads_says(monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", setting)
     with zoo.numpy_decoder(zoo.load_model().weights).parallel() as count:
         assert count == (workers or os.cpu_count())
+
+
+@pytest.mark.parametrize("config", [
+    ModelConfig(width=8, latent_channels=2, downsample=1, refine_channels=4, refine_bins=3),  # taps past every row
+    ModelConfig(n_fft=256, hop_length=96, width=16, latent_channels=3, downsample=0, refine_channels=2,
+                refine_bins=40),  # a hop that does not divide the frame
+])
+def test_models_of_other_sizes_decode_as_torch_does(config):
+    torch.manual_seed(0)
+    net = build_model(config).eval()
+    with torch.no_grad():
+        for parameter in net.parameters():  # the refiner's last layer starts at zero: make it do something
+            parameter.normal_(0.0, 0.2)
+    ours, reference = NumpyDecoder(config, {k: v.numpy() for k, v in net.state_dict().items()}), TorchDecoder(net)
+    latent = np.random.default_rng(2).standard_normal((2, config.latent_channels, 1, 6)).astype(np.float32)
+    length = 6 * config.time_stride * config.hop_length
+    waves = [decoder.synthesize(*decoder.spectrum_from_hidden(decoder.decode_hidden(latent)), length, 8)
+             for decoder in (ours, reference)]
+    assert snr_db(waves[1], waves[0]) > 50
+
+
+def test_phase_iterations_keep_a_bin_of_nan_magnitude_finite_as_torch_does():
+    config = ModelConfig()
+    magnitude = np.abs(np.random.default_rng(3).standard_normal((1, 257, 40))).astype(np.float32)
+    magnitude[0, 10, 20] = np.nan
+    phase = np.zeros_like(magnitude)
+    ours = zoo.numpy_decoder(zoo.load_model().weights).spectral.griffin_lim(magnitude, phase, 40 * 128, 4)
+    with torch.inference_mode():
+        reference = griffin_lim(config.stft, torch.from_numpy(magnitude), torch.from_numpy(phase), 40 * 128, 4).numpy()
+    assert np.isfinite(reference).all() and np.isfinite(ours).all()
+    assert snr_db(reference, ours) > 50

@@ -101,7 +101,7 @@ def test_seek_decodes_only_the_chunks_it_needs(long_speech, monkeypatch):
 
     monkeypatch.setattr(codec.Decoder, "blocks", counting)
     api.decode(data, start=17.25, duration=3.0)
-    assert 4 <= len(set(decoded)) <= 8  # the span's chunks, one before and context: not the file's 31
+    assert 4 <= len(set(decoded)) <= 6  # the span's chunks and a context chunk on each side: not the file's 31
 
 
 def test_encode_file_streams_blocks_to_the_same_bytes(tmp_path, long_speech):

@@ -53,12 +53,7 @@ def torch_stages(net) -> dict:
 
 def numpy_stages(decoder) -> dict:
     """The numpy decoder's stages, each on its own inputs."""
-
-    def head(hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = decoder.head(hidden).reshape(hidden.shape[0], 3, decoder.bins, hidden.shape[-1])
-        return out[:, 0], np.arctan2(out[:, 2], out[:, 1])
-
-    return {"trunk": decoder.decode_hidden, "head": head, "refiner": decoder.refiner,
+    return {"trunk": decoder.decode_hidden, "head": decoder.decode_head, "refiner": decoder.refiner,
             "phase initializer": decoder.phase_init}
 
 

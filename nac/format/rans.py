@@ -51,15 +51,23 @@ def _compiled() -> None:
         if _KERNELS:
             from numba import njit
 
-            while _KERNELS:
-                name = _KERNELS.pop()
-                globals()[name] = njit(cache=True)(globals()[name])
+            globals().update({name: njit(cache=True)(globals()[name]) for name in _KERNELS})  # all at once
+            _KERNELS.clear()
 
 
-# Decoding runs the kernels as Python until they have taken this long in the process, then compiles them:
-# loading numba's compiled kernels costs about 0.65 s, which a seek or a short file would mostly spend waiting.
+# Loading numba's compiled kernels costs about 0.65 s, which a seek or a short file would mostly spend waiting:
+# decoding runs the kernels as Python (about 5 us a residual code here) unless told to expect more codes than
+# PYTHON_DECODE_CODES, or until they have taken PYTHON_DECODE_SECONDS in the process.
+PYTHON_DECODE_CODES = 100_000
 PYTHON_DECODE_SECONDS = 0.5
 _python_seconds = 0.0
+
+
+def expect(residual_codes: int) -> None:
+    """Load the compiled kernels now if a decode of that many residual codes lies ahead: as Python it would take
+    longer than loading them."""
+    if residual_codes > PYTHON_DECODE_CODES:
+        _compiled()
 
 
 @contextlib.contextmanager

@@ -17,12 +17,13 @@ import os
 from typing import Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .config import ModelConfig
 from .spectral import Spectral, magnitude_from_log
 
-# erf by Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7, float32's rounding at 1)
 REFINER_BLOCK = 64  # STFT frames the refiner works on at once
+# erf by Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7, float32's rounding at 1)
 _ERF_P = np.float32(0.3275911)
 _ERF_A = [np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)]
 
@@ -98,6 +99,8 @@ class Conv2d:
         y = np.broadcast_to(self.bias, (batch, len(self.bias), rows, columns)).copy()
         for i in range(self.height):
             shift = (i - self.height // 2) * self.dilation  # output row r takes input row r + shift
+            if abs(shift) >= rows:
+                continue  # the tap sees only padding
             part = np.matmul(self.weight[i], taps).reshape(batch, -1, rows, columns)
             y[:, :, max(0, -shift) : rows - max(0, shift)] += part[:, :, max(0, shift) : rows - max(0, -shift)]
         return y
@@ -200,13 +203,7 @@ def spec1d_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     holds them: what a weights file must hold exactly."""
     bins, width, latent = config.n_fft // 2 + 1, config.width, config.latent_channels
     shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(name: str, out: int, inputs: int, *kernel: int) -> None:
-        _conv(shapes, name, out, inputs, *kernel)
-
-    def block(name: str) -> None:
-        _block(shapes, name, width)
-
+    conv, block = functools.partial(_conv, shapes), functools.partial(_block, shapes, width=width)
     for half, first, last in (("encoder", (width, 3 * bins, 1), (latent, width, 3)),
                               ("decoder", (width, latent, 3), (3 * bins, width, 1))):
         conv(f"{half}.0", *first)
@@ -264,10 +261,15 @@ class NumpyDecoder:
         return x
 
     @_quiet
+    def decode_head(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log-magnitude, phase), each (B, bins, frames), before the refiner."""
+        out = self.head(hidden).reshape(hidden.shape[0], 3, self.bins, hidden.shape[-1])
+        return out[:, 0], np.arctan2(out[:, 2], out[:, 1])
+
+    @_quiet
     def spectrum_from_hidden(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(log-magnitude, phase), each (B, bins, frames), the refiner applied."""
-        out = self.head(hidden).reshape(hidden.shape[0], 3, self.bins, hidden.shape[-1])
-        log_mag, phase = out[:, 0], np.arctan2(out[:, 2], out[:, 1])
+        log_mag, phase = self.decode_head(hidden)
         if self.refiner is not None:
             log_mag = self.refiner(log_mag)
         return log_mag, phase
@@ -283,4 +285,5 @@ class NumpyDecoder:
         """Windows to decode at once: ``OMP_NUM_THREADS`` if it is a whole number above 0 (as torch reads it),
         else every core."""
         setting = os.environ.get("OMP_NUM_THREADS", "").strip()
-        yield int(setting) if setting.isdigit() and int(setting) > 0 else os.cpu_count() or 1
+        with threadpool_limits(limits=1, user_api="blas"):  # each window's products on its own thread
+            yield int(setting) if setting.isdigit() and int(setting) > 0 else os.cpu_count() or 1

@@ -13,7 +13,8 @@ import numpy as np
 
 from .scale import LOG_EPS, MAX_LOG_MAGNITUDE
 
-MIN_ENVELOPE = 1e-11  # as nac.model.stft's
+# Squared-window sums below this are treated as this (only where no window reaches).
+MIN_ENVELOPE = 1e-11
 
 
 @functools.lru_cache(maxsize=16)
@@ -88,6 +89,7 @@ class Spectral:
         if slack is not None:
             slack = np.ascontiguousarray(slack.transpose(0, 2, 1))
             lowest, highest = magnitude * np.exp(-slack), magnitude * np.exp(slack)
+        free = slack is not None or bool(np.isnan(magnitude).any())  # as nac.model.stft's step does, where it is NaN
         keep = np.float32(momentum / (1.0 + momentum))
         previous = None
         scale = np.empty(magnitude.shape, np.float32)
@@ -99,12 +101,14 @@ class Spectral:
                 direction = np.multiply(previous, -keep, out=previous)
                 direction += rebuilt
             target = lowest
-            if slack is not None:
+            if free:  # the rebuilt magnitude held within [lowest, highest]; a NaN bound holds nothing
                 target = np.abs(rebuilt)
-                np.clip(target, lowest, highest, out=target)
+                np.fmin(np.fmax(target, lowest, out=target), highest, out=target)
             size = np.abs(direction)
+            defined = size > 0  # False for 0 and NaN: such bins become 0, as in nac.model.stft's step
             scale.fill(0)
-            np.divide(target, size, out=scale, where=size > 0)
+            np.divide(target, size, out=scale, where=defined)
             direction *= scale
+            np.copyto(direction, 0, where=~defined)
             spec, previous = direction, rebuilt
         return self.synthesize(spec, length)

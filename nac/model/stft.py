@@ -23,9 +23,7 @@ from numba import njit
 
 from .config import frame_count
 from .scale import LOG_EPS, MAX_LOG_MAGNITUDE
-
-# Squared-window sums below this are treated as this (only where no window reaches).
-MIN_ENVELOPE = 1e-11
+from .spectral import MIN_ENVELOPE
 
 
 # The caches hold ordinary tensors even when first filled under inference mode,

@@ -33,7 +33,8 @@ from .manifest import CUSTOM_MODEL_ID, MODELS_DIR, ModelEntry, find_entry, list_
 
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 # Spans up to this long (seconds, over all coded channels) decode in numpy where torch is not loaded yet: below it
-# torch's start-up (1.5-2 s) outweighs its faster networks (whole processes cross near 120 s; docs/results.md).
+# torch's start-up (importing it, then numba for its phase step: 1.5-2 s) outweighs its faster networks (whole
+# processes cross near 120 s; docs/results.md).
 NUMPY_DECODE_SECONDS = 120.0
 
 
