@@ -58,8 +58,8 @@ def _compiled() -> None:
 # Loading numba's compiled kernels costs about 0.65 s, which a seek or a short file would mostly spend waiting:
 # decoding runs the kernels as Python (about 5 us a residual code here) unless told to expect more codes than
 # PYTHON_DECODE_CODES, or until they have taken PYTHON_DECODE_SECONDS in the process.
-PYTHON_DECODE_CODES = 100_000
-PYTHON_DECODE_SECONDS = 0.5
+PYTHON_DECODE_CODES = 120_000
+PYTHON_DECODE_SECONDS = 1.0
 _python_seconds = 0.0
 
 
