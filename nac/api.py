@@ -8,7 +8,6 @@ original rate, length and channels.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -309,11 +308,10 @@ def _decoder(used: zoo.StreamModel, info: StreamInfo, keep_model_rate: bool, spa
     rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
     first, stop = span if span is not None else (0, info.decoded_sample_count if keep_model_rate else info.sample_count)
     seconds = (stop - first) / rate * info.coded_channels
-    if info.residual is not None:  # the chunks of the span and up to three around it
-        chunk_frames = info.chunk_frames * info.time_stride
-        chunks = min(info.chunk_count, math.ceil((stop - first) / rate * info.model_sample_rate
-                                                 / (chunk_frames * info.hop_length)) + 3)
-        rans.expect(chunks * info.coded_channels * info.residual.code_rows * info.residual.columns(chunk_frames))
+    if info.residual is not None:
+        columns = info.residual.columns(info.chunk_frames * info.time_stride)
+        rans.expect(codec.chunks_read(info, keep_model_rate, span) * info.coded_channels * info.residual.code_rows
+                    * columns)
     return codec.Decoder(used.loaded.decoding_network(seconds), info, used.phase_init, phase_iters)
 
 

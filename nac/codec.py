@@ -550,7 +550,7 @@ class Decoder:
         """
         info = self.info
         last_chunk = info.chunk_count - 1 if last_chunk is None else last_chunk
-        context_chunks = -(-DECODE_CONTEXT // info.chunk_frames)
+        context_chunks = _context_chunks(info)
         group = max(1, DECODE_WINDOW // info.chunk_frames)
         cache: dict[int, Chunk] = {}
 
@@ -597,14 +597,7 @@ class Decoder:
             return out_rate, iter([np.zeros((info.channels, max(0, stop - first)), np.float32)])
         rm = info.decoded_rate
         chunk_samples = info.chunk_frames * info.samples_per_frame * info.decoded_ratio
-        to_model = rm / out_rate
-        # With a resampler, output starts a chunk before the span, at a model-rate sample that falls on an output
-        # sample too, so the resampler runs in step with a whole-file decode, and ends a chunk after it.
-        margin = chunk_samples if out_rate != rm else 0
-        shared = rm // math.gcd(rm, out_rate)
-        model_start = max(0, int(first * to_model) - margin) // shared * shared if span is not None else 0
-        first_chunk = model_start // chunk_samples
-        last_chunk = min(info.chunk_count - 1, (int(np.ceil(stop * to_model)) - 1 + margin) // chunk_samples)
+        model_start, first_chunk, last_chunk = _output_chunks(info, keep_model_rate, span)
 
         def model_rate_blocks() -> Iterator[np.ndarray]:
             remaining = info.decoded_sample_count - model_start
@@ -696,6 +689,36 @@ class Decoder:
             codes = np.concatenate([_stereo_codes(info, c) for c in neighbours], axis=-1)[..., first:last]
             spec = info.stereo.upmix(spec, codes, per)
         return fullband.synthesize(spec)
+
+
+def _output_chunks(info: StreamInfo, keep_model_rate: bool, span: tuple[int, int] | None) -> tuple[int, int, int]:
+    """(model-rate sample the output starts from, first chunk, last chunk) of a decode of ``span`` (output-rate
+    samples; None: the whole stream)."""
+    out_rate = info.decoded_rate if keep_model_rate else info.original_sample_rate
+    out_length = info.decoded_sample_count if keep_model_rate else info.sample_count
+    first, stop = span if span is not None else (0, out_length)
+    rm = info.decoded_rate
+    chunk_samples = info.chunk_frames * info.samples_per_frame * info.decoded_ratio
+    to_model = rm / out_rate
+    # With a resampler, output starts a chunk before the span, at a model-rate sample that falls on an output
+    # sample too, so the resampler runs in step with a whole-file decode, and ends a chunk after it.
+    margin = chunk_samples if out_rate != rm else 0
+    shared = rm // math.gcd(rm, out_rate)
+    model_start = max(0, int(first * to_model) - margin) // shared * shared if span is not None else 0
+    last_chunk = min(info.chunk_count - 1, (int(np.ceil(stop * to_model)) - 1 + margin) // chunk_samples)
+    return model_start, model_start // chunk_samples, last_chunk
+
+
+def _context_chunks(info: StreamInfo) -> int:
+    """Chunks on either side of a window that its context reaches into."""
+    return -(-DECODE_CONTEXT // info.chunk_frames)
+
+
+def chunks_read(info: StreamInfo, keep_model_rate: bool, span: tuple[int, int] | None) -> int:
+    """How many chunks :meth:`Decoder.output` reads for ``span`` (None: the whole stream), context included."""
+    _, first_chunk, last_chunk = _output_chunks(info, keep_model_rate, span)
+    context = _context_chunks(info)
+    return min(info.chunk_count - 1, last_chunk + context) - max(0, first_chunk - context) + 1
 
 
 def seek_span(

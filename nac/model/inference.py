@@ -39,6 +39,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return np.float32(0.5) * x * (1 + np.copysign(erf_abs, x))
 
 
+def _layer(kind, weights: dict, name: str, *args):
+    """Layer ``kind`` built from the tensors ``{name}.weight`` and ``{name}.bias``."""
+    return kind(weights[f"{name}.weight"], weights[f"{name}.bias"], *args)
+
+
 class Conv1d:
     """A stride-1 ``nn.Conv1d`` with zero padding that keeps the length (kernel 1 or 3)."""
 
@@ -110,8 +115,8 @@ class ResBlock:
     """``x + conv1x1(gelu(conv3(gelu(x))))``."""
 
     def __init__(self, weights: dict, prefix: str, dilation: int = 1):
-        self.conv = Conv1d(weights[f"{prefix}.body.1.weight"], weights[f"{prefix}.body.1.bias"], dilation)
-        self.mix = Conv1d(weights[f"{prefix}.body.3.weight"], weights[f"{prefix}.body.3.bias"])
+        self.conv = _layer(Conv1d, weights, f"{prefix}.body.1", dilation)
+        self.mix = _layer(Conv1d, weights, f"{prefix}.body.3")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return x + self.mix(gelu(self.conv(gelu(x))))
@@ -119,10 +124,10 @@ class ResBlock:
 
 def _stages(config: ModelConfig, weights: dict) -> list:
     """The decoder's layers before its output layer, as :class:`nac.model.networks.Spec1dCodec` builds them."""
-    stages = [Conv1d(weights["decoder.0.weight"], weights["decoder.0.bias"]), ResBlock(weights, "decoder.1")]
+    stages = [_layer(Conv1d, weights, "decoder.0"), ResBlock(weights, "decoder.1")]
     index = 2
     for _ in range(config.downsample):
-        stages += [gelu, ConvTranspose1d(weights[f"decoder.{index + 1}.weight"], weights[f"decoder.{index + 1}.bias"]),
+        stages += [gelu, _layer(ConvTranspose1d, weights, f"decoder.{index + 1}"),
                    ResBlock(weights, f"decoder.{index + 2}", 3)]
         index += 3
     return stages + [gelu]
@@ -133,10 +138,10 @@ class Refiner:
 
     def __init__(self, weights: dict, bins: int):
         self.bins = bins
-        self.layers = [Conv2d(weights["refiner.net.0.weight"], weights["refiner.net.0.bias"]),
-                       Conv2d(weights["refiner.net.2.weight"], weights["refiner.net.2.bias"], 1),
-                       Conv2d(weights["refiner.net.4.weight"], weights["refiner.net.4.bias"], 2),
-                       Conv2d(weights["refiner.net.6.weight"], weights["refiner.net.6.bias"])]
+        self.layers = [_layer(Conv2d, weights, "refiner.net.0"),
+                       _layer(Conv2d, weights, "refiner.net.2", 1),
+                       _layer(Conv2d, weights, "refiner.net.4", 2),
+                       _layer(Conv2d, weights, "refiner.net.6")]
 
     def __call__(self, log_mag: np.ndarray) -> np.ndarray:
         low = log_mag[:, : self.bins]
@@ -161,9 +166,9 @@ class PhaseInit:
 
     def __init__(self, weights: dict, bins: int, magnitude_bins: int):
         self.bins, self.magnitude_bins = bins, magnitude_bins
-        self.first = Conv1d(weights["net.0.weight"], weights["net.0.bias"])
+        self.first = _layer(Conv1d, weights, "net.0")
         self.blocks = [ResBlock(weights, f"net.{i}", 2 ** (i - 1)) for i in (1, 2, 3)]
-        self.last = Conv1d(weights["net.5.weight"], weights["net.5.bias"])
+        self.last = _layer(Conv1d, weights, "net.5")
 
     def __call__(self, hidden: np.ndarray, log_mag: np.ndarray, phase: np.ndarray) -> np.ndarray:
         low_mag = log_mag[:, : self.magnitude_bins]
@@ -243,7 +248,7 @@ class NumpyDecoder:
         self.bins = config.n_fft // 2 + 1
         self.stages = _stages(config, weights)
         last = 3 * config.downsample + 3
-        self.head = Conv1d(weights[f"decoder.{last}.weight"], weights[f"decoder.{last}.bias"])
+        self.head = _layer(Conv1d, weights, f"decoder.{last}")
         self.refiner = Refiner(weights, config.refine_bins) if config.refine_channels else None
         self.phase_init = None
         if phase_init is not None:

@@ -117,25 +117,25 @@ def torch_loaded() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def torch_network(weights: Weights):
-    """The torch model of ``weights`` in eval mode, with its phase initializer; shapes must match the config."""
+    """The torch model of ``weights`` in eval mode, with its phase initializer; ModelError where the tensors do not
+    match the config (:class:`Weights` checks a spec1d model's before; a seed2d model's are checked here)."""
     import torch
 
     from .networks import LowBandPhase, build_model
 
-    def loaded(module: torch.nn.Module, tensors: dict, mismatch: str) -> torch.nn.Module:
-        expected = module.state_dict()
-        if set(tensors) != set(expected) or any(tensors[k].shape != tuple(expected[k].shape) for k in expected):
-            raise ModelError(mismatch)
+    def loaded(module: torch.nn.Module, tensors: dict) -> torch.nn.Module:
         module.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in tensors.items()})
         return module.eval()
 
     config = weights.config
-    net = loaded(build_model(config), weights.tensors, f"{weights.source}: weights do not match the model config")
+    try:
+        net = loaded(build_model(config), weights.tensors)
+    except RuntimeError:  # missing, unexpected or misshapen tensors
+        raise ModelError(f"{weights.source}: weights do not match the model config") from None
     if weights.phase_init is not None:
         tensors, shape = weights.phase_init
-        initializer = LowBandPhase(config.width, shape["bins"], shape["magnitude_bins"], shape["channels"])
-        net.phase_init = loaded(initializer, tensors,
-                                f"{weights.phase_init_source}: phase initializer weights do not match its shape")
+        net.phase_init = loaded(LowBandPhase(config.width, shape["bins"], shape["magnitude_bins"], shape["channels"]),
+                                tensors)
     return net
 
 
